@@ -1,0 +1,306 @@
+"""PyTorch -> ONNX: export with the dynamo exporter (TorchScript exporter as fallback),
+check, validate against PyTorch on ONNX Runtime, optionally simplify with onnxslim,
+record provenance, and only then move the file into place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kit import provenance
+from kit.compare import OutputDiff, compare_outputs, worst
+from kit.errors import ExportError, InputError, ValidationError, first_line
+from kit.fileio import atomic_output, check_output_path
+from kit.preprocess import Preprocess
+from kit.sources import TorchSource, input_specs, load_torch_source
+from kit.specs import InputShape, TensorSpec, parse_dynamic_axes, parse_input_shapes, random_feeds
+
+EXPORTERS = ("auto", "dynamo", "torchscript")
+DYNAMO_MIN_OPSET = 18  # dynamo silently stays at 18 when asked for less
+TORCHSCRIPT_DEFAULT_OPSET = 17
+EXTERNAL_DATA_BYTES = 1_900_000_000  # protobuf's 2 GB limit, with room for the graph
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    exporter: str  # which exporter produced the file
+    opset: int
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    validation: list[OutputDiff]  # worst error per output over every validation batch
+    batches: list[int]  # the batch sizes validated
+    simplified: bool
+    size_bytes: int
+    seconds: float
+    notes: list[str] = field(default_factory=list)  # e.g. why the fallback exporter was used
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path), "exporter": self.exporter, "opset": self.opset,
+            "inputs": [s.to_dict() for s in self.inputs], "outputs": [s.to_dict() for s in self.outputs],
+            "validation": {"batches": self.batches, "outputs": [d.to_dict() for d in self.validation]},
+            "simplified": self.simplified, "size_bytes": self.size_bytes, "seconds": round(self.seconds, 3),
+            "notes": self.notes,
+        }
+
+
+def export_onnx(
+    source: str | os.PathLike | TorchSource,
+    output: str | os.PathLike,
+    *,
+    input_shapes: list[str] | Mapping[str | None, InputShape] | None = None,
+    static: bool = False,
+    dynamic: list[str] | None = None,
+    opset: int | None = None,
+    weights: str | None = None,
+    allow_pickle: bool = False,
+    simplify: bool = False,
+    preprocess: str | Preprocess | None = None,
+    atol: float = 1e-4,
+    rtol: float = 1e-3,
+    exporter: str = "auto",
+    progress: Callable[[str], None] | None = None,
+) -> ExportResult:
+    """Export ``source`` (a .pt/.pt2 path, ``file.py:factory`` or a loaded TorchSource) to ``output``.
+
+    Raises ValidationError, leaving nothing at ``output``, when ONNX Runtime's outputs
+    differ from PyTorch's beyond ``atol + rtol * |reference|`` on any validation batch.
+    """
+    started = time.perf_counter()
+    say = progress or (lambda message: None)
+    if exporter not in EXPORTERS:
+        raise InputError(f"expected exporter among {', '.join(EXPORTERS)}, found {exporter!r}.", hint="Use auto.")
+    output = Path(output)
+    if output.suffix.lower() != ".onnx":
+        raise InputError(f"expected an output path ending in .onnx, found {output}.", hint="Name it model.onnx.")
+    check_output_path(output, None if isinstance(source, TorchSource) else source, weights)
+
+    say("loading the PyTorch model")
+    if not isinstance(source, TorchSource):
+        source = load_torch_source(str(source), weights=weights, allow_pickle=allow_pickle)
+    if isinstance(input_shapes, str):
+        input_shapes = [input_shapes]
+    shapes = parse_input_shapes(input_shapes) if isinstance(input_shapes, (list, tuple)) else input_shapes
+    specs, examples = input_specs(source, shapes, static=static, dynamic_axes=parse_dynamic_axes(dynamic))
+    preprocess_spec = _preprocess_for(specs, preprocess)
+
+    from kit.runtimes.pytorch import TorchRuntime
+
+    reference = TorchRuntime.from_source(source, specs)
+    output_names = [spec.name for spec in reference.outputs]
+    notes: list[str] = []
+    with atomic_output(output) as tmp:
+        used, opset_used = _export(source, specs, examples, output_names, tmp, opset, exporter, notes, say)
+        say("checking the ONNX graph")
+        _check(tmp)
+        batches = [1, 3] if any(s.shape and s.shape[0] == "batch" for s in specs) else [None]
+        say("validating against PyTorch on ONNX Runtime")
+        validation, onnx_inputs, onnx_outputs = _validate(tmp, reference, specs, examples, batches, atol, rtol,
+                                                          used, notes)
+        simplified = False
+        if simplify:
+            say("simplifying with onnxslim")
+            _simplify(tmp)
+            validation, onnx_inputs, onnx_outputs = _validate(tmp, reference, specs, examples, batches, atol, rtol,
+                                                              "onnxslim", notes)
+            simplified = True
+        _write_provenance(tmp, source, used, opset_used, onnx_inputs, onnx_outputs, preprocess_spec,
+                          validation, atol, rtol, simplified)
+    size = sum(p.stat().st_size for p in (output, output.with_name(output.name + ".data")) if p.exists())
+    return ExportResult(output, used, opset_used, onnx_inputs, onnx_outputs, validation,
+                        [b or examples[specs[0].name][0] for b in batches], simplified, size,
+                        time.perf_counter() - started, notes)
+
+
+def _preprocess_for(specs: list[TensorSpec], preprocess: str | Preprocess | None) -> Preprocess | None:
+    if preprocess is None or isinstance(preprocess, Preprocess):
+        return preprocess
+    return Preprocess.for_input(specs[0], preprocess)
+
+
+def _export(source, specs, examples, output_names, path: Path, opset, exporter, notes, say) -> tuple[str, int]:
+    import torch
+
+    args = tuple(_example_tensor(spec, examples[spec.name], torch) for spec in specs)
+    external = _parameter_bytes(source.module) > EXTERNAL_DATA_BYTES
+    if exporter == "auto" and opset is not None and opset < DYNAMO_MIN_OPSET:
+        exporter = "torchscript"
+        notes.append(f"opset {opset} < {DYNAMO_MIN_OPSET}: used the TorchScript exporter (dynamo cannot go below).")
+    if exporter in ("auto", "dynamo"):
+        say("exporting with the dynamo exporter")
+        try:
+            with _quiet():
+                torch.onnx.export(
+                    source.program or source.module, args, str(path), dynamo=True,
+                    dynamic_shapes=None if source.program else _dynamic_shapes(specs, torch),
+                    input_names=[s.name for s in specs], output_names=output_names,
+                    opset_version=opset, external_data=external, optimize=True)
+            return "dynamo", _opset_of(path)
+        except Exception as exc:
+            if exporter == "dynamo":
+                raise ExportError(f"the dynamo exporter failed: {type(exc).__name__}: {first_line(exc)}",
+                                  hint="Try --exporter torchscript.") from exc
+            notes.append(f"dynamo exporter failed ({type(exc).__name__}: {first_line(exc)}); "
+                         "used the TorchScript exporter.")
+            _clear(path)
+    say("exporting with the TorchScript exporter")
+    module = source.program.module() if source.program else source.module
+    try:
+        with _quiet():
+            torch.onnx.export(
+                module, args, str(path), dynamo=False, input_names=[s.name for s in specs],
+                output_names=output_names, opset_version=opset or TORCHSCRIPT_DEFAULT_OPSET,
+                dynamic_axes={s.name: s.dynamic_axes for s in specs if s.dynamic_axes} or None)
+    except Exception as exc:
+        raise ExportError(
+            f"the TorchScript exporter failed: {type(exc).__name__}: {first_line(exc)}"
+            + (f" (after: {notes[-1]})" if notes else ""),
+            hint="Check that forward() takes tensors and returns tensors; try another --opset.") from exc
+    return "torchscript", _opset_of(path)
+
+
+def _example_tensor(spec: TensorSpec, shape: tuple[int, ...], torch):
+    # Dynamic axes are traced at size >= 2: torch.export specializes sizes 0 and 1.
+    dims = [max(size, 2) if isinstance(d, str) else size for d, size in zip(spec.shape, shape)]
+    feeds = random_feeds([TensorSpec(spec.name, tuple(dims), spec.dtype)], seed=0)
+    return torch.from_numpy(feeds[spec.name])
+
+
+def _dynamic_shapes(specs: list[TensorSpec], torch):
+    dims: dict[str, Any] = {}
+    shapes = []
+    for spec in specs:
+        axes = {axis: dims.setdefault(name, torch.export.Dim(name)) for axis, name in spec.dynamic_axes.items()}
+        shapes.append(axes or None)
+    return tuple(shapes)
+
+
+def _parameter_bytes(module) -> int:
+    try:
+        return sum(t.numel() * t.element_size() for t in list(module.parameters()) + list(module.buffers()))
+    except Exception:
+        return 0
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The exporters print warnings and progress that say nothing to our users."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), open(os.devnull, "w") as devnull, \
+                contextlib.redirect_stdout(devnull):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def _clear(path: Path) -> None:
+    for stale in path.parent.iterdir():
+        stale.unlink()
+
+
+def _opset_of(path: Path) -> int:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def _check(path: Path) -> None:
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as exc:
+        raise ExportError(f"the exported graph fails onnx.checker: {first_line(exc)}",
+                          hint="Try the other exporter (--exporter torchscript or dynamo) or another --opset.") from exc
+
+
+def _validate(path, reference, specs, examples, batches, atol, rtol, produced_by, notes):
+    """Run ONNX Runtime and PyTorch on the same inputs; raise ValidationError beyond tolerance."""
+    from kit.runtimes.ort import OnnxRuntime
+
+    sizes = {}  # non-batch dynamic axes are validated at their example size
+    for spec in specs:
+        for axis, name in spec.dynamic_axes.items():
+            if name != "batch":
+                sizes[name] = examples[spec.name][axis]
+    diffs = []
+    with OnnxRuntime(path, threads=1) as candidate:
+        fed = {spec.name for spec in candidate.inputs}
+        dropped = [spec.name for spec in specs if spec.name not in fed]
+        if dropped and not any("unused" in n for n in notes):
+            notes.append(f"inputs {', '.join(dropped)} are unused by the model and were left out of the ONNX graph.")
+        for seed, batch in enumerate(batches, start=1):
+            feeds = random_feeds(specs, seed=seed, **sizes, **({"batch": batch} if batch else {}))
+            expected = reference.run(feeds)
+            got = candidate.run({name: array for name, array in feeds.items() if name in fed})
+            diffs += compare_outputs(expected, got, atol=atol, rtol=rtol)
+        inputs, outputs = candidate.inputs, candidate.outputs
+    merged = worst(diffs)
+    failing = [d for d in merged if not d.passed]
+    if failing:
+        detail = "; ".join(f"'{d.name}' max abs error {d.max_abs:.3g}, max rel error {d.max_rel:.3g}" for d in failing)
+        raise ValidationError(
+            f"the ONNX model ({produced_by}) does not match PyTorch within atol={atol:g}, rtol={rtol:g}: {detail}.",
+            hint="Look for data-dependent control flow or state in forward(); try the other --exporter; "
+                 "raise --atol/--rtol only if the difference is acceptable. Nothing was written.")
+    return merged, inputs, outputs
+
+
+def _simplify(path: Path) -> None:
+    import onnx
+    import onnxslim
+
+    try:
+        with _quiet():
+            slim = onnxslim.slim(onnx.load(str(path)))
+    except Exception as exc:
+        raise ExportError(f"onnxslim failed: {type(exc).__name__}: {first_line(exc)}",
+                          hint="Export without --simplify.") from exc
+    _save(slim, path)
+    _check(path)
+
+
+def _write_provenance(path, source, exporter, opset, inputs, outputs, preprocess, validation, atol, rtol,
+                      simplified) -> None:
+    import onnx
+
+    model = onnx.load(str(path))
+    provenance.attach_to_onnx(model, provenance.new(
+        **source.provenance(), stage="export", format="onnx", precision="fp32", exporter=exporter, opset=opset,
+        simplified=simplified, inputs=[s.to_dict() for s in inputs], outputs=[s.to_dict() for s in outputs],
+        preprocess=preprocess.to_dict() if preprocess else None,
+        validation={"atol": atol, "rtol": rtol, "outputs": [d.to_dict() for d in validation]}))
+    _save(model, path)
+
+
+def _save(model, path: Path) -> None:
+    import onnx
+
+    external = model.ByteSize() > EXTERNAL_DATA_BYTES if _fits_protobuf(model) else True
+    for stale in path.parent.glob(path.name + ".data"):
+        stale.unlink()
+    onnx.save_model(model, str(path), save_as_external_data=external, location=path.name + ".data")
+
+
+def _fits_protobuf(model) -> bool:
+    try:
+        model.ByteSize()
+        return True
+    except Exception:
+        return False

@@ -1,0 +1,322 @@
+"""The ``kit`` command line. Each command parses, calls one library function, and prints.
+
+Errors from the kit print one line and exit non-zero; ``--debug`` shows the traceback.
+Every command takes ``--json`` for scripts. Nothing heavy is imported before a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from kit._version import __version__
+from kit.errors import InputError, KitError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 0
+    try:
+        return args.handler(args) or 0
+    except KitError as error:
+        if args.debug:
+            raise
+        _console(stderr=True).print(_styled("error:", "bold red"), str(error), soft_wrap=True)
+        return error.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+# ----- parsing -----------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print machine-readable JSON to stdout")
+    common.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+
+    parser = argparse.ArgumentParser(
+        prog="kit", description="Export PyTorch models, run them on edge runtimes, and measure them.")
+    parser.add_argument("--version", action="version", version=f"kit {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    export = commands.add_parser("export", parents=[common], help="export a PyTorch model to ONNX (validated)")
+    export.add_argument("source", help="model.pt (TorchScript), model.pt2 (torch.export), or file.py:factory")
+    export.add_argument("-o", "--output", required=True, help="output .onnx path")
+    export.add_argument("--input-shape", action="append", metavar="[NAME=]SHAPE[:DTYPE]",
+                        help="example shape, e.g. 1x3x224x224 or tokens=1x128:int64 (repeat per input)")
+    export.add_argument("--static", action="store_true", help="keep the batch axis fixed (default: dynamic)")
+    export.add_argument("--dynamic", action="append", metavar="[NAME:]AXIS=DIMNAME",
+                        help="make another axis dynamic, e.g. images:2=height")
+    export.add_argument("--opset", type=int, help="ONNX opset (below 18 uses the TorchScript exporter)")
+    export.add_argument("--exporter", choices=["auto", "dynamo", "torchscript"], default="auto")
+    export.add_argument("--weights", help="state_dict for a factory source (loaded with weights_only=True)")
+    export.add_argument("--allow-pickle", action="store_true",
+                        help="allow loading a whole pickled model (runs code from the file: trusted files only)")
+    export.add_argument("--simplify", action="store_true", help="simplify with onnxslim (validated again)")
+    export.add_argument("--preprocess", metavar="KEY=VALUE,...",
+                        help="stored preprocessing, e.g. size=224,mean=0.485/0.456/0.406,std=0.229/0.224/0.225,"
+                             "color=rgb,layout=nchw,resize=letterbox")
+    export.add_argument("--atol", type=float, default=1e-4, help="validation absolute tolerance (default 1e-4)")
+    export.add_argument("--rtol", type=float, default=1e-3, help="validation relative tolerance (default 1e-3)")
+    export.set_defaults(handler=_export)
+
+    run = commands.add_parser("run", parents=[common], help="run a model once and save its outputs")
+    run.add_argument("model", help="model file (or file.py:factory for the torch runtime)")
+    run.add_argument("--runtime", help="backend name (default: the first usable one for the file)")
+    feed = run.add_mutually_exclusive_group(required=True)
+    feed.add_argument("--input", action="append", metavar="[NAME=]FILE",
+                      help=".npy per input (NAME=file.npy), or one .npz keyed by input name")
+    feed.add_argument("--image", help="an image, decoded with OpenCV and preprocessed as the model records")
+    feed.add_argument("--random", action="store_true", help="random inputs (seeded)")
+    run.add_argument("--batch", type=int, default=1, help="batch size for --random (default 1)")
+    run.add_argument("--seed", type=int, default=0, help="seed for --random")
+    run.add_argument("-o", "--output", help="save outputs to this .npz, keyed by output name")
+    run.add_argument("--threads", type=int, help="intra-op threads")
+    run.add_argument("--input-shape", action="append", help="input shapes for a torch source without them")
+    run.set_defaults(handler=_run)
+
+    inspect = commands.add_parser("inspect", parents=[common], help="show a model's inputs, outputs, ops, metadata")
+    inspect.add_argument("model")
+    inspect.add_argument("--runtime", help="inspect through this backend instead of reading the file")
+    inspect.set_defaults(handler=_inspect)
+
+    runtimes = commands.add_parser("runtimes", parents=[common], help="list backends and whether they work here")
+    runtimes.set_defaults(handler=_runtimes)
+
+    demo = commands.add_parser("demo", parents=[common], help="train, export and run a digits CNN end to end")
+    demo.add_argument("--out", default="kit-demo", help="folder for the demo's files (default ./kit-demo)")
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+# ----- commands ----------------------------------------------------------------------
+
+
+def _export(args) -> int:
+    from kit.export.onnx import export_onnx
+
+    with _progress(args) as say:
+        result = export_onnx(
+            args.source, args.output, input_shapes=args.input_shape, static=args.static, dynamic=args.dynamic,
+            opset=args.opset, weights=args.weights, allow_pickle=args.allow_pickle, simplify=args.simplify,
+            preprocess=args.preprocess, atol=args.atol, rtol=args.rtol, exporter=args.exporter, progress=say)
+    data = result.to_dict()
+    if args.json:
+        return _print_json(data)
+    console = _console()
+    console.print(_styled("exported", "green"), f"{data['path']} ({_size(data['size_bytes'])}, {data['exporter']} exporter, "
+                  f"opset {data['opset']}{', simplified' if data['simplified'] else ''}) in {data['seconds']:.1f} s")
+    console.print(_spec_table("inputs", data["inputs"]), _spec_table("outputs", data["outputs"]))
+    table = _table(f"validated against PyTorch on ONNX Runtime (batches {data['validation']['batches']}, "
+                   f"atol {args.atol:g}, rtol {args.rtol:g})", "output", "max abs error", "max rel error", "result")
+    for diff in data["validation"]["outputs"]:
+        table.add_row(diff["name"], f"{diff['max_abs']:.3g}", f"{diff['max_rel']:.3g}",
+                      _styled("pass", "green") if diff["passed"] else _styled("fail", "red"))
+    console.print(table)
+    for note in data["notes"]:
+        console.print(_styled("note:", "yellow"), note)
+    return 0
+
+
+def _run(args) -> int:
+    import numpy as np
+
+    from kit import provenance
+    from kit.feeds import feeds_from_files, feeds_from_image
+    from kit.fileio import atomic_output, check_output_path
+    from kit.runtimes.registry import load
+    from kit.specs import random_feeds
+
+    if args.output:
+        if Path(args.output).suffix != ".npz":
+            raise InputError(f"expected an output path ending in .npz, found {args.output}.", hint="Use -o out.npz.")
+        check_output_path(args.output, args.model)
+    options: dict[str, Any] = {}
+    if args.threads is not None:
+        options["threads"] = args.threads
+    if args.input_shape:
+        options["input_shapes"] = args.input_shape
+    with load(args.model, args.runtime, **options) as rt:
+        if args.image:
+            feeds = feeds_from_image(rt.inputs, args.image, provenance.read(args.model).get("preprocess"))
+        elif args.random:
+            feeds = random_feeds(rt.inputs, seed=args.seed, batch=args.batch)
+        else:
+            feeds = feeds_from_files(rt.inputs, args.input)
+        outputs = rt.run(feeds)
+        info = rt.info
+    if args.output:
+        with atomic_output(args.output) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, **outputs)
+    summary = {"model": args.model, "runtime": info, "output_file": args.output,
+               "outputs": {name: _summarize(array) for name, array in outputs.items()}}
+    if args.json:
+        return _print_json(summary)
+    console = _console()
+    console.print(f"ran {args.model} on {info['runtime']} {info.get('version') or ''}")
+    table = _table(None, "output", "shape", "dtype", "min", "max", "mean", "top-5 (first row)")
+    for name, stats in summary["outputs"].items():
+        top = ", ".join(f"{i}:{v:.3g}" for i, v in stats.get("top5", []))
+        table.add_row(name, str(stats["shape"]), stats["dtype"], f"{stats['min']:.4g}", f"{stats['max']:.4g}",
+                      f"{stats['mean']:.4g}", top)
+    console.print(table)
+    if args.output:
+        console.print(f"saved outputs to {args.output}")
+    return 0
+
+
+def _inspect(args) -> int:
+    from kit.inspect_model import inspect_model
+
+    data = inspect_model(args.model, args.runtime)
+    if args.json:
+        return _print_json(data)
+    console = _console()
+    header = [f"{data['path']}  {data['format']}  {_size(data['size_bytes'])}"]
+    for key in ("ir_version", "producer", "opsets", "nodes", "parameters"):
+        if key in data:
+            header.append(f"{key}: {data[key]}")
+    console.print("\n".join(header))
+    console.print(_spec_table("inputs", data["inputs"]), _spec_table("outputs", data["outputs"]))
+    if data.get("ops"):
+        ops = _table("operators", "op", "count")
+        for op, count in data["ops"].items():
+            ops.add_row(op, str(count))
+        console.print(ops)
+    if data.get("runtime"):
+        console.print(f"runtime: {data['runtime']}")
+    if data.get("metadata"):
+        console.print("provenance: " + json.dumps(data["metadata"], indent=2, sort_keys=True))
+    return 0
+
+
+def _runtimes(args) -> int:
+    from kit.runtimes.registry import get, known
+
+    rows = []
+    for name, target in known().items():
+        try:
+            cls = get(name)
+            state = cls.availability().to_dict()
+            rows.append({"name": name, "entry": target, "suffixes": list(cls.suffixes), **state})
+        except KitError as error:
+            rows.append({"name": name, "entry": target, "suffixes": [], "usable": False, "version": None,
+                         "detail": str(error), "install": ""})
+    if args.json:
+        return _print_json(rows)
+    table = _table("runtimes", "name", "usable", "version", "opens", "detail / how to install")
+    for row in rows:
+        table.add_row(row["name"], _styled("yes", "green") if row["usable"] else _styled("no", "red"), row["version"] or "-",
+                      " ".join(row["suffixes"]), row["detail"] if row["usable"] else f"{row['install']}  ({row['detail']})")
+    _console().print(table)
+    return 0
+
+
+def _demo(args) -> int:
+    from kit.demo import run_demo
+
+    with _progress(args) as say:
+        data = run_demo(args.out, progress=say)
+    if args.json:
+        return _print_json(data)
+    console = _console()
+    console.print(f"trained on {data['train_samples']} digits, held out {data['test_samples']}; "
+                  f"files in {data['out_dir']}")
+    table = _table("held-out accuracy per backend", "runtime", "model", "accuracy", "agreement with PyTorch",
+                   "max |logit diff|")
+    for row in data["results"]:
+        table.add_row(row["runtime"], row["model"], f"{row['accuracy']:.2%}", f"{row['agreement']:.2%}",
+                      f"{row['max_abs']:.2g}")
+    console.print(table)
+    sample = next(Path(data["out_dir"]).glob("digit_0_*.png"), None)
+    if sample:
+        console.print(f"next: kit run {Path(data['export']['path'])} --image {sample}")
+    return 0
+
+
+# ----- output helpers ----------------------------------------------------------------
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    # No markup: shapes like [batch, 3] and user paths must print as they are.
+    return Console(stderr=stderr, markup=False)
+
+
+def _styled(text: str, style: str):
+    from rich.text import Text
+
+    return Text(text, style=style)
+
+
+def _table(title, *columns):
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column)
+    return table
+
+
+def _spec_table(title: str, specs: list[dict]):
+    table = _table(title, "name", "shape", "dtype")
+    for spec in specs:
+        table.add_row(spec["name"], "[" + ", ".join(map(str, spec["shape"] or ["?"])) + "]", spec["dtype"])
+    return table
+
+
+class _progress:
+    """Progress lines on stderr while long work runs (silent with --json)."""
+
+    def __init__(self, args):
+        self.enabled = not args.json
+        self.status = None
+
+    def __enter__(self):
+        if self.enabled:
+            self.status = _console(stderr=True).status("working")
+            self.status.start()
+        return self.say
+
+    def say(self, message: str) -> None:
+        if self.status is not None:
+            self.status.update(message)
+
+    def __exit__(self, *exc_info):
+        if self.status is not None:
+            self.status.stop()
+
+
+def _summarize(array) -> dict[str, Any]:
+    import numpy as np
+
+    stats: dict[str, Any] = {"shape": list(array.shape), "dtype": array.dtype.name}
+    values = array.astype(np.float64)
+    stats.update(min=float(values.min()), max=float(values.max()), mean=float(values.mean()))
+    if array.ndim == 2 and array.shape[1] > 1:
+        order = np.argsort(-values[0])[:5]
+        stats["top5"] = [(int(i), float(values[0, i])) for i in order]
+    return stats
+
+
+def _size(size: int | None) -> str:
+    if size is None:
+        return ""
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return ""
+
+
+def _print_json(data: Any) -> int:
+    print(json.dumps(data, indent=2, default=str))
+    return 0

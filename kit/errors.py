@@ -1,0 +1,50 @@
+"""One exception family. Every message says what was expected, what was found, and what to do.
+
+The CLI prints ``str(error)`` as one line and exits with ``error.exit_code``; the
+traceback is shown only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+
+class KitError(Exception):
+    """Base of every error the kit raises on purpose."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        self.message = message
+        self.hint = hint
+        super().__init__(f"{message} {hint}" if hint else message)
+
+
+class InputError(KitError):
+    """A feed, shape, option or file given by the user does not fit."""
+
+
+class ModelFileError(KitError):
+    """A model file is missing, corrupt, of an unknown kind, or not a model."""
+
+
+class UnsafeFileError(KitError):
+    """A file would need unpickling arbitrary objects and the user has not opted in."""
+
+
+class RuntimeUnavailableError(KitError):
+    """A backend cannot be used here: its library is not installed or did not import."""
+
+
+class ExportError(KitError):
+    """A model could not be loaded from its source or exported."""
+
+
+class ValidationError(KitError):
+    """An exported model's outputs differ from the source model's beyond the tolerance."""
+
+    exit_code = 3
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message: libraries' messages run to pages."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else "(no message)"

@@ -1,0 +1,71 @@
+"""What a model file holds: I/O specs, opsets, op counts, size and provenance."""
+
+from __future__ import annotations
+
+import collections
+import os
+from pathlib import Path
+from typing import Any
+
+from kit import provenance
+from kit.errors import ModelFileError, RuntimeUnavailableError, first_line
+
+
+def inspect_model(path: str | os.PathLike, runtime: str | None = None, **options: Any) -> dict[str, Any]:
+    path = Path(path)
+    if path.suffix.lower() == ".onnx" and runtime is None:
+        return _inspect_onnx(path)
+    from kit.runtimes.registry import load
+
+    with load(path, runtime, **options) as rt:
+        return {"path": str(path), "format": path.suffix.lstrip(".") or "factory",
+                "size_bytes": path.stat().st_size if path.is_file() else None,
+                "inputs": [s.to_dict() for s in rt.inputs], "outputs": [s.to_dict() for s in rt.outputs],
+                "runtime": rt.info, "metadata": provenance.read(path)}
+
+
+def _inspect_onnx(path: Path) -> dict[str, Any]:
+    try:
+        import onnx
+    except ImportError as exc:
+        raise RuntimeUnavailableError("inspecting ONNX models needs the onnx package, which is not installed.",
+                                      hint='Install it with: pip install "edge-inference-kit[export]"') from exc
+    if not path.is_file():
+        raise ModelFileError(f"model file {path} does not exist.", hint="Check the path.")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise ModelFileError(f"{path} is not a readable ONNX model ({type(exc).__name__}: {first_line(exc)}).",
+                             hint="Re-export it; the file may be truncated or not ONNX at all.") from exc
+    if not model.graph.node and not model.graph.output:
+        raise ModelFileError(f"{path} parses as ONNX but holds no graph.", hint="Re-export it.")
+    initializers = {t.name for t in model.graph.initializer}
+    ops = collections.Counter(node.op_type for node in model.graph.node)
+    parameters = sum(_numel(t.dims) for t in model.graph.initializer)
+    return {
+        "path": str(path), "format": "onnx",
+        "size_bytes": sum(p.stat().st_size for p in (path, path.with_name(path.name + ".data")) if p.exists()),
+        "ir_version": model.ir_version, "producer": f"{model.producer_name} {model.producer_version}".strip(),
+        "opsets": {o.domain or "ai.onnx": o.version for o in model.opset_import},
+        "inputs": [_value_info(v) for v in model.graph.input if v.name not in initializers],
+        "outputs": [_value_info(v) for v in model.graph.output],
+        "nodes": len(model.graph.node), "parameters": parameters,
+        "ops": dict(ops.most_common()),
+        "metadata": provenance.read(path),
+    }
+
+
+def _numel(dims) -> int:
+    count = 1
+    for d in dims:
+        count *= d
+    return count
+
+
+def _value_info(value) -> dict[str, Any]:
+    import onnx
+
+    tensor = value.type.tensor_type
+    shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tensor.shape.dim]
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name if tensor.elem_type else "?"
+    return {"name": value.name, "shape": shape, "dtype": dtype}

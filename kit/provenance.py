@@ -1,0 +1,48 @@
+"""Provenance carried by every artifact, so later stages and the device need not ask again.
+
+ONNX models keep it as JSON in the metadata property ``kit.provenance``. It is read with
+the ``onnx`` package when present, else with ONNX Runtime (a device may have only that).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from kit._version import __version__
+
+KEY = "kit.provenance"
+
+
+def new(**fields: Any) -> dict[str, Any]:
+    created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return {"kit_version": __version__, "created": created, **fields}
+
+
+def attach_to_onnx(model, provenance: dict[str, Any]) -> None:
+    """Set ``kit.provenance`` on an onnx.ModelProto, replacing an older entry."""
+    for prop in list(model.metadata_props):
+        if prop.key == KEY:
+            model.metadata_props.remove(prop)
+    entry = model.metadata_props.add()
+    entry.key, entry.value = KEY, json.dumps(provenance, sort_keys=True)
+
+
+def read(path: str | os.PathLike) -> dict[str, Any]:
+    """The provenance stored in a model file, or {} when it has none."""
+    path = Path(path)
+    if path.suffix.lower() != ".onnx":
+        return {}
+    try:
+        import onnx
+
+        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    except ImportError:
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        props = session.get_modelmeta().custom_metadata_map
+    return json.loads(props[KEY]) if KEY in props else {}

@@ -1,0 +1,144 @@
+"""Tensor specifications and the shape strings users type (``1x3x224x224``)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from kit.errors import InputError
+
+Dim = int | str  # a fixed size, or the name of a dynamic axis
+
+# ONNX and TFLite report dtypes in their own vocabularies; the kit speaks numpy's names.
+DTYPES = ("float32", "float16", "float64", "int8", "uint8", "int16", "int32", "int64", "bool")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, shape and dtype of one model input or output.
+
+    ``shape`` holds ints for fixed axes and names (``"batch"``) for dynamic ones; ``None``
+    means the rank itself is unknown (a TorchScript input nobody described). ``scale`` and
+    ``zero_point`` describe integer tensors that stand for quantized real values.
+    """
+
+    name: str
+    shape: tuple[Dim, ...] | None
+    dtype: str = "float32"
+    scale: float | None = None
+    zero_point: int | None = None
+
+    def __post_init__(self):
+        if self.shape is not None:
+            object.__setattr__(self, "shape", tuple(self.shape))
+        try:
+            object.__setattr__(self, "dtype", np.dtype(self.dtype).name)
+        except TypeError:  # a type numpy lacks (bfloat16, string): kept by name, never fed
+            pass
+
+    @property
+    def dynamic_axes(self) -> dict[int, str]:
+        return {i: d for i, d in enumerate(self.shape or ()) if isinstance(d, str)}
+
+    def concrete_shape(self, **sizes: int) -> tuple[int, ...]:
+        """The shape with every dynamic axis set: by its name in ``sizes``, else 1."""
+        if self.shape is None:
+            raise InputError(f"{self.describe()} has no known shape.", hint="Give the input shape explicitly.")
+        return tuple(d if isinstance(d, int) else sizes.get(d, 1) for d in self.shape)
+
+    def describe(self) -> str:
+        dims = "?" if self.shape is None else ",".join(str(d) for d in self.shape)
+        quant = f" (scale={self.scale:g}, zero_point={self.zero_point})" if self.scale is not None else ""
+        return f"'{self.name}' {self.dtype}[{dims}]{quant}"
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["shape"] = None if self.shape is None else list(self.shape)
+        return {k: v for k, v in data.items() if v is not None or k == "shape"}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TensorSpec:
+        shape = data.get("shape")
+        return cls(data["name"], None if shape is None else tuple(shape), data.get("dtype", "float32"),
+                   data.get("scale"), data.get("zero_point"))
+
+
+def describe_specs(specs: list[TensorSpec]) -> str:
+    return ", ".join(spec.describe() for spec in specs)
+
+
+_SHAPE = re.compile(r"^\d+(x\d+)*$")
+
+
+@dataclass
+class InputShape:
+    """What the user said about one input: its example shape and dtype."""
+
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    text = text.strip().lower()
+    if not _SHAPE.match(text) or any(int(d) == 0 for d in text.split("x")):
+        raise InputError(
+            f"expected a shape like 1x3x224x224 (positive sizes joined by 'x'), found {text!r}.",
+            hint="Write the example shape with the batch first, e.g. --input-shape 1x3x224x224.",
+        )
+    return tuple(int(d) for d in text.split("x"))
+
+
+def parse_input_shapes(items: list[str] | None) -> dict[str | None, InputShape]:
+    """Parse ``--input-shape`` values: ``1x3x8x8``, ``NAME=1x3x8x8`` or ``NAME=1x128:int64``.
+
+    A single unnamed shape is keyed by ``None`` (it applies to the model's only input).
+    """
+    shapes: dict[str | None, InputShape] = {}
+    for item in items or []:
+        name, sep, rest = item.rpartition("=")
+        key = name.strip() if sep else None
+        shape_text, _, dtype = rest.partition(":")
+        dtype = dtype.strip() or "float32"
+        if dtype not in DTYPES:
+            raise InputError(f"expected a dtype among {', '.join(DTYPES)} in {item!r}, found {dtype!r}.",
+                             hint="Write it as NAME=1x128:int64.")
+        if key in shapes:
+            raise InputError(f"input {key or '(unnamed)'} is given twice in --input-shape.",
+                             hint="Give each input once.")
+        shapes[key] = InputShape(parse_shape(shape_text), dtype)
+    if None in shapes and len(shapes) > 1:
+        raise InputError("an unnamed --input-shape was mixed with named ones.",
+                         hint="With several inputs, name every one: --input-shape a=1x3 --input-shape b=1x5.")
+    return shapes
+
+
+def parse_dynamic_axes(items: list[str] | None) -> dict[str | None, dict[int, str]]:
+    """Parse ``--dynamic NAME:AXIS=DIMNAME`` (or ``AXIS=DIMNAME`` for the only input)."""
+    axes: dict[str | None, dict[int, str]] = {}
+    for item in items or []:
+        match = re.fullmatch(r"(?:(?P<name>[^:=]+):)?(?P<axis>\d+)(?:=(?P<dim>[A-Za-z_][\w]*))?", item.strip())
+        if not match:
+            raise InputError(f"expected --dynamic NAME:AXIS=DIMNAME (e.g. images:2=height), found {item!r}.",
+                             hint="AXIS is the axis number; DIMNAME names the dynamic size.")
+        axis = int(match["axis"])
+        axes.setdefault(match["name"], {})[axis] = match["dim"] or f"dim{axis}"
+    return axes
+
+
+def random_feeds(specs: list[TensorSpec], *, seed: int = 0, **sizes: int) -> dict[str, np.ndarray]:
+    """Reproducible example inputs for ``specs``: normal floats, small non-negative integers."""
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for spec in specs:
+        shape = spec.concrete_shape(**sizes)
+        dtype = np.dtype(spec.dtype)
+        if dtype.kind == "f":
+            feeds[spec.name] = rng.standard_normal(shape).astype(dtype)
+        elif dtype.kind == "b":
+            feeds[spec.name] = rng.integers(0, 2, shape).astype(dtype)
+        else:
+            info = np.iinfo(dtype)
+            feeds[spec.name] = rng.integers(max(info.min, 0), min(info.max, 10), shape, endpoint=True).astype(dtype)
+    return feeds

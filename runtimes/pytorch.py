@@ -1,0 +1,95 @@
+"""The full-precision PyTorch reference: the baseline every export and quantization is measured against."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from kit.runtimes.base import Runtime
+from kit.sources import TORCH_SUFFIXES, is_factory_reference
+from kit.specs import TensorSpec, parse_input_shapes, random_feeds
+
+
+class TorchRuntime(Runtime):
+    """Runs a TorchScript file, a .pt2 program or a ``file.py:factory`` on the CPU.
+
+    Options: ``input_shapes`` (``["1x3x8x8"]`` or ``["x=1x3x8x8"]``, as ``kit export``
+    takes them; a .pt2 knows its own), ``static``, ``weights`` (a state_dict for a
+    factory, loaded with weights_only=True), ``allow_pickle`` and ``threads``.
+    """
+
+    name = "torch"
+    suffixes = TORCH_SUFFIXES
+    extra = "torch"
+    modules = ("torch",)
+
+    @classmethod
+    def can_open(cls, path: str) -> bool:
+        return super().can_open(path) or is_factory_reference(path)
+
+    @classmethod
+    def describe_backend(cls) -> str:
+        import torch
+
+        return f"cpu, {torch.get_num_threads()} threads" + (", cuda available" if torch.cuda.is_available() else "")
+
+    @classmethod
+    def from_source(cls, source, inputs: list[TensorSpec]) -> TorchRuntime:
+        """A loaded runtime around a model already in memory (export validation uses it)."""
+        return cls(source.reference, source=source, inputs=inputs).load()
+
+    def _source_exists(self) -> bool:
+        return "source" in self.options or is_factory_reference(self.model_path) or super()._source_exists()
+
+    def _load(self):
+        import torch
+
+        from kit.sources import input_specs, load_torch_source
+
+        if self.options.get("threads"):
+            torch.set_num_threads(int(self.options["threads"]))
+        source = self.options.get("source") or load_torch_source(
+            self.model_path, weights=self.options.get("weights"), allow_pickle=self.options.get("allow_pickle", False))
+        inputs = self.options.get("inputs")
+        if inputs is None:
+            shapes = self.options.get("input_shapes")
+            inputs, _ = input_specs(source, parse_input_shapes([shapes] if isinstance(shapes, str) else shapes),
+                                    static=self.options.get("static", False))
+        self._module = source.module
+        self._input_names = [spec.name for spec in inputs]
+        outputs = self._call(random_feeds(inputs))  # a dry run names the outputs and finds their dtypes
+        return inputs, [_spec_like(name, array, inputs) for name, array in outputs.items()]
+
+    def _run(self, feeds):
+        return self._call(feeds)
+
+    def _call(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        from kit.sources import flatten_outputs
+
+        args = [torch.from_numpy(_writable(feeds[name])) for name in self._input_names]
+        with torch.inference_mode():
+            result = self._module(*args)
+        return {name: t.detach().cpu().numpy() for name, t in flatten_outputs(result).items()}
+
+    def _close(self):
+        self._module = None
+
+    def _info(self) -> dict[str, Any]:
+        import torch
+
+        return {"device": "cpu", "threads": torch.get_num_threads()}
+
+
+def _writable(array: np.ndarray) -> np.ndarray:
+    # torch.from_numpy shares memory and warns on read-only arrays; copy only then.
+    return array if array.flags.writeable and array.flags.c_contiguous else np.array(array, order="C")
+
+
+def _spec_like(name: str, array: np.ndarray, inputs: list[TensorSpec]) -> TensorSpec:
+    """Output spec from a dry run at batch 1: the leading axis is 'batch' when inputs have one."""
+    batched = any(spec.shape and spec.shape[0] == "batch" for spec in inputs)
+    shape = tuple("batch" if (i == 0 and batched) else d for i, d in enumerate(array.shape))
+    return TensorSpec(name, shape, array.dtype.name)

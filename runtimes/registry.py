@@ -1,0 +1,97 @@
+"""Which backends exist: a table of lazy "module:Class" strings plus the ``kit.runtimes``
+entry-point group, so a third party adds a backend without touching the kit.
+
+Nothing here imports a backend until it is asked for by name, and backend modules import
+their runtime library only in ``load()``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+from typing import Any
+
+from kit.errors import InputError, KitError, ModelFileError, RuntimeUnavailableError
+from kit.runtimes.base import Runtime
+
+ENTRY_POINT_GROUP = "kit.runtimes"
+
+# Order matters: when several backends open a file, the first usable one is the default.
+BUILTIN: dict[str, str] = {
+    "onnxruntime": "kit.runtimes.ort:OnnxRuntime",
+    "torch": "kit.runtimes.pytorch:TorchRuntime",
+}
+
+
+def known() -> dict[str, str]:
+    """Backend name -> "module:Class", built-ins first, then plugins (which cannot shadow them)."""
+    table = dict(BUILTIN)
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        table.setdefault(entry.name, entry.value)
+    return table
+
+
+def get(name: str) -> type[Runtime]:
+    """The backend class registered under ``name`` (imports its module, not its library)."""
+    table = known()
+    if name not in table:
+        raise InputError(f"expected a runtime among {', '.join(table)}; found {name!r}.",
+                         hint="Run `kit runtimes` to see every backend and whether it is usable here.")
+    module_name, _, class_name = table[name].partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except Exception as exc:
+        raise RuntimeUnavailableError(
+            f"runtime '{name}' is registered as {table[name]} but could not be imported "
+            f"({type(exc).__name__}: {exc}).",
+            hint="Reinstall the package that provides it.") from exc
+    if not (isinstance(cls, type) and issubclass(cls, Runtime)):
+        raise KitError(f"runtime '{name}' ({table[name]}) is a {type(cls).__name__}, not a kit Runtime subclass.",
+                       hint="A plugin's entry point must name a subclass of kit.runtimes.base.Runtime.")
+    return cls
+
+
+def candidates(path: str | os.PathLike) -> list[str]:
+    """Names of the backends that open this kind of file, in preference order."""
+    names = []
+    for name in known():
+        try:
+            if get(name).can_open(str(path)):
+                names.append(name)
+        except KitError:
+            continue  # a broken plugin must not hide the working backends
+    return names
+
+
+def create(path: str | os.PathLike, runtime: str | None = None, **options: Any) -> Runtime:
+    """An unloaded Runtime for ``path``: the named backend, or the first usable one for the file."""
+    if runtime is not None:
+        return get(runtime)(path, **options)
+    names = candidates(path)
+    if not names:
+        raise ModelFileError(
+            f"no runtime opens {path}; expected one of the suffixes {', '.join(_all_suffixes())}.",
+            hint="Check the file, or name a runtime with runtime=... / --runtime.")
+    for name in names:
+        if get(name).availability().usable:
+            return get(name)(path, **options)
+    cls = get(names[0])
+    raise RuntimeUnavailableError(
+        f"{path} needs one of the runtimes {', '.join(names)}, and none is usable here.",
+        hint=f"Install one, e.g.: {cls.install_command()}")
+
+
+def load(path: str | os.PathLike, runtime: str | None = None, **options: Any) -> Runtime:
+    """A loaded Runtime for ``path``; see :func:`create`."""
+    return create(path, runtime, **options).load()
+
+
+def _all_suffixes() -> list[str]:
+    suffixes = []
+    for name in known():
+        try:
+            suffixes += [s for s in get(name).suffixes if s not in suffixes]
+        except KitError:
+            continue
+    return suffixes
