@@ -100,6 +100,7 @@ def export_onnx(
     notes: list[str] = []
     with atomic_output(output) as tmp:
         used, opset_used = _export(source, specs, examples, output_names, tmp, opset, exporter, notes, say)
+        _name_dynamic_axes(tmp, specs)
         say("checking the ONNX graph")
         _check(tmp)
         batches = [1, 3] if any(s.shape and s.shape[0] == "batch" for s in specs) else [None]
@@ -211,6 +212,34 @@ def _quiet():
 def _clear(path: Path) -> None:
     for stale in path.parent.iterdir():
         stale.unlink()
+
+
+def _name_dynamic_axes(path: Path, specs: list[TensorSpec]) -> None:
+    """Give dynamic axes the names in ``specs`` ("batch"), everywhere they appear.
+
+    A .pt2 program carries its own symbols (s31, ...), and the exporters differ in
+    how they name output axes; users should see the names they chose.
+    """
+    import onnx
+
+    model = onnx.load(str(path))
+    renames = {}
+    graph_inputs = {value.name: value for value in model.graph.input}
+    for spec in specs:
+        value = graph_inputs.get(spec.name)
+        if value is None:
+            continue
+        for axis, name in spec.dynamic_axes.items():
+            dim = value.type.tensor_type.shape.dim[axis]
+            if dim.dim_param and dim.dim_param != name:
+                renames[dim.dim_param] = name
+    if not renames:
+        return
+    for value in [*model.graph.input, *model.graph.output, *model.graph.value_info]:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param in renames:
+                dim.dim_param = renames[dim.dim_param]
+    _save(model, path)
 
 
 def _opset_of(path: Path) -> int:

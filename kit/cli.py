@@ -114,8 +114,10 @@ def _export(args) -> int:
     console.print(_styled("exported", "green"), f"{data['path']} ({_size(data['size_bytes'])}, {data['exporter']} exporter, "
                   f"opset {data['opset']}{', simplified' if data['simplified'] else ''}) in {data['seconds']:.1f} s")
     console.print(_spec_table("inputs", data["inputs"]), _spec_table("outputs", data["outputs"]))
-    table = _table(f"validated against PyTorch on ONNX Runtime (batches {data['validation']['batches']}, "
-                   f"atol {args.atol:g}, rtol {args.rtol:g})", "output", "max abs error", "max rel error", "result")
+    batches = ", ".join(map(str, data["validation"]["batches"]))
+    console.print(f"validated against PyTorch on ONNX Runtime at batch {batches} "
+                  f"(atol {args.atol:g}, rtol {args.rtol:g}):")
+    table = _table(None, "output", "max abs error", "max rel error", "result")
     for diff in data["validation"]["outputs"]:
         table.add_row(diff["name"], f"{diff['max_abs']:.3g}", f"{diff['max_rel']:.3g}",
                       _styled("pass", "green") if diff["passed"] else _styled("fail", "red"))

@@ -76,7 +76,7 @@ def load_torch_source(reference: str, *, weights: str | None = None, allow_pickl
             raise InputError(f"--weights applies to a factory source, but {reference} is {source.kind}.",
                              hint="A TorchScript or .pt2 file already holds its weights; drop --weights.")
         _load_weights(source, weights, torch)
-    if hasattr(source.module, "eval"):
+    if source.kind != "exported-program":  # a program is already in inference form and refuses eval()
         source.module.eval()
     if not source.input_names:
         source.input_names = _forward_argument_names(source.module)
@@ -179,7 +179,8 @@ def _load_exported_program(path: Path) -> TorchSource:
         shape = tuple(d if isinstance(d, int) else ("batch" if i == 0 else f"dim{i}")
                       for i, d in enumerate(value.shape))
         specs.append(TensorSpec(name, shape, str(value.dtype).removeprefix("torch.")))
-    return TorchSource(program.module(), "exported-program", str(path), sha256_of(path), names, program, specs)
+    return TorchSource(program.module(), "exported-program", str(path), sha256_of(path), input_names=names,
+                       program=program, program_inputs=specs)
 
 
 def _load_weights(source: TorchSource, weights: str, torch) -> None:
@@ -201,7 +202,12 @@ def _load_weights(source: TorchSource, weights: str, torch) -> None:
     if not isinstance(state, Mapping):
         raise ModelFileError(f"weights file {weights} holds a {type(state).__name__}, not a state_dict.",
                              hint="Save it with torch.save(model.state_dict(), path).")
-    result = source.module.load_state_dict(state, strict=False)
+    try:
+        result = source.module.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # strict=False still refuses tensors of the wrong shape
+        mismatches = [line.strip() for line in str(exc).splitlines() if "size mismatch" in line]
+        raise ExportError(f"weights {weights} do not fit {source.reference}: {_few(mismatches)}.",
+                          hint="Check that the factory builds the architecture these weights were trained with.") from exc
     if result.missing_keys or result.unexpected_keys:
         raise ExportError(
             f"weights {weights} do not fit {source.reference}: "

@@ -6,9 +6,10 @@ from typing import Any
 
 import numpy as np
 
+from kit.errors import InputError, KitError, first_line
 from kit.runtimes.base import Runtime
 from kit.sources import TORCH_SUFFIXES, is_factory_reference
-from kit.specs import TensorSpec, parse_input_shapes, random_feeds
+from kit.specs import TensorSpec, describe_specs, parse_input_shapes, random_feeds
 
 
 class TorchRuntime(Runtime):
@@ -58,7 +59,13 @@ class TorchRuntime(Runtime):
                                     static=self.options.get("static", False))
         self._module = source.module
         self._input_names = [spec.name for spec in inputs]
-        outputs = self._call(random_feeds(inputs))  # a dry run names the outputs and finds their dtypes
+        try:  # a dry run names the outputs and finds their dtypes
+            outputs = self._call(random_feeds(inputs))
+        except KitError:
+            raise
+        except Exception as exc:
+            raise InputError(f"the model rejected inputs {describe_specs(inputs)}: {type(exc).__name__}: "
+                             f"{first_line(exc)}", hint="Check the input shapes against what forward() expects.") from exc
         return inputs, [_spec_like(name, array, inputs) for name, array in outputs.items()]
 
     def _run(self, feeds):
