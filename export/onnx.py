@@ -20,7 +20,7 @@ from kit.compare import OutputDiff, compare_outputs, worst
 from kit.errors import ExportError, InputError, ValidationError, first_line
 from kit.fileio import atomic_output, check_output_path
 from kit.preprocess import Preprocess
-from kit.sources import TorchSource, input_specs, load_torch_source
+from kit.sources import TorchSource, input_specs, load_torch_source, source_from_module
 from kit.specs import InputShape, TensorSpec, parse_dynamic_axes, parse_input_shapes, random_feeds
 
 EXPORTERS = ("auto", "dynamo", "torchscript")
@@ -54,7 +54,7 @@ class ExportResult:
 
 
 def export_onnx(
-    source: str | os.PathLike | TorchSource,
+    source: str | os.PathLike | TorchSource | Any,
     output: str | os.PathLike,
     *,
     input_shapes: list[str] | Mapping[str | None, InputShape] | None = None,
@@ -70,7 +70,7 @@ def export_onnx(
     exporter: str = "auto",
     progress: Callable[[str], None] | None = None,
 ) -> ExportResult:
-    """Export ``source`` (a .pt/.pt2 path, ``file.py:factory`` or a loaded TorchSource) to ``output``.
+    """Export ``source`` (a .pt/.pt2 path, ``file.py:factory``, or a torch.nn.Module in memory) to ``output``.
 
     Raises ValidationError, leaving nothing at ``output``, when ONNX Runtime's outputs
     differ from PyTorch's beyond ``atol + rtol * |reference|`` on any validation batch.
@@ -82,10 +82,12 @@ def export_onnx(
     output = Path(output)
     if output.suffix.lower() != ".onnx":
         raise InputError(f"expected an output path ending in .onnx, found {output}.", hint="Name it model.onnx.")
-    check_output_path(output, None if isinstance(source, TorchSource) else source, weights)
+    check_output_path(output, None if isinstance(source, TorchSource) or _is_module(source) else source, weights)
 
     say("loading the PyTorch model")
-    if not isinstance(source, TorchSource):
+    if _is_module(source):
+        source = source_from_module(source)
+    elif not isinstance(source, TorchSource):
         source = load_torch_source(str(source), weights=weights, allow_pickle=allow_pickle)
     if isinstance(input_shapes, str):
         input_shapes = [input_shapes]
@@ -120,6 +122,10 @@ def export_onnx(
     return ExportResult(output, used, opset_used, onnx_inputs, onnx_outputs, validation,
                         [b or examples[specs[0].name][0] for b in batches], simplified, size,
                         time.perf_counter() - started, notes)
+
+
+def _is_module(source) -> bool:
+    return hasattr(source, "forward") and hasattr(source, "state_dict")
 
 
 def _preprocess_for(specs: list[TensorSpec], preprocess: str | Preprocess | None) -> Preprocess | None:

@@ -79,8 +79,14 @@ def load_torch_source(reference: str, *, weights: str | None = None, allow_pickl
     if source.kind != "exported-program":  # a program is already in inference form and refuses eval()
         source.module.eval()
     if not source.input_names:
-        source.input_names = _forward_argument_names(source.module)
+        source.input_names = forward_argument_names(source.module)
     return source
+
+
+def source_from_module(module) -> TorchSource:
+    """Wrap a torch.nn.Module already in memory (a Python user's model) as a source."""
+    return TorchSource(module.eval(), "module", f"<in-memory {type(module).__name__}>",
+                       input_names=forward_argument_names(module))
 
 
 def _load_factory(reference: str) -> TorchSource:
@@ -220,7 +226,7 @@ def _few(keys: list[str]) -> str:
     return "none" if not keys else ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
 
 
-def _forward_argument_names(module) -> list[str]:
+def forward_argument_names(module) -> list[str]:
     try:
         parameters = inspect.signature(module.forward).parameters.values()
     except (TypeError, ValueError):

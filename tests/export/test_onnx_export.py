@@ -268,3 +268,10 @@ def test_output_must_be_onnx_and_never_the_input(tmp_path):
         export_onnx(factory("make_linear"), tmp_path / "m.tflite", input_shapes="1x20")
     with pytest.raises(InputError, match="does not exist"):
         export_onnx(factory("make_linear"), tmp_path / "missing" / "m.onnx", input_shapes="1x20")
+
+
+def test_module_in_memory(tmp_path):
+    module = models.make_multi_input()
+    result = export_onnx(module, tmp_path / "m.onnx", input_shapes=["image=1x3x8x8", "extra=1x7"])
+    assert [s.name for s in result.inputs] == ["image", "extra"]
+    assert provenance.read(result.path)["source"] == "<in-memory TwoInputs>"
