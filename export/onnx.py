@@ -17,7 +17,7 @@ from typing import Any
 
 from kit import provenance
 from kit.compare import OutputDiff, compare_outputs, worst
-from kit.errors import ExportError, InputError, ValidationError, first_line
+from kit.errors import ExportError, InputError, ValidationError, first_line, root_cause
 from kit.fileio import atomic_output, check_output_path
 from kit.preprocess import Preprocess
 from kit.sources import TorchSource, input_specs, load_torch_source, source_from_module
@@ -154,9 +154,9 @@ def _export(source, specs, examples, output_names, path: Path, opset, exporter, 
             return "dynamo", _opset_of(path)
         except Exception as exc:
             if exporter == "dynamo":
-                raise ExportError(f"the dynamo exporter failed: {type(exc).__name__}: {first_line(exc)}",
+                raise ExportError(f"the dynamo exporter failed: {root_cause(exc)}",
                                   hint="Try --exporter torchscript.") from exc
-            notes.append(f"dynamo exporter failed ({type(exc).__name__}: {first_line(exc)}); "
+            notes.append(f"dynamo exporter failed ({root_cause(exc)}); "
                          "used the TorchScript exporter.")
             _clear(path)
     say("exporting with the TorchScript exporter")
@@ -169,7 +169,7 @@ def _export(source, specs, examples, output_names, path: Path, opset, exporter, 
                 dynamic_axes={s.name: s.dynamic_axes for s in specs if s.dynamic_axes} or None)
     except Exception as exc:
         raise ExportError(
-            f"the TorchScript exporter failed: {type(exc).__name__}: {first_line(exc)}"
+            f"the TorchScript exporter failed: {root_cause(exc)}"
             + (f" (after: {notes[-1]})" if notes else ""),
             hint="Check that forward() takes tensors and returns tensors; try another --opset.") from exc
     return "torchscript", _opset_of(path)
@@ -207,7 +207,7 @@ def _quiet():
         logger.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings(), open(os.devnull, "w") as devnull, \
-                contextlib.redirect_stdout(devnull):
+                contextlib.redirect_stdout(devnull), contextlib.redirect_stderr(devnull):
             warnings.simplefilter("ignore")
             yield
     finally:

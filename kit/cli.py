@@ -82,9 +82,61 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--input-shape", action="append", help="input shapes for a torch source without them")
     run.set_defaults(handler=_run)
 
+    quantize = commands.add_parser("quantize", parents=[common], help="quantize an ONNX model (INT8, FP16)")
+    quantize.add_argument("model", help="the float32 .onnx model")
+    quantize.add_argument("-o", "--output", required=True, help="output .onnx path")
+    quantize.add_argument("--precision", choices=["int8", "int8-dynamic", "fp16"], default="int8")
+    quantize.add_argument("--calib", metavar="DATA",
+                          help="calibration data: image folder, .npy, .npz (x or per-input arrays), or random:N")
+    quantize.add_argument("--calib-limit", type=int, help="use at most this many calibration samples")
+    quantize.add_argument("--method", choices=["minmax", "entropy", "percentile"], default="minmax")
+    quantize.add_argument("--target", choices=["auto", "avx2", "vnni", "arm64", "tensorrt"], default="auto",
+                          help="hardware preset (auto: detect this machine)")
+    channel = quantize.add_mutually_exclusive_group()
+    channel.add_argument("--per-channel", dest="per_channel", action="store_true", default=True,
+                         help="per-channel weight scales (default)")
+    channel.add_argument("--per-tensor", dest="per_channel", action="store_false")
+    quantize.add_argument("--exclude", nargs="+", default=[], metavar="NODE", help="node names to keep in float")
+    budget = quantize.add_mutually_exclusive_group()
+    budget.add_argument("--max-drop", type=float, help="accuracy budget: keep layers in float until top-1 drops "
+                                                        "at most this much (needs --eval)")
+    budget.add_argument("--min-ratio", type=float, help="accuracy budget as a ratio of FP32 top-1 (needs --eval)")
+    quantize.add_argument("--eval", metavar="DATA", help="labelled data for the accuracy budget")
+    quantize.set_defaults(handler=_quantize)
+
+    compare = commands.add_parser("compare", parents=[common], help="compare two models' outputs (or golden files)")
+    compare.add_argument("models", nargs="+", metavar="MODEL", help="reference then candidate, or one model with --golden")
+    compare.add_argument("--data", default=None, help="inputs: image folder, .npy, .npz or random:N (default random:16)")
+    compare.add_argument("--random", type=int, metavar="N", help="N random inputs (same as --data random:N)")
+    compare.add_argument("--atol", action="append", metavar="[OUTPUT=]X", help="absolute tolerance (default 1e-4)")
+    compare.add_argument("--rtol", action="append", metavar="[OUTPUT=]X", help="relative tolerance (default 1e-3)")
+    compare.add_argument("--stat", choices=["elementwise", "mean", "median", "max"], default="elementwise")
+    golden = compare.add_mutually_exclusive_group()
+    golden.add_argument("--save-golden", metavar="OUT.npz", help="save the inputs and the reference's outputs")
+    golden.add_argument("--golden", metavar="IN.npz", help="compare MODEL against saved golden outputs")
+    compare.add_argument("--layers", action="store_true", help="per-layer SQNR of a QDQ model against its float model")
+    compare.add_argument("--runtime-a", help="backend for the reference")
+    compare.add_argument("--runtime-b", help="backend for the candidate")
+    compare.add_argument("--input-shape", action="append", help="input shapes for a torch source")
+    compare.set_defaults(handler=_compare)
+
+    evaluate = commands.add_parser("eval", parents=[common], help="top-1/top-5 on labelled data, against a budget")
+    evaluate.add_argument("model")
+    evaluate.add_argument("--data", required=True, help="labelled data: image folder (one subfolder per class) "
+                                                        "or .npz with x and y")
+    evaluate.add_argument("--runtime", help="backend name")
+    evaluate.add_argument("--output", help="the classification output, when the model has several")
+    evaluate.add_argument("--baseline", metavar="FP32_MODEL", help="the full-precision model to measure against")
+    limit = evaluate.add_mutually_exclusive_group()
+    limit.add_argument("--max-drop", type=float, help="fail when top-1 drops more than this below the baseline")
+    limit.add_argument("--min-ratio", type=float, help="fail below this ratio of the baseline's top-1 (MLPerf)")
+    evaluate.add_argument("--input-shape", action="append", help="input shapes for a torch source")
+    evaluate.set_defaults(handler=_eval)
+
     inspect = commands.add_parser("inspect", parents=[common], help="show a model's inputs, outputs, ops, metadata")
     inspect.add_argument("model")
     inspect.add_argument("--runtime", help="inspect through this backend instead of reading the file")
+    inspect.add_argument("--nodes", action="store_true", help="list every node's name and op (for --exclude)")
     inspect.set_defaults(handler=_inspect)
 
     runtimes = commands.add_parser("runtimes", parents=[common], help="list backends and whether they work here")
@@ -174,10 +226,159 @@ def _run(args) -> int:
     return 0
 
 
+def _quantize(args) -> int:
+    import warnings
+
+    from kit.errors import KitWarning
+    from kit.export.quantize import quantize, quantize_to_budget
+
+    options = dict(precision=args.precision, calib=args.calib, method=args.method, target=args.target,
+                   per_channel=args.per_channel, exclude=args.exclude, calib_limit=args.calib_limit)
+    budgeted = args.max_drop is not None or args.min_ratio is not None
+    if budgeted != (args.eval is not None):
+        raise InputError("an accuracy budget needs both --max-drop/--min-ratio and --eval DATA.",
+                         hint="E.g. --max-drop 0.01 --eval heldout.npz")
+    if budgeted and args.precision != "int8":
+        raise InputError(f"the accuracy budget applies to static int8, found --precision {args.precision}.",
+                         hint="Drop --precision or the budget.")
+    with _progress(args) as say, warnings.catch_warnings():
+        warnings.simplefilter("ignore", KitWarning)  # printed below as the CLI's own lines
+        if budgeted:
+            options.pop("precision")
+            result = quantize_to_budget(args.model, args.output, eval_data=args.eval, max_drop=args.max_drop,
+                                        min_ratio=args.min_ratio, progress=say, **options)
+        else:
+            result = quantize(args.model, args.output, progress=say, **options)
+    data = result.to_dict()
+    if args.json:
+        return _print_json(data)
+    console = _console()
+    described = ", ".join(filter(None, [data["precision"], data["target"] and f"preset {data['target']}",
+                                        data["method"], data["per_channel"] is not None and
+                                        ("per-channel" if data["per_channel"] else "per-tensor")]))
+    console.print(_styled("quantized", "green"), f"{data['path']} ({described}): "
+                  f"{_size(data['size_bytes'])} from {_size(data['source_size_bytes'])} in {data['seconds']:.1f} s")
+    if data["calibration"]:
+        cal = data["calibration"]
+        console.print(f"calibration: {cal['count']} samples from {cal['source']} (sha256 {cal['sha256'][:12]})")
+    for diff in data["fidelity"]:
+        console.print(f"against float on calibration samples, output {diff['name']}: SQNR {_db(diff['sqnr_db'])}, "
+                      f"cosine {diff['cosine']:.5f}" + (f", top-1 agreement {diff['top1']:.2%}" if diff["top1"]
+                                                         is not None else ""))
+    if data["budget"]:
+        budget = data["budget"]
+        console.print(f"budget {budget['rule']}: top-1 {budget['top1']:.2%} vs {budget['baseline_top1']:.2%} float "
+                      f"(delta {budget['delta']:+.2%}); kept in float: {', '.join(budget['kept_in_float']) or 'none'}")
+    for message in data["warnings"]:
+        console.print(_styled("warning:", "yellow"), message)
+    for note in data["notes"]:
+        console.print(_styled("note:", "yellow"), note)
+    return 0
+
+
+def _compare(args) -> int:
+    from kit.harness import compare_models
+
+    if args.golden:
+        if len(args.models) != 1:
+            raise InputError(f"with --golden, expected one model to check; found {len(args.models)}.",
+                             hint="kit compare MODEL --golden golden.npz")
+        reference, candidate = None, args.models[0]
+    elif len(args.models) == 2:
+        reference, candidate = args.models
+    else:
+        raise InputError(f"expected two models (reference, candidate); found {len(args.models)}.",
+                         hint="kit compare fp32.onnx int8.onnx, or kit compare MODEL --golden golden.npz")
+    if args.random is not None and args.data is not None:
+        raise InputError("give --data or --random, not both.", hint="--random N is --data random:N.")
+    data = args.data or f"random:{args.random or 16}"
+    shapes = {"input_shapes": args.input_shape} if args.input_shape else {}
+    with _progress(args) as say:
+        say("running both models")
+        result = compare_models(reference, candidate, data=data, golden=args.golden, save_golden_to=args.save_golden,
+                                runtimes=(args.runtime_a, args.runtime_b), options=(shapes, shapes),
+                                atol=_tolerances(args.atol, 1e-4), rtol=_tolerances(args.rtol, 1e-3),
+                                stat=args.stat, layers=args.layers)
+    data_out = result.to_dict()
+    if args.json:
+        _print_json(data_out)
+        return 0 if result.passed else 1
+    console = _console()
+    console.print(f"{result.candidate} against {result.reference} on {result.samples} samples ({args.stat}):")
+    table = _table(None, "output", "max abs", "mean abs", "max rel", "cosine", "SQNR", "top-1", "top-5", "result")
+    for d in data_out["outputs"]:
+        table.add_row(d["name"], f"{d['max_abs']:.3g}", f"{d['mean_abs']:.3g}", f"{d['max_rel']:.3g}",
+                      f"{d['cosine']:.6f}", _db(d["sqnr_db"]), _pct(d["top1"]), _pct(d["top5"]),
+                      _styled("pass", "green") if d["passed"] else _styled("fail", "red"))
+    console.print(table)
+    if result.layers:
+        console.print("per layer, largest accumulated-SQNR drop first:")
+        layers = _table(None, "tensor", "producer", "op", "SQNR drop", "accumulated SQNR", "keep in float")
+        for layer in data_out["layers"]:
+            layers.add_row(layer["tensor"], layer["producer"] or "-", layer["op_type"] or "-",
+                           _db(layer["drop_db"]), _db(layer["accumulated_sqnr_db"]), ", ".join(layer["keep_in_float"]))
+        console.print(layers)
+    if args.save_golden:
+        console.print(f"saved golden inputs and outputs to {args.save_golden}")
+    return 0 if result.passed else 1
+
+
+def _eval(args) -> int:
+    import math
+
+    from kit.accuracy import check_budget
+    from kit.harness import evaluate
+
+    budget = ({"max_drop": args.max_drop} if args.max_drop is not None else
+              {"min_ratio": args.min_ratio} if args.min_ratio is not None else None)
+    if budget and not args.baseline:
+        raise InputError("an accuracy budget needs --baseline FP32_MODEL.", hint="Add --baseline model.onnx.")
+    options = {"input_shapes": args.input_shape} if args.input_shape else {}
+    check = None
+    with _progress(args) as say:
+        say(f"evaluating {args.model}")
+        result, correct = evaluate(args.model, args.data, runtime=args.runtime, output=args.output, **options)
+        report: dict[str, Any] = {"model": args.model, "data": args.data, **result.to_dict()}
+        if args.baseline:
+            say(f"evaluating the baseline {args.baseline}")
+            base, base_correct = evaluate(args.baseline, args.data, output=args.output, **options)
+            check = check_budget(base_correct, correct, **(budget or {"max_drop": math.inf}))
+            report["baseline"] = {"model": args.baseline, **base.to_dict()}
+            report["against_baseline"] = {k: v for k, v in check.to_dict().items()
+                                          if budget or k not in ("passed", "rule")}
+    failed = budget is not None and not check.passed
+    if args.json:
+        _print_json(report)
+        return 1 if failed else 0
+    console = _console()
+    console.print(f"{args.model}: top-1 {result.top1:.2%} (95% CI {result.top1_ci[0]:.2%} - {result.top1_ci[1]:.2%})"
+                  + (f", top-5 {result.top5:.2%}" if result.top5 is not None else "") + f" on {result.count} samples")
+    if check is not None:
+        console.print(f"baseline {args.baseline}: top-1 {check.baseline:.2%}; delta {check.delta:+.2%} "
+                      f"(95% CI {check.delta_ci[0]:+.2%} - {check.delta_ci[1]:+.2%}), ratio {check.ratio:.4f}")
+    if budget:
+        console.print(_styled("pass" if check.passed else "FAIL", "green" if check.passed else "red"),
+                      f"budget {check.rule}")
+    return 1 if failed else 0
+
+
+def _tolerances(items: list[str] | None, default: float) -> dict[str, float]:
+    """``--atol 1e-3 --atol logits=1e-2``: a default ("" key) and per-output values."""
+    tolerances = {"": default}
+    for item in items or []:
+        name, _, value = item.rpartition("=")
+        try:
+            tolerances[name] = float(value)
+        except ValueError:
+            raise InputError(f"expected a tolerance like 1e-3 or OUTPUT=1e-3, found {item!r}.",
+                             hint="Give a number, optionally prefixed by an output name.") from None
+    return tolerances
+
+
 def _inspect(args) -> int:
     from kit.inspect_model import inspect_model
 
-    data = inspect_model(args.model, args.runtime)
+    data = inspect_model(args.model, args.runtime, nodes=args.nodes)
     if args.json:
         return _print_json(data)
     console = _console()
@@ -187,6 +388,11 @@ def _inspect(args) -> int:
             header.append(f"{key}: {data[key]}")
     console.print("\n".join(header))
     console.print(_spec_table("inputs", data["inputs"]), _spec_table("outputs", data["outputs"]))
+    if data.get("node_list"):
+        nodes = _table("nodes", "name", "op")
+        for node in data["node_list"]:
+            nodes.add_row(node["name"], node["op"])
+        console.print(nodes)
     if data.get("ops"):
         ops = _table("operators", "op", "count")
         for op, count in data["ops"].items():
@@ -231,11 +437,11 @@ def _demo(args) -> int:
     console = _console()
     console.print(f"trained on {data['train_samples']} digits, held out {data['test_samples']}; "
                   f"files in {data['out_dir']}")
-    table = _table("held-out accuracy per backend", "runtime", "model", "accuracy", "agreement with PyTorch",
-                   "max |logit diff|")
+    table = _table(None, "variant", "runtime", "model", "size", "accuracy", "vs FP32", "agreement", "max |diff|")
     for row in data["results"]:
-        table.add_row(row["runtime"], row["model"], f"{row['accuracy']:.2%}", f"{row['agreement']:.2%}",
-                      f"{row['max_abs']:.2g}")
+        table.add_row(row["variant"], row["runtime"], row["model"], _size(row["size_bytes"]), f"{row['accuracy']:.2%}",
+                      f"{row['delta']:+.2%}", f"{row['agreement']:.2%}", f"{row['max_abs']:.2g}")
+    console.print("held-out accuracy per variant and backend (agreement and |diff| against PyTorch FP32):")
     console.print(table)
     sample = next(Path(data["out_dir"]).glob("digit_0_*.png"), None)
     if sample:
@@ -307,6 +513,16 @@ def _summarize(array) -> dict[str, Any]:
         order = np.argsort(-values[0])[:5]
         stats["top5"] = [(int(i), float(values[0, i])) for i in order]
     return stats
+
+
+def _db(value) -> str:
+    if value is None:
+        return "-"
+    return "inf" if value == "inf" else f"{value:.1f} dB"
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{value:.2%}"
 
 
 def _size(size: int | None) -> str:

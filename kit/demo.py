@@ -17,18 +17,7 @@ from kit.errors import RuntimeUnavailableError
 from kit.fileio import atomic_output
 
 SEED = 0
-FACTORY = "kit.demo:make_digits_cnn"
-
-
-def make_digits_cnn():
-    """The demo architecture: conv + batch-norm + depthwise conv + linear, 8x8 grayscale in, 10 logits out."""
-    from torch import nn
-
-    return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.Conv2d(16, 16, 3, padding=1, groups=16), nn.Conv2d(16, 32, 1), nn.BatchNorm2d(32), nn.ReLU(),
-        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * 4 * 4, 10),
-    )
+FACTORY = "kit.models:make_digits_cnn"
 
 
 def digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -42,11 +31,14 @@ def digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
                             stratify=digits.target)
 
 
-def train_digits_cnn(x: np.ndarray, y: np.ndarray, epochs: int = 12):
+def train_digits_cnn(x: np.ndarray, y: np.ndarray, epochs: int = 12, factory=None):
+    """Train (deterministically) the digits CNN, or the model ``factory()`` builds, on the given digits."""
     import torch
 
+    from kit.models import make_digits_cnn
+
     torch.manual_seed(SEED)
-    model = make_digits_cnn()
+    model = (factory or make_digits_cnn)()
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
     generator = torch.Generator().manual_seed(SEED)
     xs, ys = torch.from_numpy(x), torch.from_numpy(y)
@@ -59,25 +51,32 @@ def train_digits_cnn(x: np.ndarray, y: np.ndarray, epochs: int = 12):
     return model.eval()
 
 
+CALIBRATION_SAMPLES = 300
+
+
 @dataclass
-class BackendResult:
+class VariantResult:
+    variant: str  # fp32 / int8 / fp16
     runtime: str
     model: str
+    size_bytes: int | None
     accuracy: float
-    agreement: float  # top-1 agreement with PyTorch
-    max_abs: float  # largest logit difference from PyTorch
+    delta: float  # accuracy minus PyTorch FP32's
+    agreement: float  # top-1 agreement with PyTorch FP32
+    max_abs: float  # largest logit difference from PyTorch FP32
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
 def run_demo(out_dir: str | os.PathLike, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Train, export, quantize (int8, fp16), and run every variant on every usable backend."""
     say = progress or (lambda message: None)
     _require("torch", "sklearn", "onnx", "onnxruntime")
     import torch
 
     from kit.export.onnx import export_onnx
-    from kit.runtimes.registry import candidates, get
+    from kit.export.quantize import quantize
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -87,32 +86,53 @@ def run_demo(out_dir: str | os.PathLike, progress: Callable[[str], None] | None 
     weights = out / "digits_cnn.pt"
     with atomic_output(weights) as tmp:
         torch.save(model.state_dict(), tmp)
-    with atomic_output(out / "digits_test.npz") as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, x=x_test, y=y_test)
+    for name, arrays in (("digits_test.npz", {"x": x_test, "y": y_test}),
+                         ("digits_calib.npz", {"x": x_train[:CALIBRATION_SAMPLES]})):
+        with atomic_output(out / name) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
     _write_sample_images(out, x_test, y_test)
 
     say("exporting to ONNX")
     exported = export_onnx(FACTORY, out / "digits_cnn.onnx", weights=str(weights), input_shapes="1x1x8x8",
                            simplify=True, preprocess="color=gray,scale=0.00392156862745098")
+    quantized = {}
+    for precision, name in (("int8", "digits_cnn.int8.onnx"), ("fp16", "digits_cnn.fp16.onnx")):
+        say(f"quantizing to {precision}")
+        quantized[precision] = quantize(exported.path, out / name, precision=precision,
+                                        calib=str(out / "digits_calib.npz"))
 
-    # torch first: it is the reference every other backend is compared with.
-    artifacts = {"torch": FACTORY, "onnxruntime": str(exported.path)}
-    labels = {"torch": f"{FACTORY} + {weights.name}"}
-    options = {"torch": {"weights": str(weights), "input_shapes": "1x1x8x8"}}
-    feeds = {"input": x_test}
-    results, reference = [], None
-    for name, artifact in artifacts.items():
-        if name not in candidates(artifact) or not get(name).availability().usable:
+    # PyTorch FP32 first: it is the reference every variant is compared with.
+    variants = [("fp32", "torch", FACTORY, {"weights": str(weights), "input_shapes": "1x1x8x8"}),
+                ("fp32", "onnxruntime", str(exported.path), {}),
+                *(((p, "onnxruntime", str(r.path), {}) for p, r in quantized.items()))]
+    results: list[VariantResult] = []
+    reference = None
+    for variant, runtime, artifact, options in variants:
+        say(f"running the held-out set: {variant} on {runtime}")
+        logits = _held_out_logits(runtime, artifact, options, x_test)
+        if logits is None:
             continue
-        say(f"running the held-out set on {name}")
-        with get(name)(artifact, **options.get(name, {})) as rt:
-            logits = rt.run(feeds)["output"]
         reference = logits if reference is None else reference
-        results.append(BackendResult(name, labels.get(name, Path(artifact).name), float((logits.argmax(1) == y_test).mean()),
-                                     float((logits.argmax(1) == reference.argmax(1)).mean()),
-                                     float(np.abs(logits - reference).max())))
+        accuracy = float((logits.argmax(1) == y_test).mean())
+        results.append(VariantResult(
+            variant, runtime, weights.name if runtime == "torch" else Path(artifact).name,
+            Path(artifact).stat().st_size if Path(artifact).is_file() else weights.stat().st_size,
+            accuracy, accuracy - results[0].accuracy if results else 0.0,
+            float((logits.argmax(1) == reference.argmax(1)).mean()), float(np.abs(logits - reference).max())))
     return {"out_dir": str(out), "train_samples": len(x_train), "test_samples": len(x_test),
-            "export": exported.to_dict(), "results": [r.to_dict() for r in results]}
+            "export": exported.to_dict(), "quantize": {p: r.to_dict() for p, r in quantized.items()},
+            "results": [r.to_dict() for r in results]}
+
+
+def _held_out_logits(runtime: str, artifact: str, options: dict, x: np.ndarray) -> np.ndarray | None:
+    """The held-out logits on one backend, or None when that backend is not usable here."""
+    from kit.runtimes.registry import get
+
+    backend = get(runtime)
+    if not backend.can_open(artifact) or not backend.availability().usable:
+        return None
+    with backend(artifact, **options) as rt:
+        return rt.run({"input": x})["output"]
 
 
 def _write_sample_images(out: Path, x: np.ndarray, y: np.ndarray, count: int = 5) -> None:

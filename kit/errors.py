@@ -6,6 +6,8 @@ traceback is shown only with ``--debug``.
 
 from __future__ import annotations
 
+import re
+
 
 class KitError(Exception):
     """Base of every error the kit raises on purpose."""
@@ -38,6 +40,10 @@ class ExportError(KitError):
     """A model could not be loaded from its source or exported."""
 
 
+class KitWarning(UserWarning):
+    """Something the user should know that does not stop the work (synthetic calibration data, ...)."""
+
+
 class ValidationError(KitError):
     """An exported model's outputs differ from the source model's beyond the tolerance."""
 
@@ -46,5 +52,15 @@ class ValidationError(KitError):
 
 def first_line(exc: BaseException, limit: int = 300) -> str:
     """The first line of an exception's message: libraries' messages run to pages."""
-    text = str(exc).strip()
+    text = _ANSI.sub("", str(exc)).strip()
     return text.splitlines()[0][:limit] if text else "(no message)"
+
+
+def root_cause(exc: BaseException) -> str:
+    """``Type: first line`` of the innermost cause; wrappers such as TorchExportError say little."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return f"{type(exc).__name__}: {first_line(exc)}"
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")

@@ -11,10 +11,11 @@ from kit import provenance
 from kit.errors import ModelFileError, RuntimeUnavailableError, first_line
 
 
-def inspect_model(path: str | os.PathLike, runtime: str | None = None, **options: Any) -> dict[str, Any]:
+def inspect_model(path: str | os.PathLike, runtime: str | None = None, *, nodes: bool = False,
+                  **options: Any) -> dict[str, Any]:
     path = Path(path)
     if path.suffix.lower() == ".onnx" and runtime is None:
-        return _inspect_onnx(path)
+        return _inspect_onnx(path, nodes)
     from kit.runtimes.registry import load
 
     with load(path, runtime, **options) as rt:
@@ -24,7 +25,7 @@ def inspect_model(path: str | os.PathLike, runtime: str | None = None, **options
                 "runtime": rt.info, "metadata": provenance.read(path)}
 
 
-def _inspect_onnx(path: Path) -> dict[str, Any]:
+def _inspect_onnx(path: Path, nodes: bool = False) -> dict[str, Any]:
     try:
         import onnx
     except ImportError as exc:
@@ -52,6 +53,7 @@ def _inspect_onnx(path: Path) -> dict[str, Any]:
         "nodes": len(model.graph.node), "parameters": parameters,
         "ops": dict(ops.most_common()),
         "metadata": provenance.read(path),
+        **({"node_list": [{"name": n.name, "op": n.op_type} for n in model.graph.node]} if nodes else {}),
     }
 
 

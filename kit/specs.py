@@ -142,3 +142,22 @@ def random_feeds(specs: list[TensorSpec], *, seed: int = 0, **sizes: int) -> dic
             info = np.iinfo(dtype)
             feeds[spec.name] = rng.integers(max(info.min, 0), min(info.max, 10), shape, endpoint=True).astype(dtype)
     return feeds
+
+
+def check_array(spec: TensorSpec, array: np.ndarray, what: str = "input") -> None:
+    """Raise an InputError naming the spec when ``array`` does not fit it (dtype, rank, fixed dims)."""
+    if array.dtype.name != spec.dtype:
+        raise InputError(
+            f"{what} {spec.describe()} expected dtype {spec.dtype}, found {array.dtype.name}.",
+            hint=f"Convert it with array.astype(np.{spec.dtype}).",
+        )
+    if spec.shape is None:
+        return
+    if array.ndim != len(spec.shape) or any(
+        isinstance(want, int) and want != got for want, got in zip(spec.shape, array.shape)
+    ):
+        raise InputError(
+            f"{what} {spec.describe()} expected shape [{','.join(map(str, spec.shape))}], "
+            f"found {list(array.shape)}.",
+            hint="Named axes may take any size; numbered axes must match exactly.",
+        )

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from kit.errors import InputError, KitError, ModelFileError, RuntimeUnavailableError, first_line
-from kit.specs import TensorSpec, describe_specs
+from kit.specs import TensorSpec, check_array, describe_specs
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,7 @@ class Runtime:
             array = feeds[spec.name]
             if not isinstance(array, np.ndarray):
                 array = np.asarray(array)
-            _check_array(spec, array)
+            check_array(spec, array)
             checked[spec.name] = array
         return checked
 
@@ -204,21 +204,3 @@ class Runtime:
         if not self.loaded:
             raise KitError(f"runtime '{self.name}' for {self.model_path} is not loaded.",
                            hint="Call load() first, or use it as a context manager.")
-
-
-def _check_array(spec: TensorSpec, array: np.ndarray) -> None:
-    if array.dtype.name != spec.dtype:
-        raise InputError(
-            f"input {spec.describe()} expected dtype {spec.dtype}, found {array.dtype.name}.",
-            hint=f"Convert it with array.astype(np.{spec.dtype}).",
-        )
-    if spec.shape is None:
-        return
-    if array.ndim != len(spec.shape) or any(
-        isinstance(want, int) and want != got for want, got in zip(spec.shape, array.shape)
-    ):
-        raise InputError(
-            f"input {spec.describe()} expected shape [{','.join(map(str, spec.shape))}], "
-            f"found {list(array.shape)}.",
-            hint="Named axes may take any size; numbered axes must match exactly.",
-        )

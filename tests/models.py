@@ -127,3 +127,20 @@ class ReshapeByShape(nn.Module):
 def make_reshape_by_shape():
     torch.manual_seed(0)
     return ReshapeByShape().eval()
+
+
+class ItemInForward(nn.Module):
+    """Calls .item() on data: torch.export cannot trace it, the TorchScript exporter can (always 1 here)."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(4, 2)
+
+    def forward(self, x):
+        scale = int(x.abs().sum().item() > -1)
+        return self.linear(x) * scale
+
+
+def make_item_in_forward():
+    torch.manual_seed(0)
+    return ItemInForward().eval()

@@ -230,7 +230,7 @@ def test_factory_name_missing(tmp_path):
 
 
 def test_package_module_factory(tmp_path):
-    result = export_onnx("kit.demo:make_digits_cnn", tmp_path / "m.onnx", input_shapes="1x1x8x8")
+    result = export_onnx("kit.models:make_digits_cnn", tmp_path / "m.onnx", input_shapes="1x1x8x8")
     assert result.inputs[0].shape == ("batch", 1, 8, 8)
 
 
@@ -275,3 +275,20 @@ def test_module_in_memory(tmp_path):
     result = export_onnx(module, tmp_path / "m.onnx", input_shapes=["image=1x3x8x8", "extra=1x7"])
     assert [s.name for s in result.inputs] == ["image", "extra"]
     assert provenance.read(result.path)["source"] == "<in-memory TwoInputs>"
+
+
+def test_fallback_to_torchscript_when_dynamo_fails_says_why(tmp_path, capfd):
+    result = export_onnx(factory("make_item_in_forward"), tmp_path / "m.onnx", input_shapes="1x4")
+    assert result.exporter == "torchscript"
+    assert result.notes[0].startswith("dynamo exporter failed (")
+    assert "\x1b[" not in result.notes[0] and result.notes[0].endswith("used the TorchScript exporter.")
+    assert all(d.passed for d in result.validation)
+    assert provenance.read(result.path)["exporter"] == "torchscript"
+    captured = capfd.readouterr()
+    assert "def forward" not in captured.out + captured.err  # the exporters' chatter is kept from the user
+
+
+def test_exporter_can_be_forced(tmp_path):
+    with pytest.raises(ExportError, match="the dynamo exporter failed: .*Try --exporter torchscript"):
+        export_onnx(factory("make_item_in_forward"), tmp_path / "m.onnx", input_shapes="1x4", exporter="dynamo")
+    assert files_in(tmp_path) == []

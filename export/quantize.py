@@ -1,0 +1,433 @@
+"""ONNX -> quantized ONNX with ONNX Runtime's quantization tools.
+
+- ``int8``: static QDQ, calibrated on the user's data (streamed), with a hardware preset;
+- ``int8-dynamic``: weights int8, activations quantized at run time (for MatMul-heavy models);
+- ``fp16``: float16 weights and compute, float32 inputs and outputs kept.
+
+Presets follow what ONNX Runtime documents and what was measured here (../shared/DESIGN.md):
+AVX2 without VNNI saturates in its U8S8 kernels, so ``avx2`` uses reduce_range; TensorRT
+needs symmetric int8 and float bias. The "Distribution" calibration is not offered: it
+breaks uint8 models.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from kit import provenance
+from kit.compare import OutputDiff, compare_outputs
+from kit.data import Dataset, FeedReader, open_data
+from kit.errors import InputError, KitError, KitWarning, ModelFileError, root_cause
+from kit.fileio import atomic_output, check_output_path, sha256_of
+
+PRECISIONS = ("int8", "int8-dynamic", "fp16")
+METHODS = ("minmax", "entropy", "percentile")
+MIN_CALIBRATION = 200  # below this, CNN activation ranges are poorly estimated
+FAITHFUL_SQNR_DB = 20.0  # below this (or below 95% top-1 agreement) the int8 model is flagged
+FAITHFUL_TOP1 = 0.95
+QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul",
+                 "MatMulInteger", "ConvInteger", "QGemm", "QLinearAdd"}
+
+
+@dataclass(frozen=True)
+class QuantPreset:
+    """How int8 is laid out for one kind of hardware (Optimum-style hardware presets)."""
+
+    name: str
+    activation_type: str  # "uint8" or "int8"
+    reduce_range: bool = False
+    activation_symmetric: bool = False
+    weight_symmetric: bool = True
+    quantize_bias: bool = True
+    why: str = ""
+
+    def extra_options(self) -> dict[str, Any]:
+        return {"ActivationSymmetric": self.activation_symmetric, "WeightSymmetric": self.weight_symmetric,
+                "QuantizeBias": self.quantize_bias}
+
+
+PRESETS = {
+    "avx2": QuantPreset("avx2", "uint8", reduce_range=True,
+                        why="x86-64 without VNNI: U8S8 kernels saturate, so weights use 7 bits"),
+    "vnni": QuantPreset("vnni", "uint8", why="x86-64 with AVX-512 VNNI or AVX-VNNI: full-range U8S8"),
+    "arm64": QuantPreset("arm64", "int8", why="ARM64: S8S8, ONNX Runtime's default QDQ layout"),
+    "tensorrt": QuantPreset("tensorrt", "int8", activation_symmetric=True, quantize_bias=False,
+                            why="TensorRT: symmetric int8 and float bias (it rejects int32 bias)"),
+}
+
+
+def detect_target() -> str:
+    """The preset for this machine: arm64, vnni when the CPU has VNNI, else avx2."""
+    if platform.machine().lower() in ("aarch64", "arm64"):
+        return "arm64"
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        flags = ""
+    return "vnni" if ("avx512_vnni" in flags or "avx_vnni" in flags) else "avx2"
+
+
+@dataclass
+class QuantizeResult:
+    path: Path
+    precision: str
+    size_bytes: int
+    source_size_bytes: int
+    seconds: float
+    target: str | None = None
+    method: str | None = None
+    per_channel: bool | None = None
+    excluded: list[str] = field(default_factory=list)
+    calibration: dict[str, Any] | None = None
+    fidelity: list[OutputDiff] = field(default_factory=list)  # against the source on calibration samples
+    budget: dict[str, Any] | None = None  # set by quantize_to_budget
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "precision": self.precision, "size_bytes": self.size_bytes,
+                "source_size_bytes": self.source_size_bytes, "seconds": round(self.seconds, 3),
+                "target": self.target, "method": self.method, "per_channel": self.per_channel,
+                "excluded": self.excluded, "calibration": self.calibration,
+                "fidelity": [_metrics(d) for d in self.fidelity], "budget": self.budget,
+                "warnings": self.warnings, "notes": self.notes}
+
+
+def _metrics(diff: OutputDiff) -> dict[str, Any]:
+    data = diff.to_dict()
+    data.pop("passed")  # fidelity here is measured, not judged: the budget or `kit compare` judges
+    return data
+
+
+def quantize(
+    model: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    precision: str = "int8",
+    calib: str | None = None,
+    method: str = "minmax",
+    target: str = "auto",
+    per_channel: bool = True,
+    exclude: list[str] | None = None,
+    calib_limit: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> QuantizeResult:
+    """Quantize ``model`` (.onnx, float32) to ``output``; nothing is written unless it all succeeds."""
+    started = time.perf_counter()
+    say = progress or (lambda message: None)
+    model, output = Path(model), Path(output)
+    _check_arguments(model, output, precision, method, target)
+    source = _load_checked(model)
+    parent = provenance.read(model)
+    result = QuantizeResult(output, precision, 0, _size(model), 0.0, excluded=list(exclude or []))
+    with tempfile.TemporaryDirectory() as scratch, atomic_output(output) as tmp:
+        scratch = Path(scratch)
+        if precision == "fp16":
+            say("converting to float16")
+            _to_fp16(source, tmp, result)
+        else:
+            prepared = _preprocess(model, scratch / "prepared.onnx", result, say)
+            _check_excluded(prepared, result.excluded)
+            preset = PRESETS[detect_target() if target == "auto" else target]
+            result.target, result.per_channel = preset.name, per_channel
+            if precision == "int8-dynamic":
+                _warn_if_conv_heavy(source, result)
+                say("quantizing weights (dynamic int8)")
+                _dynamic(prepared, tmp, preset, per_channel, result.excluded)
+            else:
+                dataset = _calibration_data(calib, model, result)
+                result.method = method
+                say(f"calibrating on {min(dataset.count, calib_limit or dataset.count)} samples ({method})")
+                reader = FeedReader(dataset, limit=calib_limit)
+                _static(prepared, tmp, reader, preset, per_channel, method, result.excluded)
+                result.calibration = {"source": dataset.description, "count": reader.count, "sha256": reader.sha256(),
+                                      "synthetic": dataset.synthetic}
+                say("checking the quantized model against the float model")
+                result.fidelity = _fidelity(model, tmp, dataset)
+                _warn_if_unfaithful(result)
+        _record(tmp, model, parent, result)
+    result.size_bytes = _size(output)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def quantize_to_budget(
+    model: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    eval_data: str,
+    max_drop: float | None = None,
+    min_ratio: float | None = None,
+    max_steps: int = 8,
+    progress: Callable[[str], None] | None = None,
+    **options: Any,
+) -> QuantizeResult:
+    """Static int8 that keeps the fewest, most sensitive layers in float until the accuracy
+    budget holds on ``eval_data`` (labelled). Raises, writing nothing, when it cannot.
+
+    Layers are tried in the order of the per-layer diagnosis (accumulated SQNR lost across
+    each node, worst first); each step keeps one more layer, with its input chain, in float.
+    """
+    import shutil
+
+    from kit.accuracy import check_budget
+    from kit.export.layers import layer_errors
+    from kit.harness import evaluate
+
+    started = time.perf_counter()
+    say = progress or (lambda message: None)
+    model, output = Path(model), Path(output)
+    _check_arguments(model, output, "int8", options.get("method", "minmax"), options.get("target", "auto"))
+    check_budget(np.ones(1), np.ones(1), max_drop=max_drop, min_ratio=min_ratio)  # the rule itself is valid
+    say("evaluating the float model")
+    _, baseline = evaluate(model, eval_data, runtime="onnxruntime")
+    excluded = list(options.pop("exclude", None) or [])
+    steps: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as scratch:
+        trial = Path(scratch) / "trial.onnx"
+
+        def attempt(extra: list[str]):
+            result = quantize(model, trial, exclude=excluded + extra, progress=progress, **options)
+            say(f"evaluating int8 with {len(excluded) + len(extra)} nodes in float")
+            check = check_budget(baseline, evaluate(trial, eval_data, runtime="onnxruntime")[1],
+                                 max_drop=max_drop, min_ratio=min_ratio)
+            steps.append({"kept_in_float": excluded + extra, "top1": check.candidate, "passed": check.passed})
+            return result, check
+
+        result, check = attempt([])
+        ranking = []
+        if not check.passed:
+            say("ranking layers by quantization damage")
+            with _ort(model) as rt:
+                calib = open_data(options["calib"], rt.inputs, provenance.read(model).get("preprocess"))
+            ranking = [layer for layer in layer_errors(model, trial, calib) if (layer.drop_db or 0) > 0]
+        kept: list[str] = []
+        for layer in ranking[:max_steps]:
+            if check.passed:
+                break
+            new = [n for n in layer.keep_in_float if n not in excluded + kept]
+            if new:
+                kept += new
+                result, check = attempt(kept)
+        if not check.passed:
+            raise KitError(
+                f"the accuracy budget ({check.rule}) cannot be met: with {len(excluded + kept)} nodes in float "
+                f"int8 top-1 is {check.candidate:.4f} against {check.baseline:.4f} in float "
+                f"(tried {len(steps)} configurations). Nothing was written.",
+                hint="Give more or better calibration data, try --method entropy/percentile, relax the budget, "
+                     "or ship fp16.")
+        result.budget = {**check.to_dict(), "kept_in_float": kept, "steps": steps}
+        _record(trial, model, provenance.read(model), result)
+        with atomic_output(output) as tmp:
+            shutil.copyfile(trial, tmp)
+    result.path = output
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+# ----- checks ---------------------------------------------------------------------------
+
+
+def _check_arguments(model: Path, output: Path, precision: str, method: str, target: str) -> None:
+    if precision not in PRECISIONS:
+        raise InputError(f"expected --precision among {', '.join(PRECISIONS)}, found {precision!r}.",
+                         hint="int8 (static, calibrated), int8-dynamic or fp16.")
+    if method not in METHODS:
+        raise InputError(f"expected --method among {', '.join(METHODS)}, found {method!r}.",
+                         hint="minmax is the usual start; entropy or percentile clip outliers.")
+    if target != "auto" and target not in PRESETS:
+        raise InputError(f"expected --target among auto, {', '.join(PRESETS)}, found {target!r}.",
+                         hint="auto picks the preset for this machine.")
+    for path, role in ((model, "input model"), (output, "output")):
+        if path.suffix.lower() != ".onnx":
+            raise InputError(f"expected the {role} to be an .onnx file, found {path}.", hint="Name it model.onnx.")
+    if not model.is_file():
+        raise ModelFileError(f"model file {model} does not exist.", hint="Check the path.")
+    check_output_path(output, model)
+
+
+def _load_checked(model: Path):
+    """The float32 model, refusing files that are already quantized or float16."""
+    import onnx
+
+    try:
+        proto = onnx.load(str(model))
+    except Exception as exc:
+        raise ModelFileError(f"{model} is not a readable ONNX model ({root_cause(exc)}).",
+                             hint="Re-export it with kit export.") from exc
+    quantized = sorted({node.op_type for node in proto.graph.node} & QUANTIZED_OPS)
+    if quantized:
+        raise InputError(f"{model} is already quantized (it has {', '.join(quantized)} nodes).",
+                         hint="Quantize the float32 model the export produced, not a quantized one.")
+    float16 = onnx.TensorProto.FLOAT16
+    if any(t.data_type == float16 for t in proto.graph.initializer) or any(
+            v.type.tensor_type.elem_type == float16 for v in proto.graph.input):
+        raise InputError(f"{model} is already float16.", hint="Quantize the float32 model the export produced.")
+    return proto
+
+
+def _check_excluded(prepared: Path, excluded: list[str]) -> None:
+    if not excluded:
+        return
+    import onnx
+
+    names = [node.name for node in onnx.load(str(prepared), load_external_data=False).graph.node]
+    unknown = [name for name in excluded if name not in names]
+    if unknown:
+        raise InputError(f"--exclude names {', '.join(unknown)}, which the graph does not have "
+                         f"(it has {', '.join(names[:12])}{' ...' if len(names) > 12 else ''}).",
+                         hint="Take node names from `kit inspect --nodes MODEL` or from the per-layer report.")
+
+
+def _calibration_data(calib: str | None, model: Path, result: QuantizeResult) -> Dataset:
+    if calib is None:
+        raise InputError("static int8 needs calibration data; found no --calib.",
+                         hint="Give --calib with a folder of images or an .npy/.npz of inputs "
+                              "(random:N only to try the pipeline: its ranges are not your data's).")
+    with _ort(model) as rt:
+        dataset = open_data(calib, rt.inputs, provenance.read(model).get("preprocess"))
+    if dataset.synthetic:
+        _warn(result, f"calibrating on synthetic data ({calib}): activation ranges will not match real inputs "
+                      "and accuracy may collapse. Use real samples for anything you ship.")
+    elif dataset.count < MIN_CALIBRATION:
+        _warn(result, f"only {dataset.count} calibration samples; a CNN wants a few hundred representative ones "
+                      f"(at least {MIN_CALIBRATION}).")
+    return dataset
+
+
+def _warn_if_conv_heavy(model, result: QuantizeResult) -> None:
+    ops = [node.op_type for node in model.graph.node]
+    convs, matmuls = ops.count("Conv"), ops.count("MatMul") + ops.count("Gemm")
+    if convs > matmuls:
+        _warn(result, f"dynamic int8 on a conv-heavy model ({convs} Conv, {matmuls} MatMul/Gemm) is usually slower "
+                      "than FP32 on CPU; use static int8 with --calib.")
+
+
+def _warn_if_unfaithful(result: QuantizeResult) -> None:
+    """Int8 that quietly lost accuracy is the failure users report most: say it at once."""
+    for diff in result.fidelity:
+        if diff.sqnr_db < FAITHFUL_SQNR_DB or (diff.top1 is not None and diff.top1 < FAITHFUL_TOP1):
+            agreement = f", top-1 agreement {diff.top1:.1%}" if diff.top1 is not None else ""
+            _warn(result, f"int8 output '{diff.name}' is far from float on calibration samples (SQNR "
+                          f"{diff.sqnr_db:.1f} dB{agreement}). Find the layers with `kit compare FLOAT INT8 --layers`, "
+                          "or let `kit quantize --max-drop X --eval DATA` keep them in float.")
+
+
+def _warn(result: QuantizeResult, message: str) -> None:
+    result.warnings.append(message)
+    warnings.warn(message, KitWarning, stacklevel=3)
+
+
+# ----- the ONNX Runtime calls -------------------------------------------------------------
+
+
+def _preprocess(model: Path, prepared: Path, result: QuantizeResult, say) -> Path:
+    """ORT's quant_pre_process (shape inference, optimization); on third-party graphs whose
+    symbolic shape inference fails, again without it; failing that, the model as it is."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    say("pre-processing (shape inference, graph optimization)")
+    for skip_symbolic in (False, True):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                quant_pre_process(str(model), str(prepared), skip_symbolic_shape=skip_symbolic)
+            if skip_symbolic:
+                result.notes.append("pre-processing ran without symbolic shape inference, which failed on this graph.")
+            return prepared
+        except Exception as exc:
+            failure = root_cause(exc)
+    result.notes.append(f"pre-processing failed ({failure}); quantized the model as exported.")
+    return model
+
+
+def _static(prepared: Path, output: Path, reader: FeedReader, preset: QuantPreset, per_channel: bool,
+            method: str, excluded: list[str]) -> None:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    extra = preset.extra_options()
+    if method == "minmax":
+        extra["CalibMaxIntermediateOutputs"] = 16  # fold ranges every 16 batches: memory stays flat
+    if method == "percentile":
+        extra["CalibPercentile"] = 99.999
+    try:
+        quantize_static(
+            str(prepared), str(output), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
+            reduce_range=preset.reduce_range,
+            activation_type=QuantType.QUInt8 if preset.activation_type == "uint8" else QuantType.QInt8,
+            weight_type=QuantType.QInt8, nodes_to_exclude=excluded or None,
+            calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                              "percentile": CalibrationMethod.Percentile}[method],
+            extra_options=extra)
+    except KitError:
+        raise
+    except Exception as exc:
+        raise KitError(f"ONNX Runtime's static quantization failed: {root_cause(exc)}",
+                       hint="Try --exclude for the node it names, or int8-dynamic / fp16.") from exc
+
+
+def _dynamic(prepared: Path, output: Path, preset: QuantPreset, per_channel: bool, excluded: list[str]) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    try:
+        quantize_dynamic(str(prepared), str(output), per_channel=per_channel, reduce_range=preset.reduce_range,
+                         weight_type=QuantType.QInt8, nodes_to_exclude=excluded or None)
+    except Exception as exc:
+        raise KitError(f"ONNX Runtime's dynamic quantization failed: {root_cause(exc)}",
+                       hint="Try static int8 with --calib, or fp16.") from exc
+
+
+def _to_fp16(model, output: Path, result: QuantizeResult) -> None:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        half = convert_float_to_float16(model, keep_io_types=True)
+    onnx.save(half, str(output))
+    result.notes.append("fp16 halves the size; ONNX Runtime's CPU provider computes it no faster than fp32 "
+                        "(it casts). Inputs and outputs stay float32.")
+
+
+def _fidelity(model: Path, quantized: Path, dataset: Dataset, samples: int = 64) -> list[OutputDiff]:
+    """Outputs of the quantized model against the float model on a few calibration samples."""
+    from kit.harness import run_dataset
+    from kit.runtimes.ort import OnnxRuntime
+
+    with OnnxRuntime(model, threads=1) as reference, OnnxRuntime(quantized, threads=1) as candidate:
+        expected, _ = run_dataset(reference, dataset, limit=samples)
+        got, _ = run_dataset(candidate, dataset, limit=samples)
+    return compare_outputs(expected, got, atol=0.0, rtol=0.0, stat="mean")
+
+
+def _record(path: Path, source: Path, parent: dict[str, Any], result: QuantizeResult) -> None:
+    import onnx
+
+    proto = onnx.load(str(path))
+    inherited = {k: parent[k] for k in ("source", "source_kind", "source_sha256", "weights_sha256", "inputs",
+                                        "outputs", "preprocess") if k in parent}
+    provenance.attach_to_onnx(proto, provenance.new(
+        **inherited, stage="quantize", format="onnx", precision=result.precision, parent=str(source),
+        parent_sha256=sha256_of(source), target=result.target, method=result.method,
+        per_channel=result.per_channel, excluded=result.excluded, calibration=result.calibration,
+        budget=result.budget))
+    onnx.save(proto, str(path))
+
+
+def _ort(model: Path):
+    from kit.runtimes.ort import OnnxRuntime
+
+    return OnnxRuntime(model)
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in (path, path.with_name(path.name + ".data")) if p.exists())
