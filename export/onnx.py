@@ -97,35 +97,45 @@ def export_onnx(
 
     from kit.runtimes.pytorch import TorchRuntime
 
+    _check_opset(opset)
     reference = TorchRuntime.from_source(source, specs)
     output_names = [spec.name for spec in reference.outputs]
     notes: list[str] = []
     with atomic_output(output) as tmp:
         used, opset_used = _export(source, specs, examples, output_names, tmp, opset, exporter, notes, say)
+        if opset is not None and opset_used != opset:
+            notes.append(f"asked for opset {opset}; the {used} exporter wrote opset {opset_used}.")
         _name_dynamic_axes(tmp, specs)
         say("checking the ONNX graph")
         _check(tmp)
-        batches = [1, 3] if any(s.shape and s.shape[0] == "batch" for s in specs) else [None]
+        runs, batches = _validation_runs(specs, examples)
         say("validating against PyTorch on ONNX Runtime")
-        validation, onnx_inputs, onnx_outputs = _validate(tmp, reference, specs, examples, batches, atol, rtol,
-                                                          used, notes)
+        validation, onnx_inputs, onnx_outputs = _validate(tmp, reference, specs, runs, atol, rtol, used, notes)
         simplified = False
         if simplify:
             say("simplifying with onnxslim")
             _simplify(tmp)
-            validation, onnx_inputs, onnx_outputs = _validate(tmp, reference, specs, examples, batches, atol, rtol,
-                                                              "onnxslim", notes)
+            validation, onnx_inputs, onnx_outputs = _validate(tmp, reference, specs, runs, atol, rtol, "onnxslim",
+                                                              notes)
             simplified = True
         _write_provenance(tmp, source, used, opset_used, onnx_inputs, onnx_outputs, preprocess_spec,
                           validation, atol, rtol, simplified)
     size = sum(p.stat().st_size for p in (output, output.with_name(output.name + ".data")) if p.exists())
-    return ExportResult(output, used, opset_used, onnx_inputs, onnx_outputs, validation,
-                        [b or examples[specs[0].name][0] for b in batches], simplified, size,
+    return ExportResult(output, used, opset_used, onnx_inputs, onnx_outputs, validation, batches, simplified, size,
                         time.perf_counter() - started, notes)
 
 
 def _is_module(source) -> bool:
     return hasattr(source, "forward") and hasattr(source, "state_dict")
+
+
+def _check_opset(opset: int | None) -> None:
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    if opset is not None and not 7 <= opset <= newest:
+        raise InputError(f"expected --opset between 7 and {newest} (the newest this onnx knows), found {opset}.",
+                         hint="Leave --opset out for the exporter's default.")
 
 
 def _preprocess_for(specs: list[TensorSpec], preprocess: str | Preprocess | None) -> Preprocess | None:
@@ -158,7 +168,7 @@ def _export(source, specs, examples, output_names, path: Path, opset, exporter, 
                                   hint="Try --exporter torchscript.") from exc
             notes.append(f"dynamo exporter failed ({root_cause(exc)}); "
                          "used the TorchScript exporter.")
-            _clear(path)
+            _empty(path.parent)
     say("exporting with the TorchScript exporter")
     module = source.program.module() if source.program else source.module
     try:
@@ -215,8 +225,9 @@ def _quiet():
             logger.setLevel(level)
 
 
-def _clear(path: Path) -> None:
-    for stale in path.parent.iterdir():
+def _empty(folder: Path) -> None:
+    """Remove a failed exporter's partial files from the private temporary folder."""
+    for stale in folder.iterdir():
         stale.unlink()
 
 
@@ -265,23 +276,31 @@ def _check(path: Path) -> None:
                           hint="Try the other exporter (--exporter torchscript or dynamo) or another --opset.") from exc
 
 
-def _validate(path, reference, specs, examples, batches, atol, rtol, produced_by, notes):
+def _validation_runs(specs, examples) -> tuple[list[dict[str, int]], list[int]]:
+    """Sizes of the dynamic axes for each validation run, and the batch size of each run.
+
+    A dynamic batch axis (whatever its name) is checked at 1 and at 3, a size the export
+    never traced; other dynamic axes at their example size.
+    """
+    sizes = {name: examples[spec.name][axis] for spec in specs for axis, name in spec.dynamic_axes.items()}
+    first = specs[0]
+    if not first.dynamic_batch:
+        return [sizes], [examples[first.name][0]]
+    return [{**sizes, first.shape[0]: batch} for batch in (1, 3)], [1, 3]
+
+
+def _validate(path, reference, specs, runs, atol, rtol, produced_by, notes):
     """Run ONNX Runtime and PyTorch on the same inputs; raise ValidationError beyond tolerance."""
     from kit.runtimes.ort import OnnxRuntime
 
-    sizes = {}  # non-batch dynamic axes are validated at their example size
-    for spec in specs:
-        for axis, name in spec.dynamic_axes.items():
-            if name != "batch":
-                sizes[name] = examples[spec.name][axis]
     diffs = []
     with OnnxRuntime(path, threads=1) as candidate:
         fed = {spec.name for spec in candidate.inputs}
         dropped = [spec.name for spec in specs if spec.name not in fed]
         if dropped and not any("unused" in n for n in notes):
             notes.append(f"inputs {', '.join(dropped)} are unused by the model and were left out of the ONNX graph.")
-        for seed, batch in enumerate(batches, start=1):
-            feeds = random_feeds(specs, seed=seed, **sizes, **({"batch": batch} if batch else {}))
+        for seed, sizes in enumerate(runs, start=1):
+            feeds = random_feeds(specs, seed=seed, **sizes)
             expected = reference.run(feeds)
             got = candidate.run({name: array for name, array in feeds.items() if name in fed})
             diffs += compare_outputs(expected, got, atol=atol, rtol=rtol)
@@ -327,15 +346,11 @@ def _write_provenance(path, source, exporter, opset, inputs, outputs, preprocess
 def _save(model, path: Path) -> None:
     import onnx
 
-    external = model.ByteSize() > EXTERNAL_DATA_BYTES if _fits_protobuf(model) else True
+    try:
+        external = model.ByteSize() > EXTERNAL_DATA_BYTES
+    except Exception:  # protobuf cannot even size a message over 2 GB
+        external = True
     for stale in path.parent.glob(path.name + ".data"):
         stale.unlink()
     onnx.save_model(model, str(path), save_as_external_data=external, location=path.name + ".data")
 
-
-def _fits_protobuf(model) -> bool:
-    try:
-        model.ByteSize()
-        return True
-    except Exception:
-        return False

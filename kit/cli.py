@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from kit._version import __version__
-from kit.errors import InputError, KitError
+from kit.errors import InputError, KitError, first_line
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,15 +22,63 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 0
+    _exit_cleanly_on_sigterm()
     try:
         return args.handler(args) or 0
     except KitError as error:
         if args.debug:
             raise
-        _console(stderr=True).print(_styled("error:", "bold red"), str(error), soft_wrap=True)
+        _error_line(str(error))
         return error.exit_code
     except KeyboardInterrupt:
+        _error_line("interrupted; nothing was left half-written.")
         return 130
+    except Exception as error:  # a bug or a library failure the kit did not anticipate
+        if args.debug:
+            raise
+        _error_line(f"unexpected {type(error).__name__}: {first_line(error)} (rerun with --debug for the traceback)")
+        return 1
+
+
+def _error_line(message: str) -> None:
+    _console(stderr=True).print(_styled("error:", "bold red"), message, soft_wrap=True)
+
+
+def _exit_cleanly_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit so temporary outputs are removed on the way out."""
+    import signal
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    try:
+        signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread (e.g. called from a test runner's worker)
+        pass
+
+
+def _positive_int(text: str) -> int:
+    return _number(text, int, lambda v: v >= 1, "a whole number >= 1")
+
+
+def _non_negative_int(text: str) -> int:
+    return _number(text, int, lambda v: v >= 0, "a whole number >= 0")
+
+
+def _tolerance(text: str) -> float:
+    import math
+
+    return _number(text, float, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
+
+
+def _number(text: str, kind, valid, wanted: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or not valid(value):
+        raise argparse.ArgumentTypeError(f"expected {wanted}, found {text!r}")
+    return value
 
 
 # ----- parsing -----------------------------------------------------------------------
@@ -40,6 +88,13 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print machine-readable JSON to stdout")
     common.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    # How to open a PyTorch source (.pt, .pt2, file.py:factory) on the torch reference runtime.
+    torch_source = argparse.ArgumentParser(add_help=False)
+    torch_source.add_argument("--input-shape", action="append", metavar="[NAME=]SHAPE[:DTYPE]",
+                              help="input shapes for a PyTorch source (repeat per input)")
+    torch_source.add_argument("--weights", help="state_dict for a factory source (loaded with weights_only=True)")
+    torch_source.add_argument("--allow-pickle", action="store_true",
+                              help="allow a whole pickled model (runs code from the file: trusted files only)")
 
     parser = argparse.ArgumentParser(
         prog="kit", description="Export PyTorch models, run them on edge runtimes, and measure them.")
@@ -54,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--static", action="store_true", help="keep the batch axis fixed (default: dynamic)")
     export.add_argument("--dynamic", action="append", metavar="[NAME:]AXIS=DIMNAME",
                         help="make another axis dynamic, e.g. images:2=height")
-    export.add_argument("--opset", type=int, help="ONNX opset (below 18 uses the TorchScript exporter)")
+    export.add_argument("--opset", type=_positive_int, help="ONNX opset (below 18 uses the TorchScript exporter)")
     export.add_argument("--exporter", choices=["auto", "dynamo", "torchscript"], default="auto")
     export.add_argument("--weights", help="state_dict for a factory source (loaded with weights_only=True)")
     export.add_argument("--allow-pickle", action="store_true",
@@ -63,11 +118,11 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--preprocess", metavar="KEY=VALUE,...",
                         help="stored preprocessing, e.g. size=224,mean=0.485/0.456/0.406,std=0.229/0.224/0.225,"
                              "color=rgb,layout=nchw,resize=letterbox")
-    export.add_argument("--atol", type=float, default=1e-4, help="validation absolute tolerance (default 1e-4)")
-    export.add_argument("--rtol", type=float, default=1e-3, help="validation relative tolerance (default 1e-3)")
+    export.add_argument("--atol", type=_tolerance, default=1e-4, help="validation absolute tolerance (default 1e-4)")
+    export.add_argument("--rtol", type=_tolerance, default=1e-3, help="validation relative tolerance (default 1e-3)")
     export.set_defaults(handler=_export)
 
-    run = commands.add_parser("run", parents=[common], help="run a model once and save its outputs")
+    run = commands.add_parser("run", parents=[common, torch_source], help="run a model once and save its outputs")
     run.add_argument("model", help="model file (or file.py:factory for the torch runtime)")
     run.add_argument("--runtime", help="backend name (default: the first usable one for the file)")
     feed = run.add_mutually_exclusive_group(required=True)
@@ -75,11 +130,12 @@ def _parser() -> argparse.ArgumentParser:
                       help=".npy per input (NAME=file.npy), or one .npz keyed by input name")
     feed.add_argument("--image", help="an image, decoded with OpenCV and preprocessed as the model records")
     feed.add_argument("--random", action="store_true", help="random inputs (seeded)")
-    run.add_argument("--batch", type=int, default=1, help="batch size for --random (default 1)")
+    run.add_argument("--batch", type=_positive_int, default=1, help="batch size for --random (default 1)")
     run.add_argument("--seed", type=int, default=0, help="seed for --random")
     run.add_argument("-o", "--output", help="save outputs to this .npz, keyed by output name")
-    run.add_argument("--threads", type=int, help="intra-op threads")
-    run.add_argument("--input-shape", action="append", help="input shapes for a torch source without them")
+    run.add_argument("--threads", type=_non_negative_int, help="intra-op threads (0: the runtime's default)")
+    run.add_argument("--optimization", choices=["disable", "basic", "extended", "all"],
+                     help="ONNX Runtime graph optimization level (default all)")
     run.set_defaults(handler=_run)
 
     quantize = commands.add_parser("quantize", parents=[common], help="quantize an ONNX model (INT8, FP16)")
@@ -104,7 +160,7 @@ def _parser() -> argparse.ArgumentParser:
     quantize.add_argument("--eval", metavar="DATA", help="labelled data for the accuracy budget")
     quantize.set_defaults(handler=_quantize)
 
-    compare = commands.add_parser("compare", parents=[common], help="compare two models' outputs (or golden files)")
+    compare = commands.add_parser("compare", parents=[common, torch_source], help="compare two models' outputs (or golden files)")
     compare.add_argument("models", nargs="+", metavar="MODEL", help="reference then candidate, or one model with --golden")
     compare.add_argument("--data", default=None, help="inputs: image folder, .npy, .npz or random:N (default random:16)")
     compare.add_argument("--random", type=int, metavar="N", help="N random inputs (same as --data random:N)")
@@ -117,10 +173,9 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--layers", action="store_true", help="per-layer SQNR of a QDQ model against its float model")
     compare.add_argument("--runtime-a", help="backend for the reference")
     compare.add_argument("--runtime-b", help="backend for the candidate")
-    compare.add_argument("--input-shape", action="append", help="input shapes for a torch source")
     compare.set_defaults(handler=_compare)
 
-    evaluate = commands.add_parser("eval", parents=[common], help="top-1/top-5 on labelled data, against a budget")
+    evaluate = commands.add_parser("eval", parents=[common, torch_source], help="top-1/top-5 on labelled data, against a budget")
     evaluate.add_argument("model")
     evaluate.add_argument("--data", required=True, help="labelled data: image folder (one subfolder per class) "
                                                         "or .npz with x and y")
@@ -130,10 +185,9 @@ def _parser() -> argparse.ArgumentParser:
     limit = evaluate.add_mutually_exclusive_group()
     limit.add_argument("--max-drop", type=float, help="fail when top-1 drops more than this below the baseline")
     limit.add_argument("--min-ratio", type=float, help="fail below this ratio of the baseline's top-1 (MLPerf)")
-    evaluate.add_argument("--input-shape", action="append", help="input shapes for a torch source")
     evaluate.set_defaults(handler=_eval)
 
-    inspect = commands.add_parser("inspect", parents=[common], help="show a model's inputs, outputs, ops, metadata")
+    inspect = commands.add_parser("inspect", parents=[common, torch_source], help="show a model's inputs, outputs, ops, metadata")
     inspect.add_argument("model")
     inspect.add_argument("--runtime", help="inspect through this backend instead of reading the file")
     inspect.add_argument("--nodes", action="store_true", help="list every node's name and op (for --exclude)")
@@ -192,16 +246,20 @@ def _run(args) -> int:
         if Path(args.output).suffix != ".npz":
             raise InputError(f"expected an output path ending in .npz, found {args.output}.", hint="Use -o out.npz.")
         check_output_path(args.output, args.model)
-    options: dict[str, Any] = {}
+    options = _open_options(args, args.model, args.runtime)
     if args.threads is not None:
         options["threads"] = args.threads
-    if args.input_shape:
-        options["input_shapes"] = args.input_shape
+    if args.optimization:
+        options["optimization"] = args.optimization
     with load(args.model, args.runtime, **options) as rt:
         if args.image:
             feeds = feeds_from_image(rt.inputs, args.image, provenance.read(args.model).get("preprocess"))
         elif args.random:
-            feeds = random_feeds(rt.inputs, seed=args.seed, batch=args.batch)
+            if args.batch != 1 and not all(spec.dynamic_batch for spec in rt.inputs):
+                raise InputError(f"--batch {args.batch} needs a dynamic batch axis; the inputs are "
+                                 f"{', '.join(s.describe() for s in rt.inputs)}.", hint="Drop --batch.")
+            batch = {spec.shape[0]: args.batch for spec in rt.inputs if spec.dynamic_batch}
+            feeds = random_feeds(rt.inputs, seed=args.seed, **batch)
         else:
             feeds = feeds_from_files(rt.inputs, args.input)
         outputs = rt.run(feeds)
@@ -292,11 +350,14 @@ def _compare(args) -> int:
     if args.random is not None and args.data is not None:
         raise InputError("give --data or --random, not both.", hint="--random N is --data random:N.")
     data = args.data or f"random:{args.random or 16}"
-    shapes = {"input_shapes": args.input_shape} if args.input_shape else {}
+    options = (_open_options(args, reference, args.runtime_a, strict=False),
+               _open_options(args, candidate, args.runtime_b, strict=False))
+    if not any(options) and (args.input_shape or args.weights or args.allow_pickle):
+        _open_options(args, candidate, args.runtime_b)  # raises: neither model is a PyTorch source
     with _progress(args) as say:
         say("running both models")
         result = compare_models(reference, candidate, data=data, golden=args.golden, save_golden_to=args.save_golden,
-                                runtimes=(args.runtime_a, args.runtime_b), options=(shapes, shapes),
+                                runtimes=(args.runtime_a, args.runtime_b), options=options,
                                 atol=_tolerances(args.atol, 1e-4), rtol=_tolerances(args.rtol, 1e-3),
                                 stat=args.stat, layers=args.layers)
     data_out = result.to_dict()
@@ -333,15 +394,16 @@ def _eval(args) -> int:
               {"min_ratio": args.min_ratio} if args.min_ratio is not None else None)
     if budget and not args.baseline:
         raise InputError("an accuracy budget needs --baseline FP32_MODEL.", hint="Add --baseline model.onnx.")
-    options = {"input_shapes": args.input_shape} if args.input_shape else {}
     check = None
     with _progress(args) as say:
         say(f"evaluating {args.model}")
-        result, correct = evaluate(args.model, args.data, runtime=args.runtime, output=args.output, **options)
+        result, correct = evaluate(args.model, args.data, runtime=args.runtime, output=args.output,
+                                   **_open_options(args, args.model, args.runtime))
         report: dict[str, Any] = {"model": args.model, "data": args.data, **result.to_dict()}
         if args.baseline:
             say(f"evaluating the baseline {args.baseline}")
-            base, base_correct = evaluate(args.baseline, args.data, output=args.output, **options)
+            base, base_correct = evaluate(args.baseline, args.data, output=args.output,
+                                          **_open_options(args, args.baseline, None))
             check = check_budget(base_correct, correct, **(budget or {"max_drop": math.inf}))
             report["baseline"] = {"model": args.baseline, **base.to_dict()}
             report["against_baseline"] = {k: v for k, v in check.to_dict().items()
@@ -362,6 +424,25 @@ def _eval(args) -> int:
     return 1 if failed else 0
 
 
+def _open_options(args, model: str | None, runtime: str | None, strict: bool = True) -> dict[str, Any]:
+    """The torch-source options given on the command line, for a model the torch runtime opens.
+
+    ``strict``: refuse them for a model that is not a PyTorch source, rather than ignore them.
+    """
+    from kit.runtimes.pytorch import TorchRuntime
+
+    given = {"input_shapes": args.input_shape, "weights": args.weights, "allow_pickle": args.allow_pickle or None}
+    given = {key: value for key, value in given.items() if value}
+    if model is None or not given:
+        return {}
+    if runtime == "torch" or (runtime is None and TorchRuntime.can_open(str(model))):
+        return given
+    if strict:
+        raise InputError(f"--input-shape, --weights and --allow-pickle apply to PyTorch sources; {model} is not "
+                         "opened by the torch runtime.", hint="Drop them for this model.")
+    return {}
+
+
 def _tolerances(items: list[str] | None, default: float) -> dict[str, float]:
     """``--atol 1e-3 --atol logits=1e-2``: a default ("" key) and per-output values."""
     tolerances = {"": default}
@@ -378,7 +459,8 @@ def _tolerances(items: list[str] | None, default: float) -> dict[str, float]:
 def _inspect(args) -> int:
     from kit.inspect_model import inspect_model
 
-    data = inspect_model(args.model, args.runtime, nodes=args.nodes)
+    data = inspect_model(args.model, args.runtime, nodes=args.nodes,
+                         **_open_options(args, args.model, args.runtime))
     if args.json:
         return _print_json(data)
     console = _console()

@@ -43,7 +43,7 @@ class Dataset:
 
     def batches(self, batch_size: int = 1, limit: int | None = None) -> Iterator[tuple[dict, np.ndarray | None]]:
         """Batches of up to ``batch_size`` samples; 1 when the model's batch axis is fixed."""
-        if not all(spec.shape and spec.shape[0] == "batch" for spec in self.inputs):
+        if not all(spec.dynamic_batch for spec in self.inputs):
             batch_size = 1
         total = self.count if limit is None else min(limit, self.count)
         for start in range(0, total, batch_size):

@@ -36,6 +36,10 @@ class RuntimeUnavailableError(KitError):
     """A backend cannot be used here: its library is not installed or did not import."""
 
 
+class RunError(KitError):
+    """A backend failed while running inputs that passed the feed check."""
+
+
 class ExportError(KitError):
     """A model could not be loaded from its source or exported."""
 

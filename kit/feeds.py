@@ -13,10 +13,16 @@ from kit.specs import TensorSpec
 
 
 def feeds_from_files(specs: list[TensorSpec], items: list[str]) -> dict[str, np.ndarray]:
-    """``x.npy`` (the only input), ``NAME=x.npy``, or an ``.npz`` holding arrays keyed by input name."""
+    """``x.npy`` (the only input), ``NAME=x.npy``, or an ``.npz`` holding arrays keyed by input name.
+
+    ``NAME=`` counts only when NAME is an input of the model, so paths may contain '='.
+    """
     feeds: dict[str, np.ndarray] = {}
+    names = {spec.name for spec in specs}
     for item in items:
-        name, sep, path = item.rpartition("=") if "=" in item else (None, "", item)
+        name, sep, path = item.partition("=")
+        if not sep or name not in names:
+            name, sep, path = None, "", item
         path = Path(path)
         if path.suffix == ".npz":
             feeds.update(_read(path))

@@ -147,7 +147,7 @@ def _gather_inputs(dataset: Dataset, batch_size: int) -> dict[str, np.ndarray]:
 
 def _run_arrays(runtime: Runtime, inputs: dict[str, np.ndarray], batch_size: int) -> dict[str, np.ndarray]:
     """Run stacked inputs through a runtime in batches (one sample at a time if its batch is fixed)."""
-    fixed = not all(spec.shape and spec.shape[0] == "batch" for spec in runtime.inputs)
+    fixed = not all(spec.dynamic_batch for spec in runtime.inputs)
     step = 1 if fixed else batch_size
     outputs: dict[str, list[np.ndarray]] = {}
     for start in range(0, _count(inputs), step):

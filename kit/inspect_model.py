@@ -14,7 +14,7 @@ from kit.errors import ModelFileError, RuntimeUnavailableError, first_line
 def inspect_model(path: str | os.PathLike, runtime: str | None = None, *, nodes: bool = False,
                   **options: Any) -> dict[str, Any]:
     path = Path(path)
-    if path.suffix.lower() == ".onnx" and runtime is None:
+    if path.suffix.lower() == ".onnx" and runtime is None and not options:
         return _inspect_onnx(path, nodes)
     from kit.runtimes.registry import load
 

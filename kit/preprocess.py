@@ -68,8 +68,10 @@ class Preprocess:
                              f"input {spec.describe()} is not.", hint="Feed this model arrays instead of images.")
         nhwc = shape[3] in (1, 3) and shape[1] not in (1, 3)
         channels, height, width = (shape[3], shape[1], shape[2]) if nhwc else (shape[1], shape[2], shape[3])
+        integer_input = spec.dtype in ("uint8", "int8")  # quantized I/O takes raw pixels, unscaled
         base = cls(size=(height if isinstance(height, int) else 224, width if isinstance(width, int) else 224),
-                   color="gray" if channels == 1 else "rgb", layout="nhwc" if nhwc else "nchw")
+                   color="gray" if channels == 1 else "rgb", layout="nhwc" if nhwc else "nchw",
+                   scale=1.0 if integer_input else 1 / 255, dtype=spec.dtype)
         return base.updated(text) if text else base
 
     def updated(self, text: str) -> Preprocess:

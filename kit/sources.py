@@ -100,6 +100,7 @@ def _load_factory(reference: str) -> TorchSource:
             raise ModelFileError(f"factory file {target} does not exist.", hint="Check the path before ':'.")
         spec = importlib.util.spec_from_file_location(f"_kit_factory_{path.stem}", path)
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses and pickling look modules up by name
         with _on_sys_path(path.parent):  # so the factory's own sibling imports work
             _call_user_code(reference, "importing", lambda: spec.loader.exec_module(module))
         file_hash = sha256_of(path)
@@ -143,7 +144,7 @@ def _load_pt(path: Path, allow_pickle: bool) -> TorchSource:
     try:
         module = torch.jit.load(str(path), map_location="cpu")
         names = [a.name for a in module.forward.schema.arguments[1:]]
-        return TorchSource(module, "torchscript", str(path), sha256_of(path), names)
+        return TorchSource(module, "torchscript", str(path), sha256_of(path), input_names=names)
     except RuntimeError:
         pass  # not TorchScript: a torch.save() file, a state_dict, or no model at all
     try:
@@ -272,6 +273,13 @@ def input_specs(
     axes = dict(dynamic_axes or {})
     if None in axes:
         axes[names[0]] = {**axes.pop(None), **axes.get(names[0], {})}
+    unknown_axes = [name for name in axes if name not in names]
+    if unknown_axes:
+        raise InputError(f"--dynamic names the input {', '.join(unknown_axes)}, but {source.reference} takes "
+                         f"{', '.join(names)}.", hint="Write --dynamic INPUT:AXIS=NAME with one of those inputs.")
+    if static and any(0 in axes.get(name, {}) for name in names):
+        raise InputError("--static fixes the batch axis, but --dynamic makes axis 0 dynamic.",
+                         hint="Drop one of them.")
     specs, examples = [], {}
     for name in names:
         given = shapes[name]
@@ -288,7 +296,7 @@ def input_specs(
     return specs, examples
 
 
-def flatten_outputs(result: Any, names: list[str] | None = None) -> dict[str, Any]:
+def flatten_outputs(result: Any) -> dict[str, Any]:
     """Name a model's outputs the way the exporters name them: ``output``, ``output0..N``, or dict keys."""
     import torch
 
@@ -302,9 +310,4 @@ def flatten_outputs(result: Any, names: list[str] | None = None) -> dict[str, An
         raise ExportError(f"expected the model to return a tensor, a tuple/list of tensors or a dict of tensors; "
                           f"found {type(result).__name__}.",
                           hint="Wrap the model so forward() returns tensors only.")
-    if names is not None:
-        if len(names) != len(items):
-            raise ExportError(f"expected {len(names)} outputs ({', '.join(names)}), found {len(items)}.",
-                              hint="Give one --output-name per output.")
-        items = [(name, t) for name, (_, t) in zip(names, items)]
     return dict(items)

@@ -12,7 +12,8 @@ from kit.errors import InputError
 Dim = int | str  # a fixed size, or the name of a dynamic axis
 
 # ONNX and TFLite report dtypes in their own vocabularies; the kit speaks numpy's names.
-DTYPES = ("float32", "float16", "float64", "int8", "uint8", "int16", "int32", "int64", "bool")
+DTYPES = ("float32", "float16", "float64", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64",
+          "uint64", "bool")
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,11 @@ class TensorSpec:
             object.__setattr__(self, "dtype", np.dtype(self.dtype).name)
         except TypeError:  # a type numpy lacks (bfloat16, string): kept by name, never fed
             pass
+
+    @property
+    def dynamic_batch(self) -> bool:
+        """Is axis 0 dynamic (whatever its name)?"""
+        return bool(self.shape) and isinstance(self.shape[0], str)
 
     @property
     def dynamic_axes(self) -> dict[int, str]:
@@ -80,11 +86,15 @@ class InputShape:
     dtype: str = "float32"
 
 
+MAX_ELEMENTS = 1 << 31  # one example tensor; larger is a typo, not a model
+
+
 def parse_shape(text: str) -> tuple[int, ...]:
     text = text.strip().lower()
-    if not _SHAPE.match(text) or any(int(d) == 0 for d in text.split("x")):
+    if not _SHAPE.match(text) or any(int(d) == 0 for d in text.split("x")) or \
+            int(np.prod([float(d) for d in text.split("x")])) > MAX_ELEMENTS:
         raise InputError(
-            f"expected a shape like 1x3x224x224 (positive sizes joined by 'x'), found {text!r}.",
+            f"expected a shape like 1x3x224x224 (positive sizes joined by 'x', under 2**31 elements), found {text!r}.",
             hint="Write the example shape with the batch first, e.g. --input-shape 1x3x224x224.",
         )
     return tuple(int(d) for d in text.split("x"))
@@ -128,11 +138,15 @@ def parse_dynamic_axes(items: list[str] | None) -> dict[str | None, dict[int, st
 
 
 def random_feeds(specs: list[TensorSpec], *, seed: int = 0, **sizes: int) -> dict[str, np.ndarray]:
-    """Reproducible example inputs for ``specs``: normal floats, small non-negative integers."""
+    """Reproducible example inputs for ``specs``: normal floats, integers in [0, 10) (valid ids
+    for any vocabulary of ten or more), random booleans."""
     rng = np.random.default_rng(seed)
     feeds = {}
     for spec in specs:
         shape = spec.concrete_shape(**sizes)
+        if spec.dtype not in DTYPES:
+            raise InputError(f"input {spec.describe()} has a type the kit cannot generate or feed from numpy.",
+                             hint="Feed this model through its own runtime API.")
         dtype = np.dtype(spec.dtype)
         if dtype.kind == "f":
             feeds[spec.name] = rng.standard_normal(shape).astype(dtype)
@@ -140,7 +154,7 @@ def random_feeds(specs: list[TensorSpec], *, seed: int = 0, **sizes: int) -> dic
             feeds[spec.name] = rng.integers(0, 2, shape).astype(dtype)
         else:
             info = np.iinfo(dtype)
-            feeds[spec.name] = rng.integers(max(info.min, 0), min(info.max, 10), shape, endpoint=True).astype(dtype)
+            feeds[spec.name] = rng.integers(max(info.min, 0), min(info.max, 10), shape).astype(dtype)
     return feeds
 
 

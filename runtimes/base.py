@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from kit.errors import InputError, KitError, ModelFileError, RuntimeUnavailableError, first_line
+from kit.errors import InputError, KitError, ModelFileError, RunError, RuntimeUnavailableError, first_line, root_cause
 from kit.specs import TensorSpec, check_array, describe_specs
 
 
@@ -45,8 +45,14 @@ class Runtime:
     extra: ClassVar[str] = ""  # the pip extra of edge-inference-kit that provides it
     modules: ClassVar[tuple[str, ...]] = ()  # importable modules it needs
     install_hint: ClassVar[str] = ""  # overrides the pip line where pip is not the way
+    accepted_options: ClassVar[tuple[str, ...]] = ()  # the keyword options __init__ takes
 
     def __init__(self, model_path: str | os.PathLike, **options: Any):
+        unknown = sorted(set(options) - set(self.accepted_options))
+        if unknown:
+            raise InputError(f"runtime '{self.name}' does not take the option{'s' if len(unknown) > 1 else ''} "
+                             f"{', '.join(unknown)}; it takes {', '.join(self.accepted_options) or 'none'}.",
+                             hint="Drop the option, or name the runtime that takes it.")
         self.model_path = str(model_path)
         self.options = options
         self._inputs: list[TensorSpec] | None = None
@@ -153,7 +159,15 @@ class Runtime:
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one inference: numpy arrays in by input name, numpy arrays out by output name."""
         self._require_loaded()
-        return self._run(self.check_feeds(feeds))
+        checked = self.check_feeds(feeds)
+        try:
+            return self._run(checked)
+        except KitError:
+            raise
+        except Exception as exc:  # the library refused inputs that fit the spec (an id out of range, ...)
+            raise RunError(f"runtime '{self.name}' failed on inputs "
+                           f"{', '.join(f'{k}{list(v.shape)}' for k, v in checked.items())}: {root_cause(exc)}",
+                           hint="Check the input values (ranges, ids) against what the model expects.") from exc
 
     def check_feeds(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Return the feeds as arrays, or raise an InputError that names the expected spec."""

@@ -9,12 +9,9 @@ from kit.errors import InputError
 from kit.runtimes.base import Runtime
 from kit.specs import TensorSpec
 
-# ONNX Runtime names element types as "tensor(float)"; the kit uses numpy's names.
-_ORT_DTYPES = {
-    "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
-    "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(int16)": "int16",
-    "tensor(int32)": "int32", "tensor(int64)": "int64", "tensor(bool)": "bool",
-}
+# ONNX Runtime names element types as "tensor(float)"; the kit uses numpy's names. Types
+# numpy lacks (bfloat16, string, float8) keep ORT's name and are refused by the feed check.
+_ORT_DTYPES = {"float": "float32", "float16": "float16", "double": "float64"}
 _OPT_LEVELS = ("disable", "basic", "extended", "all")
 
 
@@ -26,6 +23,7 @@ class OnnxRuntime(Runtime):
     suffixes = (".onnx",)
     extra = "onnxruntime"
     modules = ("onnxruntime",)
+    accepted_options = ("threads", "optimization", "providers")
 
     @classmethod
     def describe_backend(cls) -> str:
@@ -80,7 +78,8 @@ def _specs(nodes) -> list[TensorSpec]:
     specs = []
     for node in nodes:
         shape = tuple(d if isinstance(d, int) else (d or f"unk{i}") for i, d in enumerate(node.shape))
-        specs.append(TensorSpec(node.name, shape, _ORT_DTYPES.get(node.type, "float32")))
+        element = node.type.removeprefix("tensor(").removesuffix(")")
+        specs.append(TensorSpec(node.name, shape, _ORT_DTYPES.get(element, element)))
     return specs
 
 

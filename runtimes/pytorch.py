@@ -17,13 +17,15 @@ class TorchRuntime(Runtime):
 
     Options: ``input_shapes`` (``["1x3x8x8"]`` or ``["x=1x3x8x8"]``, as ``kit export``
     takes them; a .pt2 knows its own), ``static``, ``weights`` (a state_dict for a
-    factory, loaded with weights_only=True), ``allow_pickle`` and ``threads``.
+    factory, loaded with weights_only=True), ``allow_pickle`` and ``threads`` (torch has only a
+    process-wide setting: it applies to every torch model in the process).
     """
 
     name = "torch"
     suffixes = TORCH_SUFFIXES
     extra = "torch"
     modules = ("torch",)
+    accepted_options = ("input_shapes", "static", "weights", "allow_pickle", "threads", "source", "inputs")
 
     @classmethod
     def can_open(cls, path: str) -> bool:
@@ -96,7 +98,7 @@ def _writable(array: np.ndarray) -> np.ndarray:
 
 
 def _spec_like(name: str, array: np.ndarray, inputs: list[TensorSpec]) -> TensorSpec:
-    """Output spec from a dry run at batch 1: the leading axis is 'batch' when inputs have one."""
-    batched = any(spec.shape and spec.shape[0] == "batch" for spec in inputs)
-    shape = tuple("batch" if (i == 0 and batched) else d for i, d in enumerate(array.shape))
+    """Output spec from a dry run at batch 1: the leading axis is dynamic when the inputs' is."""
+    batch = next((spec.shape[0] for spec in inputs if spec.dynamic_batch), None)
+    shape = tuple(batch if (i == 0 and batch) else d for i, d in enumerate(array.shape))
     return TensorSpec(name, shape, array.dtype.name)

@@ -144,3 +144,33 @@ class ItemInForward(nn.Module):
 def make_item_in_forward():
     torch.manual_seed(0)
     return ItemInForward().eval()
+
+
+class TokenClassifier(nn.Module):
+    """Integer token ids in: an embedding of ten ids, averaged, then a linear head."""
+
+    def __init__(self):
+        super().__init__()
+        self.embedding = nn.Embedding(10, 4)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, tokens):
+        return self.head(self.embedding(tokens).mean(1))
+
+
+def make_token_classifier():
+    torch.manual_seed(0)
+    return TokenClassifier().eval()
+
+
+class TwoHeads(TwoOutputs):
+    """Two outputs as a tuple (TorchScript's ONNX exporter cannot export a returned dict)."""
+
+    def forward(self, x):
+        features = self.body(x)
+        return self.head(features), features
+
+
+def make_two_heads():
+    torch.manual_seed(0)
+    return TwoHeads().eval()

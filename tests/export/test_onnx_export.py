@@ -30,6 +30,8 @@ def torch_outputs(module, feeds: dict) -> dict:
         result = module(*(torch.from_numpy(a) for a in feeds.values()))
     if isinstance(result, dict):
         return {k: v.numpy() for k, v in result.items()}
+    if isinstance(result, tuple):
+        return {f"output{i}": v.numpy() for i, v in enumerate(result)}
     return {"output": result.numpy()}
 
 
@@ -61,6 +63,58 @@ def test_multi_output_keeps_dict_keys_as_output_names(tmp_path):
     result = export_onnx(factory("make_multi_output"), tmp_path / "m.onnx", input_shapes="1x3x8x8")
     assert [spec.name for spec in result.outputs] == ["logits", "features"]
     assert result.outputs[1].shape == ("batch", 256)
+
+
+@pytest.mark.parametrize("name, shapes", [("make_multi_input", ["image=1x3x8x8", "extra=1x7"]),
+                                          ("make_two_heads", ["1x3x8x8"])])
+def test_multi_input_and_output_from_torchscript_and_pt2(tmp_path, name, shapes):
+    module = getattr(models, name)()
+    args = tuple(torch.randn(2, *(int(d) for d in s.split("=")[-1].split("x")[1:])) for s in shapes)
+    torch.jit.trace(module, args, strict=False).save(str(tmp_path / "m.pt"))
+    batch = torch.export.Dim("batch")
+    program = torch.export.export(module, args, dynamic_shapes=tuple({0: batch} for _ in args))
+    torch.export.save(program, str(tmp_path / "m.pt2"))
+    feeds = {f"in{i}": np.random.default_rng(i).standard_normal((4, *a.shape[1:])).astype(np.float32)
+             for i, a in enumerate(args)}
+    expected = torch_outputs(module, feeds)
+
+    for source in ("m.pt", "m.pt2"):
+        result = export_onnx(tmp_path / source, tmp_path / f"{source}.onnx",
+                             input_shapes=shapes if source == "m.pt" else None)
+        assert [s.name for s in result.inputs] == ["image", "extra"] if name == "make_multi_input" else True
+        with kit.load(result.path) as rt:
+            got = rt.run(dict(zip([s.name for s in rt.inputs], feeds.values())))
+        assert len(got) == len(expected)
+        for g, e in zip(got.values(), expected.values()):
+            np.testing.assert_allclose(g, e, atol=1e-5, rtol=1e-4)
+
+
+def test_integer_token_inputs(tmp_path):
+    result = export_onnx(factory("make_token_classifier"), tmp_path / "m.onnx", input_shapes="1x5:int64")
+    assert result.inputs[0].describe() == "'tokens' int64[batch,5]"
+    tokens = np.array([[0, 9, 3, 3, 1]], np.int64)
+    with kit.load(result.path) as rt:
+        got = rt.run({"tokens": tokens})["output"]
+    np.testing.assert_allclose(got, torch_outputs(models.make_token_classifier(), {"t": tokens})["output"], atol=1e-6)
+
+
+def test_batch_axis_with_another_name_is_validated_at_two_sizes(tmp_path):
+    result = export_onnx(factory("make_linear"), tmp_path / "m.onnx", input_shapes="1x20", static=False,
+                         dynamic=["0=n"])
+    assert result.inputs[0].shape == ("n", 20) and result.batches == [1, 3]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"static": True, "dynamic": ["0=n"]}, "--static fixes the batch axis, but --dynamic makes axis 0 dynamic"),
+    ({"dynamic": ["y:1=width"]}, "--dynamic names the input y, but .* takes input"),
+    ({"opset": 99}, "expected --opset between 7 and"),
+    ({"input_shapes": "99999999999x99999"}, "under 2\\*\\*31 elements"),
+])
+def test_contradictory_or_impossible_options(tmp_path, kwargs, message):
+    kwargs = {"input_shapes": "1x20", **kwargs}
+    with pytest.raises(InputError, match=message):
+        export_onnx(factory("make_linear"), tmp_path / "m.onnx", **kwargs)
+    assert files_in(tmp_path) == []
 
 
 def test_torchscript_source(tmp_path):
@@ -136,8 +190,8 @@ def test_provenance_is_recorded(tmp_path):
     assert stored["kit_version"] == kit.__version__
     assert stored["source"] == factory("make_conv")
     assert stored["source_sha256"] == sha256_of(MODELS_FILE)
-    assert stored["inputs"] == [{"name": "x", "shape": ["batch", 3, 8, 8], "dtype": "float32"}] or \
-        stored["inputs"][0]["shape"] == ["batch", 3, 8, 8]
+    assert stored["inputs"] == [{"name": "input", "shape": ["batch", 3, 8, 8], "dtype": "float32"}]
+    assert stored["outputs"] == [{"name": "output", "shape": ["batch", 5], "dtype": "float32"}]
     assert stored["preprocess"]["mean"] == [0.485, 0.456, 0.406]
     assert stored["preprocess"]["resize"] == "letterbox"
     assert stored["precision"] == "fp32" and stored["exporter"] == "dynamo"

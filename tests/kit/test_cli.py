@@ -191,3 +191,55 @@ def test_demo_trains_exports_and_agrees(tmp_path, capsys):
     assert rows["onnxruntime"]["agreement"] == 1.0 and rows["onnxruntime"]["max_abs"] < 1e-4
     assert {"digits_cnn.onnx", "digits_cnn.pt", "digits_test.npz"} <= set(files_in(tmp_path))
     assert data["export"]["validation"]["outputs"][0]["passed"]
+
+
+def test_input_paths_may_contain_equals_signs(tiny_onnx, tmp_path, capsys):
+    folder = tmp_path / "run=1"
+    folder.mkdir()
+    np.save(folder / "x.npy", np.array([[1.0, 2.0, 3.0]], np.float32))
+    for spec in (str(folder / "x.npy"), f"x={folder / 'x.npy'}"):
+        assert cli_json(capsys, "run", str(tiny_onnx), "--input", spec)["outputs"]["z"]["max"] == 6.0
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "M", "--random", "--batch", "0"],
+    ["run", "M", "--random", "--threads", "-3"],
+    ["export", "m.py:f", "-o", "m.onnx", "--atol", "-1"],
+    ["export", "m.py:f", "-o", "m.onnx", "--rtol", "nan"],
+    ["export", "m.py:f", "-o", "m.onnx", "--opset", "0"],
+])
+def test_nonsense_numbers_are_refused_by_the_parser(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert "expected a" in capsys.readouterr().err
+
+
+def test_batch_on_a_static_model(tmp_path, capsys):
+    model = tmp_path / "static.onnx"
+    cli_json(capsys, "export", factory("make_linear"), "-o", str(model), "--input-shape", "1x20", "--static")
+    assert "--batch 4 needs a dynamic batch axis" in bad(capsys, "run", str(model), "--random", "--batch", "4")
+
+
+def test_torch_sources_open_with_shapes_and_weights(tmp_path, capsys):
+    import torch
+
+    import models
+
+    trained = models.make_linear()
+    torch.save(trained.state_dict(), tmp_path / "w.pt")
+    ran = cli_json(capsys, "run", factory("make_linear"), "--random", "--input-shape", "1x20",
+                   "--weights", str(tmp_path / "w.pt"))
+    assert ran["runtime"]["runtime"] == "torch" and ran["outputs"]["output"]["shape"] == [1, 6]
+    inspected = cli_json(capsys, "inspect", factory("make_linear"), "--input-shape", "1x20")
+    assert inspected["inputs"] == [{"name": "input", "shape": ["batch", 20], "dtype": "float32"}]
+    assert "apply to PyTorch sources" in bad(capsys, "run", str(tmp_path / "w.pt"), "--random",
+                                             "--runtime", "onnxruntime", "--weights", "w.pt")
+
+
+def test_unexpected_failures_are_one_line_too(tmp_path, capsys, monkeypatch):
+    import kit.inspect_model
+
+    monkeypatch.setattr(kit.inspect_model, "inspect_model", lambda *a, **k: 1 / 0)
+    err = bad(capsys, "inspect", "m.onnx", code=1)
+    assert "unexpected ZeroDivisionError: division by zero (rerun with --debug for the traceback)" in err

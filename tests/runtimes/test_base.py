@@ -65,3 +65,45 @@ def test_dynamic_batch_accepts_any_size(tiny_onnx):
     with kit.load(tiny_onnx) as rt:
         for batch in (1, 7):
             assert rt.run({"x": np.ones((batch, 3), np.float32)})["y"].shape == (batch, 2)
+
+
+def test_unknown_options_are_refused(tiny_onnx):
+    with pytest.raises(InputError, match="runtime 'onnxruntime' does not take the option weights; it takes threads, "
+                                         "optimization, providers"):
+        OnnxRuntime(tiny_onnx, weights="w.pt")
+
+
+def test_a_failure_inside_the_runtime_becomes_a_run_error(tmp_path):
+    """Ids outside an embedding's table pass the feed check (right dtype and shape) and fail inside ORT."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from kit.errors import RunError
+
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "ids"], ["vectors"])], "embedding",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch"])],
+        [helper.make_tensor_value_info("vectors", TensorProto.FLOAT, ["batch", 2])],
+        [numpy_helper.from_array(np.arange(6, dtype=np.float32).reshape(3, 2), "table")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "embedding.onnx")
+    with kit.load(tmp_path / "embedding.onnx") as rt:
+        np.testing.assert_array_equal(rt.run({"ids": np.array([2, 0])})["vectors"], [[4, 5], [0, 1]])
+        with pytest.raises(RunError, match=r"runtime 'onnxruntime' failed on inputs ids\[1\]: .*"):
+            rt.run({"ids": np.array([7])})
+
+
+def test_types_numpy_lacks_keep_their_name(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.UINT32, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.UINT32, [2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "u32.onnx")
+    with kit.load(tmp_path / "u32.onnx") as rt:
+        assert rt.inputs[0].dtype == "uint32"
+        np.testing.assert_array_equal(rt.run({"x": np.array([1, 7], np.uint32)})["y"], [1, 7])
