@@ -12,6 +12,8 @@ breaks uint8 models.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import platform
 import tempfile
@@ -125,7 +127,7 @@ def quantize(
     started = time.perf_counter()
     say = progress or (lambda message: None)
     model, output = Path(model), Path(output)
-    _check_arguments(model, output, precision, method, target)
+    _check_arguments(model, output, precision, method, target, calib_limit)
     source = _load_checked(model)
     parent = provenance.read(model)
     result = QuantizeResult(output, precision, 0, _size(model), 0.0, excluded=list(exclude or []))
@@ -144,10 +146,11 @@ def quantize(
                 say("quantizing weights (dynamic int8)")
                 _dynamic(prepared, tmp, preset, per_channel, result.excluded)
             else:
-                dataset = _calibration_data(calib, model, result)
+                dataset = _calibration_data(calib, model, result, calib_limit)
                 result.method = method
                 say(f"calibrating on {min(dataset.count, calib_limit or dataset.count)} samples ({method})")
-                reader = FeedReader(dataset, limit=calib_limit)
+                # ORT's histogram calibrators stack per-batch outputs and need equal batches.
+                reader = FeedReader(dataset, batch_size=16 if method == "minmax" else 1, limit=calib_limit)
                 _static(prepared, tmp, reader, preset, per_channel, method, result.excluded)
                 result.calibration = {"source": dataset.description, "count": reader.count, "sha256": reader.sha256(),
                                       "synthetic": dataset.synthetic}
@@ -237,7 +240,10 @@ def quantize_to_budget(
 # ----- checks ---------------------------------------------------------------------------
 
 
-def _check_arguments(model: Path, output: Path, precision: str, method: str, target: str) -> None:
+def _check_arguments(model: Path, output: Path, precision: str, method: str, target: str,
+                     calib_limit: int | None = None) -> None:
+    if calib_limit is not None and calib_limit < 1:
+        raise InputError(f"expected --calib-limit >= 1, found {calib_limit}.", hint="Leave it out to use all samples.")
     if precision not in PRECISIONS:
         raise InputError(f"expected --precision among {', '.join(PRECISIONS)}, found {precision!r}.",
                          hint="int8 (static, calibrated), int8-dynamic or fp16.")
@@ -288,7 +294,7 @@ def _check_excluded(prepared: Path, excluded: list[str]) -> None:
                          hint="Take node names from `kit inspect --nodes MODEL` or from the per-layer report.")
 
 
-def _calibration_data(calib: str | None, model: Path, result: QuantizeResult) -> Dataset:
+def _calibration_data(calib: str | None, model: Path, result: QuantizeResult, limit: int | None) -> Dataset:
     if calib is None:
         raise InputError("static int8 needs calibration data; found no --calib.",
                          hint="Give --calib with a folder of images or an .npy/.npz of inputs "
@@ -298,9 +304,9 @@ def _calibration_data(calib: str | None, model: Path, result: QuantizeResult) ->
     if dataset.synthetic:
         _warn(result, f"calibrating on synthetic data ({calib}): activation ranges will not match real inputs "
                       "and accuracy may collapse. Use real samples for anything you ship.")
-    elif dataset.count < MIN_CALIBRATION:
-        _warn(result, f"only {dataset.count} calibration samples; a CNN wants a few hundred representative ones "
-                      f"(at least {MIN_CALIBRATION}).")
+    elif min(dataset.count, limit or dataset.count) < MIN_CALIBRATION:
+        _warn(result, f"only {min(dataset.count, limit or dataset.count)} calibration samples; a CNN wants a few "
+                      f"hundred representative ones (at least {MIN_CALIBRATION}).")
     return dataset
 
 
@@ -360,14 +366,15 @@ def _static(prepared: Path, output: Path, reader: FeedReader, preset: QuantPrese
     if method == "percentile":
         extra["CalibPercentile"] = 99.999
     try:
-        quantize_static(
-            str(prepared), str(output), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
-            reduce_range=preset.reduce_range,
-            activation_type=QuantType.QUInt8 if preset.activation_type == "uint8" else QuantType.QInt8,
-            weight_type=QuantType.QInt8, nodes_to_exclude=excluded or None,
-            calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-                              "percentile": CalibrationMethod.Percentile}[method],
-            extra_options=extra)
+        with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print progress
+            quantize_static(
+                str(prepared), str(output), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                reduce_range=preset.reduce_range,
+                activation_type=QuantType.QUInt8 if preset.activation_type == "uint8" else QuantType.QInt8,
+                weight_type=QuantType.QInt8, nodes_to_exclude=excluded or None,
+                calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                                  "percentile": CalibrationMethod.Percentile}[method],
+                extra_options=extra)
     except KitError:
         raise
     except Exception as exc:

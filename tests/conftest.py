@@ -38,3 +38,61 @@ def conv_onnx(tmp_path_factory) -> Path:
     export_onnx(factory("make_conv"), path, input_shapes="1x3x8x8",
                 preprocess="mean=0.5/0.5/0.5,std=0.25/0.25/0.25")
     return path
+
+
+class Trained:
+    """A model trained on the digits, exported, with its calibration and held-out sets on disk."""
+
+    def __init__(self, folder: Path, module):
+        from kit.demo import digits_split
+        from kit.export import export_onnx
+
+        x_train, x_test, y_train, y_test = digits_split()
+        self.module = module
+        self.onnx = folder / "model.onnx"
+        self.calib = folder / "calib.npz"
+        self.test = folder / "test.npz"
+        self.calib_x = x_train[:300]
+        np.savez(self.calib, x=self.calib_x)
+        np.savez(self.test, x=x_test, y=y_test)
+        export_onnx(module, self.onnx, input_shapes="1x1x8x8")
+
+
+@pytest.fixture(scope="session")
+def digits(tmp_path_factory) -> Trained:
+    """The demo's digits CNN (98.9% held-out top-1)."""
+    from kit.demo import digits_split, train_digits_cnn
+
+    x_train, _, y_train, _ = digits_split()
+    return Trained(tmp_path_factory.mktemp("digits"), train_digits_cnn(x_train, y_train))
+
+
+@pytest.fixture(scope="session")
+def mobilenet(tmp_path_factory) -> Trained:
+    """A MobileNetV2-style net (inverted residuals, depthwise convs, ReLU6) trained on the digits (95.8%)."""
+    from kit.demo import digits_split, train_digits_cnn
+    from kit.models import make_mobilenet_style
+
+    x_train, _, y_train, _ = digits_split()
+    module = train_digits_cnn(x_train, y_train, factory=lambda: make_mobilenet_style(1, 10, 16))
+    return Trained(tmp_path_factory.mktemp("mobilenet"), module)
+
+
+@pytest.fixture(scope="session")
+def sensitive(tmp_path_factory) -> Trained:
+    """The digits CNN made quantization-hostile without changing its float function: one
+    channel after the first ReLU is scaled by 1000 and the depthwise conv reading it divides
+    it back. Per-tensor int8 activations then crush every other channel (measured: 98.9% ->
+    9.6% top-1); keeping the depthwise conv and its input chain in float recovers it."""
+    import torch
+
+    from kit.demo import digits_split, train_digits_cnn
+
+    x_train, _, y_train, _ = digits_split()
+    module = train_digits_cnn(x_train, y_train)
+    with torch.no_grad():
+        batch_norm, depthwise = module[1], module[3]
+        batch_norm.weight[0] *= 1000
+        batch_norm.bias[0] *= 1000
+        depthwise.weight[0] /= 1000
+    return Trained(tmp_path_factory.mktemp("sensitive"), module)

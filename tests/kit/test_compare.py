@@ -34,3 +34,33 @@ def test_mismatched_outputs_are_refused():
         compare_outputs({"y": np.zeros(1)}, {"z": np.zeros(1)}, atol=0, rtol=0)
     with pytest.raises(InputError, match=r"shape \[2\] in the reference and \[3\] in the candidate"):
         compare_outputs({"y": np.zeros(2)}, {"y": np.zeros(3)}, atol=0, rtol=0)
+
+
+def test_similarity_metrics_on_hand_computed_numbers():
+    reference = {"logits": np.array([[3.0, 1.0, 0.0, 0.0, 0.0, 0.0], [0.0, 2.0, 0.0, 0.0, 0.0, 1.0]])}
+    candidate = {"logits": np.array([[3.0, 1.0, 0.0, 0.0, 0.0, 0.0], [0.5, -1.0, 0.4, 0.3, 0.2, 1.0]])}
+    (diff,) = compare_outputs(reference, candidate, atol=0.0, rtol=0.0)
+    # signal = 9 + 1 + 4 + 1 = 15; noise = 0.25 + 9 + 0.16 + 0.09 + 0.04 = 9.54
+    assert diff.sqnr_db == pytest.approx(10 * np.log10(15 / 9.54))
+    # dot = 9 + 1 + (2 * -1 + 1 * 1) = 9; |candidate|^2 = 10 + 2.54
+    assert diff.cosine == pytest.approx(9 / np.sqrt(15 * 12.54))
+    assert diff.top1 == 0.5  # row 2: argmax 1 vs 5
+    assert diff.top5 == 0.5  # row 2: class 1 scores lowest of six in the candidate
+    assert diff.mean_abs == pytest.approx(4.4 / 12) and diff.median_abs == 0.0
+    assert diff.max_abs == 3.0
+
+
+def test_statistic_rules_and_per_output_tolerances():
+    reference = {"a": np.array([1.0, 1.0, 1.0, 1.0]), "b": np.array([10.0, 10.0])}
+    candidate = {"a": np.array([1.0, 1.0, 1.0, 2.0]), "b": np.array([10.5, 10.5])}
+    # a: errors 0,0,0,1 -> mean 0.25, median 0, max 1
+    by_stat = {stat: compare_outputs(reference, candidate, atol={"": 0.3, "b": 0.1}, rtol=0.0, stat=stat)
+               for stat in ("elementwise", "mean", "median", "max")}
+    assert [d.passed for d in by_stat["elementwise"]] == [False, False]
+    assert [d.passed for d in by_stat["mean"]] == [True, False]
+    assert [d.passed for d in by_stat["median"]] == [True, False]
+    assert [d.passed for d in by_stat["max"]] == [False, False]
+    # b passes on the relative rule: 0.5 / 10 = 0.05 <= rtol
+    assert compare_outputs(reference, candidate, atol={"": 0.3, "b": 0.1}, rtol=0.05, stat="mean")[1].passed
+    with pytest.raises(InputError, match="expected --stat among elementwise, mean, median, max"):
+        compare_outputs(reference, candidate, atol=0, rtol=0, stat="p99")
