@@ -14,6 +14,7 @@ from typing import Any
 
 from kit._version import __version__
 from kit.errors import InputError, KitError, first_line
+from kit.formatting import decibels, percent, size
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,6 +188,27 @@ def _parser() -> argparse.ArgumentParser:
     limit.add_argument("--min-ratio", type=float, help="fail below this ratio of the baseline's top-1 (MLPerf)")
     evaluate.set_defaults(handler=_eval)
 
+    bench = commands.add_parser("bench", parents=[torch_source],
+                                help="latency, memory, size and accuracy per model and runtime (pytest-benchmark)")
+    bench.add_argument("models", nargs="+", metavar="MODEL")
+    bench.add_argument("--runtime", help="comma-separated backends (default: every usable one that opens the model)")
+    bench.add_argument("--baseline", help="the full-precision model every variant is compared with "
+                                          "(default: the first variant)")
+    bench.add_argument("--data", help="inputs for accuracy: image folder, .npy, .npz (labels in y) or random:N "
+                                      "(default random:16, fidelity only)")
+    bench.add_argument("--batch", type=_positive_int, default=1, help="batch size for the latency rounds")
+    bench.add_argument("--threads", type=_non_negative_int, help="intra-op threads per runtime")
+    bench.add_argument("--max-time", type=_tolerance, default=2.0, help="seconds of timing rounds per variant")
+    bench.add_argument("--json", nargs="?", const="-", metavar="OUT.json",
+                       help="pytest-benchmark JSON (with the kit's fields in extra_info) to a file, or stdout")
+    bench.add_argument("--markdown", metavar="OUT.md", help="the table as Markdown")
+    bench.add_argument("--plot", metavar="OUT.png", help="latency against accuracy (Pareto front) and distributions")
+    bench.add_argument("--compare", metavar="OLD.json", help="mark regressions against an earlier --json; exit 1 on any")
+    bench.add_argument("--threshold", type=_tolerance, default=0.10,
+                       help="median slow-down counted as a regression (default 0.10 = 10%%)")
+    bench.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    bench.set_defaults(handler=_bench)
+
     inspect = commands.add_parser("inspect", parents=[common, torch_source], help="show a model's inputs, outputs, ops, metadata")
     inspect.add_argument("model")
     inspect.add_argument("--runtime", help="inspect through this backend instead of reading the file")
@@ -217,7 +239,7 @@ def _export(args) -> int:
     if args.json:
         return _print_json(data)
     console = _console()
-    console.print(_styled("exported", "green"), f"{data['path']} ({_size(data['size_bytes'])}, {data['exporter']} exporter, "
+    console.print(_styled("exported", "green"), f"{data['path']} ({size(data['size_bytes'])}, {data['exporter']} exporter, "
                   f"opset {data['opset']}{', simplified' if data['simplified'] else ''}) in {data['seconds']:.1f} s")
     console.print(_spec_table("inputs", data["inputs"]), _spec_table("outputs", data["outputs"]))
     batches = ", ".join(map(str, data["validation"]["batches"]))
@@ -315,12 +337,12 @@ def _quantize(args) -> int:
                                         data["method"], data["per_channel"] is not None and
                                         ("per-channel" if data["per_channel"] else "per-tensor")]))
     console.print(_styled("quantized", "green"), f"{data['path']} ({described}): "
-                  f"{_size(data['size_bytes'])} from {_size(data['source_size_bytes'])} in {data['seconds']:.1f} s")
+                  f"{size(data['size_bytes'])} from {size(data['source_size_bytes'])} in {data['seconds']:.1f} s")
     if data["calibration"]:
         cal = data["calibration"]
         console.print(f"calibration: {cal['count']} samples from {cal['source']} (sha256 {cal['sha256'][:12]})")
     for diff in data["fidelity"]:
-        console.print(f"against float on calibration samples, output {diff['name']}: SQNR {_db(diff['sqnr_db'])}, "
+        console.print(f"against float on calibration samples, output {diff['name']}: SQNR {decibels(diff['sqnr_db'])}, "
                       f"cosine {diff['cosine']:.5f}" + (f", top-1 agreement {diff['top1']:.2%}" if diff["top1"]
                                                          is not None else ""))
     if data["budget"]:
@@ -369,7 +391,7 @@ def _compare(args) -> int:
     table = _table(None, "output", "max abs", "mean abs", "max rel", "cosine", "SQNR", "top-1", "top-5", "result")
     for d in data_out["outputs"]:
         table.add_row(d["name"], f"{d['max_abs']:.3g}", f"{d['mean_abs']:.3g}", f"{d['max_rel']:.3g}",
-                      f"{d['cosine']:.6f}", _db(d["sqnr_db"]), _pct(d["top1"]), _pct(d["top5"]),
+                      f"{d['cosine']:.6f}", decibels(d["sqnr_db"]), percent(d["top1"]), percent(d["top5"]),
                       _styled("pass", "green") if d["passed"] else _styled("fail", "red"))
     console.print(table)
     if result.layers:
@@ -377,7 +399,7 @@ def _compare(args) -> int:
         layers = _table(None, "tensor", "producer", "op", "SQNR drop", "accumulated SQNR", "keep in float")
         for layer in data_out["layers"]:
             layers.add_row(layer["tensor"], layer["producer"] or "-", layer["op_type"] or "-",
-                           _db(layer["drop_db"]), _db(layer["accumulated_sqnr_db"]), ", ".join(layer["keep_in_float"]))
+                           decibels(layer["drop_db"]), decibels(layer["accumulated_sqnr_db"]), ", ".join(layer["keep_in_float"]))
         console.print(layers)
     if args.save_golden:
         console.print(f"saved golden inputs and outputs to {args.save_golden}")
@@ -456,6 +478,69 @@ def _tolerances(items: list[str] | None, default: float) -> dict[str, float]:
     return tolerances
 
 
+def _bench(args) -> int:
+    from kit import bench, report
+
+    json_file = args.json if args.json not in (None, "-") else None
+    bench.check_outputs(json_file, args.markdown, args.plot)
+    torch_options = {k: v for k, v in {"input_shapes": args.input_shape, "weights": args.weights,
+                                       "allow_pickle": args.allow_pickle or None}.items() if v}
+    runtimes = [name.strip() for name in args.runtime.split(",")] if args.runtime else None
+    progress = _bench_progress(enabled=args.json != "-")
+    with progress:
+        result = bench.bench(args.models, runtimes=runtimes, baseline=args.baseline, data=args.data,
+                             batch=args.batch, threads=args.threads, max_time=args.max_time,
+                             options=torch_options, progress=progress.update)
+    found = bench.regressions(result, args.compare, args.threshold) if args.compare else []
+    if json_file:
+        bench.write_json(result, json_file)
+    if args.markdown:
+        report.write_markdown(result, args.markdown)
+    if args.plot:
+        report.write_plot(result, args.plot)
+    failed = any(row["latency_regression"] or row["accuracy_regression"] for row in found)
+    if args.json == "-":
+        _print_json(result.document | ({"kit_regressions": found} if args.compare else {}))
+        return 1 if failed else 0
+    console = _console()
+    report.print_table(result, console)
+    for row in found:
+        flag = row["latency_regression"] or row["accuracy_regression"]
+        change = "" if row["top1_change"] is None else f", top-1 {row['top1_change']:+.2%}"
+        console.print(_styled("REGRESSION" if flag else "ok", "red" if flag else "green"),
+                      f"{row['name']}: median x{row['median_ratio']:.2f} against {args.compare}{change}")
+    for path in filter(None, (json_file, args.markdown, args.plot)):
+        console.print(f"wrote {path}")
+    return 1 if failed else 0
+
+
+class _bench_progress:
+    """A progress bar on stderr over the variants, each measured in its own process."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.bar = self.task = None
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.progress import Progress
+
+            self.bar = Progress(console=_console(stderr=True), transient=True)
+            self.bar.start()
+        return self
+
+    def update(self, name: str, done: int, total: int) -> None:
+        if self.bar is None:
+            return
+        if self.task is None:
+            self.task = self.bar.add_task("benchmarking", total=total)
+        self.bar.update(self.task, completed=done, description=f"benchmarking {name}")
+
+    def __exit__(self, *exc_info):
+        if self.bar is not None:
+            self.bar.stop()
+
+
 def _inspect(args) -> int:
     from kit.inspect_model import inspect_model
 
@@ -464,7 +549,7 @@ def _inspect(args) -> int:
     if args.json:
         return _print_json(data)
     console = _console()
-    header = [f"{data['path']}  {data['format']}  {_size(data['size_bytes'])}"]
+    header = [f"{data['path']}  {data['format']}  {size(data['size_bytes'])}"]
     for key in ("ir_version", "producer", "opsets", "nodes", "parameters"):
         if key in data:
             header.append(f"{key}: {data[key]}")
@@ -521,10 +606,15 @@ def _demo(args) -> int:
                   f"files in {data['out_dir']}")
     table = _table(None, "variant", "runtime", "model", "size", "accuracy", "vs FP32", "agreement", "max |diff|")
     for row in data["results"]:
-        table.add_row(row["variant"], row["runtime"], row["model"], _size(row["size_bytes"]), f"{row['accuracy']:.2%}",
+        table.add_row(row["variant"], row["runtime"], row["model"], size(row["size_bytes"]), f"{row['accuracy']:.2%}",
                       f"{row['delta']:+.2%}", f"{row['agreement']:.2%}", f"{row['max_abs']:.2g}")
     console.print("held-out accuracy per variant and backend (agreement and |diff| against PyTorch FP32):")
     console.print(table)
+    from kit.bench import BenchReport
+    from kit.report import print_table
+
+    console.print("latency per variant (each backend in its own process; accuracy on the held-out digits):")
+    print_table(BenchReport(data["bench"]), console)
     sample = next(Path(data["out_dir"]).glob("digit_0_*.png"), None)
     if sample:
         console.print(f"next: kit run {Path(data['export']['path'])} --image {sample}")
@@ -595,26 +685,6 @@ def _summarize(array) -> dict[str, Any]:
         order = np.argsort(-values[0])[:5]
         stats["top5"] = [(int(i), float(values[0, i])) for i in order]
     return stats
-
-
-def _db(value) -> str:
-    if value is None:
-        return "-"
-    return "inf" if value == "inf" else f"{value:.1f} dB"
-
-
-def _pct(value) -> str:
-    return "-" if value is None else f"{value:.2%}"
-
-
-def _size(size: int | None) -> str:
-    if size is None:
-        return ""
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return ""
 
 
 def _print_json(data: Any) -> int:

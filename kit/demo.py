@@ -69,8 +69,10 @@ class VariantResult:
         return dict(self.__dict__)
 
 
-def run_demo(out_dir: str | os.PathLike, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Train, export, quantize (int8, fp16), and run every variant on every usable backend."""
+def run_demo(out_dir: str | os.PathLike, progress: Callable[[str], None] | None = None,
+             bench_seconds: float = 1.0) -> dict[str, Any]:
+    """Train, export, quantize (int8, fp16), run every variant on every usable backend, and
+    benchmark them all (each in its own process)."""
     say = progress or (lambda message: None)
     _require("torch", "sklearn", "onnx", "onnxruntime")
     import torch
@@ -119,9 +121,15 @@ def run_demo(out_dir: str | os.PathLike, progress: Callable[[str], None] | None 
             Path(artifact).stat().st_size if Path(artifact).is_file() else weights.stat().st_size,
             accuracy, accuracy - results[0].accuracy if results else 0.0,
             float((logits.argmax(1) == reference.argmax(1)).mean()), float(np.abs(logits - reference).max())))
+    say("benchmarking every variant (pytest-benchmark, one process each)")
+    from kit.bench import bench
+
+    measured = bench([FACTORY, str(exported.path), *(str(r.path) for r in quantized.values())],
+                     data=str(out / "digits_test.npz"), max_time=bench_seconds,
+                     options={"weights": str(weights), "input_shapes": "1x1x8x8"})
     return {"out_dir": str(out), "train_samples": len(x_train), "test_samples": len(x_test),
             "export": exported.to_dict(), "quantize": {p: r.to_dict() for p, r in quantized.items()},
-            "results": [r.to_dict() for r in results]}
+            "results": [r.to_dict() for r in results], "bench": measured.document}
 
 
 def _held_out_logits(runtime: str, artifact: str, options: dict, x: np.ndarray) -> np.ndarray | None:

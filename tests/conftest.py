@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 from helpers import TINY_B, TINY_W, factory
 
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture(scope="session")
 def tiny_onnx(tmp_path_factory) -> Path:

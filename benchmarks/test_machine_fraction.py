@@ -1,0 +1,66 @@
+"""How much of this machine's single-precision matrix-multiply rate the best FP32 backend reaches
+on a conv net: numpy's SGEMM on the same single core, in the same run, is the yardstick.
+
+The conv net's work is counted from its ONNX graph (2 FLOPs per multiply-accumulate of
+every Conv and Gemm/MatMul).
+"""
+
+import numpy as np
+import pytest
+from conftest import image_feeds
+
+import kit
+
+MEASURED: dict[str, float] = {}
+SIZE = 512
+
+
+def count_flops(path) -> int:
+    import onnx
+    from onnx import numpy_helper, shape_inference
+
+    model = shape_inference.infer_shapes(onnx.load(str(path)))
+    shapes = {v.name: [d.dim_value or 1 for d in v.type.tensor_type.shape.dim]
+              for v in [*model.graph.value_info, *model.graph.input, *model.graph.output]}
+    weights = {t.name: numpy_helper.to_array(t).shape for t in model.graph.initializer}
+    flops = 0
+    for node in model.graph.node:
+        if node.op_type == "Conv":
+            out = shapes[node.output[0]]  # N, Cout, H, W
+            cout, cin_per_group, kh, kw = weights[node.input[1]]
+            flops += 2 * int(np.prod(out)) * cin_per_group * kh * kw
+        elif node.op_type in ("Gemm", "MatMul"):
+            k, n = weights[node.input[1]] if node.input[1] in weights else shapes[node.input[1]][-2:]
+            rows = int(np.prod(shapes[node.input[0]][:-1]))
+            flops += 2 * rows * k * n
+    return flops
+
+
+def test_numpy_sgemm_rate(benchmark):
+    from threadpoolctl import threadpool_limits
+
+    a = np.random.default_rng(0).standard_normal((SIZE, SIZE)).astype(np.float32)
+    b = np.random.default_rng(1).standard_normal((SIZE, SIZE)).astype(np.float32)
+    benchmark.group = "machine fraction"
+    with threadpool_limits(1):
+        benchmark(np.matmul, a, b)
+    if benchmark.stats is not None:
+        MEASURED["sgemm_flops_per_s"] = 2 * SIZE ** 3 / benchmark.stats.stats.median
+
+
+def test_best_fp32_backend_on_a_conv_net(benchmark, millisecond_cnn):
+    benchmark.group = "machine fraction"
+    with kit.load(millisecond_cnn, threads=1) as runtime:
+        feeds = image_feeds(runtime)
+        benchmark(runtime.run, feeds)
+    if benchmark.stats is not None:
+        MEASURED["conv_flops_per_s"] = count_flops(millisecond_cnn) / benchmark.stats.stats.median
+
+
+def test_fraction_of_the_machine():
+    if len(MEASURED) < 2:
+        pytest.skip("needs this run's timings (benchmarking enabled)")
+    fraction = MEASURED["conv_flops_per_s"] / MEASURED["sgemm_flops_per_s"]
+    print(f"numpy SGEMM {MEASURED['sgemm_flops_per_s'] / 1e9:.1f} GFLOP/s on one thread; ONNX Runtime FP32 on "
+          f"the conv net {MEASURED['conv_flops_per_s'] / 1e9:.1f} GFLOP/s: {fraction:.0%} of the machine's rate")
+    assert 0 < fraction < 2  # a counting or timing error shows up as an impossible fraction

@@ -1,0 +1,258 @@
+"""``kit bench``: latency, memory, size and accuracy of each model on each runtime.
+
+pytest-benchmark is the timing engine: each (model, runtime) variant runs in its own
+process (kit/bench_case.py under pytest), and its JSON is merged into one report in
+pytest-benchmark's own format, with the kit's fields under ``extra_info["kit"]``, so
+``pytest-benchmark compare`` and its histograms work on it. Percentiles and the median's
+confidence interval are computed here from the raw per-round timings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kit import environment
+from kit.accuracy import accuracy, top_k_correct
+from kit.compare import compare_outputs
+from kit.errors import InputError, KitError, RunError
+from kit.fileio import atomic_output, check_output_path
+from kit.sources import is_factory_reference
+from kit.stats import latency_stats
+
+GROUP = "kit bench"
+REGRESSION_THRESHOLD = 0.10  # a median this much slower than the old run is a regression
+ACCURACY_REGRESSION = 0.005  # a top-1 drop beyond this is a regression
+
+
+@dataclass
+class Variant:
+    model: str
+    runtime: str
+    options: dict[str, Any] = field(default_factory=dict)
+    baseline: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"{Path(self.model).name if Path(self.model).is_file() else self.model}[{self.runtime}]"
+
+
+def plan(models: list[str], runtimes: list[str] | None = None, baseline: str | None = None,
+         options: dict[str, Any] | None = None) -> list[Variant]:
+    """Every requested model on every requested usable runtime that opens it (baseline first)."""
+    from kit.runtimes.registry import candidates, get
+
+    if not models:
+        raise InputError("expected at least one model to benchmark.", hint="kit bench model.onnx [more models]")
+    for name in runtimes or []:
+        get(name)  # an unknown runtime name fails here, with the list of known ones
+    variants: list[Variant] = []
+    for model, is_baseline in [(baseline, True)] * bool(baseline) + [(m, False) for m in models]:
+        if not (Path(model).exists() or is_factory_reference(model)):
+            raise InputError(f"model {model} does not exist.", hint="Check the path.")
+        opening = [r for r in candidates(model) if get(r).availability().usable]
+        chosen = [r for r in opening if runtimes is None or r in runtimes or is_baseline]
+        if is_baseline:
+            chosen = chosen[:1]
+        if not chosen:
+            wanted = f" among {', '.join(runtimes)}" if runtimes else ""
+            raise InputError(f"no usable runtime{wanted} opens {model} (usable here: {', '.join(opening) or 'none'}).",
+                             hint="Run `kit runtimes` to see what is installed and how to add more.")
+        for runtime in chosen:
+            if any(v.model == model and v.runtime == runtime for v in variants):
+                continue  # the baseline listed again among the models
+            accepted = get(runtime).accepted_options
+            variants.append(Variant(model, runtime, {k: v for k, v in (options or {}).items() if k in accepted},
+                                    is_baseline))
+    return variants
+
+
+@dataclass
+class BenchReport:
+    """pytest-benchmark's JSON document, with the kit's analysis in each benchmark's extra_info."""
+
+    document: dict[str, Any]
+
+    @property
+    def benchmarks(self) -> list[dict[str, Any]]:
+        return self.document["benchmarks"]
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [b["extra_info"]["kit"] | {"name": b["name"]} for b in self.benchmarks]
+
+
+def bench(
+    models: list[str],
+    *,
+    runtimes: list[str] | None = None,
+    baseline: str | None = None,
+    data: str | None = None,
+    batch: int = 1,
+    threads: int | None = None,
+    max_time: float = 2.0,
+    options: dict[str, Any] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> BenchReport:
+    """Measure every variant, each in its own process, and analyse them against the baseline.
+
+    The baseline is ``baseline`` (on its first usable runtime) or else the first variant.
+    Fidelity (outputs against the baseline's) is always measured, on ``data`` or 16 random
+    inputs; task accuracy too when ``data`` has labels.
+    """
+    if batch < 1:
+        raise InputError(f"expected --batch >= 1, found {batch}.", hint="Use --batch 1.")
+    open_options = dict(options or {})
+    if threads is not None:
+        open_options["threads"] = threads
+    variants = plan(models, runtimes, baseline, open_options)
+    fidelity_data = data or "random:16"
+    results = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for index, variant in enumerate(variants):
+            if progress:
+                progress(variant.name, index, len(variants))
+            results.append(_run_variant(variant, Path(scratch), index, batch, fidelity_data, max_time))
+        if progress:
+            progress("done", len(variants), len(variants))
+        document = _merge(results, threads)
+        _analyse(document, variants, Path(scratch))
+    return BenchReport(document)
+
+
+def _run_variant(variant: Variant, scratch: Path, index: int, batch: int, fidelity_data: str,
+                 max_time: float) -> dict[str, Any]:
+    outputs_file = scratch / f"outputs-{index}.npz"
+    report = scratch / f"bench-{index}.json"
+    spec = {"model": variant.model, "runtime": variant.runtime, "options": variant.options, "batch": batch,
+            "group": GROUP, "fidelity_data": fidelity_data, "outputs_file": str(outputs_file)}
+    (scratch / "pytest.ini").write_text("[pytest]\n")  # keep the user's pytest configuration out
+    command = [sys.executable, "-m", "pytest", str(Path(__file__).with_name("bench_case.py")), "-q",
+               "-p", "pytest_benchmark.plugin", "-p", "no:cacheprovider", "-c", str(scratch / "pytest.ini"),
+               "--rootdir", str(scratch), f"--benchmark-json={report}", f"--benchmark-max-time={max_time}",
+               "--benchmark-min-rounds=20", "--benchmark-warmup=on", "--benchmark-warmup-iterations=10",
+               "--benchmark-sort=name"]
+    env = {**os.environ, "KIT_BENCH_SPEC": json.dumps(spec), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    finished = subprocess.run(command, capture_output=True, text=True, env=env)
+    if finished.returncode != 0 or not report.exists():
+        raise RunError(f"benchmarking {variant.name} failed: {_worker_error(finished.stdout + finished.stderr)}",
+                       hint="Run the model once with `kit run MODEL --random --runtime "
+                            f"{variant.runtime}` to see the problem alone.")
+    entry = json.loads(report.read_text())
+    entry["benchmarks"][0]["extra_info"]["kit"]["outputs_file"] = str(outputs_file)
+    return entry
+
+
+def _worker_error(text: str) -> str:
+    """The kit error (or last exception line) from a failed worker's pytest output."""
+    lines = [line.strip() for line in text.splitlines() if line.strip().startswith("E ")]
+    for line in lines:
+        if "Error:" in line:
+            return line[1:].strip()[:400]
+    return (lines[-1][1:].strip() if lines else text.strip().splitlines()[-1] if text.strip() else "no output")[:400]
+
+
+def _merge(results: list[dict[str, Any]], threads: int | None) -> dict[str, Any]:
+    document = {key: value for key, value in results[0].items() if key != "benchmarks"}
+    document["machine_info"]["kit_environment"] = environment.describe(threads)
+    document["benchmarks"] = []
+    for result in results:
+        entry = result["benchmarks"][0]
+        info = entry["extra_info"]["kit"]
+        name = Variant(info["model"], info["runtime"]).name
+        entry.update(name=name, fullname=name, param=info["runtime"], params={"runtime": info["runtime"]})
+        document["benchmarks"].append(entry)
+    return document
+
+
+def _analyse(document: dict[str, Any], variants: list[Variant], scratch: Path) -> None:
+    """Latency statistics from raw timings, size, fidelity and accuracy against the baseline."""
+    baseline_outputs, baseline_labels, baseline_correct = None, None, None
+    for entry, variant in zip(document["benchmarks"], variants):
+        info = entry["extra_info"]["kit"]
+        stats = latency_stats(entry["stats"]["data"])
+        info["baseline"] = variant.baseline or baseline_outputs is None
+        info["latency_s"] = stats.to_dict()
+        info["throughput_per_s"] = info["batch"] / stats.median
+        info["size_bytes"] = _size(variant.model)
+        with np.load(info.pop("outputs_file")) as archive:
+            outputs = {k.removeprefix("output."): archive[k] for k in archive.files if k.startswith("output.")}
+            labels = archive["labels"] if "labels" in archive.files else None
+        if baseline_outputs is None:
+            baseline_outputs, baseline_labels = outputs, labels
+        info["fidelity"] = [_fidelity(d) for d in compare_outputs(baseline_outputs, outputs, atol=0.0, rtol=0.0)]
+        if labels is not None:
+            scores = _scores(outputs)
+            result = accuracy(scores, labels)
+            correct = top_k_correct(scores, labels, 1)
+            baseline_correct = correct if baseline_correct is None else baseline_correct
+            info["accuracy"] = {**result.to_dict(), "delta": result.top1 - float(baseline_correct.mean())}
+
+
+def _fidelity(diff) -> dict[str, Any]:
+    data = diff.to_dict()
+    data.pop("passed")  # measured, not judged
+    return data
+
+
+def _scores(outputs: dict[str, np.ndarray]) -> np.ndarray:
+    from kit.harness import scores_of
+
+    return scores_of(outputs)
+
+
+def _size(model: str) -> int | None:
+    path = Path(model)
+    if not path.is_file():
+        return None
+    return sum(p.stat().st_size for p in (path, path.with_name(path.name + ".data")) if p.exists())
+
+
+# ----- outputs ---------------------------------------------------------------------------
+
+
+def write_json(report: BenchReport, path: str | os.PathLike) -> None:
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(report.document, indent=2))
+
+
+def check_outputs(*paths: str | None) -> None:
+    """Fail before any measuring when an output cannot be written."""
+    for path in filter(None, paths):
+        check_output_path(path)
+
+
+def regressions(report: BenchReport, old_path: str | os.PathLike,
+                threshold: float = REGRESSION_THRESHOLD) -> list[dict[str, Any]]:
+    """Variants whose median latency grew beyond ``threshold`` or whose top-1 fell, against an old report."""
+    try:
+        old = {b["name"]: b for b in json.loads(Path(old_path).read_text())["benchmarks"]}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"could not read {old_path} as a kit bench / pytest-benchmark JSON ({exc}).",
+                         hint="Give a file written by kit bench --json.") from exc
+    found = []
+    for entry in report.benchmarks:
+        previous = old.get(entry["name"])
+        if previous is None:
+            continue
+        ratio = entry["stats"]["median"] / previous["stats"]["median"]
+        row = {"name": entry["name"], "median_ratio": ratio, "latency_regression": ratio > 1 + threshold}
+        old_top1 = previous.get("extra_info", {}).get("kit", {}).get("accuracy", {}).get("top1")
+        new_top1 = entry["extra_info"]["kit"].get("accuracy", {}).get("top1")
+        row["accuracy_regression"] = (old_top1 is not None and new_top1 is not None
+                                      and old_top1 - new_top1 > ACCURACY_REGRESSION)
+        row["top1_change"] = None if old_top1 is None or new_top1 is None else new_top1 - old_top1
+        found.append(row)
+    if not found:
+        raise KitError(f"no benchmark in {old_path} matches this run's variants "
+                       f"({', '.join(b['name'] for b in report.benchmarks)}).",
+                       hint="Compare runs of the same models and runtimes.")
+    return found

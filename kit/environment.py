@@ -1,0 +1,80 @@
+"""What a measurement ran on: every benchmark result carries it.
+
+Reads files and the standard library only; runtime versions come from package metadata,
+so describing the environment imports no runtime library.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+# Distributions whose versions matter to a result (absent ones are left out).
+PACKAGES = ("edge-inference-kit", "numpy", "onnxruntime", "onnxruntime-gpu", "onnx", "torch", "ai-edge-litert",
+            "tflite-runtime", "tensorrt", "tensorrt-rtx", "openvino", "pytest-benchmark")
+# The CPU flags that decide which int8 and float kernels run.
+INTERESTING_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8",
+                     "neon", "asimd", "asimddp", "i8mm", "sve")
+
+
+def describe(threads: int | None = None) -> dict[str, Any]:
+    return {
+        "cpu": _cpu(),
+        "cores": os.cpu_count(),
+        "threads_used": threads,
+        "governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
+        "os": f"{platform.system()} {platform.release()}",
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "packages": _versions(),
+        **_jetson(),
+    }
+
+
+def _cpu() -> dict[str, Any]:
+    info = {"model": platform.processor() or platform.machine(), "flags": []}
+    text = _read("/proc/cpuinfo") or ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if key in ("model name", "Model", "Hardware") and info["model"] in ("", platform.machine(), None):
+            info["model"] = value
+        elif key in ("flags", "Features") and not info["flags"]:
+            present = set(value.split())
+            info["flags"] = [flag for flag in INTERESTING_FLAGS if flag in present]
+    frequency = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_max_freq")
+    if frequency:
+        info["max_mhz"] = int(frequency) // 1000
+    return info
+
+
+def _versions() -> dict[str, str]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _jetson() -> dict[str, Any]:
+    """L4T release and power mode on an NVIDIA Jetson, when those files exist."""
+    release = _read("/etc/nv_tegra_release")
+    if release is None:
+        return {}
+    info: dict[str, Any] = {"l4t": release.splitlines()[0]}
+    power = _read("/var/lib/nvpmodel/status")
+    if power:
+        info["power_mode"] = power
+    return info
+
+
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return None

@@ -1,0 +1,33 @@
+"""Short human forms of sizes, fractions and decibels, shared by every printed table."""
+
+from __future__ import annotations
+
+
+def size(size_bytes: int | None) -> str:
+    if size_bytes is None:
+        return "-"
+    value = float(size_bytes)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return "-"
+
+
+def percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2%}"
+
+
+def decibels(value) -> str:
+    """SQNR values: a number, "inf" (no noise at all), or None (not measured)."""
+    if value is None:
+        return "-"
+    return "inf" if value == "inf" else f"{value:.1f} dB"
+
+
+def seconds(value: float) -> str:
+    """A duration with three significant digits in the unit that fits: 13.1 us, 2.34 ms, 1.20 s."""
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if value >= scale or unit == "us":
+            return f"{value / scale:.3g} {unit}"
+    return "-"

@@ -1,0 +1,81 @@
+"""pytest fixtures for testing your own model's latency and accuracy in a few lines.
+
+Registered through the ``pytest11`` entry point, so installing the kit makes them available::
+
+    def test_int8_is_fast_enough(kit_latency):
+        stats = kit_latency("model.int8.onnx", threads=1)      # timed by pytest-benchmark
+        assert stats.p99 < 0.005                                # seconds
+
+    def test_int8_keeps_accuracy(kit_accuracy):
+        kit_accuracy("model.int8.onnx", data="heldout.npz", baseline="model.onnx", max_drop=0.01)
+
+Nothing heavy is imported until a fixture is used.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def kit_runtime():
+    """Open models on runtimes (``kit_runtime(path, runtime=None, **options)``); all are closed after the test."""
+    opened = []
+
+    def open_model(path, runtime=None, **options):
+        import kit
+
+        runtime = kit.load(path, runtime, **options)
+        opened.append(runtime)
+        return runtime
+
+    yield open_model
+    for runtime in opened:
+        runtime.close()
+
+
+@pytest.fixture
+def kit_latency(benchmark, kit_runtime):
+    """Time ``Runtime.run`` on random inputs with pytest-benchmark; returns kit.stats.LatencyStats
+    (seconds: min, median, mean, p90, p99, max, median_ci), or None under --benchmark-disable."""
+
+    def measure(path, runtime=None, *, batch: int = 1, **options):
+        from kit.specs import random_feeds
+        from kit.stats import latency_stats
+
+        model = kit_runtime(path, runtime, **options)
+        sizes = {spec.shape[0]: batch for spec in model.inputs if spec.dynamic_batch}
+        feeds = random_feeds(model.inputs, seed=0, **sizes)
+        model.run(feeds)  # warm-up: first calls allocate and pick kernels
+        benchmark(model.run, feeds)
+        return None if benchmark.stats is None else latency_stats(benchmark.stats.stats.data)
+
+    return measure
+
+
+@pytest.fixture
+def kit_accuracy():
+    """Top-1/top-5 on labelled data; with ``baseline`` and a budget (``max_drop`` or ``min_ratio``)
+    the test fails when the budget does not hold. Returns kit.accuracy.Accuracy, or the
+    kit.accuracy.BudgetCheck against the baseline."""
+
+    def check(model, data, *, baseline=None, max_drop=None, min_ratio=None, runtime=None, output=None, **options):
+        from kit.accuracy import check_budget
+        from kit.harness import evaluate
+
+        result, correct = evaluate(model, data, runtime=runtime, output=output, **options)
+        if baseline is None:
+            if max_drop is not None or min_ratio is not None:
+                raise pytest.UsageError("an accuracy budget needs baseline=...")
+            return result
+        _, baseline_correct = evaluate(baseline, data, output=output)
+        budget = {"max_drop": max_drop} if max_drop is not None else {"min_ratio": min_ratio} \
+            if min_ratio is not None else {"max_drop": float("inf")}
+        verdict = check_budget(baseline_correct, correct, **budget)
+        if not verdict.passed:
+            pytest.fail(f"accuracy budget {verdict.rule} failed: {model} top-1 {verdict.candidate:.4f}, "
+                        f"baseline {verdict.baseline:.4f} (delta {verdict.delta:+.4f}, 95% CI "
+                        f"{verdict.delta_ci[0]:+.4f} to {verdict.delta_ci[1]:+.4f})", pytrace=False)
+        return verdict
+
+    return check

@@ -1,0 +1,115 @@
+"""Render a bench report: a terminal table, Markdown, and a PNG of latency against accuracy."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from kit.bench import BenchReport
+from kit.errors import RuntimeUnavailableError
+from kit.fileio import atomic_output
+from kit.formatting import decibels, percent, seconds, size
+
+COLUMNS = ("variant", "median (95% CI)", "p90 / p99", "load / first", "per s", "size", "peak RSS", "agree",
+           "SQNR", "top-1 (vs base)")
+
+
+def table_rows(report: BenchReport) -> list[list[str]]:
+    rows = []
+    for row in report.rows():
+        latency = row["latency_s"]
+        low, high = latency["median_ci"]
+        fidelity = row["fidelity"][0] if row["fidelity"] else {}
+        accuracy = row.get("accuracy") or {}
+        top1 = percent(accuracy.get("top1"))
+        if accuracy and not row["baseline"]:
+            top1 += f" ({accuracy['delta']:+.2%})"
+        rows.append([
+            row["name"] + (" (baseline)" if row["baseline"] else "") + (f" x{row['batch']}" if row["batch"] > 1 else ""),
+            f"{seconds(latency['median'])} ({seconds(low)}-{seconds(high)})",
+            f"{seconds(latency['p90'])} / {seconds(latency['p99'])}",
+            f"{seconds(row['load_s'])} / {seconds(row['first_inference_s'])}",
+            f"{row['throughput_per_s']:.0f}", size(row["size_bytes"]), f"{row['peak_rss_mb']:.0f} MB",
+            percent(fidelity.get("top1")), decibels(fidelity.get("sqnr_db")), top1,
+        ])
+    return rows
+
+
+def print_table(report: BenchReport, console) -> None:
+    from rich.table import Table
+
+    table = Table(title=None)
+    for column in COLUMNS:
+        table.add_column(column, overflow="fold")
+    for row in table_rows(report):
+        table.add_row(*row)
+    console.print(table)
+    env = report.document["machine_info"]["kit_environment"]
+    console.print(f"on {env['cpu']['model']} ({env['cores']} cores, {', '.join(env['cpu']['flags'])}), "
+                  f"threads {env['threads_used'] or 'runtime default'}, Python {env['python']}, "
+                  + ", ".join(f"{k} {v}" for k, v in env["packages"].items() if k != "edge-inference-kit"))
+
+
+def write_markdown(report: BenchReport, path: str | os.PathLike) -> None:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(row) + " |" for row in table_rows(report)]
+    env = report.document["machine_info"]["kit_environment"]
+    lines += ["", f"Measured {report.document.get('datetime', '')} on {env['cpu']['model']} ({env['cores']} cores; "
+              f"flags {', '.join(env['cpu']['flags'])}), {env['os']}, Python {env['python']}; "
+              + ", ".join(f"{k} {v}" for k, v in env["packages"].items()) + "."]
+    with atomic_output(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of points no other point beats on both lower latency and higher accuracy."""
+    front = []
+    for i, (latency, score) in enumerate(points):
+        dominated = any(other_latency <= latency and other_score >= score and (other_latency, other_score) !=
+                        (latency, score) for other_latency, other_score in points)
+        if not dominated:
+            front.append(i)
+    return front
+
+
+def write_plot(report: BenchReport, path: str | os.PathLike) -> None:
+    """Latency against accuracy (Pareto front marked) beside each variant's latency distribution."""
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise RuntimeUnavailableError("--plot needs matplotlib, which is not installed.",
+                                      hint='Install it with: pip install "edge-inference-kit[bench]"') from exc
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report.rows()
+    names = [row["name"] for row in rows]
+    medians = [row["latency_s"]["median"] * 1000 for row in rows]
+    scores, label = _scores(rows)
+    front = pareto_front(list(zip(medians, scores)))
+    figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    left.scatter(medians, scores, color="tab:blue")
+    ordered = sorted(front, key=lambda i: medians[i])
+    left.plot([medians[i] for i in ordered], [scores[i] for i in ordered], color="tab:red", marker="o",
+              label="Pareto front")
+    for name, x, y in zip(names, medians, scores):
+        left.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    left.set(xlabel="median latency (ms)", ylabel=label, title="latency against accuracy")
+    left.legend()
+    timings = [[t * 1000 for t in entry["stats"]["data"]] for entry in report.benchmarks]
+    right.boxplot(timings, orientation="horizontal", showfliers=True)
+    right.set_xscale("log")  # tails span orders of magnitude on shared machines
+    right.set_yticks(range(1, len(names) + 1), names, fontsize=8)
+    right.set(xlabel="latency per call (ms)", title="latency distribution (all rounds)")
+    figure.tight_layout()
+    with atomic_output(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=110)
+    plt.close(figure)
+
+
+def _scores(rows: list[dict[str, Any]]) -> tuple[list[float], str]:
+    if all(row.get("accuracy") for row in rows):
+        return [row["accuracy"]["top1"] for row in rows], "top-1 accuracy"
+    if all(row["fidelity"] and row["fidelity"][0].get("top1") is not None for row in rows):
+        return [row["fidelity"][0]["top1"] for row in rows], "top-1 agreement with the baseline"
+    return [row["fidelity"][0]["cosine"] if row["fidelity"] else 1.0 for row in rows], "cosine similarity to baseline"

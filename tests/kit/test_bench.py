@@ -1,0 +1,141 @@
+"""kit bench end to end (each variant in its own process), its JSON, regressions, plot, bad input,
+and the pytest plugin."""
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import files_in
+
+from kit import bench
+from kit.cli import main
+from kit.errors import InputError, KitError
+from kit.report import pareto_front
+
+
+@pytest.fixture(scope="module")
+def measured(digits, tmp_path_factory):
+    """The digits CNN in FP32 and FP16, benchmarked briefly on one thread, with labelled data."""
+    from kit.export.quantize import quantize
+
+    folder = tmp_path_factory.mktemp("bench")
+    fp16 = quantize(digits.onnx, folder / "fp16.onnx", precision="fp16").path
+    report = bench.bench([str(digits.onnx), str(fp16)], data=str(digits.test), threads=1, max_time=0.2)
+    return report, folder
+
+
+def test_every_variant_has_the_fields(measured, digits):
+    report, _ = measured
+    rows = {row["name"]: row for row in report.rows()}
+    assert list(rows) == ["model.onnx[onnxruntime]", "fp16.onnx[onnxruntime]"]
+    base, half = rows["model.onnx[onnxruntime]"], rows["fp16.onnx[onnxruntime]"]
+    for row in (base, half):
+        latency = row["latency_s"]
+        assert latency["rounds"] >= 20 and 0 < latency["min"] <= latency["median"] <= latency["p90"] <= latency["p99"]
+        assert latency["median_ci"][0] <= latency["median"] <= latency["median_ci"][1]
+        assert row["throughput_per_s"] == pytest.approx(1 / latency["median"])
+        assert row["load_s"] > 0 and row["first_inference_s"] > 0 and row["peak_rss_mb"] > 10
+        assert row["runtime_info"]["threads"] == 1
+    assert base["baseline"] and not half["baseline"]
+    assert base["fidelity"][0]["sqnr_db"] == "inf" and base["accuracy"]["top1"] == pytest.approx(0.9889, abs=1e-3)
+    assert half["fidelity"][0]["top1"] == 1.0 and half["fidelity"][0]["sqnr_db"] > 40
+    assert abs(half["accuracy"]["delta"]) <= 0.005 and half["size_bytes"] < base["size_bytes"]
+    environment = report.document["machine_info"]["kit_environment"]
+    assert environment["threads_used"] == 1 and environment["packages"]["onnxruntime"]
+
+
+def test_json_loads_in_pytest_benchmark_compare(measured):
+    report, folder = measured
+    bench.write_json(report, folder / "run.json")
+    data = json.loads((folder / "run.json").read_text())
+    assert {"machine_info", "commit_info", "benchmarks", "datetime", "version"} <= set(data)
+    assert len(data["benchmarks"][0]["stats"]["data"]) == data["benchmarks"][0]["stats"]["rounds"]
+    command = str(Path(sys.executable).with_name("pytest-benchmark"))  # its console script
+    result = subprocess.run([command, "compare", str(folder / "run.json")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "model.onnx[onnxruntime]" in result.stdout and "fp16.onnx[onnxruntime]" in result.stdout
+
+
+def test_regressions_against_an_older_run(measured, tmp_path):
+    report, _ = measured
+    old = json.loads(json.dumps(report.document))
+    old["benchmarks"][0]["stats"]["median"] /= 2  # the old run was twice as fast
+    old["benchmarks"][1]["extra_info"]["kit"]["accuracy"]["top1"] += 0.05  # and more accurate
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    rows = {row["name"]: row for row in bench.regressions(report, tmp_path / "old.json", threshold=0.1)}
+    assert rows["model.onnx[onnxruntime]"]["latency_regression"]
+    assert rows["model.onnx[onnxruntime]"]["median_ratio"] == pytest.approx(2.0)
+    assert not rows["fp16.onnx[onnxruntime]"]["latency_regression"]
+    assert rows["fp16.onnx[onnxruntime]"]["accuracy_regression"]
+    (tmp_path / "other.json").write_text(json.dumps({"benchmarks": [{"name": "x[y]", "stats": {"median": 1}}]}))
+    with pytest.raises(KitError, match="no benchmark in .* matches"):
+        bench.regressions(report, tmp_path / "other.json")
+
+
+def test_markdown_and_plot(measured, tmp_path):
+    from kit.report import write_markdown, write_plot
+
+    report, _ = measured
+    write_markdown(report, tmp_path / "bench.md")
+    write_plot(report, tmp_path / "bench.png")
+    text = (tmp_path / "bench.md").read_text()
+    assert text.startswith("| variant | median (95% CI) |") and "fp16.onnx[onnxruntime]" in text
+    assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_pareto_front():
+    # (latency, accuracy): b is beaten by a on both; d ties nobody and is the most accurate
+    points = [(1.0, 0.90), (2.0, 0.85), (1.5, 0.95), (3.0, 0.99), (3.0, 0.98)]
+    assert pareto_front(points) == [0, 2, 3]
+
+
+def test_bad_input(digits, tmp_path, capsys):
+    with pytest.raises(InputError, match="expected a runtime among onnxruntime, torch"):
+        bench.bench([str(digits.onnx)], runtimes=["tensorflow"])
+    (tmp_path / "weights.bin").write_bytes(b"\x00" * 8)
+    with pytest.raises(InputError, match="no usable runtime opens .*weights.bin"):
+        bench.bench([str(tmp_path / "weights.bin")])
+    with pytest.raises(InputError, match="no usable runtime among torch opens"):
+        bench.bench([str(digits.onnx)], runtimes=["torch"])
+    code = main(["bench", str(digits.onnx), "--json", str(tmp_path / "absent" / "out.json")])
+    assert code == 2 and "the folder for the output" in capsys.readouterr().err
+    assert files_in(tmp_path) == ["weights.bin"]
+
+
+def test_cli_prints_the_table_and_fails_on_regression(measured, digits, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    report, _ = measured
+    old = json.loads(json.dumps(report.document))
+    for entry in old["benchmarks"]:
+        entry["stats"]["median"] /= 10
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    code = main(["bench", str(digits.onnx), "--threads", "1", "--max-time", "0.1", "--compare",
+                 str(tmp_path / "old.json"), "--markdown", str(tmp_path / "b.md")])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "model.onnx[onnxruntime] (baseline)" in out and "REGRESSION model.onnx[onnxruntime]: median x" in out
+    assert (tmp_path / "b.md").exists()
+
+
+def test_pytest_plugin_fixtures(digits, pytester):
+    pytester.makepyfile(textwrap.dedent(f"""
+        def test_latency(kit_latency):
+            stats = kit_latency({str(digits.onnx)!r}, threads=1)
+            assert stats.rounds >= 5 and stats.median_ci[0] <= stats.median <= stats.median_ci[1]
+
+        def test_budget_holds(kit_accuracy):
+            verdict = kit_accuracy({str(digits.onnx)!r}, data={str(digits.test)!r},
+                                   baseline={str(digits.onnx)!r}, max_drop=0.0)
+            assert verdict.delta == 0.0
+
+        def test_budget_fails(kit_accuracy):
+            kit_accuracy({str(digits.onnx)!r}, data={str(digits.test)!r}, baseline={str(digits.onnx)!r},
+                         min_ratio=1.5)
+    """))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--benchmark-max-time=0.1")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*accuracy budget ratio >= 1.5 failed: * top-1 0.9889, baseline 0.9889*"])

@@ -1,0 +1,32 @@
+"""Latency statistics on known samples."""
+
+import numpy as np
+import pytest
+
+from kit.errors import InputError
+from kit.stats import latency_stats, median_ci_ranks
+
+
+@pytest.mark.parametrize("n, ranks", [
+    (100, (40, 61)),  # Conover's table for the median's 95% interval
+    (20, (6, 15)),
+    (10, (2, 9)),
+    (6, (1, 6)),      # P(no sample below the median) = 1/64 <= 0.025, P(at most one) = 7/64 > 0.025
+    (1, (1, 1)),
+])
+def test_median_interval_ranks(n, ranks):
+    assert median_ci_ranks(n) == ranks
+
+
+def test_stats_of_one_to_a_hundred():
+    stats = latency_stats(np.arange(100, 0, -1))  # unsorted on purpose
+    assert (stats.rounds, stats.min, stats.max) == (100, 1.0, 100.0)
+    assert stats.median == 50.5 and stats.mean == 50.5
+    assert stats.p90 == pytest.approx(90.1) and stats.p99 == pytest.approx(99.01)
+    assert stats.median_ci == (40.0, 61.0)
+    assert stats.stddev == pytest.approx(np.std(np.arange(1, 101), ddof=1))
+
+
+def test_no_timings():
+    with pytest.raises(InputError, match="no timings"):
+        latency_stats([])
