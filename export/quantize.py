@@ -28,7 +28,7 @@ import numpy as np
 from kit import provenance
 from kit.compare import OutputDiff, compare_outputs
 from kit.data import Dataset, FeedReader, open_data
-from kit.errors import InputError, KitError, KitWarning, ModelFileError, root_cause
+from kit.errors import InputError, KitError, KitWarning, ModelFileError, RuntimeUnavailableError, root_cause
 from kit.fileio import atomic_output, check_output_path, sha256_of
 
 PRECISIONS = ("int8", "int8-dynamic", "fp16")
@@ -36,6 +36,7 @@ METHODS = ("minmax", "entropy", "percentile")
 MIN_CALIBRATION = 200  # below this, CNN activation ranges are poorly estimated
 FAITHFUL_SQNR_DB = 20.0  # below this (or below 95% top-1 agreement) the int8 model is flagged
 FAITHFUL_TOP1 = 0.95
+FIDELITY_SAMPLES = 64  # calibration samples kept to check the quantized model against the float one
 QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul",
                  "MatMulInteger", "ConvInteger", "QGemm", "QLinearAdd"}
 
@@ -115,7 +116,7 @@ def quantize(
     output: str | os.PathLike,
     *,
     precision: str = "int8",
-    calib: str | None = None,
+    calib: Any = None,
     method: str = "minmax",
     target: str = "auto",
     per_channel: bool = True,
@@ -135,10 +136,11 @@ def quantize(
         scratch = Path(scratch)
         if precision == "fp16":
             say("converting to float16")
+            result.excluded = _resolve_excluded(model, result.excluded)
             _to_fp16(source, tmp, result)
         else:
             prepared = _preprocess(model, scratch / "prepared.onnx", result, say)
-            _check_excluded(prepared, result.excluded)
+            result.excluded = _resolve_excluded(prepared, result.excluded)
             preset = PRESETS[detect_target() if target == "auto" else target]
             result.target, result.per_channel = preset.name, per_channel
             if precision == "int8-dynamic":
@@ -146,16 +148,18 @@ def quantize(
                 say("quantizing weights (dynamic int8)")
                 _dynamic(prepared, tmp, preset, per_channel, result.excluded)
             else:
-                dataset = _calibration_data(calib, model, result, calib_limit)
+                source, description, synthetic, inputs = _calibration_source(calib, model)
                 result.method = method
-                say(f"calibrating on {min(dataset.count, calib_limit or dataset.count)} samples ({method})")
+                say(f"calibrating on {description} ({method})")
                 # ORT's histogram calibrators stack per-batch outputs and need equal batches.
-                reader = FeedReader(dataset, batch_size=16 if method == "minmax" else 1, limit=calib_limit)
+                reader = FeedReader(source, batch_size=16 if method == "minmax" else 1, limit=calib_limit,
+                                    inputs=inputs, keep=FIDELITY_SAMPLES)
                 _static(prepared, tmp, reader, preset, per_channel, method, result.excluded)
-                result.calibration = {"source": dataset.description, "count": reader.count, "sha256": reader.sha256(),
-                                      "synthetic": dataset.synthetic}
+                result.calibration = {"source": description, "count": reader.count, "sha256": reader.sha256(),
+                                      "synthetic": synthetic}
+                _warn_about_calibration(result)
                 say("checking the quantized model against the float model")
-                result.fidelity = _fidelity(model, tmp, dataset)
+                result.fidelity = _fidelity(model, tmp, reader.kept_arrays())
                 _warn_if_unfaithful(result)
         _record(tmp, model, parent, result)
     result.size_bytes = _size(output)
@@ -212,7 +216,11 @@ def quantize_to_budget(
             say("ranking layers by quantization damage")
             with _ort(model) as rt:
                 calib = open_data(options["calib"], rt.inputs, provenance.read(model).get("preprocess"))
-            ranking = [layer for layer in layer_errors(model, trial, calib) if (layer.drop_db or 0) > 0]
+            # Rank on the graph quantize() quantized (pre-processing renames fused nodes), so the
+            # names it suggests are names quantize() can exclude.
+            prepared = _preprocess(model, Path(scratch) / "prepared.onnx", QuantizeResult(model, "int8", 0, 0, 0.0),
+                                   lambda message: None)
+            ranking = [layer for layer in layer_errors(prepared, trial, calib) if (layer.drop_db or 0) > 0]
         kept: list[str] = []
         for layer in ranking[:max_steps]:
             if check.passed:
@@ -263,7 +271,12 @@ def _check_arguments(model: Path, output: Path, precision: str, method: str, tar
 
 def _load_checked(model: Path):
     """The float32 model, refusing files that are already quantized or float16."""
-    import onnx
+    try:
+        import onnx
+        import onnxruntime.quantization  # noqa: F401
+    except ImportError as exc:
+        raise RuntimeUnavailableError(f"quantization needs onnx and onnxruntime ({exc}).",
+                                      hint='Install them with: pip install "edge-inference-kit[quantize]"') from exc
 
     try:
         proto = onnx.load(str(model))
@@ -281,33 +294,54 @@ def _load_checked(model: Path):
     return proto
 
 
-def _check_excluded(prepared: Path, excluded: list[str]) -> None:
+def _resolve_excluded(graph_path: Path, excluded: list[str]) -> list[str]:
+    """The graph's node names for the user's: ONNX Runtime's pre-processing renames the nodes it
+    fuses to ``original/Fusion``, so a name from the float model matches those too."""
     if not excluded:
-        return
+        return []
     import onnx
 
-    names = [node.name for node in onnx.load(str(prepared), load_external_data=False).graph.node]
-    unknown = [name for name in excluded if name not in names]
+    names = [node.name for node in onnx.load(str(graph_path), load_external_data=False).graph.node]
+    resolved, unknown = [], []
+    for wanted in excluded:
+        matches = [name for name in names if name == wanted or name.startswith(wanted + "/")]
+        resolved += [name for name in matches if name not in resolved]
+        if not matches:
+            unknown.append(wanted)
     if unknown:
         raise InputError(f"--exclude names {', '.join(unknown)}, which the graph does not have "
                          f"(it has {', '.join(names[:12])}{' ...' if len(names) > 12 else ''}).",
                          hint="Take node names from `kit inspect --nodes MODEL` or from the per-layer report.")
+    return resolved
 
 
-def _calibration_data(calib: str | None, model: Path, result: QuantizeResult, limit: int | None) -> Dataset:
+def _calibration_source(calib, model: Path) -> tuple[Any, str, bool, list | None]:
+    """(source, description, synthetic, inputs to check feeds against) for FeedReader.
+
+    ``calib`` is a data string (image folder, .npy, .npz, random:N), a Dataset, an object
+    with ``get_next()`` (ONNX Runtime's CalibrationDataReader) or any iterable of feed dicts.
+    """
     if calib is None:
         raise InputError("static int8 needs calibration data; found no --calib.",
                          hint="Give --calib with a folder of images or an .npy/.npz of inputs "
                               "(random:N only to try the pipeline: its ranges are not your data's).")
     with _ort(model) as rt:
-        dataset = open_data(calib, rt.inputs, provenance.read(model).get("preprocess"))
-    if dataset.synthetic:
-        _warn(result, f"calibrating on synthetic data ({calib}): activation ranges will not match real inputs "
-                      "and accuracy may collapse. Use real samples for anything you ship.")
-    elif min(dataset.count, limit or dataset.count) < MIN_CALIBRATION:
-        _warn(result, f"only {min(dataset.count, limit or dataset.count)} calibration samples; a CNN wants a few "
-                      f"hundred representative ones (at least {MIN_CALIBRATION}).")
-    return dataset
+        inputs = rt.inputs
+    if isinstance(calib, (str, os.PathLike)):
+        calib = open_data(str(calib), inputs, provenance.read(model).get("preprocess"))
+    if isinstance(calib, Dataset):
+        return calib, calib.description, calib.synthetic, None
+    return calib, f"{type(calib).__name__} from Python", False, inputs
+
+
+def _warn_about_calibration(result: QuantizeResult) -> None:
+    calibration = result.calibration
+    if calibration["synthetic"]:
+        _warn(result, f"calibrated on synthetic data ({calibration['source']}): activation ranges will not match "
+                      "real inputs and accuracy may collapse. Use real samples for anything you ship.")
+    elif calibration["count"] < MIN_CALIBRATION:
+        _warn(result, f"only {calibration['count']} calibration samples; a CNN wants a few hundred representative "
+                      f"ones (at least {MIN_CALIBRATION}).")
 
 
 def _warn_if_conv_heavy(model, result: QuantizeResult) -> None:
@@ -361,8 +395,9 @@ def _static(prepared: Path, output: Path, reader: FeedReader, preset: QuantPrese
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     extra = preset.extra_options()
-    if method == "minmax":
-        extra["CalibMaxIntermediateOutputs"] = 16  # fold ranges every 16 batches: memory stays flat
+    # Not "CalibMaxIntermediateOutputs": in ONNX Runtime 1.32 it discards the batches it
+    # collected instead of folding them into the ranges, so only the last ones count.
+    # Calibration therefore holds every batch's activations until the end.
     if method == "percentile":
         extra["CalibPercentile"] = 99.999
     try:
@@ -399,20 +434,21 @@ def _to_fp16(model, output: Path, result: QuantizeResult) -> None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        half = convert_float_to_float16(model, keep_io_types=True)
+        half = convert_float_to_float16(model, keep_io_types=True, node_block_list=result.excluded or None)
     onnx.save(half, str(output))
     result.notes.append("fp16 halves the size; ONNX Runtime's CPU provider computes it no faster than fp32 "
                         "(it casts). Inputs and outputs stay float32.")
 
 
-def _fidelity(model: Path, quantized: Path, dataset: Dataset, samples: int = 64) -> list[OutputDiff]:
-    """Outputs of the quantized model against the float model on a few calibration samples."""
+def _fidelity(model: Path, quantized: Path, samples: dict[str, np.ndarray]) -> list[OutputDiff]:
+    """Outputs of the quantized model against the float model on the first calibration samples."""
+    from kit.data import from_arrays
     from kit.harness import run_dataset
     from kit.runtimes.ort import OnnxRuntime
 
     with OnnxRuntime(model, threads=1) as reference, OnnxRuntime(quantized, threads=1) as candidate:
-        expected, _ = run_dataset(reference, dataset, limit=samples)
-        got, _ = run_dataset(candidate, dataset, limit=samples)
+        expected, _ = run_dataset(reference, from_arrays(samples, reference.inputs, "calibration samples"))
+        got, _ = run_dataset(candidate, from_arrays(samples, candidate.inputs, "calibration samples"))
     return compare_outputs(expected, got, atol=0.0, rtol=0.0, stat="mean")
 
 

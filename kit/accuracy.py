@@ -24,9 +24,11 @@ class Accuracy:
     top1: float
     top1_ci: tuple[float, float]
     top5: float | None = None
+    classes: list[str] | None = None  # the class folder names, for image-folder data
 
     def to_dict(self) -> dict:
-        return {"count": self.count, "top1": self.top1, "top1_ci95": list(self.top1_ci), "top5": self.top5}
+        data = {"count": self.count, "top1": self.top1, "top1_ci95": list(self.top1_ci), "top5": self.top5}
+        return data | ({"classes": self.classes} if self.classes else {})
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ def top_k_correct(logits: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     if labels.min(initial=0) < 0 or labels.max(initial=0) >= logits.shape[1]:
         raise InputError(f"labels range over [{labels.min()}, {labels.max()}] but the model scores "
                          f"{logits.shape[1]} classes.", hint="Check that the labels index the model's classes.")
-    best = np.argsort(-logits, axis=1)[:, :k]
+    best = np.argsort(-logits, axis=1, kind="stable")[:, :k]  # ties: the lower class index first
     return (best == labels[:, None]).any(axis=1)
 
 
@@ -97,6 +99,11 @@ def check_budget(baseline_correct: np.ndarray, candidate_correct: np.ndarray, *,
     if (max_drop is None) == (min_ratio is None):
         raise InputError("expected exactly one of --max-drop and --min-ratio.",
                          hint="E.g. --max-drop 0.01 (one point) or --min-ratio 0.99 (99% of FP32).")
+    if max_drop is not None and not (0 <= max_drop <= 1 or max_drop == float("inf")):
+        raise InputError(f"expected --max-drop from 0 to 1, found {max_drop}.", hint="E.g. 0.01 for one point.")
+    if min_ratio is not None and not 0 < min_ratio <= 1:
+        raise InputError(f"expected --min-ratio above 0 and at most 1, found {min_ratio}.",
+                         hint="E.g. 0.99 for 99% of the baseline's accuracy.")
     base, cand = float(np.mean(baseline_correct)), float(np.mean(candidate_correct))
     ratio = cand / base if base else 0.0
     if max_drop is not None:

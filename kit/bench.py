@@ -182,7 +182,7 @@ def _analyse(document: dict[str, Any], variants: list[Variant], scratch: Path) -
         info["baseline"] = variant.baseline or baseline_outputs is None
         info["latency_s"] = stats.to_dict()
         info["throughput_per_s"] = info["batch"] / stats.median
-        info["size_bytes"] = _size(variant.model)
+        info["size_bytes"] = _size(variant.model) or _size(variant.options.get("weights") or "")
         with np.load(info.pop("outputs_file")) as archive:
             outputs = {k.removeprefix("output."): archive[k] for k in archive.files if k.startswith("output.")}
             labels = archive["labels"] if "labels" in archive.files else None

@@ -38,7 +38,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         _error_line(f"unexpected {type(error).__name__}: {first_line(error)} (rerun with --debug for the traceback)")
-        return 1
+        return EXIT_INTERNAL
+
+
+# Exit codes: 0 ok; 1 a check failed (compare, eval budget, bench regression); 2 bad input or an
+# unusable runtime; 3 an export that does not match PyTorch; 70 an internal error; 130 interrupted.
+EXIT_INTERNAL = 70
 
 
 def _error_line(message: str) -> None:
@@ -70,6 +75,14 @@ def _tolerance(text: str) -> float:
     import math
 
     return _number(text, float, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
+
+
+def _fraction(text: str) -> float:
+    return _number(text, float, lambda v: 0 <= v <= 1, "a number from 0 to 1")
+
+
+def _ratio(text: str) -> float:
+    return _number(text, float, lambda v: 0 < v <= 1, "a ratio above 0 and at most 1")
 
 
 def _number(text: str, kind, valid, wanted: str):
@@ -155,16 +168,16 @@ def _parser() -> argparse.ArgumentParser:
     channel.add_argument("--per-tensor", dest="per_channel", action="store_false")
     quantize.add_argument("--exclude", nargs="+", default=[], metavar="NODE", help="node names to keep in float")
     budget = quantize.add_mutually_exclusive_group()
-    budget.add_argument("--max-drop", type=float, help="accuracy budget: keep layers in float until top-1 drops "
+    budget.add_argument("--max-drop", type=_fraction, help="accuracy budget: keep layers in float until top-1 drops "
                                                         "at most this much (needs --eval)")
-    budget.add_argument("--min-ratio", type=float, help="accuracy budget as a ratio of FP32 top-1 (needs --eval)")
+    budget.add_argument("--min-ratio", type=_ratio, help="accuracy budget as a ratio of FP32 top-1 (needs --eval)")
     quantize.add_argument("--eval", metavar="DATA", help="labelled data for the accuracy budget")
     quantize.set_defaults(handler=_quantize)
 
     compare = commands.add_parser("compare", parents=[common, torch_source], help="compare two models' outputs (or golden files)")
     compare.add_argument("models", nargs="+", metavar="MODEL", help="reference then candidate, or one model with --golden")
     compare.add_argument("--data", default=None, help="inputs: image folder, .npy, .npz or random:N (default random:16)")
-    compare.add_argument("--random", type=int, metavar="N", help="N random inputs (same as --data random:N)")
+    compare.add_argument("--random", type=_positive_int, metavar="N", help="N random inputs (same as --data random:N)")
     compare.add_argument("--atol", action="append", metavar="[OUTPUT=]X", help="absolute tolerance (default 1e-4)")
     compare.add_argument("--rtol", action="append", metavar="[OUTPUT=]X", help="relative tolerance (default 1e-3)")
     compare.add_argument("--stat", choices=["elementwise", "mean", "median", "max"], default="elementwise")
@@ -184,8 +197,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--output", help="the classification output, when the model has several")
     evaluate.add_argument("--baseline", metavar="FP32_MODEL", help="the full-precision model to measure against")
     limit = evaluate.add_mutually_exclusive_group()
-    limit.add_argument("--max-drop", type=float, help="fail when top-1 drops more than this below the baseline")
-    limit.add_argument("--min-ratio", type=float, help="fail below this ratio of the baseline's top-1 (MLPerf)")
+    limit.add_argument("--max-drop", type=_fraction, help="fail when top-1 drops more than this below the baseline")
+    limit.add_argument("--min-ratio", type=_ratio, help="fail below this ratio of the baseline's top-1 (MLPerf)")
     evaluate.set_defaults(handler=_eval)
 
     bench = commands.add_parser("bench", parents=[torch_source],
@@ -420,12 +433,12 @@ def _eval(args) -> int:
     with _progress(args) as say:
         say(f"evaluating {args.model}")
         result, correct = evaluate(args.model, args.data, runtime=args.runtime, output=args.output,
-                                   **_open_options(args, args.model, args.runtime))
+                                   **_open_options(args, args.model, args.runtime, strict=not args.baseline))
         report: dict[str, Any] = {"model": args.model, "data": args.data, **result.to_dict()}
         if args.baseline:
             say(f"evaluating the baseline {args.baseline}")
             base, base_correct = evaluate(args.baseline, args.data, output=args.output,
-                                          **_open_options(args, args.baseline, None))
+                                          **_open_options(args, args.baseline, None, strict=False))
             check = check_budget(base_correct, correct, **(budget or {"max_drop": math.inf}))
             report["baseline"] = {"model": args.baseline, **base.to_dict()}
             report["against_baseline"] = {k: v for k, v in check.to_dict().items()
@@ -471,9 +484,9 @@ def _tolerances(items: list[str] | None, default: float) -> dict[str, float]:
     for item in items or []:
         name, _, value = item.rpartition("=")
         try:
-            tolerances[name] = float(value)
-        except ValueError:
-            raise InputError(f"expected a tolerance like 1e-3 or OUTPUT=1e-3, found {item!r}.",
+            tolerances[name] = _tolerance(value)
+        except argparse.ArgumentTypeError:
+            raise InputError(f"expected a tolerance like 1e-3 or OUTPUT=1e-3 (finite, >= 0), found {item!r}.",
                              hint="Give a number, optionally prefixed by an output name.") from None
     return tolerances
 
@@ -604,16 +617,11 @@ def _demo(args) -> int:
     console = _console()
     console.print(f"trained on {data['train_samples']} digits, held out {data['test_samples']}; "
                   f"files in {data['out_dir']}")
-    table = _table(None, "variant", "runtime", "model", "size", "accuracy", "vs FP32", "agreement", "max |diff|")
-    for row in data["results"]:
-        table.add_row(row["variant"], row["runtime"], row["model"], size(row["size_bytes"]), f"{row['accuracy']:.2%}",
-                      f"{row['delta']:+.2%}", f"{row['agreement']:.2%}", f"{row['max_abs']:.2g}")
-    console.print("held-out accuracy per variant and backend (agreement and |diff| against PyTorch FP32):")
-    console.print(table)
     from kit.bench import BenchReport
     from kit.report import print_table
 
-    console.print("latency per variant (each backend in its own process; accuracy on the held-out digits):")
+    console.print("every variant on every usable backend, each in its own process; top-1 on the held-out digits, "
+                  "agreement and SQNR against PyTorch FP32 (the baseline):")
     print_table(BenchReport(data["bench"]), console)
     sample = next(Path(data["out_dir"]).glob("digit_0_*.png"), None)
     if sample:

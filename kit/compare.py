@@ -7,9 +7,11 @@ SQNR in dB and, for (batch, classes) outputs, top-1/top-5 agreement.
 Pass/fail (``stat``):
 - ``elementwise`` (default): every element within ``atol + rtol * |reference|`` (numpy's allclose);
 - ``mean`` / ``median`` / ``max``: that statistic of the absolute error is within ``atol``
-  or that statistic of the relative error is within ``rtol`` (Polygraphy's rule).
-The relative error is taken over elements whose reference magnitude exceeds ``atol``, so
-values near zero do not turn it into noise.
+  or that statistic of the relative error (over every element, |reference| floored at
+  1e-12) is within ``rtol`` (Polygraphy's rule).
+The reported ``max_rel`` is taken over elements whose reference magnitude exceeds
+``atol``, so values near zero do not turn the report into noise. Cosine similarity and
+SQNR are computed over the whole output (all samples flattened together).
 """
 
 from __future__ import annotations
@@ -41,7 +43,9 @@ class OutputDiff:
 
     def to_dict(self) -> dict:
         data = {**asdict(self), "shape": list(self.shape)}
-        data["sqnr_db"] = "inf" if math.isinf(self.sqnr_db) else self.sqnr_db
+        data["sqnr_db"] = "inf" if self.sqnr_db == math.inf else "-inf" if self.sqnr_db == -math.inf else self.sqnr_db
+        if math.isnan(self.cosine):
+            data["cosine"] = None  # JSON has no NaN
         return data
 
 
@@ -56,6 +60,11 @@ def compare_outputs(reference: Mapping[str, np.ndarray], candidate: Mapping[str,
         raise InputError(f"expected the outputs {', '.join(reference)}; the candidate lacks {', '.join(missing)} "
                          f"(it has {', '.join(candidate) or 'none'}).",
                          hint="Compare models with the same output names.")
+    for tolerance in (atol, rtol):
+        unknown = sorted(set(tolerance) - set(reference) - {""}) if isinstance(tolerance, Mapping) else []
+        if unknown:
+            raise InputError(f"a tolerance names the output {', '.join(unknown)}; the outputs are "
+                             f"{', '.join(reference)}.", hint="Write --atol OUTPUT=VALUE with one of those names.")
     return [_diff(name, reference[name], candidate[name], _pick(atol, name), _pick(rtol, name), stat)
             for name in reference]
 
@@ -74,28 +83,33 @@ def _diff(name: str, ref: np.ndarray, got: np.ndarray, atol: float, rtol: float,
                          f"{list(got.shape)} in the candidate.", hint="Compare models with the same output shapes.")
     if ref.size == 0:
         return OutputDiff(name, ref.shape, 0.0, 0.0, True)
-    error = np.abs(got - ref)
-    significant = np.abs(ref) > atol
-    relative = error[significant] / np.abs(ref[significant]) if significant.any() else np.zeros(1)
-    if stat == "elementwise":
-        passed = bool(np.all(error <= atol + rtol * np.abs(ref)))  # False on any NaN
-    else:
-        reduce = {"mean": np.mean, "median": np.median, "max": np.max}[stat]
-        passed = bool(reduce(error) <= atol or reduce(relative) <= rtol)
-    signal, noise = float(np.sum(ref ** 2)), float(np.sum((got - ref) ** 2))
-    norms = float(np.linalg.norm(ref) * np.linalg.norm(got))
+    with np.errstate(all="ignore"):  # inf/NaN outputs (an fp16 overflow) must be reported, not crash
+        error = np.abs(got - ref)
+        significant = np.abs(ref) > atol
+        relative = error[significant] / np.abs(ref[significant]) if significant.any() else np.zeros(1)
+        if stat == "elementwise":
+            passed = bool(np.all(error <= atol + rtol * np.abs(ref)))  # False on any NaN
+        else:
+            reduce = {"mean": np.mean, "median": np.median, "max": np.max}[stat]
+            every_relative = error / np.maximum(np.abs(ref), 1e-12)
+            passed = bool(reduce(error) <= atol or reduce(every_relative) <= rtol)
+        signal, noise = float(np.sum(ref ** 2)), float(np.sum((got - ref) ** 2))
+        norms = float(np.linalg.norm(ref) * np.linalg.norm(got))
+    finite = math.isfinite(signal) and math.isfinite(noise) and math.isfinite(norms)
     top1 = top5 = None
     if ref.ndim == 2 and ref.shape[1] > 1:
         expected = ref.argmax(1)
         top1 = float(np.mean(got.argmax(1) == expected))
         if ref.shape[1] >= 5:
-            best5 = np.argsort(-got, axis=1)[:, :5]
+            best5 = np.argsort(-got, axis=1, kind="stable")[:, :5]
             top5 = float(np.mean((best5 == expected[:, None]).any(1)))
     return OutputDiff(
         name, ref.shape, float(error.max()), float(relative.max()), passed,
         mean_abs=float(error.mean()), median_abs=float(np.median(error)),
-        cosine=float(np.dot(ref.ravel(), got.ravel()) / norms) if norms else float(signal == noise == 0.0),
-        sqnr_db=math.inf if noise == 0 else (10 * math.log10(signal / noise) if signal else -math.inf),
+        cosine=(float(np.dot(ref.ravel(), got.ravel()) / norms) if norms else float(signal == noise == 0.0))
+        if finite else math.nan,
+        sqnr_db=(math.inf if noise == 0 else 10 * math.log10(signal / noise) if signal else -math.inf)
+        if finite else -math.inf,
         top1=top1, top5=top5)
 
 

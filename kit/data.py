@@ -2,10 +2,12 @@
 
 Accepted, for a model's input specs:
 - a folder of images, decoded and preprocessed with OpenCV per the model's stored
-  preprocessing; one subfolder per class gives labels (class index = sorted folder order);
+  preprocessing; one subfolder per class gives labels (folders named 0..N are those
+  indices, other names index in sorted order);
 - a ``.npy`` file (memory-mapped, samples along axis 0) for a single-input model;
 - a ``.npz`` file with one array per input name (or ``x`` for a single input) and
-  optionally ``y`` labels; arrays are read one at a time, never all together;
+  optionally ``y`` (or ``labels``) class indices; each array is read whole when first used
+  (numpy cannot memory-map inside an .npz: use .npy files for sets larger than memory);
 - ``random:N``: N synthetic samples (calibration with it is loudly warned about).
 
 Arrays are in the source model's layout; a sample is one slice along axis 0.
@@ -49,21 +51,6 @@ class Dataset:
         for start in range(0, total, batch_size):
             yield self.reader(start, min(start + batch_size, total))
 
-    def fingerprint(self, limit: int | None = None, batch_size: int = 64) -> str:
-        digest = hashlib.sha256()
-        for feeds, labels in self.batches(batch_size, limit):
-            for name in sorted(feeds):
-                digest.update(np.ascontiguousarray(feeds[name]).tobytes())
-            if labels is not None:
-                digest.update(np.ascontiguousarray(labels).tobytes())
-        return digest.hexdigest()
-
-    def labels(self) -> np.ndarray:
-        if not self.has_labels:
-            raise InputError(f"{self.description} has no labels.",
-                             hint="Give an .npz with x and y arrays, or an image folder with one subfolder per class.")
-        return np.concatenate([labels for _, labels in self.batches(256)])
-
 
 def open_data(source: str, inputs: list[TensorSpec], preprocess: dict | None = None) -> Dataset:
     """Open ``source`` as a stream of feeds for a model with these ``inputs``."""
@@ -82,6 +69,21 @@ def open_data(source: str, inputs: list[TensorSpec], preprocess: dict | None = N
         return _npz(path, inputs)
     raise InputError(f"expected data as an image folder, .npy, .npz or random:N; found {source}.",
                      hint="Save arrays with numpy.save/numpy.savez, or point at a folder of images.")
+
+
+def from_arrays(arrays: dict[str, np.ndarray], inputs: list[TensorSpec], description: str = "arrays") -> Dataset:
+    """Arrays already in memory (stacked along axis 0, keyed by input name) as a Dataset."""
+    missing = [spec.name for spec in inputs if spec.name not in arrays]
+    if missing:
+        raise InputError(f"{description} holds {', '.join(arrays) or 'nothing'}; the model takes "
+                         f"{', '.join(spec.name for spec in inputs)}.", hint="Compare models with the same inputs.")
+    for spec in inputs:
+        _check_samples(spec, arrays[spec.name], description)
+
+    def read(start, stop):
+        return {spec.name: arrays[spec.name][start:stop] for spec in inputs}, None
+
+    return Dataset(description, len(arrays[inputs[0].name]), inputs, read)
 
 
 def _random(count: int, inputs: list[TensorSpec]) -> Dataset:
@@ -126,7 +128,8 @@ def _npz(path: Path, inputs: list[TensorSpec]) -> Dataset:
                          hint="Save with numpy.savez(path, **{input_name: array}) and labels as y.")
     arrays = {name: archive[key] for name, key in names.items()}
     counts = {len(a) for a in arrays.values()}
-    labels = archive["y"] if "y" in keys else None
+    label_key = next((k for k in ("y", "labels") if k in keys and k not in names.values()), None)
+    labels = _integer_labels(archive[label_key], path) if label_key else None
     if labels is not None:
         counts.add(len(labels))
     if len(counts) != 1:
@@ -137,7 +140,7 @@ def _npz(path: Path, inputs: list[TensorSpec]) -> Dataset:
 
     def read(start, stop):
         return ({name: a[start:stop] for name, a in arrays.items()},
-                None if labels is None else np.asarray(labels[start:stop]).astype(np.int64))
+                None if labels is None else labels[start:stop])
 
     return Dataset(str(path), counts.pop(), inputs, read, has_labels=labels is not None)
 
@@ -149,8 +152,15 @@ def _image_folder(folder: Path, inputs: list[TensorSpec], preprocess: dict | Non
     steps = Preprocess.from_dict(preprocess) if preprocess else Preprocess.for_input(inputs[0])
     subfolders = sorted(p for p in folder.iterdir() if p.is_dir())
     if subfolders:
+        loose = [p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+        if loose:
+            raise InputError(f"{folder} holds class subfolders and also images outside them ({', '.join(loose[:3])}).",
+                             hint="Put every image in its class's subfolder, or use a folder without subfolders.")
         classes = [p.name for p in subfolders]
-        files = [(f, index) for index, sub in enumerate(subfolders) for f in _images_in(sub)]
+        # Folders named 0, 1, ... 9 are those class indices; other names index in sorted order.
+        numbered = all(name.isdigit() for name in classes)
+        indices = [int(name) for name in classes] if numbered else list(range(len(classes)))
+        files = [(f, index) for index, sub in zip(indices, subfolders) for f in _images_in(sub)]
     else:
         classes, files = None, [(f, None) for f in _images_in(folder)]
     if not files:
@@ -167,6 +177,14 @@ def _image_folder(folder: Path, inputs: list[TensorSpec], preprocess: dict | Non
     return Dataset(str(folder), len(files), inputs, read, has_labels=classes is not None, classes=classes)
 
 
+def _integer_labels(labels: np.ndarray, path: Path) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or not (labels.dtype.kind in "iu" or (labels.dtype.kind == "f" and np.all(labels == np.round(labels)))):
+        raise InputError(f"expected labels in {path} as a 1-D array of class indices, found {labels.dtype.name} "
+                         f"shaped {list(labels.shape)}.", hint="Save y as integers, one per sample.")
+    return labels.astype(np.int64)
+
+
 def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
 
@@ -179,7 +197,7 @@ def _load_npy(path: Path) -> np.ndarray:
                          hint="Save arrays with numpy.save.") from exc
 
 
-def _check_samples(spec: TensorSpec, array: np.ndarray, path: Path) -> None:
+def _check_samples(spec: TensorSpec, array: np.ndarray, path: Path | str) -> None:
     """The arrays stack samples along axis 0: check one sample as a batch of one."""
     if array.ndim == 0 or len(array) == 0:
         raise InputError(f"{path} holds no samples for input {spec.describe()} (shape {list(array.shape)}).",
@@ -188,25 +206,59 @@ def _check_samples(spec: TensorSpec, array: np.ndarray, path: Path) -> None:
 
 
 class FeedReader:
-    """ONNX Runtime's data-reader protocol (``get_next()``) over a Dataset: streams batches,
-    counts the samples and hashes every array it hands out."""
+    """ONNX Runtime's data-reader protocol (``get_next()``) over any source of feeds.
 
-    def __init__(self, dataset: Dataset, *, batch_size: int = 16, limit: int | None = None):
-        self._batches = dataset.batches(batch_size, limit)
+    The source is a Dataset, another reader (anything with ``get_next()``, as ONNX Runtime's
+    CalibrationDataReader), or any iterable of feed dicts. The reader streams it, checks
+    each array against the model's inputs (when given), counts the samples, hashes every
+    array it hands out, and keeps the first ``keep`` samples for a later check.
+    """
+
+    def __init__(self, source, *, batch_size: int = 16, limit: int | None = None,
+                 inputs: list[TensorSpec] | None = None, keep: int = 0):
+        if isinstance(source, Dataset):
+            self._feeds = (feeds for feeds, _ in source.batches(batch_size, limit))
+            inputs = None  # a Dataset checked its arrays when it opened them
+        elif hasattr(source, "get_next"):
+            self._feeds = iter(source.get_next, None)
+        else:
+            self._feeds = iter(source)
+        self._inputs, self._limit, self._keep = inputs, limit, keep
         self._digest = hashlib.sha256()
         self.count = 0
+        self.kept: dict[str, list[np.ndarray]] = {}
 
     def get_next(self) -> dict[str, np.ndarray] | None:
-        feeds, _ = next(self._batches, (None, None))
-        if feeds is None:
+        if self._limit is not None and self.count >= self._limit:
             return None
+        feeds = next(self._feeds, None)
+        if not feeds:
+            return None
+        feeds = {name: np.ascontiguousarray(array) for name, array in feeds.items()}
+        if self._inputs is not None:
+            self._check(feeds)
         for name in sorted(feeds):
-            self._digest.update(np.ascontiguousarray(feeds[name]).tobytes())
-        self.count += len(next(iter(feeds.values())))
-        return {name: np.ascontiguousarray(array) for name, array in feeds.items()}
+            self._digest.update(feeds[name].tobytes())
+        samples = len(next(iter(feeds.values())))
+        if self.count < self._keep:
+            for name, array in feeds.items():
+                self.kept.setdefault(name, []).append(array[: self._keep - self.count])
+        self.count += samples
+        return feeds
 
     def __iter__(self):  # ORT's collect_activations iterates instead of calling get_next()
         return iter(self.get_next, None)
 
     def sha256(self) -> str:
         return self._digest.hexdigest()
+
+    def kept_arrays(self) -> dict[str, np.ndarray]:
+        return {name: np.concatenate(parts) for name, parts in self.kept.items()}
+
+    def _check(self, feeds: dict[str, np.ndarray]) -> None:
+        names = {spec.name for spec in self._inputs}
+        if set(feeds) != names:
+            raise InputError(f"calibration feeds hold {', '.join(sorted(feeds))}; the model takes "
+                             f"{', '.join(sorted(names))}.", hint="Yield one dict per batch keyed by input name.")
+        for spec in self._inputs:
+            check_array(spec, feeds[spec.name], what="calibration feed for input")

@@ -7,7 +7,6 @@ Everything is made here, in seconds, with no download.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -54,29 +53,16 @@ def train_digits_cnn(x: np.ndarray, y: np.ndarray, epochs: int = 12, factory=Non
 CALIBRATION_SAMPLES = 300
 
 
-@dataclass
-class VariantResult:
-    variant: str  # fp32 / int8 / fp16
-    runtime: str
-    model: str
-    size_bytes: int | None
-    accuracy: float
-    delta: float  # accuracy minus PyTorch FP32's
-    agreement: float  # top-1 agreement with PyTorch FP32
-    max_abs: float  # largest logit difference from PyTorch FP32
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
 def run_demo(out_dir: str | os.PathLike, progress: Callable[[str], None] | None = None,
              bench_seconds: float = 1.0) -> dict[str, Any]:
-    """Train, export, quantize (int8, fp16), run every variant on every usable backend, and
-    benchmark them all (each in its own process)."""
+    """Train, export, quantize (int8, fp16), then measure every variant on every usable backend
+    with `kit bench` (one process each): latency, size, and held-out accuracy and agreement
+    against PyTorch FP32, in one report."""
     say = progress or (lambda message: None)
     _require("torch", "sklearn", "onnx", "onnxruntime")
     import torch
 
+    from kit.bench import bench
     from kit.export.onnx import export_onnx
     from kit.export.quantize import quantize
 
@@ -103,44 +89,19 @@ def run_demo(out_dir: str | os.PathLike, progress: Callable[[str], None] | None 
         quantized[precision] = quantize(exported.path, out / name, precision=precision,
                                         calib=str(out / "digits_calib.npz"))
 
-    # PyTorch FP32 first: it is the reference every variant is compared with.
-    variants = [("fp32", "torch", FACTORY, {"weights": str(weights), "input_shapes": "1x1x8x8"}),
-                ("fp32", "onnxruntime", str(exported.path), {}),
-                *(((p, "onnxruntime", str(r.path), {}) for p, r in quantized.items()))]
-    results: list[VariantResult] = []
-    reference = None
-    for variant, runtime, artifact, options in variants:
-        say(f"running the held-out set: {variant} on {runtime}")
-        logits = _held_out_logits(runtime, artifact, options, x_test)
-        if logits is None:
-            continue
-        reference = logits if reference is None else reference
-        accuracy = float((logits.argmax(1) == y_test).mean())
-        results.append(VariantResult(
-            variant, runtime, weights.name if runtime == "torch" else Path(artifact).name,
-            Path(artifact).stat().st_size if Path(artifact).is_file() else weights.stat().st_size,
-            accuracy, accuracy - results[0].accuracy if results else 0.0,
-            float((logits.argmax(1) == reference.argmax(1)).mean()), float(np.abs(logits - reference).max())))
-    say("benchmarking every variant (pytest-benchmark, one process each)")
-    from kit.bench import bench
-
-    measured = bench([FACTORY, str(exported.path), *(str(r.path) for r in quantized.values())],
-                     data=str(out / "digits_test.npz"), max_time=bench_seconds,
-                     options={"weights": str(weights), "input_shapes": "1x1x8x8"})
+    say("measuring every variant (pytest-benchmark, one process each)")
+    precisions = {FACTORY: "fp32", str(exported.path): "fp32", **{str(r.path): p for p, r in quantized.items()}}
+    # PyTorch FP32 first: the baseline every variant's accuracy and agreement are measured against.
+    report = bench(list(precisions), data=str(out / "digits_test.npz"), max_time=bench_seconds,
+                   options={"weights": str(weights), "input_shapes": "1x1x8x8"})
+    results = [{"variant": precisions[row["model"]], "runtime": row["runtime"], "model": row["name"],
+                "size_bytes": row["size_bytes"] or weights.stat().st_size, "accuracy": row["accuracy"]["top1"],
+                "delta": row["accuracy"]["delta"], "agreement": row["fidelity"][0]["top1"],
+                "max_abs": row["fidelity"][0]["max_abs"], "median_s": row["latency_s"]["median"]}
+               for row in report.rows()]
     return {"out_dir": str(out), "train_samples": len(x_train), "test_samples": len(x_test),
             "export": exported.to_dict(), "quantize": {p: r.to_dict() for p, r in quantized.items()},
-            "results": [r.to_dict() for r in results], "bench": measured.document}
-
-
-def _held_out_logits(runtime: str, artifact: str, options: dict, x: np.ndarray) -> np.ndarray | None:
-    """The held-out logits on one backend, or None when that backend is not usable here."""
-    from kit.runtimes.registry import get
-
-    backend = get(runtime)
-    if not backend.can_open(artifact) or not backend.availability().usable:
-        return None
-    with backend(artifact, **options) as rt:
-        return rt.run({"input": x})["output"]
+            "results": results, "bench": report.document}
 
 
 def _write_sample_images(out: Path, x: np.ndarray, y: np.ndarray, count: int = 5) -> None:

@@ -25,9 +25,13 @@ def decibels(value) -> str:
     return "inf" if value == "inf" else f"{value:.1f} dB"
 
 
-def seconds(value: float) -> str:
-    """A duration with three significant digits in the unit that fits: 13.1 us, 2.34 ms, 1.20 s."""
+def seconds(value: float, *within: float) -> str:
+    """A duration with three significant digits in the unit that fits: 13.1 us, 2.34 ms, 1.2 s.
+
+    Values in ``within`` (an interval's bounds) follow in brackets, in the same unit.
+    """
     for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
         if value >= scale or unit == "us":
-            return f"{value / scale:.3g} {unit}"
+            bounds = f" [{', '.join(f'{v / scale:.3g}' for v in within)}]" if within else ""
+            return f"{value / scale:.3g} {unit}{bounds}"
     return "-"

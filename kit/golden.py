@@ -28,11 +28,16 @@ class Golden:
     meta: dict[str, Any]
 
 
-def save_golden(path: str | os.PathLike, golden: Golden) -> Path:
+def check_golden_path(path: str | os.PathLike, *inputs: str | os.PathLike | None) -> Path:
+    """Refuse a golden path that is not .npz, or that would overwrite one of the inputs (data, models)."""
     path = Path(path)
     if path.suffix != ".npz":
         raise InputError(f"expected a golden file ending in .npz, found {path}.", hint="Name it golden.npz.")
-    check_output_path(path)
+    return check_output_path(path, *inputs)
+
+
+def save_golden(path: str | os.PathLike, golden: Golden) -> Path:
+    path = check_golden_path(path)
     arrays = {f"input.{k}": v for k, v in golden.inputs.items()} | {f"output.{k}": v for k, v in golden.outputs.items()}
     with atomic_output(path) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, meta=np.array(json.dumps(provenance.new(**golden.meta))), **arrays)

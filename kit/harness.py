@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -12,9 +12,9 @@ import numpy as np
 from kit import provenance
 from kit.accuracy import Accuracy, accuracy, top_k_correct
 from kit.compare import OutputDiff, compare_outputs
-from kit.data import Dataset, open_data
+from kit.data import Dataset, from_arrays, open_data
 from kit.errors import InputError
-from kit.golden import Golden, load_golden, save_golden
+from kit.golden import Golden, check_golden_path, load_golden, save_golden
 from kit.runtimes.base import Runtime
 from kit.runtimes.registry import load
 
@@ -68,7 +68,7 @@ def evaluate(model: str | os.PathLike, data: str, *, runtime: str | None = None,
                              hint="Give an .npz with x and y arrays, or an image folder with one subfolder per class.")
         outputs, labels = run_dataset(rt, dataset, batch_size=batch_size)
     scores = scores_of(outputs, output)
-    return accuracy(scores, labels), top_k_correct(scores, labels, 1)
+    return replace(accuracy(scores, labels), classes=dataset.classes), top_k_correct(scores, labels, 1)
 
 
 @dataclass
@@ -110,50 +110,71 @@ def compare_models(
     fed to the candidate. With ``save_golden_to``, the reference's inputs and outputs are saved.
     """
     if golden is not None:
+        if layers:
+            raise InputError("--layers compares a float graph with its QDQ graph; with --golden there is one model.",
+                             hint="Give both models instead of --golden.")
         stored = load_golden(golden)
         with load(candidate, runtimes[1], **options[1]) as rt:
-            got = _run_arrays(rt, stored.inputs, batch_size)
+            got, _ = run_dataset(rt, from_arrays(stored.inputs, rt.inputs, str(golden)), batch_size=batch_size)
         return Comparison(f"{golden} ({stored.meta.get('model')})", candidate, _count(stored.inputs),
                           compare_outputs(stored.outputs, got, atol=atol, rtol=rtol, stat=stat))
     if reference is None:
         raise InputError("expected a reference model or --golden FILE; found neither.",
                          hint="kit compare FP32.onnx INT8.onnx, or kit compare INT8.onnx --golden golden.npz")
+    if save_golden_to:
+        check_golden_path(save_golden_to, data, reference, candidate)
+    if layers:
+        _check_layer_comparison(reference, candidate)
+    preprocess = _shared_preprocess(reference, candidate)
     with load(reference, runtimes[0], **options[0]) as rt:
-        dataset = open_model_data(reference, data, rt)
-        inputs = _gather_inputs(dataset, batch_size)
-        expected = _run_arrays(rt, inputs, batch_size)
+        dataset = open_data(data, rt.inputs, preprocess)
+        # Gathered once: the candidate sees the very arrays the reference saw, and a golden file keeps them.
+        inputs = {name: np.concatenate(parts) for name, parts in _columns(dataset, batch_size).items()}
+        expected, _ = run_dataset(rt, from_arrays(inputs, rt.inputs, dataset.description), batch_size=batch_size)
         info = rt.info
+    with load(candidate, runtimes[1], **options[1]) as rt:
+        got, _ = run_dataset(rt, from_arrays(inputs, rt.inputs, dataset.description), batch_size=batch_size)
+    result = Comparison(str(reference), str(candidate), _count(inputs),
+                        compare_outputs(expected, got, atol=atol, rtol=rtol, stat=stat))
     if save_golden_to:
         save_golden(save_golden_to, Golden(inputs, expected, {"model": str(reference), "runtime": info,
                                                               "data": dataset.description}))
-    with load(candidate, runtimes[1], **options[1]) as rt:
-        got = _run_arrays(rt, inputs, batch_size)
-    result = Comparison(str(reference), str(candidate), _count(inputs),
-                        compare_outputs(expected, got, atol=atol, rtol=rtol, stat=stat))
     if layers:
         from kit.export.layers import layer_errors
 
-        result.layers = layer_errors(reference, candidate, dataset)
+        with load(reference, "onnxruntime") as rt:
+            result.layers = layer_errors(reference, candidate, from_arrays(inputs, rt.inputs, dataset.description))
     return result
 
 
-def _gather_inputs(dataset: Dataset, batch_size: int) -> dict[str, np.ndarray]:
+def _columns(dataset: Dataset, batch_size: int) -> dict[str, list[np.ndarray]]:
     parts: dict[str, list[np.ndarray]] = {}
     for feeds, _ in dataset.batches(batch_size):
         for name, array in feeds.items():
             parts.setdefault(name, []).append(np.asarray(array))
-    return {name: np.concatenate(arrays) for name, arrays in parts.items()}
+    return parts
 
 
-def _run_arrays(runtime: Runtime, inputs: dict[str, np.ndarray], batch_size: int) -> dict[str, np.ndarray]:
-    """Run stacked inputs through a runtime in batches (one sample at a time if its batch is fixed)."""
-    fixed = not all(spec.dynamic_batch for spec in runtime.inputs)
-    step = 1 if fixed else batch_size
-    outputs: dict[str, list[np.ndarray]] = {}
-    for start in range(0, _count(inputs), step):
-        for name, array in runtime.run({k: v[start:start + step] for k, v in inputs.items()}).items():
-            outputs.setdefault(name, []).append(array)
-    return {name: np.concatenate(parts) for name, parts in outputs.items()}
+def _check_layer_comparison(reference: str, candidate: str) -> None:
+    import onnx
+
+    for path in (reference, candidate):
+        if not str(path).endswith(".onnx"):
+            raise InputError(f"--layers compares ONNX graphs; {path} is not an .onnx file.",
+                             hint="Compare the float .onnx export with its quantized .onnx.")
+    ops = {node.op_type for node in onnx.load(str(candidate), load_external_data=False).graph.node}
+    if "DequantizeLinear" not in ops:
+        raise InputError(f"--layers needs a QDQ-quantized candidate; {candidate} has no DequantizeLinear nodes.",
+                         hint="Quantize it with kit quantize --precision int8 first.")
+
+
+def _shared_preprocess(reference: str, candidate: str) -> dict | None:
+    """The image preprocessing both models record (either's, when only one records any)."""
+    ours, theirs = provenance.read(reference).get("preprocess"), provenance.read(candidate).get("preprocess")
+    if ours and theirs and ours != theirs:
+        raise InputError(f"{reference} and {candidate} record different preprocessing ({ours} vs {theirs}).",
+                         hint="Compare on arrays (.npy/.npz) instead of images, or re-export with one spec.")
+    return ours or theirs
 
 
 def _count(inputs: Mapping[str, np.ndarray]) -> int:

@@ -34,8 +34,8 @@ def attach_to_onnx(model, provenance: dict[str, Any]) -> None:
 def read(path: str | os.PathLike) -> dict[str, Any]:
     """The provenance stored in a model file, or {} when it has none."""
     path = Path(path)
-    if path.suffix.lower() != ".onnx":
-        return {}
+    if path.suffix.lower() != ".onnx" or not path.is_file():
+        return {}  # a factory, another format, or a missing file (loading it reports that)
     try:
         import onnx
 

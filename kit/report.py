@@ -26,7 +26,7 @@ def table_rows(report: BenchReport) -> list[list[str]]:
             top1 += f" ({accuracy['delta']:+.2%})"
         rows.append([
             row["name"] + (" (baseline)" if row["baseline"] else "") + (f" x{row['batch']}" if row["batch"] > 1 else ""),
-            f"{seconds(latency['median'])} ({seconds(low)}-{seconds(high)})",
+            seconds(latency["median"], low, high),
             f"{seconds(latency['p90'])} / {seconds(latency['p99'])}",
             f"{seconds(row['load_s'])} / {seconds(row['first_inference_s'])}",
             f"{row['throughput_per_s']:.0f}", size(row["size_bytes"]), f"{row['peak_rss_mb']:.0f} MB",

@@ -98,7 +98,7 @@ def test_fp16_halves_the_weights_and_keeps_float_io(digits, tmp_path):
 
 
 def test_synthetic_calibration_is_loud(digits, tmp_path):
-    with pytest.warns(KitWarning, match="calibrating on synthetic data"):
+    with pytest.warns(KitWarning, match="calibrated on synthetic data"):
         result = quantize(digits.onnx, tmp_path / "int8.onnx", calib="random:20")
     assert result.calibration["synthetic"] is True
 
@@ -186,3 +186,52 @@ def test_unknown_excluded_node(digits, tmp_path):
 def test_output_may_not_overwrite_the_input(digits):
     with pytest.raises(InputError, match="is the same file as the input"):
         quantize(digits.onnx, digits.onnx, calib=str(digits.calib))
+
+
+def test_every_calibration_sample_counts(digits, tmp_path):
+    """The input's quantization range must cover the first sample too, not just the last batches."""
+    x = digits.calib_x.copy()
+    x[0, 0, 0, 0] = 40.0  # far above every other pixel (0..1)
+    np.savez(tmp_path / "calib.npz", x=x)
+    result = quantize(digits.onnx, tmp_path / "int8.onnx", calib=str(tmp_path / "calib.npz"), target="vnni")
+    graph = onnx.load(str(result.path)).graph
+    initializers = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    quantize_input = next(n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "input")
+    scale = float(initializers[quantize_input.input[1]])
+    assert scale == pytest.approx(40.0 / 255, rel=0.01)  # uint8 over [0, 40]
+
+
+def test_any_iterable_of_feeds_or_reader_calibrates(digits, tmp_path):
+    """DESIGN: an object with get_next() (ONNX Runtime's reader protocol) or any iterable of feed dicts."""
+    batches = [{"input": digits.calib_x[i:i + 10]} for i in range(0, 300, 10)]
+
+    class Reader:
+        def __init__(self):
+            self.items = iter(batches)
+
+        def get_next(self):
+            return next(self.items, None)
+
+    from_list = quantize(digits.onnx, tmp_path / "a.onnx", calib=batches)
+    from_reader = quantize(digits.onnx, tmp_path / "b.onnx", calib=Reader())
+    for result in (from_list, from_reader):
+        assert result.calibration["count"] == 300
+        assert result.calibration["sha256"] == hashlib.sha256(digits.calib_x.tobytes()).hexdigest()
+        assert result.fidelity[0].shape == (64, 10) and result.fidelity[0].top1 >= 0.95
+    with pytest.raises(InputError, match=r"calibration feed for input 'input' float32\[batch,1,8,8\] expected dtype"):
+        quantize(digits.onnx, tmp_path / "c.onnx", calib=[{"input": digits.calib_x[:4].astype(np.float64)}])
+    assert sorted(files_in(tmp_path)) == ["a.onnx", "b.onnx"]
+
+
+def test_fp16_keeps_excluded_nodes_in_float(digits, tmp_path):
+    first_conv = onnx.load(str(digits.onnx)).graph.node[0].name
+    result = quantize(digits.onnx, tmp_path / "fp16.onnx", precision="fp16", exclude=[first_conv])
+    graph = onnx.load(str(result.path)).graph
+    casts = {n.output[0]: n for n in graph.node if n.op_type == "Cast"}
+    kept = next(n for n in graph.node if n.name == first_conv)
+    # The blocked conv computes in float: its weight is cast back to float32 before it.
+    cast = casts[kept.input[1]]
+    assert next(a.i for a in cast.attribute if a.name == "to") == onnx.TensorProto.FLOAT
+    assert result.excluded == [first_conv]
+    others = [n for n in graph.node if n.op_type == "Conv" and n.name != first_conv]
+    assert others and all(n.input[1] not in casts for n in others)

@@ -64,3 +64,17 @@ def test_statistic_rules_and_per_output_tolerances():
     assert compare_outputs(reference, candidate, atol={"": 0.3, "b": 0.1}, rtol=0.05, stat="mean")[1].passed
     with pytest.raises(InputError, match="expected --stat among elementwise, mean, median, max"):
         compare_outputs(reference, candidate, atol=0, rtol=0, stat="p99")
+
+
+def test_statistic_rules_count_every_element_for_the_relative_error():
+    # A reference near zero: mean absolute error 37.5 is far above atol, and the relative
+    # error over all elements is huge, so "mean" must fail.
+    reference, candidate = {"y": np.array([1.0, 0.0, 0.0, 0.0])}, {"y": np.array([1.0, 50.0, 50.0, 50.0])}
+    for stat in ("mean", "median", "max"):
+        assert not compare_outputs(reference, candidate, atol=0.01, rtol=0.1, stat=stat)[0].passed
+
+
+def test_infinite_outputs_are_reported_not_crashed_on():
+    (diff,) = compare_outputs({"y": np.array([1.0, 2.0])}, {"y": np.array([1.0, np.inf])}, atol=1.0, rtol=1.0)
+    assert not diff.passed and diff.sqnr_db == float("-inf") and diff.to_dict()["sqnr_db"] == "-inf"
+    assert diff.to_dict()["cosine"] is None

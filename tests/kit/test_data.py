@@ -33,22 +33,37 @@ def test_npz_with_labels_and_the_x_alias(tmp_path):
     np.savez(tmp_path / "d.npz", x=np.zeros((3, 1, 4, 4), np.float32), y=np.array([2, 0, 1]))
     data = open_data(str(tmp_path / "d.npz"), IMAGE)
     assert data.has_labels
-    np.testing.assert_array_equal(data.labels(), [2, 0, 1])
+    np.testing.assert_array_equal(next(data.batches(3))[1], [2, 0, 1])
+    np.savez(tmp_path / "float_labels.npz", x=np.zeros((2, 1, 4, 4), np.float32), y=np.array([0.5, 1.0]))
+    with pytest.raises(InputError, match="expected labels in .* as a 1-D array of class indices, found float64"):
+        open_data(str(tmp_path / "float_labels.npz"), IMAGE)
     np.savez(tmp_path / "bad.npz", x=np.zeros((3, 1, 4, 4), np.float32), y=np.array([2, 0]))
     with pytest.raises(InputError, match=r"hold different sample counts \(\[2, 3\]\)"):
         open_data(str(tmp_path / "bad.npz"), IMAGE)
 
 
-def test_image_folder_with_one_subfolder_per_class(tmp_path):
-    for label, value in (("cat", 10), ("dog", 200)):
-        (tmp_path / label).mkdir()
+def make_class_folders(root, names_and_values):
+    for label, value in names_and_values:
+        (root / label).mkdir(parents=True)
         for i in range(2):
-            cv2.imwrite(str(tmp_path / label / f"{i}.png"), np.full((6, 6), value, np.uint8))
+            cv2.imwrite(str(root / label / f"{i}.png"), np.full((6, 6), value, np.uint8))
+
+
+def test_image_folder_with_one_subfolder_per_class(tmp_path):
+    make_class_folders(tmp_path, (("cat", 10), ("dog", 200)))
     data = open_data(str(tmp_path), IMAGE)
     assert data.classes == ["cat", "dog"] and data.count == 4
-    np.testing.assert_array_equal(data.labels(), [0, 0, 1, 1])
-    feeds, _ = next(data.batches(4))
+    feeds, labels = next(data.batches(4))
+    np.testing.assert_array_equal(labels, [0, 0, 1, 1])
     np.testing.assert_allclose(feeds["image"][:, 0, 0, 0], [10 / 255, 10 / 255, 200 / 255, 200 / 255], rtol=1e-6)
+
+
+def test_numbered_class_folders_are_those_classes(tmp_path):
+    make_class_folders(tmp_path, (("3", 10), ("7", 200)))
+    np.testing.assert_array_equal(next(open_data(str(tmp_path), IMAGE).batches(4))[1], [3, 3, 7, 7])
+    cv2.imwrite(str(tmp_path / "stray.png"), np.zeros((6, 6), np.uint8))
+    with pytest.raises(InputError, match="holds class subfolders and also images outside them"):
+        open_data(str(tmp_path), IMAGE)
 
 
 def test_empty_folder_and_unknown_kinds(tmp_path):

@@ -36,3 +36,19 @@ def test_golden_from_one_machine_checks_another(digits, tmp_path):
     assert direct.samples == through_file.samples == 450
     assert direct.outputs[0].to_dict() == through_file.outputs[0].to_dict()
     assert direct.outputs[0].top1 >= 0.97 and direct.outputs[0].sqnr_db > 20
+
+
+def test_golden_never_overwrites_the_data_or_a_model(digits, tmp_path):
+    data = tmp_path / "data.npz"
+    data.write_bytes(digits.test.read_bytes())
+    with pytest.raises(InputError, match="is the same file as the input"):
+        compare_models(str(digits.onnx), str(digits.onnx), data=str(data), save_golden_to=str(data))
+    assert data.read_bytes() == digits.test.read_bytes()
+
+
+def test_golden_is_written_only_after_the_candidate_ran(digits, tmp_path):
+    from kit.errors import ModelFileError
+
+    with pytest.raises(ModelFileError):
+        compare_models(str(digits.onnx), str(tmp_path / "absent.onnx"), save_golden_to=str(tmp_path / "g.npz"))
+    assert not (tmp_path / "g.npz").exists()

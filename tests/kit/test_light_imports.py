@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 HEAVY = ["torch", "onnx", "onnxruntime", "onnxscript", "onnxslim", "cv2", "sklearn", "tensorflow",
-         "ai_edge_litert", "tflite_runtime", "tensorrt", "tensorrt_rtx", "rich"]
+         "ai_edge_litert", "tflite_runtime", "tensorrt", "tensorrt_rtx", "rich", "matplotlib", "pytest_benchmark"]
 
 PROBE = """
 import json, sys
@@ -22,7 +22,9 @@ def heavy_modules_after(body: str) -> list[str]:
 
 def test_import_kit_and_every_runtime_module_is_light():
     body = ("import kit, kit.runtimes, kit.runtimes.base, kit.runtimes.registry, kit.runtimes.ort, "
-            "kit.runtimes.pytorch, kit.export, kit.export.onnx, kit.cli, kit.sources, kit.preprocess\n"
+            "kit.runtimes.pytorch, kit.export, kit.export.onnx, kit.export.quantize, kit.export.layers, kit.cli, "
+            "kit.sources, kit.preprocess, kit.data, kit.compare, kit.accuracy, kit.golden, kit.harness, kit.bench, "
+            "kit.bench_case, kit.report, kit.stats, kit.environment, kit.pytest_plugin, kit.feeds, kit.provenance\n"
             "from kit.runtimes import registry\n"
             "[registry.get(n) for n in registry.known()]")
     assert heavy_modules_after(body) == []
@@ -30,6 +32,7 @@ def test_import_kit_and_every_runtime_module_is_light():
 
 def test_kit_help_is_light():
     body = ("from kit.cli import main\n"
-            "for argv in (['--help'], ['export', '--help'], ['run', '--help'], ['demo', '--help']):\n"
+            "for argv in (['--help'], *([c, '--help'] for c in ('export', 'run', 'quantize', 'compare', 'eval', "
+            "'bench', 'inspect', 'runtimes', 'demo'))):\n"
             "    try:\n        main(argv)\n    except SystemExit:\n        pass")
     assert heavy_modules_after(body) == []
