@@ -4,6 +4,10 @@ The bootstrap resamples samples with replacement; for a 0/1 correctness vector t
 of correct samples in a resample is exactly Binomial(n, p), and for a paired difference
 the four outcome counts are Multinomial(n, ...), so both are drawn directly instead of
 materialising n x resamples indices.
+
+Known limits, stated rather than hidden: at 0% or 100% accuracy the bootstrap interval
+collapses to a point (every resample is identical); budgets pass or fail on the measured
+delta, and the delta's interval is reported beside it for the reader to weigh.
 """
 
 from __future__ import annotations
