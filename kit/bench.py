@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -24,6 +25,7 @@ import numpy as np
 from kit import environment
 from kit.accuracy import accuracy, top_k_correct
 from kit.compare import compare_outputs
+from kit.harness import scores_of
 from kit.errors import InputError, KitError, RunError
 from kit.fileio import atomic_output, check_output_path
 from kit.sources import is_factory_reference
@@ -31,6 +33,7 @@ from kit.stats import latency_stats
 
 GROUP = "kit bench"
 REGRESSION_THRESHOLD = 0.10  # a median this much slower than the old run is a regression
+WORKER_SECONDS = 300  # start-up, load and the fidelity pass; the timing rounds add 20x --max-time
 ACCURACY_REGRESSION = 0.005  # a top-1 drop beyond this is a regression
 
 
@@ -40,10 +43,11 @@ class Variant:
     runtime: str
     options: dict[str, Any] = field(default_factory=dict)
     baseline: bool = False
+    label: str = ""  # the model as shown: its file name, or its path where two names collide
 
     @property
     def name(self) -> str:
-        return f"{Path(self.model).name if Path(self.model).is_file() else self.model}[{self.runtime}]"
+        return f"{self.label or self.model}[{self.runtime}]"
 
 
 def plan(models: list[str], runtimes: list[str] | None = None, baseline: str | None = None,
@@ -73,6 +77,10 @@ def plan(models: list[str], runtimes: list[str] | None = None, baseline: str | N
             accepted = get(runtime).accepted_options
             variants.append(Variant(model, runtime, {k: v for k, v in (options or {}).items() if k in accepted},
                                     is_baseline))
+    short = {v.model: Path(v.model).name if Path(v.model).is_file() else v.model for v in variants}
+    for variant in variants:
+        clashes = {m for m, name in short.items() if name == short[variant.model]}
+        variant.label = short[variant.model] if len(clashes) == 1 else variant.model
     return variants
 
 
@@ -100,16 +108,20 @@ def bench(
     threads: int | None = None,
     max_time: float = 2.0,
     options: dict[str, Any] | None = None,
+    output: str | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> BenchReport:
     """Measure every variant, each in its own process, and analyse them against the baseline.
 
     The baseline is ``baseline`` (on its first usable runtime) or else the first variant.
     Fidelity (outputs against the baseline's) is always measured, on ``data`` or 16 random
-    inputs; task accuracy too when ``data`` has labels.
+    inputs (which say little about a quantized model: give real data); task accuracy too
+    when ``data`` has labels, scored on ``output`` (or the model's only 2-D output).
     """
     if batch < 1:
         raise InputError(f"expected --batch >= 1, found {batch}.", hint="Use --batch 1.")
+    if data is not None and not (re.fullmatch(r"random:\d+", data) or Path(data).exists()):
+        raise InputError(f"data {data} does not exist.", hint="Give an image folder, an .npy/.npz file, or random:N.")
     open_options = dict(options or {})
     if threads is not None:
         open_options["threads"] = threads
@@ -124,7 +136,7 @@ def bench(
         if progress:
             progress("done", len(variants), len(variants))
         document = _merge(results, threads)
-        _analyse(document, variants, Path(scratch))
+        _analyse(document, variants, output)
     return BenchReport(document)
 
 
@@ -133,15 +145,20 @@ def _run_variant(variant: Variant, scratch: Path, index: int, batch: int, fideli
     outputs_file = scratch / f"outputs-{index}.npz"
     report = scratch / f"bench-{index}.json"
     spec = {"model": variant.model, "runtime": variant.runtime, "options": variant.options, "batch": batch,
-            "group": GROUP, "fidelity_data": fidelity_data, "outputs_file": str(outputs_file)}
+            "group": GROUP, "fidelity_data": fidelity_data, "outputs_file": str(outputs_file),
+            "max_time": max_time, "name": variant.name}
     (scratch / "pytest.ini").write_text("[pytest]\n")  # keep the user's pytest configuration out
     command = [sys.executable, "-m", "pytest", str(Path(__file__).with_name("bench_case.py")), "-q",
                "-p", "pytest_benchmark.plugin", "-p", "no:cacheprovider", "-c", str(scratch / "pytest.ini"),
-               "--rootdir", str(scratch), f"--benchmark-json={report}", f"--benchmark-max-time={max_time}",
-               "--benchmark-min-rounds=20", "--benchmark-warmup=on", "--benchmark-warmup-iterations=10",
-               "--benchmark-sort=name"]
-    env = {**os.environ, "KIT_BENCH_SPEC": json.dumps(spec), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    finished = subprocess.run(command, capture_output=True, text=True, env=env)
+               "--rootdir", str(scratch), f"--benchmark-json={report}", "--benchmark-sort=name"]
+    env = {key: value for key, value in os.environ.items() if key != "PYTEST_ADDOPTS"}
+    env |= {"KIT_BENCH_SPEC": json.dumps(spec), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    limit = WORKER_SECONDS + 20 * max_time
+    try:  # cwd: pytest-benchmark's .benchmarks folder lands in the scratch folder, not the user's
+        finished = subprocess.run(command, capture_output=True, text=True, env=env, cwd=scratch, timeout=limit)
+    except subprocess.TimeoutExpired:
+        raise RunError(f"benchmarking {variant.name} took more than {limit:.0f} s and was stopped.",
+                       hint="Lower --max-time, or check that the model runs with `kit run MODEL --random`.") from None
     if finished.returncode != 0 or not report.exists():
         raise RunError(f"benchmarking {variant.name} failed: {_worker_error(finished.stdout + finished.stderr)}",
                        hint="Run the model once with `kit run MODEL --random --runtime "
@@ -152,12 +169,11 @@ def _run_variant(variant: Variant, scratch: Path, index: int, batch: int, fideli
 
 
 def _worker_error(text: str) -> str:
-    """The kit error (or last exception line) from a failed worker's pytest output."""
-    lines = [line.strip() for line in text.splitlines() if line.strip().startswith("E ")]
-    for line in lines:
-        if "Error:" in line:
-            return line[1:].strip()[:400]
-    return (lines[-1][1:].strip() if lines else text.strip().splitlines()[-1] if text.strip() else "no output")[:400]
+    """The error message from a failed worker's pytest output, without pytest's decoration."""
+    lines = [line.strip()[1:].strip() for line in text.splitlines() if line.strip().startswith("E ")]
+    errors = [line for line in lines if re.match(r"[\w.]+(Error|Exception): ", line)]
+    message = errors[0] if errors else lines[-1] if lines else (text.strip().splitlines() or ["no output"])[-1]
+    return re.sub(r"^kit\.errors\.\w+: ", "", message)
 
 
 def _merge(results: list[dict[str, Any]], threads: int | None) -> dict[str, Any]:
@@ -167,30 +183,35 @@ def _merge(results: list[dict[str, Any]], threads: int | None) -> dict[str, Any]
     for result in results:
         entry = result["benchmarks"][0]
         info = entry["extra_info"]["kit"]
-        name = Variant(info["model"], info["runtime"]).name
+        name = info["name"]
         entry.update(name=name, fullname=name, param=info["runtime"], params={"runtime": info["runtime"]})
         document["benchmarks"].append(entry)
     return document
 
 
-def _analyse(document: dict[str, Any], variants: list[Variant], scratch: Path) -> None:
+def _analyse(document: dict[str, Any], variants: list[Variant], output: str | None) -> None:
     """Latency statistics from raw timings, size, fidelity and accuracy against the baseline."""
-    baseline_outputs, baseline_labels, baseline_correct = None, None, None
+    baseline_outputs, baseline_correct = None, None
     for entry, variant in zip(document["benchmarks"], variants):
         info = entry["extra_info"]["kit"]
         stats = latency_stats(entry["stats"]["data"])
         info["baseline"] = variant.baseline or baseline_outputs is None
         info["latency_s"] = stats.to_dict()
-        info["throughput_per_s"] = info["batch"] / stats.median
+        # Sustained rate: the mean includes every stall the median hides.
+        info["throughput_per_s"] = (info["batch"] or 1) / stats.mean
         info["size_bytes"] = _size(variant.model) or _size(variant.options.get("weights") or "")
         with np.load(info.pop("outputs_file")) as archive:
             outputs = {k.removeprefix("output."): archive[k] for k in archive.files if k.startswith("output.")}
             labels = archive["labels"] if "labels" in archive.files else None
         if baseline_outputs is None:
-            baseline_outputs, baseline_labels = outputs, labels
+            baseline_outputs = outputs
         info["fidelity"] = [_fidelity(d) for d in compare_outputs(baseline_outputs, outputs, atol=0.0, rtol=0.0)]
         if labels is not None:
-            scores = _scores(outputs)
+            try:
+                scores = scores_of(outputs, output)
+            except InputError as error:
+                info["accuracy_skipped"] = str(error)
+                continue
             result = accuracy(scores, labels)
             correct = top_k_correct(scores, labels, 1)
             baseline_correct = correct if baseline_correct is None else baseline_correct
@@ -201,12 +222,6 @@ def _fidelity(diff) -> dict[str, Any]:
     data = diff.to_dict()
     data.pop("passed")  # measured, not judged
     return data
-
-
-def _scores(outputs: dict[str, np.ndarray]) -> np.ndarray:
-    from kit.harness import scores_of
-
-    return scores_of(outputs)
 
 
 def _size(model: str) -> int | None:
@@ -224,27 +239,38 @@ def write_json(report: BenchReport, path: str | os.PathLike) -> None:
         tmp.write_text(json.dumps(report.document, indent=2))
 
 
-def check_outputs(*paths: str | None) -> None:
-    """Fail before any measuring when an output cannot be written."""
-    for path in filter(None, paths):
-        check_output_path(path)
+def check_outputs(outputs: list[str | None], inputs: list[str | None]) -> None:
+    """Fail before any measuring when an output cannot be written or would overwrite an input."""
+    for path in filter(None, outputs):
+        check_output_path(path, *filter(None, inputs))
+
+
+def load_previous(path: str | os.PathLike) -> dict[str, float]:
+    """Median latency by variant name from an earlier --json (checked before measuring)."""
+    try:
+        medians = {b["name"]: float(b["stats"]["median"]) for b in json.loads(Path(path).read_text())["benchmarks"]}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"could not read {path} as a kit bench / pytest-benchmark JSON ({type(exc).__name__}: "
+                         f"{exc}).", hint="Give a file written by kit bench --json.") from exc
+    if not medians or min(medians.values()) <= 0:
+        raise InputError(f"{path} holds no positive median latencies.", hint="Give a file written by kit bench --json.")
+    return medians
 
 
 def regressions(report: BenchReport, old_path: str | os.PathLike,
                 threshold: float = REGRESSION_THRESHOLD) -> list[dict[str, Any]]:
-    """Variants whose median latency grew beyond ``threshold`` or whose top-1 fell, against an old report."""
-    try:
-        old = {b["name"]: b for b in json.loads(Path(old_path).read_text())["benchmarks"]}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"could not read {old_path} as a kit bench / pytest-benchmark JSON ({exc}).",
-                         hint="Give a file written by kit bench --json.") from exc
+    """Variants slower than an old report beyond ``threshold`` (even at the lower bound of this
+    run's median interval, so noise alone does not flag), or whose top-1 fell."""
+    medians = load_previous(old_path)
+    old = {b["name"]: b for b in json.loads(Path(old_path).read_text())["benchmarks"]}
     found = []
     for entry in report.benchmarks:
         previous = old.get(entry["name"])
         if previous is None:
             continue
-        ratio = entry["stats"]["median"] / previous["stats"]["median"]
-        row = {"name": entry["name"], "median_ratio": ratio, "latency_regression": ratio > 1 + threshold}
+        ratio = entry["stats"]["median"] / medians[entry["name"]]
+        low = entry["extra_info"]["kit"]["latency_s"]["median_ci"][0] / medians[entry["name"]]
+        row = {"name": entry["name"], "median_ratio": ratio, "latency_regression": low > 1 + threshold}
         old_top1 = previous.get("extra_info", {}).get("kit", {}).get("accuracy", {}).get("top1")
         new_top1 = entry["extra_info"]["kit"].get("accuracy", {}).get("top1")
         row["accuracy_regression"] = (old_top1 is not None and new_top1 is not None

@@ -2,9 +2,11 @@
 
 ``kit bench`` starts ``python -m pytest kit/bench_case.py`` once per (model, runtime) with
 the variant described in the environment variable KIT_BENCH_SPEC (JSON), so backends
-never share a process (their thread pools slow each other). Besides the latency rounds
-it records load time, first-inference time, peak memory, and the outputs on the
-fidelity data (saved to an .npz the parent compares with the baseline's).
+never share a process (their thread pools slow each other). Each round is one call
+(``iterations=1``), so percentiles are of single calls, and the number of rounds comes
+from the time budget. Besides the rounds it records load time, first-inference time and
+peak memory, then the outputs on the fidelity data (saved to an .npz the parent compares
+with the baseline's).
 """
 
 from __future__ import annotations
@@ -17,26 +19,28 @@ import time
 import numpy as np
 
 SPEC_VARIABLE = "KIT_BENCH_SPEC"
+MIN_ROUNDS = 10  # even a slow model gets this many rounds: a median of fewer is not worth printing
+MAX_ROUNDS = 20000
 
 
 def test_variant(benchmark):
     from kit.harness import open_model_data, run_dataset
     from kit.runtimes.registry import create
-    from kit.specs import random_feeds
+    from kit.specs import batch_feeds
 
     spec = json.loads(os.environ[SPEC_VARIABLE])
-    rss_before = _peak_rss_mb()
-    started = time.perf_counter()
-    runtime = create(spec["model"], spec["runtime"], **spec["options"]).load()
-    load_s = time.perf_counter() - started
-    batch = {s.shape[0]: spec["batch"] for s in runtime.inputs if s.dynamic_batch}
-    feeds = random_feeds(runtime.inputs, seed=0, **batch)
-    started = time.perf_counter()
-    runtime.run(feeds)
-    first_s = time.perf_counter() - started
+    rss_before = _memory_mb("VmRSS")
+    runtime = create(spec["model"], spec["runtime"], **spec["options"])
+    runtime.require()  # import the runtime library before the clock starts: load time is the model's
+    load_s = _timed(runtime.load)
+    feeds = batch_feeds(runtime.inputs, spec["batch"])
+    first_s = _timed(runtime.run, feeds)
+    per_call = min(_timed(runtime.run, feeds) for _ in range(3))
+    rounds = int(min(MAX_ROUNDS, max(MIN_ROUNDS, spec["max_time"] / max(per_call, 1e-7))))
 
     benchmark.group = spec["group"]
-    benchmark(runtime.run, feeds)
+    benchmark.pedantic(runtime.run, args=(feeds,), rounds=rounds, iterations=1, warmup_rounds=min(10, rounds))
+    peak = _memory_mb("VmHWM")  # before the fidelity pass adds the kit's own arrays
 
     dataset = open_model_data(spec["model"], spec["fidelity_data"], runtime)
     outputs, labels = run_dataset(runtime, dataset, batch_size=64)
@@ -45,26 +49,31 @@ def test_variant(benchmark):
         arrays["labels"] = labels
     with open(spec["outputs_file"], "wb") as handle:
         np.savez(handle, **arrays)
+    dynamic = all(s.dynamic_batch for s in runtime.inputs)
     benchmark.extra_info["kit"] = {
-        "model": spec["model"], "runtime": spec["runtime"], "runtime_info": runtime.info,
-        "batch": spec["batch"] if batch else int(next(iter(feeds.values())).shape[0]),
-        "load_s": load_s, "first_inference_s": first_s,
-        "peak_rss_mb": _peak_rss_mb(), "rss_before_load_mb": rss_before,
+        "model": spec["model"], "runtime": spec["runtime"], "name": spec["name"], "runtime_info": runtime.info,
+        "batch": spec["batch"] if dynamic else None, "load_s": load_s, "first_inference_s": first_s,
+        "peak_rss_mb": peak, "rss_before_load_mb": rss_before, "fidelity_data": dataset.description,
         "inputs": [s.to_dict() for s in runtime.inputs],
     }
     runtime.close()
 
 
-def _peak_rss_mb() -> float:
-    """This process's peak resident memory.
+def _timed(call, *args) -> float:
+    started = time.perf_counter()
+    call(*args)
+    return time.perf_counter() - started
 
-    Linux: VmHWM, the high-water mark of this process image. Not ru_maxrss: the kernel
-    carries that across execve, so a worker started from a parent holding torch would
-    report the parent's memory.
+
+def _memory_mb(field: str) -> float:
+    """VmHWM (peak) or VmRSS (now) of this process image, in MB.
+
+    Not ru_maxrss for the peak: the kernel carries that across execve, so a worker
+    started from a parent holding torch would report the parent's memory.
     """
     try:
         for line in open("/proc/self/status"):
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024  # kB
     except OSError:
         pass

@@ -211,13 +211,15 @@ def _parser() -> argparse.ArgumentParser:
                                       "(default random:16, fidelity only)")
     bench.add_argument("--batch", type=_positive_int, default=1, help="batch size for the latency rounds")
     bench.add_argument("--threads", type=_non_negative_int, help="intra-op threads per runtime")
-    bench.add_argument("--max-time", type=_tolerance, default=2.0, help="seconds of timing rounds per variant")
-    bench.add_argument("--json", nargs="?", const="-", metavar="OUT.json",
-                       help="pytest-benchmark JSON (with the kit's fields in extra_info) to a file, or stdout")
+    bench.add_argument("--max-time", type=_tolerance, default=2.0,
+                       help="seconds of timing rounds per variant (at least 10 rounds run)")
+    bench.add_argument("--json", metavar="OUT.json",
+                       help="pytest-benchmark JSON (the kit's fields in extra_info) to this file, or - for stdout")
+    bench.add_argument("--output", help="the classification output to score, when the model has several")
     bench.add_argument("--markdown", metavar="OUT.md", help="the table as Markdown")
     bench.add_argument("--plot", metavar="OUT.png", help="latency against accuracy (Pareto front) and distributions")
     bench.add_argument("--compare", metavar="OLD.json", help="mark regressions against an earlier --json; exit 1 on any")
-    bench.add_argument("--threshold", type=_tolerance, default=0.10,
+    bench.add_argument("--threshold", type=_tolerance,
                        help="median slow-down counted as a regression (default 0.10 = 10%%)")
     bench.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     bench.set_defaults(handler=_bench)
@@ -275,7 +277,7 @@ def _run(args) -> int:
     from kit.feeds import feeds_from_files, feeds_from_image
     from kit.fileio import atomic_output, check_output_path
     from kit.runtimes.registry import load
-    from kit.specs import random_feeds
+    from kit.specs import batch_feeds
 
     if args.output:
         if Path(args.output).suffix != ".npz":
@@ -290,11 +292,7 @@ def _run(args) -> int:
         if args.image:
             feeds = feeds_from_image(rt.inputs, args.image, provenance.read(args.model).get("preprocess"))
         elif args.random:
-            if args.batch != 1 and not all(spec.dynamic_batch for spec in rt.inputs):
-                raise InputError(f"--batch {args.batch} needs a dynamic batch axis; the inputs are "
-                                 f"{', '.join(s.describe() for s in rt.inputs)}.", hint="Drop --batch.")
-            batch = {spec.shape[0]: args.batch for spec in rt.inputs if spec.dynamic_batch}
-            feeds = random_feeds(rt.inputs, seed=args.seed, **batch)
+            feeds = batch_feeds(rt.inputs, args.batch, seed=args.seed)
         else:
             feeds = feeds_from_files(rt.inputs, args.input)
         outputs = rt.run(feeds)
@@ -494,23 +492,30 @@ def _tolerances(items: list[str] | None, default: float) -> dict[str, float]:
 def _bench(args) -> int:
     from kit import bench, report
 
-    json_file = args.json if args.json not in (None, "-") else None
-    bench.check_outputs(json_file, args.markdown, args.plot)
-    torch_options = {k: v for k, v in {"input_shapes": args.input_shape, "weights": args.weights,
-                                       "allow_pickle": args.allow_pickle or None}.items() if v}
+    json_file = None if args.json in (None, "-") else args.json
+    bench.check_outputs([json_file, args.markdown, args.plot],
+                        [*args.models, args.baseline, args.data, args.compare, args.weights])
+    if args.compare:
+        bench.load_previous(args.compare)  # a bad comparison file fails now, not after the measuring
+    torch_options = {}
+    for model in [*args.models, args.baseline]:
+        torch_options |= _open_options(args, model, None, strict=False)
+    if not torch_options and (args.input_shape or args.weights or args.allow_pickle):
+        _open_options(args, args.models[0], None)  # raises: no model here is a PyTorch source
     runtimes = [name.strip() for name in args.runtime.split(",")] if args.runtime else None
     progress = _bench_progress(enabled=args.json != "-")
     with progress:
         result = bench.bench(args.models, runtimes=runtimes, baseline=args.baseline, data=args.data,
                              batch=args.batch, threads=args.threads, max_time=args.max_time,
-                             options=torch_options, progress=progress.update)
-    found = bench.regressions(result, args.compare, args.threshold) if args.compare else []
-    if json_file:
+                             options=torch_options, output=args.output, progress=progress.update)
+    if json_file:  # written before any verdict, so a failed comparison never loses the run
         bench.write_json(result, json_file)
     if args.markdown:
         report.write_markdown(result, args.markdown)
     if args.plot:
         report.write_plot(result, args.plot)
+    threshold = bench.REGRESSION_THRESHOLD if args.threshold is None else args.threshold
+    found = bench.regressions(result, args.compare, threshold) if args.compare else []
     failed = any(row["latency_regression"] or row["accuracy_regression"] for row in found)
     if args.json == "-":
         _print_json(result.document | ({"kit_regressions": found} if args.compare else {}))

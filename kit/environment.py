@@ -9,12 +9,17 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import re
 from pathlib import Path
 from typing import Any
 
 # Distributions whose versions matter to a result (absent ones are left out).
 PACKAGES = ("edge-inference-kit", "numpy", "onnxruntime", "onnxruntime-gpu", "onnx", "torch", "ai-edge-litert",
             "tflite-runtime", "tensorrt", "tensorrt-rtx", "openvino", "pytest-benchmark")
+# L4T release -> JetPack release (NVIDIA's published pairs), newest first.
+JETPACK = [((36, 4), "6.1/6.2"), ((36, 3), "6.0"), ((36, 2), "6.0 DP"), ((35, 6), "5.1.4"), ((35, 5), "5.1.3"),
+           ((35, 4), "5.1.2"), ((35, 3), "5.1.1"), ((35, 2), "5.1"), ((35, 1), "5.0.2"), ((32, 7), "4.6.x"),
+           ((32, 6), "4.6")]
 # The CPU flags that decide which int8 and float kernels run.
 INTERESTING_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8",
                      "neon", "asimd", "asimddp", "i8mm", "sve")
@@ -23,7 +28,7 @@ INTERESTING_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni",
 def describe(threads: int | None = None) -> dict[str, Any]:
     return {
         "cpu": _cpu(),
-        "cores": os.cpu_count(),
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "threads_used": threads,
         "governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
         "os": f"{platform.system()} {platform.release()}",
@@ -67,6 +72,10 @@ def _jetson() -> dict[str, Any]:
     if release is None:
         return {}
     info: dict[str, Any] = {"l4t": release.splitlines()[0]}
+    match = re.search(r"R(\d+) \(release\), REVISION: (\d+)\.(\d+)", release)
+    if match:
+        version = (int(match[1]), int(match[2]))
+        info["jetpack"] = next((jp for l4t, jp in JETPACK if version >= l4t), "unknown (older than 4.6)")
     power = _read("/var/lib/nvpmodel/status")
     if power:
         info["power_mode"] = power

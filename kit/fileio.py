@@ -37,6 +37,13 @@ def check_output_path(output: str | os.PathLike, *inputs: str | os.PathLike) -> 
         )
     if output.is_dir():
         raise InputError(f"output {output} is a folder; expected a file path.", hint="Give a file name.")
+    try:  # a folder may exist and still refuse files (read-only mounts, /proc): find out before the work
+        fd, probe = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".probe", dir=output.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise InputError(f"cannot write {output} ({exc.strerror}).",
+                         hint="Choose a folder you can write to.") from exc
     return output
 
 

@@ -7,11 +7,11 @@ def size(size_bytes: int | None) -> str:
     if size_bytes is None:
         return "-"
     value = float(size_bytes)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
+    for unit in ("B", "KB", "MB"):
+        if value < 1024:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
-    return "-"
+    return f"{value:.1f} GB"
 
 
 def percent(value: float | None) -> str:
@@ -28,10 +28,13 @@ def decibels(value) -> str:
 def seconds(value: float, *within: float) -> str:
     """A duration with three significant digits in the unit that fits: 13.1 us, 2.34 ms, 1.2 s.
 
-    Values in ``within`` (an interval's bounds) follow in brackets, in the same unit.
+    Values in ``within`` (an interval's bounds) follow in brackets, in the same unit and
+    without exponents, however far they stray.
     """
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if value >= scale or unit == "us":
-            bounds = f" [{', '.join(f'{v / scale:.3g}' for v in within)}]" if within else ""
-            return f"{value / scale:.3g} {unit}{bounds}"
-    return "-"
+    unit, scale = next((u, f) for u, f in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)) if value >= f or u == "us")
+    bounds = f" [{', '.join(_plain(v / scale) for v in within)}]" if within else ""
+    return f"{_plain(value / scale)} {unit}{bounds}"
+
+
+def _plain(number: float) -> str:
+    return f"{number:.0f}" if number >= 100 else f"{number:.1f}" if number >= 10 else f"{number:.2f}"

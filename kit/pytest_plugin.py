@@ -40,12 +40,11 @@ def kit_latency(benchmark, kit_runtime):
     (seconds: min, median, mean, p90, p99, max, median_ci), or None under --benchmark-disable."""
 
     def measure(path, runtime=None, *, batch: int = 1, **options):
-        from kit.specs import random_feeds
+        from kit.specs import batch_feeds
         from kit.stats import latency_stats
 
         model = kit_runtime(path, runtime, **options)
-        sizes = {spec.shape[0]: batch for spec in model.inputs if spec.dynamic_batch}
-        feeds = random_feeds(model.inputs, seed=0, **sizes)
+        feeds = batch_feeds(model.inputs, batch)
         model.run(feeds)  # warm-up: first calls allocate and pick kernels
         benchmark(model.run, feeds)
         return None if benchmark.stats is None else latency_stats(benchmark.stats.stats.data)

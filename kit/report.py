@@ -10,29 +10,58 @@ from kit.errors import RuntimeUnavailableError
 from kit.fileio import atomic_output
 from kit.formatting import decibels, percent, seconds, size
 
-COLUMNS = ("variant", "median (95% CI)", "p90 / p99", "load / first", "per s", "size", "peak RSS", "agree",
-           "SQNR", "top-1 (vs base)")
+COLUMNS = ("variant", "median [95% CI]", "min / mean", "p90 / p99", "load / first", "per s", "size", "peak RSS",
+           "agree", "SQNR", "top-1 (vs base)")
 
 
 def table_rows(report: BenchReport) -> list[list[str]]:
     rows = []
     for row in report.rows():
         latency = row["latency_s"]
-        low, high = latency["median_ci"]
         fidelity = row["fidelity"][0] if row["fidelity"] else {}
         accuracy = row.get("accuracy") or {}
         top1 = percent(accuracy.get("top1"))
         if accuracy and not row["baseline"]:
             top1 += f" ({accuracy['delta']:+.2%})"
+        batch = f" x{row['batch']}" if (row["batch"] or 1) > 1 else ""
         rows.append([
-            row["name"] + (" (baseline)" if row["baseline"] else "") + (f" x{row['batch']}" if row["batch"] > 1 else ""),
-            seconds(latency["median"], low, high),
-            f"{seconds(latency['p90'])} / {seconds(latency['p99'])}",
+            row["name"] + batch + (" (baseline)" if row["baseline"] else ""),
+            seconds(latency["median"], *latency["median_ci"]),
+            f"{seconds(latency['min'])} / {seconds(latency['mean'])}",
+            f"{seconds(latency['p90'])} / {seconds(latency['p99']) if latency['p99'] is not None else '-'}",
             f"{seconds(row['load_s'])} / {seconds(row['first_inference_s'])}",
             f"{row['throughput_per_s']:.0f}", size(row["size_bytes"]), f"{row['peak_rss_mb']:.0f} MB",
             percent(fidelity.get("top1")), decibels(fidelity.get("sqnr_db")), top1,
         ])
     return rows
+
+
+def notes(report: BenchReport) -> list[str]:
+    """What the reader must know to read the table honestly."""
+    rows = report.rows()
+    lines = [environment_line(report.document["machine_info"]["kit_environment"]),
+             "per s = batch / mean latency (sustained, stalls included); median interval from this run's rounds "
+             "(run-to-run variation not included); peak RSS of each variant's own process."]
+    if rows and rows[0]["fidelity_data"].startswith("random:"):
+        lines.append(f"agree/SQNR measured on {rows[0]['fidelity_data']} (random inputs): give --data with real "
+                     "samples for numbers that describe a quantized model.")
+    for row in rows:
+        latency = row["latency_s"]
+        if latency["median_ci"][1] - latency["median_ci"][0] > 0.1 * latency["median"]:
+            lines.append(f"{row['name']}: the median's interval is wider than 10% of it; rerun on a quieter machine "
+                         "or with --threads 1.")
+        if row.get("accuracy_skipped"):
+            lines.append(f"{row['name']}: accuracy not scored: {row['accuracy_skipped']}")
+    return lines
+
+
+def environment_line(env: dict[str, Any]) -> str:
+    parts = [f"{env['cpu']['model']} ({env['cores']} cores; {', '.join(env['cpu']['flags']) or 'no flags read'})",
+             f"threads {env['threads_used'] or 'runtime default'}", f"governor {env['governor'] or 'unknown'}",
+             env["os"], f"Python {env['python']}"]
+    parts += [f"{key} {env[key]}" for key in ("l4t", "jetpack", "power_mode") if env.get(key)]
+    parts += [f"{name} {version}" for name, version in env["packages"].items()]
+    return "on " + ", ".join(parts)
 
 
 def print_table(report: BenchReport, console) -> None:
@@ -44,19 +73,14 @@ def print_table(report: BenchReport, console) -> None:
     for row in table_rows(report):
         table.add_row(*row)
     console.print(table)
-    env = report.document["machine_info"]["kit_environment"]
-    console.print(f"on {env['cpu']['model']} ({env['cores']} cores, {', '.join(env['cpu']['flags'])}), "
-                  f"threads {env['threads_used'] or 'runtime default'}, Python {env['python']}, "
-                  + ", ".join(f"{k} {v}" for k, v in env["packages"].items() if k != "edge-inference-kit"))
+    for line in notes(report):
+        console.print(line)
 
 
 def write_markdown(report: BenchReport, path: str | os.PathLike) -> None:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(row) + " |" for row in table_rows(report)]
-    env = report.document["machine_info"]["kit_environment"]
-    lines += ["", f"Measured {report.document.get('datetime', '')} on {env['cpu']['model']} ({env['cores']} cores; "
-              f"flags {', '.join(env['cpu']['flags'])}), {env['os']}, Python {env['python']}; "
-              + ", ".join(f"{k} {v}" for k, v in env["packages"].items()) + "."]
+    lines += ["", f"Measured {report.document.get('datetime', '')}."] + [f"- {line}" for line in notes(report)]
     with atomic_output(path) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
 
@@ -85,7 +109,7 @@ def write_plot(report: BenchReport, path: str | os.PathLike) -> None:
     rows = report.rows()
     names = [row["name"] for row in rows]
     medians = [row["latency_s"]["median"] * 1000 for row in rows]
-    scores, label = _scores(rows)
+    scores, label = _plot_scores(rows)
     front = pareto_front(list(zip(medians, scores)))
     figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
     left.scatter(medians, scores, color="tab:blue")
@@ -107,7 +131,7 @@ def write_plot(report: BenchReport, path: str | os.PathLike) -> None:
     plt.close(figure)
 
 
-def _scores(rows: list[dict[str, Any]]) -> tuple[list[float], str]:
+def _plot_scores(rows: list[dict[str, Any]]) -> tuple[list[float], str]:
     if all(row.get("accuracy") for row in rows):
         return [row["accuracy"]["top1"] for row in rows], "top-1 accuracy"
     if all(row["fidelity"] and row["fidelity"][0].get("top1") is not None for row in rows):

@@ -158,6 +158,14 @@ def random_feeds(specs: list[TensorSpec], *, seed: int = 0, **sizes: int) -> dic
     return feeds
 
 
+def batch_feeds(specs: list[TensorSpec], batch: int = 1, *, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random feeds with every dynamic batch axis set to ``batch``; an error when there is none to set."""
+    if batch != 1 and not all(spec.dynamic_batch for spec in specs):
+        raise InputError(f"batch {batch} needs a dynamic batch axis; the inputs are {describe_specs(specs)}.",
+                         hint="Use batch 1, or export the model with a dynamic batch.")
+    return random_feeds(specs, seed=seed, **{spec.shape[0]: batch for spec in specs if spec.dynamic_batch})
+
+
 def check_array(spec: TensorSpec, array: np.ndarray, what: str = "input") -> None:
     """Raise an InputError naming the spec when ``array`` does not fit it (dtype, rank, fixed dims)."""
     if array.dtype.name != spec.dtype:

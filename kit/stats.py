@@ -1,9 +1,13 @@
 """Latency statistics from raw timings (pytest-benchmark's per-round data).
 
-Percentiles use numpy's linear interpolation. The 95% confidence interval of the median
-is distribution-free: the order statistics whose ranks bound the median with binomial
-probability (Conover, Practical Nonparametric Statistics): for n = 100 it is the 40th to
-the 61st smallest value.
+Percentiles use numpy's linear interpolation; p99 is left out below 100 rounds (it would
+be the maximum under another name). The confidence interval of the median is
+distribution-free: the order statistics whose ranks bound the median with binomial
+probability (Conover, Practical Nonparametric Statistics): for n = 100 and 95% it is the
+40th to the 61st smallest value. With six rounds or fewer no pair of ranks reaches 95%;
+the interval is then the whole range and ``median_ci_level`` says what it does cover.
+The interval treats rounds as independent draws from one run: it does not include the
+run-to-run variation of a shared machine, which only repeated runs show.
 """
 
 from __future__ import annotations
@@ -25,10 +29,11 @@ class LatencyStats:
     median: float
     mean: float
     p90: float
-    p99: float
+    p99: float | None  # None below 100 rounds
     max: float
     stddev: float
     median_ci: tuple[float, float]
+    median_ci_level: float  # the coverage the interval really has (>= the level asked for, when n allows)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "median_ci": list(self.median_ci)}
@@ -41,9 +46,16 @@ def latency_stats(timings, level: float = 0.95) -> LatencyStats:
     low, high = median_ci_ranks(samples.size, level)
     return LatencyStats(
         int(samples.size), float(samples[0]), float(np.median(samples)), float(samples.mean()),
-        float(np.percentile(samples, 90)), float(np.percentile(samples, 99)), float(samples[-1]),
-        float(samples.std(ddof=1)) if samples.size > 1 else 0.0,
-        (float(samples[low - 1]), float(samples[high - 1])))
+        float(np.percentile(samples, 90)), float(np.percentile(samples, 99)) if samples.size >= 100 else None,
+        float(samples[-1]), float(samples.std(ddof=1)) if samples.size > 1 else 0.0,
+        (float(samples[low - 1]), float(samples[high - 1])), ci_coverage(samples.size, low))
+
+
+def ci_coverage(n: int, low: int) -> float:
+    """P(X_(low) <= median <= X_(n+1-low)) for n samples: 1 - 2 P(Binomial(n, 1/2) < low)."""
+    below = sum(math.exp(math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + n * math.log(0.5))
+                for i in range(low))
+    return max(0.0, 1 - 2 * below)
 
 
 def median_ci_ranks(n: int, level: float = 0.95) -> tuple[int, int]:

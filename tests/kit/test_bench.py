@@ -35,9 +35,11 @@ def test_every_variant_has_the_fields(measured, digits):
     base, half = rows["model.onnx[onnxruntime]"], rows["fp16.onnx[onnxruntime]"]
     for row in (base, half):
         latency = row["latency_s"]
-        assert latency["rounds"] >= 20 and 0 < latency["min"] <= latency["median"] <= latency["p90"] <= latency["p99"]
+        assert latency["rounds"] >= 100 and 0 < latency["min"] <= latency["median"] <= latency["p90"] <= latency["p99"]
         assert latency["median_ci"][0] <= latency["median"] <= latency["median_ci"][1]
-        assert row["throughput_per_s"] == pytest.approx(1 / latency["median"])
+        assert latency["median_ci_level"] >= 0.95
+        assert row["throughput_per_s"] == pytest.approx(1 / latency["mean"])  # batch 1, sustained rate
+        assert row["batch"] == 1 and row["fidelity_data"] == str(digits.test)
         assert row["load_s"] > 0 and row["first_inference_s"] > 0 and row["peak_rss_mb"] > 10
         assert row["runtime_info"]["threads"] == 1
     assert base["baseline"] and not half["baseline"]
@@ -83,7 +85,9 @@ def test_markdown_and_plot(measured, tmp_path):
     write_markdown(report, tmp_path / "bench.md")
     write_plot(report, tmp_path / "bench.png")
     text = (tmp_path / "bench.md").read_text()
-    assert text.startswith("| variant | median (95% CI) |") and "fp16.onnx[onnxruntime]" in text
+    assert text.startswith("| variant | median [95% CI] | min / mean |") and "fp16.onnx[onnxruntime]" in text
+    environment = next(line for line in text.splitlines() if line.startswith("- on "))
+    assert "governor" in environment and "threads" in environment and "onnxruntime 1." in environment
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -103,7 +107,41 @@ def test_bad_input(digits, tmp_path, capsys):
         bench.bench([str(digits.onnx)], runtimes=["torch"])
     code = main(["bench", str(digits.onnx), "--json", str(tmp_path / "absent" / "out.json")])
     assert code == 2 and "the folder for the output" in capsys.readouterr().err
-    assert files_in(tmp_path) == ["weights.bin"]
+    code = main(["bench", str(digits.onnx), "--markdown", str(digits.onnx)])  # would destroy the model
+    assert code == 2 and "is the same file as the input" in capsys.readouterr().err
+    (tmp_path / "old.json").write_text('{"benchmarks": [{"name": "a"}]}')
+    code = main(["bench", str(digits.onnx), "--compare", str(tmp_path / "old.json")])  # refused before measuring
+    assert code == 2 and "could not read" in capsys.readouterr().err
+    assert files_in(tmp_path) == ["old.json", "weights.bin"]
+
+
+def test_worker_failures_and_batches(digits, tmp_path):
+    from kit.errors import RunError
+    from kit.export import export_onnx
+    from kit.models import make_digits_cnn
+
+    static = tmp_path / "static.onnx"
+    export_onnx(make_digits_cnn().eval(), static, input_shapes="1x1x8x8", static=True)
+    with pytest.raises(RunError, match=r"benchmarking static.onnx\[onnxruntime\] failed: batch 4 needs a dynamic "
+                                       r"batch axis; the inputs are 'input' float32\[1,1,8,8\]"):
+        bench.bench([str(static)], batch=4, max_time=0.05)
+    report = bench.bench([str(digits.onnx)], batch=4, max_time=0.05, threads=1)
+    (row,) = report.rows()
+    assert row["batch"] == 4 and row["throughput_per_s"] == pytest.approx(4 / row["latency_s"]["mean"])
+    assert row["fidelity_data"] == "random:16"
+
+
+def test_same_file_name_in_two_folders_and_a_baseline(digits, tmp_path):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "model.onnx").write_bytes(digits.onnx.read_bytes())
+    (tmp_path / "reference.onnx").write_bytes(digits.onnx.read_bytes())
+    models = [str(tmp_path / "a" / "model.onnx"), str(tmp_path / "b" / "model.onnx")]
+    report = bench.bench(models, baseline=str(tmp_path / "reference.onnx"), max_time=0.05, threads=1)
+    names = [row["name"] for row in report.rows()]
+    assert names == ["reference.onnx[onnxruntime]", f"{models[0]}[onnxruntime]", f"{models[1]}[onnxruntime]"]
+    assert [row["baseline"] for row in report.rows()] == [True, False, False]
+    assert all(row["fidelity"][0]["sqnr_db"] == "inf" for row in report.rows())  # identical models
 
 
 def test_cli_prints_the_table_and_fails_on_regression(measured, digits, tmp_path, capsys, monkeypatch):
@@ -114,11 +152,14 @@ def test_cli_prints_the_table_and_fails_on_regression(measured, digits, tmp_path
         entry["stats"]["median"] /= 10
     (tmp_path / "old.json").write_text(json.dumps(old))
     code = main(["bench", str(digits.onnx), "--threads", "1", "--max-time", "0.1", "--compare",
-                 str(tmp_path / "old.json"), "--markdown", str(tmp_path / "b.md")])
+                 str(tmp_path / "old.json"), "--markdown", str(tmp_path / "b.md"), "--json", str(tmp_path / "b.json")])
     out = capsys.readouterr().out
     assert code == 1
     assert "model.onnx[onnxruntime] (baseline)" in out and "REGRESSION model.onnx[onnxruntime]: median x" in out
-    assert (tmp_path / "b.md").exists()
+    assert (tmp_path / "b.md").exists() and (tmp_path / "b.json").exists()  # written before the verdict
+    code = main(["bench", str(digits.onnx), "--threads", "1", "--max-time", "0.05", "--json", "-"])
+    document = json.loads(capsys.readouterr().out)
+    assert code == 0 and document["benchmarks"][0]["name"] == "model.onnx[onnxruntime]"
 
 
 def test_pytest_plugin_fixtures(digits, pytester):

@@ -12,10 +12,16 @@ from kit.stats import latency_stats, median_ci_ranks
     (20, (6, 15)),
     (10, (2, 9)),
     (6, (1, 6)),      # P(no sample below the median) = 1/64 <= 0.025, P(at most one) = 7/64 > 0.025
-    (1, (1, 1)),
+    (5, (1, 5)),      # too few for 95%: the whole range, which covers 1 - 2/32 = 93.75%
 ])
 def test_median_interval_ranks(n, ranks):
     assert median_ci_ranks(n) == ranks
+
+
+@pytest.mark.parametrize("n, coverage", [(100, 0.9648), (6, 0.96875), (5, 0.9375), (1, 0.0)])
+def test_interval_coverage_is_reported(n, coverage):
+    stats = latency_stats(np.arange(1.0, n + 1))
+    assert stats.median_ci_level == pytest.approx(coverage, abs=1e-4)
 
 
 def test_stats_of_one_to_a_hundred():
@@ -23,6 +29,7 @@ def test_stats_of_one_to_a_hundred():
     assert (stats.rounds, stats.min, stats.max) == (100, 1.0, 100.0)
     assert stats.median == 50.5 and stats.mean == 50.5
     assert stats.p90 == pytest.approx(90.1) and stats.p99 == pytest.approx(99.01)
+    assert latency_stats(np.arange(99.0)).p99 is None  # below 100 rounds p99 would be the maximum
     assert stats.median_ci == (40.0, 61.0)
     assert stats.stddev == pytest.approx(np.std(np.arange(1, 101), ddof=1))
 
