@@ -125,6 +125,11 @@ def _parser() -> argparse.ArgumentParser:
                         help="make another axis dynamic, e.g. images:2=height")
     export.add_argument("--opset", type=_positive_int, help="ONNX opset (below 18 uses the TorchScript exporter)")
     export.add_argument("--exporter", choices=["auto", "dynamo", "torchscript"], default="auto")
+    export.add_argument("--format", choices=["onnx", "tflite"], help="default: from the output's suffix")
+    export.add_argument("--precision", choices=["fp32", "fp16", "int8-dynamic", "int8"],
+                        help="TFLite only (default fp32); int8 is full integer, calibrated with --calib")
+    export.add_argument("--calib", metavar="DATA", help="TFLite int8 calibration data (source model's layout)")
+    export.add_argument("--layout", choices=["nhwc", "nchw"], help="TFLite input layout (default nhwc for int8)")
     export.add_argument("--weights", help="state_dict for a factory source (loaded with weights_only=True)")
     export.add_argument("--allow-pickle", action="store_true",
                         help="allow loading a whole pickled model (runs code from the file: trusted files only)")
@@ -230,6 +235,11 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("--nodes", action="store_true", help="list every node's name and op (for --exclude)")
     inspect.set_defaults(handler=_inspect)
 
+    check = commands.add_parser("check", parents=[common], help="readiness checks: check edgetpu MODEL.tflite")
+    check.add_argument("target", choices=["edgetpu"], help="what to check for")
+    check.add_argument("model")
+    check.set_defaults(handler=_check)
+
     runtimes = commands.add_parser("runtimes", parents=[common], help="list backends and whether they work here")
     runtimes.set_defaults(handler=_runtimes)
 
@@ -243,6 +253,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _export(args) -> int:
+    fmt = args.format or ("tflite" if str(args.output).lower().endswith(".tflite") else "onnx")
+    if fmt == "tflite":
+        return _export_tflite(args)
+    if args.precision or args.calib or args.layout:
+        raise InputError("--precision, --calib and --layout apply to --format tflite; ONNX exports are fp32.",
+                         hint="Quantize an ONNX model with kit quantize.")
     from kit.export.onnx import export_onnx
 
     with _progress(args) as say:
@@ -256,18 +272,76 @@ def _export(args) -> int:
     console = _console()
     console.print(_styled("exported", "green"), f"{data['path']} ({size(data['size_bytes'])}, {data['exporter']} exporter, "
                   f"opset {data['opset']}{', simplified' if data['simplified'] else ''}) in {data['seconds']:.1f} s")
-    console.print(_spec_table("inputs", data["inputs"]), _spec_table("outputs", data["outputs"]))
     batches = ", ".join(map(str, data["validation"]["batches"]))
-    console.print(f"validated against PyTorch on ONNX Runtime at batch {batches} "
-                  f"(atol {args.atol:g}, rtol {args.rtol:g}):")
-    table = _table(None, "output", "max abs error", "max rel error", "result")
+    _print_export(console, data, f"validated against PyTorch on ONNX Runtime at batch {batches} "
+                                 f"(atol {args.atol:g}, rtol {args.rtol:g}):")
+    return 0
+
+
+def _export_tflite(args) -> int:
+    if args.opset or args.simplify or args.dynamic or args.exporter != "auto" or args.static:
+        raise InputError("--opset, --simplify, --dynamic, --static and --exporter apply to ONNX; a TFLite export "
+                         "has static shapes.", hint="Drop them for --format tflite.")
+    from kit.export.tflite import export_tflite
+
+    with _progress(args) as say:
+        result = export_tflite(args.source, args.output, precision=args.precision or "fp32", layout=args.layout,
+                               calib=args.calib, input_shapes=args.input_shape, weights=args.weights,
+                               allow_pickle=args.allow_pickle, preprocess=args.preprocess, atol=args.atol,
+                               rtol=args.rtol, progress=say)
+    data = result.to_dict()
+    if args.json:
+        return _print_json(data)
+    console = _console()
+    console.print(_styled("exported", "green"), f"{data['path']} ({size(data['size_bytes'])}, TFLite "
+                  f"{data['precision']}, {data['layout'].upper()} input) in {data['seconds']:.1f} s")
+    _print_export(console, data, "validated against PyTorch on the TFLite interpreter"
+                                 + (f" on {data['calibration']['count']} calibration samples:" if data["calibration"]
+                                    else ":"))
+    if data["precision"] == "int8":
+        console.print(f"next: kit check edgetpu {data['path']}")
+    return 0
+
+
+def _print_export(console, data: dict, validated: str) -> None:
+    console.print(_spec_table("inputs", data["inputs"]), _spec_table("outputs", data["outputs"]))
+    console.print(validated)
+    table = _table(None, "output", "max abs error", "max rel error", "top-1 agreement", "SQNR", "result")
     for diff in data["validation"]["outputs"]:
-        table.add_row(diff["name"], f"{diff['max_abs']:.3g}", f"{diff['max_rel']:.3g}",
-                      _styled("pass", "green") if diff["passed"] else _styled("fail", "red"))
+        table.add_row(diff["name"], f"{diff['max_abs']:.3g}", f"{diff['max_rel']:.3g}", percent(diff.get("top1")),
+                      decibels(diff.get("sqnr_db")), _styled("pass", "green") if diff["passed"] else
+                      _styled("fail", "red"))
     console.print(table)
     for note in data["notes"]:
         console.print(_styled("note:", "yellow"), note)
-    return 0
+
+
+def _check(args) -> int:
+    from kit.export.edgetpu import check_edgetpu
+
+    result = check_edgetpu(args.model)
+    data = result.to_dict()
+    if args.json:
+        _print_json(data)
+        return 0 if result.ready else 1
+    console = _console()
+    if result.ready:
+        console.print(_styled("ready", "green"), f"{args.model}: all {len(result.ops)} ops can map to the Edge TPU "
+                      f"(compiler 16's op list and versions).")
+    else:
+        console.print(_styled("not ready", "red"), f"{args.model}: {len(result.blockers)} blocker(s); the TPU part "
+                      f"would end after {result.tpu_ops_before_first_blocker} of {len(result.ops)} ops.")
+        for blocker in result.blockers:
+            console.print(f"  - [{blocker.kind}] {blocker.message}")
+    console.print(f"compile with: {result.compiler_command}")
+    if result.compiler:
+        compiled = result.compiler
+        console.print(f"edgetpu_compiler: {compiled['ops_on_tpu']} ops on the Edge TPU, {compiled['ops_on_cpu']} on "
+                      f"the CPU, {compiled['subgraphs']} subgraph(s); on-chip {compiled['on_chip_memory']}, off-chip "
+                      f"{compiled['off_chip_memory']}")
+    for note in result.notes:
+        console.print(_styled("note:", "yellow"), note)
+    return 0 if result.ready else 1
 
 
 def _run(args) -> int:

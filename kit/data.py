@@ -52,14 +52,21 @@ class Dataset:
             yield self.reader(start, min(start + batch_size, total))
 
 
-def open_data(source: str, inputs: list[TensorSpec], preprocess: dict | None = None) -> Dataset:
-    """Open ``source`` as a stream of feeds for a model with these ``inputs``."""
+def open_data(source: str, inputs: list[TensorSpec], preprocess: dict | None = None,
+              layout: str | None = None) -> Dataset:
+    """Open ``source`` as a stream of feeds for a model with these ``inputs``.
+
+    ``layout="nhwc"`` says the model takes channel-last images while arrays are in the
+    source model's NCHW layout: 4-D arrays are checked as NCHW and transposed on the way.
+    """
     match = re.fullmatch(r"random:(\d+)", str(source))
     if match:
         return _random(int(match[1]), inputs)
     path = Path(source)
     if path.is_dir():
-        return _image_folder(path, inputs, preprocess)
+        return _image_folder(path, inputs, preprocess)  # the stored preprocessing already lays images out
+    if layout == "nhwc":
+        return channel_last(open_data(source, [as_nchw(spec) for spec in inputs]), inputs)
     if not path.is_file():
         raise InputError(f"data {source} does not exist.",
                          hint="Give an image folder, an .npy/.npz file, or random:N.")
@@ -71,8 +78,31 @@ def open_data(source: str, inputs: list[TensorSpec], preprocess: dict | None = N
                      hint="Save arrays with numpy.save/numpy.savez, or point at a folder of images.")
 
 
-def from_arrays(arrays: dict[str, np.ndarray], inputs: list[TensorSpec], description: str = "arrays") -> Dataset:
-    """Arrays already in memory (stacked along axis 0, keyed by input name) as a Dataset."""
+def channel_last(dataset: Dataset, inputs: list[TensorSpec]) -> Dataset:
+    """The same samples with every 4-D array moved from NCHW to NHWC, for a channel-last model."""
+
+    def read(start, stop):
+        feeds, labels = dataset.reader(start, stop)
+        return {name: np.ascontiguousarray(a.transpose(0, 2, 3, 1)) if a.ndim == 4 else a
+                for name, a in feeds.items()}, labels
+
+    return Dataset(dataset.description, dataset.count, inputs, read, has_labels=dataset.has_labels,
+                   synthetic=dataset.synthetic, classes=dataset.classes)
+
+
+def as_nchw(spec: TensorSpec) -> TensorSpec:
+    if spec.shape is None or len(spec.shape) != 4:
+        return spec
+    n, h, w, c = spec.shape
+    return TensorSpec(spec.name, (n, c, h, w), spec.dtype, spec.scale, spec.zero_point)
+
+
+def from_arrays(arrays: dict[str, np.ndarray], inputs: list[TensorSpec], description: str = "arrays",
+                layout: str | None = None) -> Dataset:
+    """Arrays already in memory (stacked along axis 0, keyed by input name, in the source
+    model's layout) as a Dataset for a model with these ``inputs`` (see open_data's ``layout``)."""
+    if layout == "nhwc":
+        return channel_last(from_arrays(arrays, [as_nchw(spec) for spec in inputs], description), inputs)
     missing = [spec.name for spec in inputs if spec.name not in arrays]
     if missing:
         raise InputError(f"{description} holds {', '.join(arrays) or 'nothing'}; the model takes "

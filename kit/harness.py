@@ -54,8 +54,15 @@ def scores_of(outputs: dict[str, np.ndarray], output: str | None = None) -> np.n
 
 
 def open_model_data(model: str | os.PathLike, data: str, runtime: Runtime) -> Dataset:
-    """Open ``data`` for ``runtime``'s inputs, preprocessing images as the model records."""
-    return open_data(data, runtime.inputs, provenance.read(model).get("preprocess"))
+    """Open ``data`` for ``runtime``'s inputs, preprocessing images as the model records and
+    moving arrays to the model's layout (a channel-last TFLite export takes NHWC)."""
+    stored = provenance.read(model)
+    return open_data(data, runtime.inputs, stored.get("preprocess"), _layout(stored))
+
+
+def _layout(stored: dict) -> str | None:
+    """"nhwc" when the model's inputs are channel-last and the source model's were not."""
+    return "nhwc" if stored.get("layout") == "nhwc" and stored.get("source_layout", "nchw") == "nchw" else None
 
 
 def evaluate(model: str | os.PathLike, data: str, *, runtime: str | None = None, output: str | None = None,
@@ -115,7 +122,8 @@ def compare_models(
                              hint="Give both models instead of --golden.")
         stored = load_golden(golden)
         with load(candidate, runtimes[1], **options[1]) as rt:
-            got, _ = run_dataset(rt, from_arrays(stored.inputs, rt.inputs, str(golden)), batch_size=batch_size)
+            got, _ = run_dataset(rt, from_arrays(stored.inputs, rt.inputs, str(golden), _layout(provenance.read(
+                candidate))), batch_size=batch_size)
         return Comparison(f"{golden} ({stored.meta.get('model')})", candidate, _count(stored.inputs),
                           compare_outputs(stored.outputs, got, atol=atol, rtol=rtol, stat=stat))
     if reference is None:
@@ -126,14 +134,19 @@ def compare_models(
     if layers:
         _check_layer_comparison(reference, candidate)
     preprocess = _shared_preprocess(reference, candidate)
+    layouts = [_layout(provenance.read(model)) for model in (reference, candidate)]
     with load(reference, runtimes[0], **options[0]) as rt:
-        dataset = open_data(data, rt.inputs, preprocess)
+        # In the source model's layout: each model gets them moved to its own.
+        source_preprocess = {**preprocess, "layout": "nchw"} if preprocess and layouts[0] == "nhwc" else preprocess
+        dataset = open_data(data, [_source_spec(spec, layouts[0]) for spec in rt.inputs], source_preprocess)
         # Gathered once: the candidate sees the very arrays the reference saw, and a golden file keeps them.
         inputs = {name: np.concatenate(parts) for name, parts in _columns(dataset, batch_size).items()}
-        expected, _ = run_dataset(rt, from_arrays(inputs, rt.inputs, dataset.description), batch_size=batch_size)
+        expected, _ = run_dataset(rt, from_arrays(inputs, rt.inputs, dataset.description, layouts[0]),
+                                  batch_size=batch_size)
         info = rt.info
     with load(candidate, runtimes[1], **options[1]) as rt:
-        got, _ = run_dataset(rt, from_arrays(inputs, rt.inputs, dataset.description), batch_size=batch_size)
+        got, _ = run_dataset(rt, from_arrays(inputs, rt.inputs, dataset.description, layouts[1]),
+                             batch_size=batch_size)
     result = Comparison(str(reference), str(candidate), _count(inputs),
                         compare_outputs(expected, got, atol=atol, rtol=rtol, stat=stat))
     if save_golden_to:
@@ -145,6 +158,12 @@ def compare_models(
         with load(reference, "onnxruntime") as rt:
             result.layers = layer_errors(reference, candidate, from_arrays(inputs, rt.inputs, dataset.description))
     return result
+
+
+def _source_spec(spec, layout: str | None):
+    from kit.data import as_nchw
+
+    return as_nchw(spec) if layout == "nhwc" else spec
 
 
 def _columns(dataset: Dataset, batch_size: int) -> dict[str, list[np.ndarray]]:

@@ -2,6 +2,8 @@
 
 ONNX models keep it as JSON in the metadata property ``kit.provenance``. It is read with
 the ``onnx`` package when present, else with ONNX Runtime (a device may have only that).
+Formats without a metadata slot the kit writes into (.tflite) keep it in a sidecar file,
+``MODEL.kit.json``, written and moved together with the model.
 """
 
 from __future__ import annotations
@@ -31,9 +33,20 @@ def attach_to_onnx(model, provenance: dict[str, Any]) -> None:
     entry.key, entry.value = KEY, json.dumps(provenance, sort_keys=True)
 
 
-def read(path: str | os.PathLike) -> dict[str, Any]:
-    """The provenance stored in a model file, or {} when it has none."""
+def sidecar(path: str | os.PathLike) -> Path:
     path = Path(path)
+    return path.with_name(path.name + ".kit.json")
+
+
+def write_sidecar(path: str | os.PathLike, provenance: dict[str, Any]) -> None:
+    sidecar(path).write_text(json.dumps(provenance, indent=2, sort_keys=True))
+
+
+def read(path: str | os.PathLike) -> dict[str, Any]:
+    """The provenance stored with a model file, or {} when it has none."""
+    path = Path(path)
+    if sidecar(path).is_file():
+        return json.loads(sidecar(path).read_text())
     if path.suffix.lower() != ".onnx" or not path.is_file():
         return {}  # a factory, another format, or a missing file (loading it reports that)
     try:

@@ -21,6 +21,8 @@ ENTRY_POINT_GROUP = "kit.runtimes"
 BUILTIN: dict[str, str] = {
     "onnxruntime": "kit.runtimes.ort:OnnxRuntime",
     "torch": "kit.runtimes.pytorch:TorchRuntime",
+    "edgetpu": "kit.runtimes.edgetpu:EdgeTPURuntime",  # before tflite: it alone opens *_edgetpu.tflite
+    "tflite": "kit.runtimes.tflite:TFLiteRuntime",
 }
 
 

@@ -98,7 +98,7 @@ def test_pareto_front():
 
 
 def test_bad_input(digits, tmp_path, capsys):
-    with pytest.raises(InputError, match="expected a runtime among onnxruntime, torch"):
+    with pytest.raises(InputError, match="expected a runtime among onnxruntime, torch, edgetpu, tflite"):
         bench.bench([str(digits.onnx)], runtimes=["tensorflow"])
     (tmp_path / "weights.bin").write_bytes(b"\x00" * 8)
     with pytest.raises(InputError, match="no usable runtime opens .*weights.bin"):

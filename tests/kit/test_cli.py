@@ -131,7 +131,7 @@ def test_output_paths(tiny_onnx, tmp_path, capsys):
     assert "ending in .npz" in bad(capsys, "run", str(tiny_onnx), "--random", "-o", str(tmp_path / "o.txt"))
     assert "the folder for the output" in bad(capsys, "run", str(tiny_onnx), "--random",
                                               "-o", str(tmp_path / "absent" / "o.npz"))
-    assert "ending in .onnx" in bad(capsys, "export", factory("make_linear"), "-o", str(tmp_path / "m.tflite"),
+    assert "ending in .onnx" in bad(capsys, "export", factory("make_linear"), "-o", str(tmp_path / "m.txt"),
                                     "--input-shape", "1x20")
     assert files_in(tmp_path) == []
 

@@ -64,18 +64,22 @@ def plugin(tmp_path, monkeypatch):
 
 
 def test_builtins_are_lazy_strings():
-    assert registry.BUILTIN == {"onnxruntime": "kit.runtimes.ort:OnnxRuntime", "torch": "kit.runtimes.pytorch:TorchRuntime"}
+    assert registry.BUILTIN == {"onnxruntime": "kit.runtimes.ort:OnnxRuntime", "torch": "kit.runtimes.pytorch:TorchRuntime",
+                                "edgetpu": "kit.runtimes.edgetpu:EdgeTPURuntime",
+                                "tflite": "kit.runtimes.tflite:TFLiteRuntime"}
     assert registry.get("onnxruntime").__name__ == "OnnxRuntime"
 
 
 def test_unknown_runtime_lists_the_known_ones():
-    with pytest.raises(InputError, match="expected a runtime among onnxruntime, torch.*found 'tensorflow'"):
+    with pytest.raises(InputError, match="expected a runtime among onnxruntime, torch, edgetpu, tflite.*found 'tensorflow'"):
         registry.get("tensorflow")
 
 
 def test_choice_by_file(tmp_path):
     assert registry.candidates("m.onnx") == ["onnxruntime"]
     assert registry.candidates("m.pt2") == ["torch"]
+    assert registry.candidates("m.tflite") == ["tflite"]
+    assert registry.candidates("m_edgetpu.tflite") == ["edgetpu"]
     with pytest.raises(ModelFileError, match=r"no runtime opens m.bin; expected one of the suffixes .onnx, .pt"):
         registry.create("m.bin")
 

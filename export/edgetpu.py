@@ -1,0 +1,172 @@
+"""Edge TPU readiness: read a .tflite flatbuffer and list what edgetpu_compiler would refuse or
+leave on the CPU, before anyone runs the compiler (it runs only on x86-64 Linux).
+
+The compiler maps ops to the TPU in execution order and stops at the first op it cannot
+map: everything after runs on the CPU. So each blocker is reported with the op index
+where the TPU part would end.
+
+The op list and version limits follow Coral's documentation of compiler 16 (the last
+release, 2021) and the op versions the TensorFlow Lite converter of that time wrote. They
+were not checked against the compiler itself, which cannot be installed here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kit.errors import InputError, ModelFileError, root_cause
+
+COMPILER_VERSION = 16
+# Builtin op -> the newest op version compiler 16 accepts: the versions the TensorFlow Lite of
+# its time (2.5) defined. Approximate: taken from TFLite's op-version history, not from the
+# compiler, which cannot be installed here. Later versions (int16 and int4 kernels, newer
+# attributes) appeared after it.
+SUPPORTED_OPS = {
+    "ADD": 4, "AVERAGE_POOL_2D": 3, "CONCATENATION": 3, "CONV_2D": 5, "DEPTHWISE_CONV_2D": 6,
+    "DEQUANTIZE": 4, "EXPAND_DIMS": 1, "FULLY_CONNECTED": 9, "HARD_SWISH": 1, "L2_NORMALIZATION": 2,
+    "LOGISTIC": 3, "LSTM": 4, "MAXIMUM": 4, "MAX_POOL_2D": 3, "MEAN": 3, "MINIMUM": 4, "MUL": 4, "PACK": 3,
+    "PAD": 3, "PRELU": 1, "QUANTIZE": 2, "REDUCE_MAX": 2, "REDUCE_MIN": 2, "RELU": 2, "RELU6": 3,
+    "RELU_N1_TO_1": 2, "RESHAPE": 1, "RESIZE_BILINEAR": 3, "RESIZE_NEAREST_NEIGHBOR": 3, "RSQRT": 2,
+    "SLICE": 4, "SOFTMAX": 3, "SPACE_TO_DEPTH": 2, "SPLIT": 4, "SQUARED_DIFFERENCE": 2, "SQUEEZE": 1,
+    "STRIDED_SLICE": 5, "SUB": 5, "SUM": 2, "TANH": 3, "TRANSPOSE_CONV": 3,
+}
+WHY_UNSUPPORTED = {
+    "TRANSPOSE": "layout transposes (an NCHW model's I/O, or a flatten of NHWC features in NCHW order) do not map "
+                 "to the Edge TPU: export with --layout nhwc and end the network with global pooling",
+}
+
+
+@dataclass
+class Blocker:
+    kind: str  # float-io, float-tensor, dynamic-shape, batch, subgraphs, op, op-version, custom-op
+    message: str
+    op_index: int | None = None  # where the TPU part would end, for op-level blockers
+
+
+@dataclass
+class Readiness:
+    path: str
+    ready: bool
+    blockers: list[Blocker]
+    ops: list[dict[str, Any]]
+    tpu_ops_before_first_blocker: int
+    compiler_command: str
+    compiler: dict[str, Any] | None = None  # what edgetpu_compiler said, when it is installed
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "blockers": [asdict(b) for b in self.blockers]}
+
+
+def check_edgetpu(path: str | os.PathLike, *, run_compiler: bool = True) -> Readiness:
+    path = Path(path)
+    model = _read(path)
+    from ai_edge_litert import schema_py_generated as schema
+
+    op_names = {value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+    type_names = {value: name for name, value in vars(schema.TensorType).items() if not name.startswith("_")}
+    blockers: list[Blocker] = []
+    if len(model.subgraphs) != 1:
+        blockers.append(Blocker("subgraphs", f"{len(model.subgraphs)} subgraphs; the Edge TPU compiles exactly one "
+                                             "(no control flow, no multiple signatures)."))
+    graph = model.subgraphs[0]
+    tensors = graph.tensors
+    for role, indices in (("input", graph.inputs), ("output", graph.outputs)):
+        for index in indices:
+            tensor = tensors[index]
+            name = tensor.name.decode(errors="replace")
+            kind = type_names.get(tensor.type, "?")
+            if kind not in ("INT8", "UINT8"):
+                blockers.append(Blocker("float-io", f"{role} {name!r} is {kind}; the Edge TPU needs int8/uint8 "
+                                                    "inputs and outputs (export with --precision int8)."))
+            shape = list(tensor.shape) if tensor.shape is not None else []
+            signature = list(tensor.shapeSignature) if tensor.shapeSignature is not None else shape
+            if any(d < 0 for d in signature):
+                blockers.append(Blocker("dynamic-shape", f"{role} {name!r} has a dynamic shape {signature}; the "
+                                                         "Edge TPU needs static shapes."))
+            if role == "input" and shape and shape[0] != 1:
+                blockers.append(Blocker("batch", f"input {name!r} has batch {shape[0]}; the Edge TPU runs batch 1."))
+    ops, first_blocked = [], None
+    for index, op in enumerate(graph.operators):
+        code = model.operatorCodes[op.opcodeIndex]
+        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+        name = op_names.get(builtin, str(builtin))
+        custom = code.customCode.decode() if code.customCode else None
+        problem = _op_problem(name, code.version, custom, [tensors[i] for i in op.inputs if i >= 0] +
+                              [tensors[i] for i in op.outputs], type_names)
+        ops.append({"index": index, "op": custom or name, "version": code.version, "tpu": problem is None})
+        if problem:
+            blockers.append(Blocker(problem[0], f"op #{index} {custom or name} (v{code.version}): {problem[1]}", index))
+            first_blocked = index if first_blocked is None else first_blocked
+    ready = not blockers
+    mapped = len(ops) if first_blocked is None else first_blocked
+    result = Readiness(str(path), ready, blockers, ops, mapped,
+                       f"edgetpu_compiler --min_runtime_version {COMPILER_VERSION - 2} -o {path.parent} {path}")
+    if run_compiler and shutil.which("edgetpu_compiler"):
+        result.compiler = _run_compiler(path)
+    elif not shutil.which("edgetpu_compiler"):
+        result.notes.append("edgetpu_compiler is not on PATH (Coral's apt package edgetpu-compiler, x86-64 Linux "
+                            "only); run the command above where it is installed.")
+    return result
+
+
+def _read(path: Path):
+    if not path.is_file():
+        raise ModelFileError(f"model file {path} does not exist.", hint="Check the path.")
+    if path.suffix.lower() != ".tflite":
+        raise InputError(f"expected a .tflite model, found {path}.", hint="Export one with kit export --format tflite.")
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError as exc:
+        from kit.errors import RuntimeUnavailableError
+
+        raise RuntimeUnavailableError("reading .tflite files needs ai-edge-litert.",
+                                      hint='Install it with: pip install "edge-inference-kit[tflite]"') from exc
+    data = path.read_bytes()
+    try:
+        if not schema.Model.ModelBufferHasIdentifier(data, 0):
+            raise ValueError("no TFL3 identifier")
+        return schema.ModelT.InitFromObj(schema.Model.GetRootAs(data, 0))
+    except Exception as exc:
+        raise ModelFileError(f"{path} is not a readable TFLite flatbuffer ({root_cause(exc)}).",
+                             hint="Re-export it; the file may be truncated or not TFLite at all.") from exc
+
+
+def _op_problem(name: str, version: int, custom: str | None, tensors, type_names) -> tuple[str, str] | None:
+    if custom == "edgetpu-custom-op":
+        return None  # already compiled for the TPU
+    if custom:
+        kind = "Flex (TensorFlow) op" if custom.startswith("Flex") else "custom op"
+        return "custom-op", f"a {kind}; the Edge TPU runs builtin ops only."
+    if name not in SUPPORTED_OPS:
+        return "op", WHY_UNSUPPORTED.get(name, "not an op the Edge TPU supports.")
+    if version > SUPPORTED_OPS[name]:
+        return "op-version", (f"version {version} is newer than compiler {COMPILER_VERSION} accepts "
+                              f"(up to v{SUPPORTED_OPS[name]}).")
+    floats = [type_names.get(t.type) for t in tensors if type_names.get(t.type) in ("FLOAT32", "FLOAT16")]
+    if floats and name not in ("QUANTIZE", "DEQUANTIZE"):
+        return "float-tensor", "computes in float; the Edge TPU needs every tensor int8 (full-integer quantization)."
+    return None
+
+
+def _run_compiler(path: Path) -> dict[str, Any]:
+    """Run edgetpu_compiler and read its log: ops mapped, subgraphs, on-chip and off-chip memory."""
+    out_dir = path.parent
+    finished = subprocess.run(["edgetpu_compiler", "-s", "-o", str(out_dir), str(path)], capture_output=True,
+                              text=True, timeout=600)
+    log = finished.stdout + finished.stderr
+    number = lambda pattern: (int(m.group(1)) if (m := re.search(pattern, log)) else None)  # noqa: E731
+    memory = lambda pattern: (m.group(1).strip() if (m := re.search(pattern, log)) else None)  # noqa: E731
+    return {"returncode": finished.returncode, "ops_on_tpu": number(r"Number of operations that will run on Edge "
+                                                                     r"TPU:\s*(\d+)"),
+            "ops_on_cpu": number(r"Number of operations that will run on CPU:\s*(\d+)"),
+            "subgraphs": number(r"Number of Edge TPU subgraphs:\s*(\d+)"),
+            "on_chip_memory": memory(r"On-chip memory used for caching model parameters:\s*([^\n]+)"),
+            "off_chip_memory": memory(r"Off-chip memory used for streaming uncached model parameters:\s*([^\n]+)"),
+            "log": log[-4000:]}
