@@ -85,8 +85,8 @@ def check_edgetpu(path: str | os.PathLike, *, run_compiler: bool = True) -> Read
             if kind not in ("INT8", "UINT8"):
                 blockers.append(Blocker("float-io", f"{role} {name!r} is {kind}; the Edge TPU needs int8/uint8 "
                                                     "inputs and outputs (export with --precision int8)."))
-            shape = list(tensor.shape) if tensor.shape is not None else []
-            signature = list(tensor.shapeSignature) if tensor.shapeSignature is not None else shape
+            shape = [int(d) for d in tensor.shape] if tensor.shape is not None else []
+            signature = [int(d) for d in tensor.shapeSignature] if tensor.shapeSignature is not None else shape
             if any(d < 0 for d in signature):
                 blockers.append(Blocker("dynamic-shape", f"{role} {name!r} has a dynamic shape {signature}; the "
                                                          "Edge TPU needs static shapes."))

@@ -185,8 +185,9 @@ def _to_layout(tensor_or_array, channel_last: bool):
 def _wrap(module, channel_last: list[int]):
     import litert_torch
 
-    module = module.eval() if hasattr(module, "eval") and type(module).__name__ != "GraphModule" else module
-    return litert_torch.to_channel_last_io(module, args=channel_last) if channel_last else module
+    if not channel_last:
+        return module
+    return litert_torch.to_channel_last_io(module, args=channel_last).eval()  # a new wrapper starts in training mode
 
 
 @contextlib.contextmanager

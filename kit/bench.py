@@ -144,9 +144,11 @@ def _run_variant(variant: Variant, scratch: Path, index: int, batch: int, fideli
                  max_time: float) -> dict[str, Any]:
     outputs_file = scratch / f"outputs-{index}.npz"
     report = scratch / f"bench-{index}.json"
-    spec = {"model": variant.model, "runtime": variant.runtime, "options": variant.options, "batch": batch,
-            "group": GROUP, "fidelity_data": fidelity_data, "outputs_file": str(outputs_file),
-            "max_time": max_time, "name": variant.name}
+    # The worker runs in the scratch folder: every path it gets must be absolute.
+    options = {k: _absolute(v) if k == "weights" else v for k, v in variant.options.items()}
+    spec = {"model": _absolute(variant.model), "runtime": variant.runtime, "options": options, "batch": batch,
+            "group": GROUP, "fidelity_data": _absolute(fidelity_data), "outputs_file": str(outputs_file),
+            "max_time": max_time, "name": variant.name, "display_model": variant.model}
     (scratch / "pytest.ini").write_text("[pytest]\n")  # keep the user's pytest configuration out
     command = [sys.executable, "-m", "pytest", str(Path(__file__).with_name("bench_case.py")), "-q",
                "-p", "pytest_benchmark.plugin", "-p", "no:cacheprovider", "-c", str(scratch / "pytest.ini"),
@@ -166,6 +168,14 @@ def _run_variant(variant: Variant, scratch: Path, index: int, batch: int, fideli
     entry = json.loads(report.read_text())
     entry["benchmarks"][0]["extra_info"]["kit"]["outputs_file"] = str(outputs_file)
     return entry
+
+
+def _absolute(reference: str) -> str:
+    """A file path made absolute; a factory's file part too; anything else (random:N, a module) unchanged."""
+    if is_factory_reference(reference):
+        target, _, function = reference.rpartition(":")
+        return f"{Path(target).resolve()}:{function}" if target.endswith(".py") else reference
+    return str(Path(reference).resolve()) if Path(reference).exists() else reference
 
 
 def _worker_error(text: str) -> str:

@@ -51,7 +51,8 @@ def test_variant(benchmark):
         np.savez(handle, **arrays)
     dynamic = all(s.dynamic_batch for s in runtime.inputs)
     benchmark.extra_info["kit"] = {
-        "model": spec["model"], "runtime": spec["runtime"], "name": spec["name"], "runtime_info": runtime.info,
+        "model": spec["display_model"], "runtime": spec["runtime"], "name": spec["name"],
+        "runtime_info": runtime.info,
         "batch": spec["batch"] if dynamic else None, "load_s": load_s, "first_inference_s": first_s,
         "peak_rss_mb": peak, "rss_before_load_mb": rss_before, "fidelity_data": dataset.description,
         "inputs": [s.to_dict() for s in runtime.inputs],

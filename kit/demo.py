@@ -89,8 +89,10 @@ def run_demo(out_dir: str | os.PathLike, progress: Callable[[str], None] | None 
         quantized[precision] = quantize(exported.path, out / name, precision=precision,
                                         calib=str(out / "digits_calib.npz"))
 
+    tflite = _tflite_variants(out, weights, say)
     say("measuring every variant (pytest-benchmark, one process each)")
-    precisions = {FACTORY: "fp32", str(exported.path): "fp32", **{str(r.path): p for p, r in quantized.items()}}
+    precisions = {FACTORY: "fp32", str(exported.path): "fp32", **{str(r.path): p for p, r in quantized.items()},
+                  **{str(r.path): p for p, r in tflite.items()}}
     # PyTorch FP32 first: the baseline every variant's accuracy and agreement are measured against.
     report = bench(list(precisions), data=str(out / "digits_test.npz"), max_time=bench_seconds,
                    options={"weights": str(weights), "input_shapes": "1x1x8x8"})
@@ -101,7 +103,26 @@ def run_demo(out_dir: str | os.PathLike, progress: Callable[[str], None] | None 
                for row in report.rows()]
     return {"out_dir": str(out), "train_samples": len(x_train), "test_samples": len(x_test),
             "export": exported.to_dict(), "quantize": {p: r.to_dict() for p, r in quantized.items()},
-            "results": results, "bench": report.document}
+            "tflite": {p: r.to_dict() for p, r in tflite.items()}, "results": results, "bench": report.document}
+
+
+def _tflite_variants(out: Path, weights: Path, say) -> dict:
+    """The four TFLite variants, when litert-torch is installed (a device-only install has none)."""
+    import importlib.util
+
+    if importlib.util.find_spec("litert_torch") is None or importlib.util.find_spec("ai_edge_litert") is None:
+        say("litert-torch is not installed: skipping the TFLite variants")
+        return {}
+    from kit.export.tflite import export_tflite
+
+    variants = {}
+    for precision in ("fp32", "fp16", "int8-dynamic", "int8"):
+        say(f"exporting TFLite {precision}")
+        variants[precision] = export_tflite(
+            FACTORY, out / f"digits_cnn.{precision}.tflite", precision=precision, weights=str(weights),
+            input_shapes="1x1x8x8", calib=str(out / "digits_calib.npz") if precision == "int8" else None,
+            preprocess="color=gray,scale=0.00392156862745098")
+    return variants
 
 
 def _write_sample_images(out: Path, x: np.ndarray, y: np.ndarray, count: int = 5) -> None:

@@ -98,3 +98,35 @@ def sensitive(tmp_path_factory) -> Trained:
         batch_norm.bias[0] *= 1000
         depthwise.weight[0] /= 1000
     return Trained(tmp_path_factory.mktemp("sensitive"), module)
+
+
+@pytest.fixture(scope="session")
+def digits_tflite(digits, tmp_path_factory) -> dict:
+    """The digits CNN exported to the four TFLite variants (NHWC for int8, NCHW otherwise)."""
+    from kit.export.tflite import export_tflite
+
+    folder = tmp_path_factory.mktemp("tflite")
+    return {precision: export_tflite(digits.module, folder / f"digits.{precision}.tflite", precision=precision,
+                                     input_shapes="1x1x8x8",
+                                     calib=str(digits.calib) if precision == "int8" else None)
+            for precision in ("fp32", "fp16", "int8-dynamic", "int8")}
+
+
+@pytest.fixture(scope="session")
+def stub_edgetpu_library(tmp_path_factory) -> Path:
+    """A delegate library that loads and finds no device, as libedgetpu does with nothing plugged in."""
+    import shutil
+    import subprocess
+
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is needed to build the stub Edge TPU library")
+    folder = tmp_path_factory.mktemp("stub")
+    (folder / "stub.c").write_text(
+        "#include <stddef.h>\n"
+        "void *tflite_plugin_create_delegate(char **keys, char **values, size_t n, void (*report)(const char *)) {\n"
+        "  if (report) report(\"Failed to open device: no Edge TPU found\");\n"
+        "  return NULL;\n"
+        "}\n"
+        "void tflite_plugin_destroy_delegate(void *delegate) {}\n")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(folder / "libstub.so"), str(folder / "stub.c")], check=True)
+    return folder / "libstub.so"

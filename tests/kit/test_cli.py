@@ -185,7 +185,10 @@ def test_error_exit_code_from_a_real_process(tmp_path):
 def test_demo_trains_exports_quantizes_and_agrees(tmp_path, capsys):
     data = cli_json(capsys, "demo", "--out", str(tmp_path))
     rows = {(row["variant"], row["runtime"]): row for row in data["results"]}
-    assert set(rows) == {("fp32", "torch"), ("fp32", "onnxruntime"), ("int8", "onnxruntime"), ("fp16", "onnxruntime")}
+    assert set(rows) == {("fp32", "torch"), ("fp32", "onnxruntime"), ("int8", "onnxruntime"), ("fp16", "onnxruntime"),
+                         ("fp32", "tflite"), ("fp16", "tflite"), ("int8-dynamic", "tflite"), ("int8", "tflite")}
+    assert rows["int8", "tflite"]["accuracy"] >= 0.99 * rows["fp32", "torch"]["accuracy"]
+    assert rows["fp32", "tflite"]["max_abs"] < 1e-4
     reference = rows["fp32", "torch"]["accuracy"]
     assert reference >= 0.95  # measured 98.9% on the 450 held-out digits
     assert rows["fp32", "onnxruntime"]["accuracy"] == reference and rows["fp32", "onnxruntime"]["max_abs"] < 1e-4

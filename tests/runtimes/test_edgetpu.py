@@ -1,0 +1,60 @@
+"""The Edge TPU runtime's failure paths, with a stub delegate library (no Edge TPU here), and
+the real device test for machines that have one."""
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+import kit
+from kit.errors import KitWarning, RuntimeUnavailableError
+from kit.runtimes.edgetpu import EdgeTPURuntime
+
+
+@pytest.fixture
+def uncompiled(digits_tflite, tmp_path):
+    path = tmp_path / "digits_edgetpu.tflite"  # named as compiled, but it is not
+    path.write_bytes(digits_tflite["int8"].path.read_bytes())
+    return path
+
+
+def test_library_that_finds_no_device(uncompiled, stub_edgetpu_library):
+    with pytest.warns(KitWarning, match="was not compiled for the Edge TPU .* it runs on the CPU"), \
+            pytest.raises(RuntimeUnavailableError, match=r"loaded but found no Edge TPU at device 'usb' \(Failed to "
+                                                         r"open device: no Edge TPU found\)\. Plug in the Coral"):
+        EdgeTPURuntime(uncompiled, library=str(stub_edgetpu_library), device="usb").load()
+
+
+def test_missing_library(uncompiled, tmp_path):
+    with pytest.warns(KitWarning), pytest.raises(RuntimeUnavailableError,
+                                                 match=r"could not be loaded .* To fix it, install libedgetpu"):
+        EdgeTPURuntime(uncompiled, library=str(tmp_path / "libedgetpu.so.1")).load()
+
+
+def test_compiled_models_open_on_the_edge_tpu_only(uncompiled):
+    if EdgeTPURuntime.availability().usable:
+        pytest.skip("an Edge TPU is present: the error path cannot be shown")
+    with pytest.raises(RuntimeUnavailableError, match="needs one of the runtimes edgetpu, and none is usable here"):
+        kit.load(uncompiled)
+    state = EdgeTPURuntime.availability()
+    assert not state.usable and "libedgetpu" in state.install
+
+
+@pytest.mark.edgetpu
+def test_on_a_real_edge_tpu(mobilenet, tmp_path):
+    """Runs where libedgetpu, an Edge TPU and edgetpu_compiler are present; skipped elsewhere."""
+    if not EdgeTPURuntime.availability().usable or shutil.which("edgetpu_compiler") is None:
+        pytest.skip("needs an Edge TPU with libedgetpu and edgetpu_compiler")
+    from kit.export.tflite import export_tflite
+    from kit.harness import evaluate
+
+    result = export_tflite(mobilenet.module, tmp_path / "m.tflite", precision="int8", input_shapes="1x1x8x8",
+                           calib=str(mobilenet.calib))
+    subprocess.run(["edgetpu_compiler", "-o", str(tmp_path), str(result.path)], check=True)
+    compiled = tmp_path / "m_edgetpu.tflite"
+    (tmp_path / "m_edgetpu.tflite.kit.json").write_text((tmp_path / "m.tflite.kit.json").read_text())
+    on_tpu = evaluate(compiled, str(mobilenet.test), runtime="edgetpu")[0].top1
+    on_cpu = evaluate(result.path, str(mobilenet.test), runtime="tflite")[0].top1
+    assert abs(on_tpu - on_cpu) <= 0.01
+    assert np.isfinite(on_tpu)
