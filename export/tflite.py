@@ -126,10 +126,10 @@ def export_tflite(
                 _recipe(float_model, tmp, precision)
         _write_sidecar(tmp, source, specs, precision, layout, preprocess_spec, calibration)
         say("validating against PyTorch")
-        validation, inputs, outputs = _validate(tmp, reference, specs, examples, channel_last, precision, calib,
-                                                source, atol, rtol)
+        validation, inputs, outputs, integer_io = _validate(tmp, reference, specs, examples, channel_last, precision,
+                                                            calib, source, atol, rtol)
         _write_sidecar(tmp, source, specs, precision, layout, preprocess_spec, calibration, inputs, outputs,
-                       validation)
+                       validation, integer_io)
     size = output.stat().st_size
     return TFLiteResult(output, precision, layout, inputs, outputs, validation, size, time.perf_counter() - started,
                         calibration, notes)
@@ -281,7 +281,7 @@ def _recipe(float_model: Path, output: Path, precision: str) -> None:
 
 
 def _write_sidecar(path: Path, source: TorchSource, specs, precision, layout, preprocess, calibration,
-                   inputs=None, outputs=None, validation=None) -> None:
+                   inputs=None, outputs=None, validation=None, integer_io=None) -> None:
     """Provenance beside the model. Written twice: names first (the runtime reads them to load
     the model for validation), then with what validation found."""
     named = inputs or [TensorSpec(s.name, _layout_shape(s.shape, layout), s.dtype) for s in specs]
@@ -290,7 +290,8 @@ def _write_sidecar(path: Path, source: TorchSource, specs, precision, layout, pr
         source_layout="nchw", inputs=[s.to_dict() for s in named],
         outputs=[s.to_dict() for s in outputs] if outputs else [{"name": n} for n in _output_names(source, specs)],
         preprocess=preprocess.to_dict() if preprocess else None, calibration=calibration,
-        validation={"outputs": [d.to_dict() for d in validation]} if validation else None))
+        validation={"outputs": [d.to_dict() for d in validation]} if validation else None,
+        integer_io=[spec.to_dict() for spec in integer_io or []]))
 
 
 def _layout_shape(shape, layout: str):
@@ -326,6 +327,8 @@ def _validate(path, reference, specs, examples, channel_last, precision, calib, 
             got.append(candidate.run({spec.name: _to_layout(feeds[spec.name], i in channel_last)
                                       for i, spec in enumerate(candidate.inputs)}))
         inputs, outputs = candidate.inputs, candidate.outputs
+    with TFLiteRuntime(path, raw=True) as raw:  # the integer tensors as stored, with scale and zero point
+        integer_io = [spec for spec in raw.inputs + raw.outputs if spec.scale is not None]
     stack = lambda runs: {name: np.concatenate([run[name] for run in runs]) for name in runs[0]}  # noqa: E731
     if precision == "fp32":
         tolerance = (atol, rtol)
@@ -342,4 +345,4 @@ def _validate(path, reference, specs, examples, channel_last, precision, calib, 
                            if d.top1 is not None else "") for d in failing)
         raise ValidationError(f"the {precision} TFLite model does not match PyTorch: {detail}.",
                               hint="For int8, give more representative calibration data; nothing was written.")
-    return diffs, inputs, outputs
+    return diffs, inputs, outputs, integer_io

@@ -51,6 +51,9 @@ def test_provenance_sidecar(digits_tflite):
     assert stored["format"] == "tflite" and stored["precision"] == "int8" and stored["layout"] == "nhwc"
     assert stored["inputs"] == [{"name": "input", "shape": [1, 8, 8, 1], "dtype": "float32"}]
     assert stored["calibration"]["count"] == 300 and stored["validation"]["outputs"][0]["passed"]
+    quantized = {spec["name"]: spec for spec in stored["integer_io"]}
+    assert quantized["input"]["dtype"] == "int8" and quantized["input"]["scale"] > 0
+    assert quantized["output"]["dtype"] == "int8" and "zero_point" in quantized["output"]
 
 
 def test_raw_integer_io_matches_the_transparent_path(digits, digits_tflite):
