@@ -92,7 +92,9 @@ def check_edgetpu(path: str | os.PathLike, *, run_compiler: bool = True) -> Read
                                                          "Edge TPU needs static shapes."))
             if role == "input" and shape and shape[0] != 1:
                 blockers.append(Blocker("batch", f"input {name!r} has batch {shape[0]}; the Edge TPU runs batch 1."))
-    ops, first_blocked = [], None
+    ops = []
+    # Float inputs need a quantize step the TPU cannot take: nothing maps before it.
+    first_blocked = 0 if any(b.kind in ("float-io", "dynamic-shape", "subgraphs") for b in blockers) else None
     for index, op in enumerate(graph.operators):
         code = model.operatorCodes[op.opcodeIndex]
         builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
@@ -106,10 +108,16 @@ def check_edgetpu(path: str | os.PathLike, *, run_compiler: bool = True) -> Read
             first_blocked = index if first_blocked is None else first_blocked
     ready = not blockers
     mapped = len(ops) if first_blocked is None else first_blocked
-    result = Readiness(str(path), ready, blockers, ops, mapped,
-                       f"edgetpu_compiler --min_runtime_version {COMPILER_VERSION - 2} -o {path.parent} {path}")
+    command = ["edgetpu_compiler", "-s", "-o", str(path.parent), str(path)]
+    result = Readiness(str(path), ready, blockers, ops, mapped, " ".join(command))
     if run_compiler and shutil.which("edgetpu_compiler"):
-        result.compiler = _run_compiler(path)
+        result.compiler = _run_compiler(command)
+        if result.compiler["returncode"] != 0:
+            result.ready = False
+            result.blockers.append(Blocker("compiler", f"edgetpu_compiler failed (exit {result.compiler['returncode']}): "
+                                                       f"{result.compiler['log'].strip().splitlines()[-1:]}"))
+        elif result.compiler["ops_on_cpu"]:
+            result.notes.append(f"edgetpu_compiler left {result.compiler['ops_on_cpu']} ops on the CPU.")
     elif not shutil.which("edgetpu_compiler"):
         result.notes.append("edgetpu_compiler is not on PATH (Coral's apt package edgetpu-compiler, x86-64 Linux "
                             "only); run the command above where it is installed.")
@@ -149,17 +157,19 @@ def _op_problem(name: str, version: int, custom: str | None, tensors, type_names
     if version > SUPPORTED_OPS[name]:
         return "op-version", (f"version {version} is newer than compiler {COMPILER_VERSION} accepts "
                               f"(up to v{SUPPORTED_OPS[name]}).")
-    floats = [type_names.get(t.type) for t in tensors if type_names.get(t.type) in ("FLOAT32", "FLOAT16")]
-    if floats and name not in ("QUANTIZE", "DEQUANTIZE"):
+    floats = {type_names.get(t.type) for t in tensors} & {"FLOAT32", "FLOAT16"}
+    # QUANTIZE/DEQUANTIZE between float32 and int8 at the model's edges are fine; any fp16 is not.
+    if floats and (name not in ("QUANTIZE", "DEQUANTIZE") or "FLOAT16" in floats):
         return "float-tensor", "computes in float; the Edge TPU needs every tensor int8 (full-integer quantization)."
     return None
 
 
-def _run_compiler(path: Path) -> dict[str, Any]:
-    """Run edgetpu_compiler and read its log: ops mapped, subgraphs, on-chip and off-chip memory."""
-    out_dir = path.parent
-    finished = subprocess.run(["edgetpu_compiler", "-s", "-o", str(out_dir), str(path)], capture_output=True,
-                              text=True, timeout=600)
+def _run_compiler(command: list[str]) -> dict[str, Any]:
+    """Run edgetpu_compiler (the command printed) and read its log: ops mapped, subgraphs, memory.
+
+    It writes NAME_edgetpu.tflite and NAME_edgetpu.log beside the model; kit's provenance
+    for the compiled model is the original's sidecar (see kit.provenance.read)."""
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
     log = finished.stdout + finished.stderr
     number = lambda pattern: (int(m.group(1)) if (m := re.search(pattern, log)) else None)  # noqa: E731
     memory = lambda pattern: (m.group(1).strip() if (m := re.search(pattern, log)) else None)  # noqa: E731

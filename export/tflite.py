@@ -21,7 +21,7 @@ import os
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -55,13 +55,13 @@ class TFLiteResult:
     size_bytes: int
     seconds: float
     calibration: dict[str, Any] | None = None
-    notes: list[str] = field(default_factory=list)
+    accuracy: dict[str, Any] | None = None  # top-1 of PyTorch and of the TFLite model on --eval data
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "format": "tflite", "precision": self.precision, "layout": self.layout,
                 "inputs": [s.to_dict() for s in self.inputs], "outputs": [s.to_dict() for s in self.outputs],
                 "validation": {"outputs": [d.to_dict() for d in self.validation]}, "size_bytes": self.size_bytes,
-                "seconds": round(self.seconds, 3), "calibration": self.calibration, "notes": self.notes}
+                "seconds": round(self.seconds, 3), "calibration": self.calibration, "accuracy": self.accuracy}
 
 
 def export_tflite(
@@ -75,11 +75,16 @@ def export_tflite(
     weights: str | None = None,
     allow_pickle: bool = False,
     preprocess: str | Preprocess | None = None,
+    eval_data: str | None = None,
     atol: float = 1e-4,
     rtol: float = 1e-3,
     progress: Callable[[str], None] | None = None,
 ) -> TFLiteResult:
-    """Export ``source`` to a .tflite at ``output``; nothing is written unless validation passes."""
+    """Export ``source`` to a .tflite at ``output``; nothing is written unless validation passes.
+
+    Calibration (``calib``) and ``eval_data`` (labelled: top-1 of PyTorch and of the export is
+    reported) are in the source model's layout; image folders use the ``preprocess`` spec.
+    """
     started = time.perf_counter()
     say = progress or (lambda message: None)
     output = Path(output)
@@ -108,8 +113,10 @@ def export_tflite(
     from kit.runtimes.pytorch import TorchRuntime
 
     reference = TorchRuntime.from_source(source, [TensorSpec(s.name, examples[s.name], s.dtype) for s in specs])
+    output_names = [spec.name for spec in reference.outputs]
+    # Data sets are in the source model's layout, images included.
+    source_preprocess = replace(preprocess_spec, layout="nchw").to_dict() if preprocess_spec else None
     calibration = None
-    notes: list[str] = []
     with tempfile.TemporaryDirectory() as scratch, atomic_output(output) as tmp:
         float_model = Path(scratch) / "fp32.tflite"
         say(f"converting with litert-torch ({layout.upper()} input)")
@@ -117,22 +124,24 @@ def export_tflite(
         args = tuple(_to_layout(_example(spec, examples[spec.name]), i in channel_last) for i, spec in enumerate(specs))
         if precision == "int8":
             say("calibrating full-integer int8 (PT2E)")
-            reader = _calibration_reader(calib, specs, examples)
+            reader = _calibration_reader(calib, specs, examples, source_preprocess)
             calibration = _convert_int8(wrapped, args, reader, channel_last, tmp)
         else:
             _convert(wrapped, args, float_model if precision != "fp32" else tmp)
             if precision != "fp32":
                 say(f"applying the {precision} recipe (ai-edge-quantizer)")
                 _recipe(float_model, tmp, precision)
-        _write_sidecar(tmp, source, specs, precision, layout, preprocess_spec, calibration)
+        _write_sidecar(tmp, source, specs, precision, layout, preprocess_spec, calibration, output_names)
         say("validating against PyTorch")
         validation, inputs, outputs, integer_io = _validate(tmp, reference, specs, examples, channel_last, precision,
-                                                            calib, source, atol, rtol)
-        _write_sidecar(tmp, source, specs, precision, layout, preprocess_spec, calibration, inputs, outputs,
-                       validation, integer_io)
+                                                            calib, source_preprocess, atol, rtol)
+        accuracy = _accuracy(tmp, reference, eval_data, specs, examples, channel_last, source_preprocess) \
+            if eval_data else None
+        _write_sidecar(tmp, source, specs, precision, layout, preprocess_spec, calibration, output_names, inputs,
+                       outputs, validation, integer_io, accuracy)
     size = output.stat().st_size
     return TFLiteResult(output, precision, layout, inputs, outputs, validation, size, time.perf_counter() - started,
-                        calibration, notes)
+                        calibration, accuracy)
 
 
 # ----- checks and helpers -----------------------------------------------------------------
@@ -154,8 +163,11 @@ def _check_arguments(output: Path, precision: str, layout: str, calib, source, w
 
 
 def _require_litert_torch() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the converter's C++ INFO lines say nothing to users
     try:
-        import litert_torch  # noqa: F401
+        with _quiet():  # torchao prints "Failed to load" lines for GPU kernels it cannot use on this machine
+            import litert_torch  # noqa: F401
+            import torchao.quantization.pt2e.quantize_pt2e  # noqa: F401
     except ImportError as exc:
         raise RuntimeUnavailableError(f"TFLite export needs litert-torch ({exc}).",
                                       hint='Install it with: pip install "edge-inference-kit[tflite-export]"') from exc
@@ -221,11 +233,11 @@ def _convert(module, args, path: Path) -> None:
                                "control flow.") from exc
 
 
-def _calibration_reader(calib, specs, examples) -> FeedReader:
+def _calibration_reader(calib, specs, examples, preprocess: dict | None) -> FeedReader:
     """Calibration feeds in the source model's layout, any batch size (split to single samples later)."""
     batched = [TensorSpec(s.name, ("batch", *examples[s.name][1:]), s.dtype) for s in specs]
     if isinstance(calib, (str, os.PathLike)):
-        return FeedReader(open_data(str(calib), batched), batch_size=16)
+        return FeedReader(open_data(str(calib), batched, preprocess), batch_size=16)
     return FeedReader(calib, inputs=batched)
 
 
@@ -280,29 +292,22 @@ def _recipe(float_model: Path, output: Path, precision: str) -> None:
                           hint="Try another --precision.") from exc
 
 
-def _write_sidecar(path: Path, source: TorchSource, specs, precision, layout, preprocess, calibration,
-                   inputs=None, outputs=None, validation=None, integer_io=None) -> None:
+def _write_sidecar(path: Path, source: TorchSource, specs, precision, layout, preprocess, calibration, output_names,
+                   inputs=None, outputs=None, validation=None, integer_io=None, accuracy=None) -> None:
     """Provenance beside the model. Written twice: names first (the runtime reads them to load
     the model for validation), then with what validation found."""
     named = inputs or [TensorSpec(s.name, _layout_shape(s.shape, layout), s.dtype) for s in specs]
     provenance.write_sidecar(path, provenance.new(
         **source.provenance(), stage="export", format="tflite", precision=precision, layout=layout,
         source_layout="nchw", inputs=[s.to_dict() for s in named],
-        outputs=[s.to_dict() for s in outputs] if outputs else [{"name": n} for n in _output_names(source, specs)],
+        outputs=[s.to_dict() for s in outputs] if outputs else [{"name": name} for name in output_names],
         preprocess=preprocess.to_dict() if preprocess else None, calibration=calibration,
         validation={"outputs": [d.to_dict() for d in validation]} if validation else None,
-        integer_io=[spec.to_dict() for spec in integer_io or []]))
+        integer_io=[spec.to_dict() for spec in integer_io or []], accuracy=accuracy))
 
 
 def _layout_shape(shape, layout: str):
     return (shape[0], shape[2], shape[3], shape[1]) if layout == "nhwc" and len(shape) == 4 else shape
-
-
-def _output_names(source: TorchSource, specs) -> list[str]:
-    from kit.runtimes.pytorch import TorchRuntime
-
-    with TorchRuntime.from_source(source, specs) as reference:
-        return [spec.name for spec in reference.outputs]
 
 
 def _unfaithful(diff: OutputDiff) -> bool:
@@ -310,12 +315,12 @@ def _unfaithful(diff: OutputDiff) -> bool:
     return diff.sqnr_db < MIN_INT8_SQNR_DB and (agreement_low or diff.top1 is None)
 
 
-def _validate(path, reference, specs, examples, channel_last, precision, calib, source, atol, rtol):
+def _validate(path, reference, specs, examples, channel_last, precision, calib, preprocess, atol, rtol):
     """TFLite (through the kit's runtime, real-valued I/O) against PyTorch on the same inputs."""
     from kit.runtimes.tflite import TFLiteRuntime
 
     if calib is not None and isinstance(calib, (str, os.PathLike)):
-        data = open_data(str(calib), [TensorSpec(s.name, examples[s.name], s.dtype) for s in specs])
+        data = open_data(str(calib), [TensorSpec(s.name, examples[s.name], s.dtype) for s in specs], preprocess)
         feeds_list = [feeds for feeds, _ in data.batches(1, VALIDATION_SAMPLES)]
     else:
         feeds_list = [random_feeds([TensorSpec(s.name, examples[s.name], s.dtype) for s in specs], seed=i)
@@ -343,6 +348,31 @@ def _validate(path, reference, specs, examples, channel_last, precision, calib, 
     if failing:
         detail = "; ".join(f"'{d.name}' max abs error {d.max_abs:.3g}" + (f", top-1 agreement {d.top1:.1%}"
                            if d.top1 is not None else "") for d in failing)
+        hint = ("Give more representative calibration data." if precision.startswith("int8") else
+                "Check forward() for data-dependent behaviour; raise --atol/--rtol only if the difference is "
+                "acceptable.")
         raise ValidationError(f"the {precision} TFLite model does not match PyTorch: {detail}.",
-                              hint="For int8, give more representative calibration data; nothing was written.")
+                              hint=hint + " Nothing was written.")
     return diffs, inputs, outputs, integer_io
+
+
+def _accuracy(path, reference, eval_data, specs, examples, channel_last, preprocess) -> dict[str, Any]:
+    """Top-1 of PyTorch and of the export on labelled data, sample by sample (TFLite shapes are static)."""
+    from kit.accuracy import accuracy as score
+    from kit.runtimes.tflite import TFLiteRuntime
+
+    data = open_data(str(eval_data), [TensorSpec(s.name, examples[s.name], s.dtype) for s in specs], preprocess)
+    if not data.has_labels:
+        raise InputError(f"{eval_data} has no labels to measure accuracy on.",
+                         hint="Give an .npz with x and y, or an image folder with one subfolder per class.")
+    expected, got, labels = [], [], []
+    with TFLiteRuntime(path) as candidate:
+        for feeds, batch_labels in data.batches(1):
+            expected.append(next(iter(reference.run(feeds).values())))
+            got.append(next(iter(candidate.run({spec.name: _to_layout(feeds[spec.name], i in channel_last)
+                                                for i, spec in enumerate(candidate.inputs)}).values())))
+            labels.append(batch_labels)
+    labels = np.concatenate(labels)
+    torch_result, tflite_result = score(np.concatenate(expected), labels), score(np.concatenate(got), labels)
+    return {"data": str(eval_data), "count": tflite_result.count, "pytorch_top1": torch_result.top1,
+            "tflite_top1": tflite_result.top1, "delta": tflite_result.top1 - torch_result.top1}

@@ -24,8 +24,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     _exit_cleanly_on_sigterm()
+    import warnings
+
+    from kit.errors import KitWarning
+
     try:
-        return args.handler(args) or 0
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", KitWarning)
+            code = args.handler(args) or 0
+        for warning in caught:  # the kit's warnings as the CLI's own lines, not Python's
+            if issubclass(warning.category, KitWarning):
+                _console(stderr=True).print(_styled("note:", "yellow"), str(warning.message), soft_wrap=True)
+        return code
+    except BrokenPipeError:  # `kit ... | head`: the reader left; nothing went wrong here
+        return 0
     except KitError as error:
         if args.debug:
             raise
@@ -130,6 +142,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="TFLite only (default fp32); int8 is full integer, calibrated with --calib")
     export.add_argument("--calib", metavar="DATA", help="TFLite int8 calibration data (source model's layout)")
     export.add_argument("--layout", choices=["nhwc", "nchw"], help="TFLite input layout (default nhwc for int8)")
+    export.add_argument("--eval", metavar="DATA", help="TFLite: labelled data to report top-1 of PyTorch and the export")
     export.add_argument("--weights", help="state_dict for a factory source (loaded with weights_only=True)")
     export.add_argument("--allow-pickle", action="store_true",
                         help="allow loading a whole pickled model (runs code from the file: trusted files only)")
@@ -256,8 +269,8 @@ def _export(args) -> int:
     fmt = args.format or ("tflite" if str(args.output).lower().endswith(".tflite") else "onnx")
     if fmt == "tflite":
         return _export_tflite(args)
-    if args.precision or args.calib or args.layout:
-        raise InputError("--precision, --calib and --layout apply to --format tflite; ONNX exports are fp32.",
+    if args.precision or args.calib or args.layout or args.eval:
+        raise InputError("--precision, --calib, --layout and --eval apply to --format tflite; ONNX exports are fp32.",
                          hint="Quantize an ONNX model with kit quantize.")
     from kit.export.onnx import export_onnx
 
@@ -286,7 +299,8 @@ def _export_tflite(args) -> int:
 
     with _progress(args) as say:
         result = export_tflite(args.source, args.output, precision=args.precision or "fp32", layout=args.layout,
-                               calib=args.calib, input_shapes=args.input_shape, weights=args.weights,
+                               calib=args.calib, eval_data=args.eval, input_shapes=args.input_shape,
+                               weights=args.weights,
                                allow_pickle=args.allow_pickle, preprocess=args.preprocess, atol=args.atol,
                                rtol=args.rtol, progress=say)
     data = result.to_dict()
@@ -298,6 +312,10 @@ def _export_tflite(args) -> int:
     _print_export(console, data, "validated against PyTorch on the TFLite interpreter"
                                  + (f" on {data['calibration']['count']} calibration samples:" if data["calibration"]
                                     else ":"))
+    if data["accuracy"]:
+        acc = data["accuracy"]
+        console.print(f"top-1 on {acc['count']} samples of {acc['data']}: PyTorch {acc['pytorch_top1']:.2%}, "
+                      f"TFLite {acc['tflite_top1']:.2%} ({acc['delta']:+.2%})")
     if data["precision"] == "int8":
         console.print(f"next: kit check edgetpu {data['path']}")
     return 0
@@ -333,7 +351,8 @@ def _check(args) -> int:
                       f"would end after {result.tpu_ops_before_first_blocker} of {len(result.ops)} ops.")
         for blocker in result.blockers:
             console.print(f"  - [{blocker.kind}] {blocker.message}")
-    console.print(f"compile with: {result.compiler_command}")
+    console.print(f"compile with: {result.compiler_command}" if not result.compiler else
+                  f"compiled with: {result.compiler_command}")
     if result.compiler:
         compiled = result.compiler
         console.print(f"edgetpu_compiler: {compiled['ops_on_tpu']} ops on the Edge TPU, {compiled['ops_on_cpu']} on "

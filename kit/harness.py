@@ -137,8 +137,14 @@ def compare_models(
     layouts = [_layout(provenance.read(model)) for model in (reference, candidate)]
     with load(reference, runtimes[0], **options[0]) as rt:
         # In the source model's layout: each model gets them moved to its own.
-        source_preprocess = {**preprocess, "layout": "nchw"} if preprocess and layouts[0] == "nhwc" else preprocess
-        dataset = open_data(data, [_source_spec(spec, layouts[0]) for spec in rt.inputs], source_preprocess)
+        # Data is read in the reference's source layout; each model gets it moved to its own. Images
+        # follow the recorded preprocessing, laid out as that source input is.
+        specs = [_source_spec(spec, layouts[0]) for spec in rt.inputs]
+        if preprocess and len(specs) == 1 and specs[0].shape and len(specs[0].shape) == 4:
+            from kit.preprocess import Preprocess
+
+            preprocess = {**preprocess, "layout": Preprocess.for_input(specs[0]).layout}
+        dataset = open_data(data, specs, preprocess)
         # Gathered once: the candidate sees the very arrays the reference saw, and a golden file keeps them.
         inputs = {name: np.concatenate(parts) for name, parts in _columns(dataset, batch_size).items()}
         expected, _ = run_dataset(rt, from_arrays(inputs, rt.inputs, dataset.description, layouts[0]),
@@ -190,7 +196,7 @@ def _check_layer_comparison(reference: str, candidate: str) -> None:
 def _shared_preprocess(reference: str, candidate: str) -> dict | None:
     """The image preprocessing both models record (either's, when only one records any)."""
     ours, theirs = provenance.read(reference).get("preprocess"), provenance.read(candidate).get("preprocess")
-    if ours and theirs and ours != theirs:
+    if ours and theirs and {**ours, "layout": None} != {**theirs, "layout": None}:  # layout: each its own
         raise InputError(f"{reference} and {candidate} record different preprocessing ({ours} vs {theirs}).",
                          hint="Compare on arrays (.npy/.npz) instead of images, or re-export with one spec.")
     return ours or theirs

@@ -16,6 +16,8 @@ def inspect_model(path: str | os.PathLike, runtime: str | None = None, *, nodes:
     path = Path(path)
     if path.suffix.lower() == ".onnx" and runtime is None and not options:
         return _inspect_onnx(path, nodes)
+    if path.suffix.lower() == ".tflite" and runtime is None and not options:
+        return _inspect_tflite(path, nodes)
     from kit.runtimes.registry import load
 
     with load(path, runtime, **options) as rt:
@@ -54,6 +56,24 @@ def _inspect_onnx(path: Path, nodes: bool = False) -> dict[str, Any]:
         "ops": dict(ops.most_common()),
         "metadata": provenance.read(path),
         **({"node_list": [{"name": n.name, "op": n.op_type} for n in model.graph.node]} if nodes else {}),
+    }
+
+
+def _inspect_tflite(path: Path, nodes: bool = False) -> dict[str, Any]:
+    """Integer I/O as stored (scale, zero point), op counts and versions, and Edge TPU readiness."""
+    from kit.export.edgetpu import check_edgetpu
+    from kit.runtimes.tflite import TFLiteRuntime
+
+    readiness = check_edgetpu(path, run_compiler=False)
+    with TFLiteRuntime(path, raw=True) as runtime:
+        inputs, outputs, info = runtime.inputs, runtime.outputs, runtime.info
+    ops = collections.Counter(f"{op['op']} v{op['version']}" for op in readiness.ops)
+    return {
+        "path": str(path), "format": "tflite", "size_bytes": path.stat().st_size,
+        "inputs": [s.to_dict() for s in inputs], "outputs": [s.to_dict() for s in outputs],
+        "nodes": len(readiness.ops), "ops": dict(ops.most_common()), "runtime": info,
+        "edgetpu_ready": readiness.ready, "metadata": provenance.read(path),
+        **({"node_list": [{"name": f"#{op['index']}", "op": op["op"]} for op in readiness.ops]} if nodes else {}),
     }
 
 

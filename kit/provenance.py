@@ -45,8 +45,10 @@ def write_sidecar(path: str | os.PathLike, provenance: dict[str, Any]) -> None:
 def read(path: str | os.PathLike) -> dict[str, Any]:
     """The provenance stored with a model file, or {} when it has none."""
     path = Path(path)
-    if sidecar(path).is_file():
-        return json.loads(sidecar(path).read_text())
+    # edgetpu_compiler writes NAME_edgetpu.tflite beside NAME.tflite: the original's sidecar describes both.
+    for candidate in (path, path.with_name(path.name.replace("_edgetpu.tflite", ".tflite"))):
+        if sidecar(candidate).is_file():
+            return json.loads(sidecar(candidate).read_text())
     if path.suffix.lower() != ".onnx" or not path.is_file():
         return {}  # a factory, another format, or a missing file (loading it reports that)
     try:

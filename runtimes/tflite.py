@@ -9,6 +9,7 @@ the integer tensors instead. Interpreters are not thread-safe, so every call hol
 from __future__ import annotations
 
 import importlib
+import os
 import threading
 from typing import Any
 
@@ -44,6 +45,7 @@ class TFLiteRuntime(Runtime):
 
     @classmethod
     def interpreter_module(cls):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the interpreter's C++ INFO lines say nothing to users
         for module in INTERPRETERS:
             try:
                 return importlib.import_module(module)
@@ -106,7 +108,8 @@ class TFLiteRuntime(Runtime):
                     for detail, spec in zip(self._out, self._outputs)}
 
     def _close(self):
-        self._interpreter = None
+        with self._lock:  # never while another thread is inside invoke()
+            self._interpreter = None
 
     def _info(self) -> dict[str, Any]:
         return {"device": "cpu", "threads": self.options.get("threads"), "delegates": ["XNNPACK"],

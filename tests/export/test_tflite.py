@@ -88,7 +88,6 @@ def test_full_int8_nhwc_mobilenet_is_ready(mobilenet, tmp_path):
     readiness = check_edgetpu(result.path)
     assert readiness.ready and readiness.blockers == []
     assert readiness.tpu_ops_before_first_blocker == len(readiness.ops) > 10
-    assert readiness.compiler_command.startswith("edgetpu_compiler ")
 
 
 def test_blockers_of_float_nchw_and_dynamic_models(digits, digits_tflite, tmp_path):
@@ -173,3 +172,76 @@ def test_cli_export_and_eval_of_a_tflite_model(digits, tmp_path, capsys):
     assert main(["export", "kit.models:make_digits_cnn", "-o", str(tmp_path / "x.tflite"), "--input-shape",
                  "1x1x8x8", "--opset", "13"]) == 2
     assert "apply to ONNX" in capsys.readouterr().err
+
+
+def test_export_reports_accuracy_on_labelled_data(digits, tmp_path):
+    result = export_tflite(digits.module, tmp_path / "int8.tflite", precision="int8", input_shapes="1x1x8x8",
+                           calib=str(digits.calib), eval_data=str(digits.test))
+    assert result.accuracy["count"] == 450
+    assert result.accuracy["pytorch_top1"] == pytest.approx(0.9889, abs=1e-3)
+    assert result.accuracy["tflite_top1"] >= 0.99 * result.accuracy["pytorch_top1"]
+    assert provenance.read(result.path)["accuracy"] == result.accuracy
+
+
+def test_images_preprocessed_the_same_for_onnx_and_tflite(digits, tmp_path):
+    """Class folders of PNGs: the ONNX model (NCHW) and the int8 TFLite (NHWC) both read them through
+    the recorded preprocessing, in either order of comparison."""
+    import cv2
+
+    from kit.export import export_onnx
+
+    x, y = np.load(digits.test)["x"][:40], np.load(digits.test)["y"][:40]
+    for index, (image, label) in enumerate(zip(x, y)):
+        (tmp_path / "images" / str(label)).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / "images" / str(label) / f"{index}.png"), np.round(image[0] * 255).astype(np.uint8))
+    spec = "color=gray,scale=0.00392156862745098"
+    onnx_path = export_onnx(digits.module, tmp_path / "m.onnx", input_shapes="1x1x8x8", preprocess=spec).path
+    tflite = export_tflite(digits.module, tmp_path / "m.tflite", precision="int8", input_shapes="1x1x8x8",
+                           calib=str(tmp_path / "images"), preprocess=spec)
+    for reference, candidate in ((onnx_path, tflite.path), (tflite.path, onnx_path)):
+        result = compare_models(str(reference), str(candidate), data=str(tmp_path / "images"), atol=1.0, rtol=0.0,
+                                stat="mean")
+        assert result.samples == 40 and result.outputs[0].top1 >= 0.95
+    assert evaluate(tflite.path, str(tmp_path / "images"))[0].top1 >= 0.95
+
+
+def test_inspect_shows_integer_io_and_ops(digits_tflite):
+    from kit.inspect_model import inspect_model
+
+    data = inspect_model(digits_tflite["int8"].path)
+    assert data["inputs"][0]["dtype"] == "int8" and data["inputs"][0]["scale"] > 0
+    assert data["ops"]["CONV_2D v3"] == 1 and data["edgetpu_ready"] is False
+    assert data["metadata"]["precision"] == "int8"
+
+
+def test_fp16_cannot_map_anything(digits, tmp_path):
+    nhwc = export_tflite(digits.module, tmp_path / "fp16.tflite", precision="fp16", layout="nhwc",
+                         input_shapes="1x1x8x8")
+    readiness = check_edgetpu(nhwc.path)
+    assert readiness.tpu_ops_before_first_blocker == 0 and not readiness.ready
+
+
+def test_the_compiler_runs_when_installed(mobilenet, tmp_path, monkeypatch):
+    """A stand-in edgetpu_compiler on PATH that prints the real one's summary: the kit runs the
+    command it prints and reads the log (the real compiler cannot be installed here)."""
+    fake = tmp_path / "bin" / "edgetpu_compiler"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho \"$@\" > \"$(dirname \"$0\")/args\"\n"
+                    "echo 'Edge TPU Compiler version 16.0.384591198'\n"
+                    "echo 'On-chip memory used for caching model parameters: 1.02MiB'\n"
+                    "echo 'Off-chip memory used for streaming uncached model parameters: 0.00B'\n"
+                    "echo 'Number of Edge TPU subgraphs: 1'\n"
+                    "echo 'Total number of operations: 23'\n"
+                    "echo 'Number of operations that will run on Edge TPU: 23'\n"
+                    "echo 'Number of operations that will run on CPU: 0'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{__import__('os').environ['PATH']}")
+    result = export_tflite(mobilenet.module, tmp_path / "m.tflite", precision="int8", input_shapes="1x1x8x8",
+                           calib=str(mobilenet.calib))
+    readiness = check_edgetpu(result.path)
+    assert readiness.ready and readiness.compiler["ops_on_tpu"] == 23 and readiness.compiler["subgraphs"] == 1
+    assert readiness.compiler["on_chip_memory"] == "1.02MiB"
+    assert (fake.parent / "args").read_text().split() == readiness.compiler_command.split()[1:]
+    fake.write_text("#!/bin/sh\necho 'Internal compiler error. Aborting!'\nexit 1\n")
+    failed = check_edgetpu(result.path)
+    assert not failed.ready and failed.blockers[-1].kind == "compiler" and "exit 1" in failed.blockers[-1].message

@@ -5,7 +5,8 @@ import subprocess
 import sys
 
 HEAVY = ["torch", "onnx", "onnxruntime", "onnxscript", "onnxslim", "cv2", "sklearn", "tensorflow",
-         "ai_edge_litert", "tflite_runtime", "tensorrt", "tensorrt_rtx", "rich", "matplotlib", "pytest_benchmark"]
+         "ai_edge_litert", "tflite_runtime", "tensorrt", "tensorrt_rtx", "rich", "matplotlib", "pytest_benchmark",
+         "litert_torch", "ai_edge_quantizer", "torchao"]
 
 PROBE = """
 import json, sys

@@ -4,7 +4,6 @@ the real device test for machines that have one."""
 import shutil
 import subprocess
 
-import numpy as np
 import pytest
 
 import kit
@@ -52,9 +51,7 @@ def test_on_a_real_edge_tpu(mobilenet, tmp_path):
     result = export_tflite(mobilenet.module, tmp_path / "m.tflite", precision="int8", input_shapes="1x1x8x8",
                            calib=str(mobilenet.calib))
     subprocess.run(["edgetpu_compiler", "-o", str(tmp_path), str(result.path)], check=True)
-    compiled = tmp_path / "m_edgetpu.tflite"
-    (tmp_path / "m_edgetpu.tflite.kit.json").write_text((tmp_path / "m.tflite.kit.json").read_text())
+    compiled = tmp_path / "m_edgetpu.tflite"  # its provenance is the original's sidecar
     on_tpu = evaluate(compiled, str(mobilenet.test), runtime="edgetpu")[0].top1
     on_cpu = evaluate(result.path, str(mobilenet.test), runtime="tflite")[0].top1
-    assert abs(on_tpu - on_cpu) <= 0.01
-    assert np.isfinite(on_tpu)
+    assert on_cpu > 0.9 and abs(on_tpu - on_cpu) <= 0.01
