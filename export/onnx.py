@@ -5,11 +5,8 @@ record provenance, and only then move the file into place.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
 import time
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +17,7 @@ from kit.compare import OutputDiff, compare_outputs, worst
 from kit.errors import ExportError, InputError, ValidationError, first_line, root_cause
 from kit.fileio import atomic_output, check_output_path
 from kit.preprocess import Preprocess
+from kit.quiet import silenced
 from kit.sources import TorchSource, input_specs, load_torch_source, source_from_module
 from kit.specs import InputShape, TensorSpec, parse_dynamic_axes, parse_input_shapes, random_feeds
 
@@ -208,21 +206,9 @@ def _parameter_bytes(module) -> int:
         return 0
 
 
-@contextlib.contextmanager
 def _quiet():
-    """The exporters print warnings and progress that say nothing to our users."""
-    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), open(os.devnull, "w") as devnull, \
-                contextlib.redirect_stdout(devnull), contextlib.redirect_stderr(devnull):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
+    """The converters' own chatter (warnings, progress, log lines) says nothing to our users."""
+    return silenced("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")
 
 
 def _empty(folder: Path) -> None:

@@ -14,13 +14,9 @@ layout and the input/output quantization, goes to the sidecar ``MODEL.tflite.kit
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import os
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -29,10 +25,11 @@ import numpy as np
 
 from kit import provenance
 from kit.compare import OutputDiff, compare_outputs
-from kit.data import FeedReader, from_arrays, open_data
+from kit.data import FeedReader, open_data
 from kit.errors import ExportError, InputError, KitError, RuntimeUnavailableError, ValidationError, root_cause
 from kit.fileio import atomic_output, check_output_path
 from kit.preprocess import Preprocess
+from kit.quiet import silenced
 from kit.sources import TorchSource, input_specs, load_torch_source, source_from_module
 from kit.specs import TensorSpec, parse_input_shapes, random_feeds
 
@@ -202,21 +199,9 @@ def _wrap(module, channel_last: list[int]):
     return litert_torch.to_channel_last_io(module, args=channel_last).eval()  # a new wrapper starts in training mode
 
 
-@contextlib.contextmanager
 def _quiet():
-    """litert-torch prints a progress tree and absl logs; the kit shows its own progress."""
-    loggers = [logging.getLogger(name) for name in ("absl", "torch.export", "torch._dynamo", "litert_torch")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
-                contextlib.redirect_stderr(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
+    """The converters' own chatter (warnings, progress, log lines) says nothing to our users."""
+    return silenced("absl", "torch.export", "torch._dynamo", "litert_torch")
 
 
 def _convert(module, args, path: Path) -> None:
