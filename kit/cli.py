@@ -167,6 +167,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=_non_negative_int, help="intra-op threads (0: the runtime's default)")
     run.add_argument("--optimization", choices=["disable", "basic", "extended", "all"],
                      help="ONNX Runtime graph optimization level (default all)")
+    run.add_argument("--rebuild-if-stale", action="store_true",
+                     help="TensorRT: rebuild an engine built for another TensorRT or GPU from its recorded ONNX")
     run.set_defaults(handler=_run)
 
     quantize = commands.add_parser("quantize", parents=[common], help="quantize an ONNX model (INT8, FP16)")
@@ -246,6 +248,21 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("--runtime", help="inspect through this backend instead of reading the file")
     inspect.add_argument("--nodes", action="store_true", help="list every node's name and op (for --exclude)")
     inspect.set_defaults(handler=_inspect)
+
+    build = commands.add_parser("build", parents=[common], help="build a TensorRT engine (with its manifest)")
+    build.add_argument("model", help="the .onnx model (fp32, fp16, or QDQ int8 from kit quantize --target tensorrt)")
+    build.add_argument("--runtime", choices=["tensorrt"], default="tensorrt")
+    build.add_argument("-o", "--output", required=True, help="output .engine path")
+    build.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32")
+    for key in ("min", "opt", "max"):
+        build.add_argument(f"--{key}-shape", action="append", metavar="[NAME=]SHAPE",
+                           help=f"{key} shape of a dynamic input (default batch {'8' if key == 'max' else '1'})")
+    build.add_argument("--workspace", type=_positive_int, metavar="MB", help="workspace memory limit")
+    build.add_argument("--timing-cache", metavar="FILE", help="read and update a timing cache file")
+    build.add_argument("--dla-core", type=_non_negative_int, help="build for this DLA core, GPU fallback on")
+    build.add_argument("--compute-capability", metavar="SM86",
+                       help="build ahead of time for this GPU (TensorRT-RTX; no GPU needed)")
+    build.set_defaults(handler=_build)
 
     check = commands.add_parser("check", parents=[common], help="readiness checks: check edgetpu MODEL.tflite")
     check.add_argument("target", choices=["edgetpu"], help="what to check for")
@@ -333,6 +350,31 @@ def _print_export(console, data: dict, validated: str) -> None:
         console.print(_styled("note:", "yellow"), note)
 
 
+def _build(args) -> int:
+    from kit.export.tensorrt import build_engine
+
+    with _progress(args) as say:
+        result = build_engine(args.model, args.output, precision=args.precision, min_shapes=args.min_shape,
+                              opt_shapes=args.opt_shape, max_shapes=args.max_shape, workspace_mb=args.workspace,
+                              timing_cache=args.timing_cache, dla_core=args.dla_core,
+                              compute_capability=args.compute_capability, progress=say)
+    data = result.to_dict()
+    if args.json:
+        return _print_json(data)
+    manifest = data["manifest"]
+    target = manifest["target"]
+    console = _console()
+    console.print(_styled("built", "green"), f"{data['path']} ({size(Path(data['path']).stat().st_size)}, "
+                  f"{manifest['tensorrt_module']} {manifest['tensorrt_version']}, {manifest['precision']}"
+                  f"{', explicit QDQ' if manifest['quantization'] else ''}, for "
+                  f"{target.get('gpu') or 'any'} {target['compute_capability']}"
+                  f"{' ahead of time' if target['ahead_of_time'] else ''}) in {data['seconds']:.1f} s")
+    for name, shapes in manifest["profile"].items():
+        console.print(f"profile {name}: min {shapes['min']}, opt {shapes['opt']}, max {shapes['max']}")
+    console.print(f"manifest: {data['path']}.kit.json; TensorRT's build log: {data['path']}.build.log")
+    return 0
+
+
 def _check(args) -> int:
     from kit.export.edgetpu import check_edgetpu
 
@@ -380,6 +422,8 @@ def _run(args) -> int:
         options["threads"] = args.threads
     if args.optimization:
         options["optimization"] = args.optimization
+    if args.rebuild_if_stale:
+        options["rebuild_if_stale"] = True
     with load(args.model, args.runtime, **options) as rt:
         if args.image:
             feeds = feeds_from_image(rt.inputs, args.image, provenance.read(args.model).get("preprocess"))

@@ -23,6 +23,7 @@ BUILTIN: dict[str, str] = {
     "torch": "kit.runtimes.pytorch:TorchRuntime",
     "edgetpu": "kit.runtimes.edgetpu:EdgeTPURuntime",  # before tflite: it alone opens *_edgetpu.tflite
     "tflite": "kit.runtimes.tflite:TFLiteRuntime",
+    "tensorrt": "kit.runtimes.tensorrt:TensorRTRuntime",
 }
 
 

@@ -6,7 +6,7 @@ import sys
 
 HEAVY = ["torch", "onnx", "onnxruntime", "onnxscript", "onnxslim", "cv2", "sklearn", "tensorflow",
          "ai_edge_litert", "tflite_runtime", "tensorrt", "tensorrt_rtx", "rich", "matplotlib", "pytest_benchmark",
-         "litert_torch", "ai_edge_quantizer", "torchao"]
+         "litert_torch", "ai_edge_quantizer", "torchao", "cuda"]
 
 PROBE = """
 import json, sys
@@ -23,7 +23,8 @@ def heavy_modules_after(body: str) -> list[str]:
 
 def test_import_kit_and_every_runtime_module_is_light():
     body = ("import kit, kit.runtimes, kit.runtimes.base, kit.runtimes.registry, kit.runtimes.ort, "
-            "kit.runtimes.pytorch, kit.runtimes.tflite, kit.runtimes.edgetpu, kit.export, kit.export.onnx, "
+            "kit.runtimes.pytorch, kit.runtimes.tflite, kit.runtimes.edgetpu, kit.runtimes.tensorrt, kit.export, "
+            "kit.export.onnx, kit.export.tensorrt, "
             "kit.export.quantize, kit.export.layers, kit.export.tflite, kit.export.edgetpu, kit.cli, "
             "kit.sources, kit.preprocess, kit.data, kit.compare, kit.accuracy, kit.golden, kit.harness, kit.bench, "
             "kit.bench_case, kit.report, kit.stats, kit.environment, kit.pytest_plugin, kit.feeds, kit.provenance\n"
@@ -35,6 +36,6 @@ def test_import_kit_and_every_runtime_module_is_light():
 def test_kit_help_is_light():
     body = ("from kit.cli import main\n"
             "for argv in (['--help'], *([c, '--help'] for c in ('export', 'run', 'quantize', 'compare', 'eval', "
-            "'bench', 'check', 'inspect', 'runtimes', 'demo'))):\n"
+            "'bench', 'build', 'check', 'inspect', 'runtimes', 'demo'))):\n"
             "    try:\n        main(argv)\n    except SystemExit:\n        pass")
     assert heavy_modules_after(body) == []

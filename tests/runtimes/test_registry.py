@@ -66,7 +66,8 @@ def plugin(tmp_path, monkeypatch):
 def test_builtins_are_lazy_strings():
     assert registry.BUILTIN == {"onnxruntime": "kit.runtimes.ort:OnnxRuntime", "torch": "kit.runtimes.pytorch:TorchRuntime",
                                 "edgetpu": "kit.runtimes.edgetpu:EdgeTPURuntime",
-                                "tflite": "kit.runtimes.tflite:TFLiteRuntime"}
+                                "tflite": "kit.runtimes.tflite:TFLiteRuntime",
+                                "tensorrt": "kit.runtimes.tensorrt:TensorRTRuntime"}
     assert registry.get("onnxruntime").__name__ == "OnnxRuntime"
 
 

@@ -1,0 +1,288 @@
+"""ONNX -> TensorRT engine, with a manifest beside it.
+
+Works with the standard ``tensorrt`` module (JetPack's on a Jetson, NVIDIA's wheels on an x86
+GPU machine) and with ``tensorrt_rtx`` (PyPI), whose APIs are close. TensorRT-RTX builds
+ahead of time without a GPU for a chosen compute capability, which is how CI proves here
+that TensorRT parses and builds every model the kit exports and quantizes.
+
+Precision:
+- fp32: the graph as it is;
+- fp16: the FP16 builder flag where TensorRT has it; TensorRT-RTX is strongly typed and takes
+  the precision from the graph (an fp16 model from ``kit quantize --precision fp16``);
+- int8: explicit quantization only: a QDQ model from ``kit quantize --target tensorrt``,
+  built strongly typed where supported. Implicit calibration (IInt8Calibrator) was
+  deprecated in TensorRT 10.1 and removed in 11; JetPack 6 ships 10.3, where explicit QDQ
+  is the supported path, so the kit does not implement it.
+
+TensorRT's build log (warnings and up) is kept beside the engine as ``ENGINE.build.log``.
+The manifest (``ENGINE.kit.json``) records TensorRT's module and version, the target GPU
+(name and compute capability), precision, optimization-profile shapes, the source ONNX
+path and SHA-256, and the kit version; the runtime refuses an engine whose manifest does
+not match the installed TensorRT or GPU, or rebuilds it from the recorded ONNX.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from kit import provenance
+from kit.errors import ExportError, InputError, RuntimeUnavailableError
+from kit.fileio import atomic_output, check_output_path, sha256_of
+from kit.specs import parse_shape
+
+PRECISIONS = ("fp32", "fp16", "int8")
+MODULES = ("tensorrt", "tensorrt_rtx")  # the standard one first: it can also run engines
+DEFAULT_MAX_BATCH = 8
+QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
+
+
+@dataclass
+class EngineResult:
+    path: Path
+    manifest: dict[str, Any]
+    seconds: float
+    log: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "manifest": self.manifest, "seconds": round(self.seconds, 3),
+                "log": self.log[-50:]}
+
+
+def tensorrt_module():
+    """The TensorRT Python module installed here (standard first), or a clear error."""
+    for name in MODULES:
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    raise RuntimeUnavailableError(
+        "TensorRT is not installed.",
+        hint="On a Jetson, TensorRT comes with JetPack (apt install python3-libnvinfer; JetPack 6.x ships 10.3), "
+             "not from pip; on an x86 GPU machine: pip install tensorrt; to build engines ahead of time without "
+             "a GPU: pip install tensorrt-rtx.")
+
+
+def build_engine(
+    model: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    precision: str = "fp32",
+    min_shapes: list[str] | None = None,
+    opt_shapes: list[str] | None = None,
+    max_shapes: list[str] | None = None,
+    workspace_mb: int | None = None,
+    timing_cache: str | os.PathLike | None = None,
+    dla_core: int | None = None,
+    compute_capability: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> EngineResult:
+    """Build ``model`` (.onnx) into an engine at ``output`` with its manifest; nothing is written on failure.
+
+    Shapes are ``NAME=1x3x224x224`` (or ``1x3x224x224`` for a single input). By default a
+    dynamic batch axis gets min 1, opt the smaller of 8 and max, max 8.
+    ``compute_capability`` (e.g. "SM86") builds ahead of time for that GPU where TensorRT-RTX allows it.
+    """
+    started = time.perf_counter()
+    say = progress or (lambda message: None)
+    model, output = Path(model), Path(output)
+    if precision not in PRECISIONS:
+        raise InputError(f"expected --precision among {', '.join(PRECISIONS)}, found {precision!r}.",
+                         hint="int8 needs a QDQ model from kit quantize --target tensorrt.")
+    if model.suffix.lower() != ".onnx" or not model.is_file():
+        raise InputError(f"expected an existing .onnx model, found {model}.", hint="Export one with kit export.")
+    if output.suffix.lower() not in (".engine", ".plan"):
+        raise InputError(f"expected an output ending in .engine or .plan, found {output}.", hint="Name it model.engine.")
+    check_output_path(output, model)
+    graph = _read_graph(model)
+    _check_precision(graph, precision, model)
+    trt = tensorrt_module()
+    log: list[str] = []
+    logger = _collecting_logger(trt, log)
+    builder = trt.Builder(logger)
+    strongly_typed = precision == "int8" or not hasattr(trt.BuilderFlag, "FP16")
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed and hasattr(
+        trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED") else 0
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    say(f"parsing {model.name} with {trt.__name__} {trt.__version__}")
+    if not parser.parse_from_file(str(model)):
+        errors = [_parser_error(parser.get_error(i)) for i in range(parser.num_errors)]
+        raise ExportError(f"TensorRT could not parse {model.name}: " + "; ".join(errors),
+                          hint="For int8, quantize with kit quantize --target tensorrt (symmetric, float bias); "
+                               "otherwise re-export with another --opset or simplify with --simplify.")
+    config = builder.create_builder_config()
+    if precision == "fp16" and hasattr(trt.BuilderFlag, "FP16"):
+        config.set_flag(trt.BuilderFlag.FP16)
+    if workspace_mb:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
+    if dla_core is not None:
+        config.default_device_type = trt.DeviceType.DLA
+        config.DLA_core = dla_core
+        config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+    cache = _timing_cache(config, timing_cache)
+    target = _target(trt, config, compute_capability)
+    profile_shapes = _profile(builder, config, network, min_shapes, opt_shapes, max_shapes)
+    say("building the engine")
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        errors = [line for line in log if line.startswith(("[E]", "[F]"))]
+        raise ExportError(f"TensorRT could not build {model.name}: {'; '.join(errors[-3:]) or 'no error logged'}",
+                          hint="Read the build log (--json) for the failing layer.")
+    manifest = provenance.new(
+        stage="build", format="tensorrt-engine", tensorrt_module=trt.__name__, tensorrt_version=trt.__version__,
+        precision=precision, strongly_typed=bool(flags), quantization="explicit QDQ" if precision == "int8" else None,
+        target=target, profile=profile_shapes, source_onnx=str(model.resolve()), source_onnx_sha256=sha256_of(model),
+        dla_core=dla_core, workspace_mb=workspace_mb, parent=provenance.read(model) or None)
+    with atomic_output(output) as tmp:
+        tmp.write_bytes(bytes(serialized))
+        provenance.write_sidecar(tmp, manifest)
+        tmp.with_name(tmp.name + ".build.log").write_text("\n".join(log) + "\n")  # TensorRT's own words
+    if cache is not None and timing_cache:
+        with atomic_output(timing_cache) as tmp:
+            tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
+    return EngineResult(output, manifest, time.perf_counter() - started, log)
+
+
+def _read_graph(model: Path):
+    import onnx
+
+    return onnx.load(str(model), load_external_data=False).graph
+
+
+def _check_precision(graph, precision: str, model: Path) -> None:
+    import onnx
+
+    ops = {node.op_type for node in graph.node}
+    half = any(t.data_type == onnx.TensorProto.FLOAT16 for t in graph.initializer)
+    if precision == "int8" and not ops & QDQ_OPS:
+        raise InputError(f"int8 needs an explicitly quantized (QDQ) model; {model.name} has no QuantizeLinear nodes.",
+                         hint=f"Run: kit quantize {model} -o model.trt-int8.onnx --target tensorrt --calib DATA")
+    if precision != "int8" and ops & QDQ_OPS:
+        raise InputError(f"{model.name} is a QDQ (int8) model; build it with --precision int8.", hint="")
+    if precision == "fp32" and half:
+        raise InputError(f"{model.name} holds float16 weights; build it with --precision fp16.", hint="")
+
+
+def _collecting_logger(trt, log: list[str]):
+    class Logger(trt.ILogger):
+        def __init__(self):
+            trt.ILogger.__init__(self)
+
+        def log(self, severity, message):
+            tag = {trt.ILogger.Severity.INTERNAL_ERROR: "F", trt.ILogger.Severity.ERROR: "E",
+                   trt.ILogger.Severity.WARNING: "W", trt.ILogger.Severity.INFO: "I"}.get(severity, "V")
+            if tag != "V":
+                log.append(f"[{tag}] {message}")
+
+    return Logger()
+
+
+def _parser_error(error) -> str:
+    """One parser error: the node, its operator, and the reason (without CUDA-driver noise lines)."""
+    node = error.node_name() if hasattr(error, "node_name") else error.node()
+    lines = [line.strip() for line in error.desc().splitlines() if line.strip() and "Cuda Runtime" not in line]
+    reason = " - ".join(lines[:2])
+    return f"node {node!r} ({error.node_operator() if hasattr(error, 'node_operator') else '?'}): {reason[:400]}"
+
+
+def _timing_cache(config, path):
+    if path is None:
+        return None
+    data = Path(path).read_bytes() if Path(path).is_file() else b""
+    cache = config.create_timing_cache(data)
+    config.set_timing_cache(cache, ignore_mismatch=False)
+    return cache
+
+
+def _target(trt, config, compute_capability: str | None) -> dict[str, Any]:
+    """The GPU the engine is for: a named compute capability (ahead of time), else this machine's GPU."""
+    if compute_capability:
+        if not hasattr(trt, "ComputeCapability"):
+            raise InputError(f"{trt.__name__} builds for the GPU it runs on; --compute-capability needs TensorRT-RTX.",
+                             hint="Drop --compute-capability and build on the target device.")
+        members = list(trt.ComputeCapability.__members__)
+        if compute_capability.upper() not in members:
+            raise InputError(f"expected a compute capability among {', '.join(members)}, found {compute_capability!r}.",
+                             hint="E.g. SM86 for an RTX 30xx, SM89 for an RTX 40xx.")
+        config.num_compute_capabilities = 1
+        config.set_compute_capability(getattr(trt.ComputeCapability, compute_capability.upper()), 0)
+        return {"gpu": None, "compute_capability": compute_capability.upper(), "ahead_of_time": True}
+    gpu = gpu_description()
+    if gpu is None:
+        raise RuntimeUnavailableError("no CUDA GPU is visible, and TensorRT builds for the GPU it runs on.",
+                                      hint="Build on the device (a Jetson or a GPU machine), or with TensorRT-RTX "
+                                           "ahead of time: --compute-capability SM86.")
+    return {**gpu, "ahead_of_time": False}
+
+
+def gpu_description() -> dict[str, Any] | None:
+    """Name and compute capability of CUDA device 0 (cuda-python), or None when there is none."""
+    try:
+        from cuda.bindings import runtime as cudart
+    except ImportError:
+        try:
+            from cuda import cudart  # older cuda-python
+        except ImportError:
+            return None
+    error, count = cudart.cudaGetDeviceCount()
+    if int(error) != 0 or count == 0:
+        return None
+    error, props = cudart.cudaGetDeviceProperties(0)
+    name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
+    return {"gpu": name.strip("\x00"), "compute_capability": f"SM{props.major}{props.minor}"}
+
+
+def _profile(builder, config, network, min_shapes, opt_shapes, max_shapes) -> dict[str, dict[str, list[int]]]:
+    """One optimization profile covering every dynamic input: the shapes given, else for a dynamic
+    batch min 1, opt 1 (edge inference runs one frame at a time) and max 8."""
+    given = {"min": _named(min_shapes, network), "opt": _named(opt_shapes, network), "max": _named(max_shapes, network)}
+    names = {network.get_input(i).name for i in range(network.num_inputs)}
+    unknown = sorted({name for shapes in given.values() for name in shapes} - names)
+    if unknown:
+        raise InputError(f"a shape names the input {', '.join(unknown)}, which the model does not have "
+                         f"(it has {', '.join(sorted(names))}).", hint="Use the input names `kit inspect` shows.")
+    profile, chosen_all = builder.create_optimization_profile(), {}
+    for index in range(network.num_inputs):
+        tensor = network.get_input(index)
+        dims = list(tensor.shape)
+        if all(d >= 0 for d in dims):
+            continue  # static: TensorRT needs no profile for it
+        chosen = {}
+        for key, batch in (("min", 1), ("opt", 1), ("max", DEFAULT_MAX_BATCH)):
+            shape = given[key].get(tensor.name)
+            if shape is None:
+                if any(d < 0 for d in dims[1:]):
+                    raise InputError(f"input {tensor.name!r} has dynamic axes besides the batch ({dims}); give "
+                                     f"--{key}-shape {tensor.name}=...", hint="Give min, opt and max shapes.")
+                shape = [batch, *dims[1:]]
+            if len(shape) != len(dims) or any(d >= 0 and s != d for s, d in zip(shape, dims)):
+                raise InputError(f"--{key}-shape {tensor.name}={'x'.join(map(str, shape))} does not fit the input's "
+                                 f"shape {dims} (fixed axes must match).", hint="Change only the dynamic axes.")
+            chosen[key] = shape
+        if not all(a <= b <= c for a, b, c in zip(chosen["min"], chosen["opt"], chosen["max"])):
+            raise InputError(f"the profile for {tensor.name!r} needs min <= opt <= max on every axis; found "
+                             f"min {chosen['min']}, opt {chosen['opt']}, max {chosen['max']}.",
+                             hint="Fix --min-shape/--opt-shape/--max-shape.")
+        profile.set_shape(tensor.name, chosen["min"], chosen["opt"], chosen["max"])
+        chosen_all[tensor.name] = chosen
+    if chosen_all:
+        config.add_optimization_profile(profile)
+    return chosen_all
+
+
+def _named(items: list[str] | None, network) -> dict[str, list[int]]:
+    named = {}
+    for item in items or []:
+        name, sep, text = item.rpartition("=")
+        if not sep:
+            if network.num_inputs != 1:
+                raise InputError(f"the model has {network.num_inputs} inputs; name the shape: NAME={item}.",
+                                 hint="E.g. --max-shape images=8x3x224x224.")
+            name = network.get_input(0).name
+        named[name] = list(parse_shape(text))
+    return named

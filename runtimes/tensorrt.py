@@ -1,0 +1,197 @@
+"""TensorRT backend (NVIDIA GPUs, Jetson): an engine built by ``kit build``, run with
+execute_async_v3 on a CUDA stream through cuda-python.
+
+Before touching the GPU, the engine's manifest is checked against the installed TensorRT
+and the GPU: an engine built for another TensorRT version or GPU gets a clear error that
+says to rebuild, or is rebuilt from the recorded ONNX with ``rebuild_if_stale=True``.
+Device buffers are allocated once per input shape. ``last_timings`` holds the last call's
+host-to-device, compute and device-to-host times measured with CUDA events (trtexec's
+split). Verified only on the CPU side here (no GPU); the GPU path is covered by tests
+marked ``gpu``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kit import provenance
+from kit.errors import ModelFileError, RuntimeUnavailableError
+from kit.runtimes.base import Availability, Runtime
+from kit.specs import TensorSpec
+
+MODULES = ("tensorrt", "tensorrt_rtx")
+INSTALL = ("on a Jetson, TensorRT comes with JetPack (apt install python3-libnvinfer; JetPack 6.x ships 10.3); on "
+           "an x86 GPU machine: pip install tensorrt cuda-python; engines also need an NVIDIA GPU and its driver")
+
+
+class TensorRTRuntime(Runtime):
+    """Options: ``rebuild_if_stale`` (rebuild from the recorded ONNX when TensorRT or the GPU changed)."""
+
+    name = "tensorrt"
+    suffixes = (".engine", ".plan")
+    extra = "tensorrt"
+    install_hint = INSTALL
+    accepted_options = ("rebuild_if_stale",)
+
+    @classmethod
+    def availability(cls) -> Availability:
+        from kit.export.tensorrt import gpu_description
+
+        module = _module()
+        if module is None:
+            return Availability(False, None, "no tensorrt or tensorrt_rtx module", INSTALL)
+        gpu = gpu_description()
+        if gpu is None:
+            return Availability(False, module.__version__, f"{module.__name__} {module.__version__} is installed but no "
+                                "CUDA GPU is visible: it can build engines ahead of time (kit build), not run them",
+                                INSTALL)
+        return Availability(True, module.__version__, f"{module.__name__} on {gpu['gpu']} ({gpu['compute_capability']})")
+
+    @classmethod
+    def version(cls) -> str | None:
+        module = _module()
+        return module.__version__ if module else None
+
+    def require(self) -> None:
+        if _module() is None:
+            raise RuntimeUnavailableError("runtime 'tensorrt' is not usable here (TensorRT is not installed).",
+                                          hint=f"To fix it, {INSTALL}.")
+
+    def _load(self):
+        trt = _module()
+        manifest = check_manifest(self.model_path, trt, rebuild=bool(self.options.get("rebuild_if_stale")))
+        from kit.export.tensorrt import gpu_description
+
+        if gpu_description() is None:
+            raise RuntimeUnavailableError("no CUDA GPU is visible; TensorRT engines run only on the GPU they were "
+                                          "built for.", hint="Run on the Jetson or GPU machine, or use the ONNX model "
+                                                             "with --runtime onnxruntime here.")
+        from cuda.bindings import runtime as cudart
+
+        self._cudart = cudart
+        self._engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(
+            Path(self.model_path).read_bytes())
+        if self._engine is None:
+            raise ModelFileError(f"TensorRT could not deserialize {self.model_path}.",
+                                 hint="Rebuild it with kit build on this device.")
+        self._context = self._engine.create_execution_context()
+        self._stream = _check(cudart.cudaStreamCreate())
+        self._events = [_check(cudart.cudaEventCreate()) for _ in range(4)]
+        self._buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, bytes)
+        self.last_timings: dict[str, float] = {}
+        names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
+        inputs, outputs = [], []
+        for name in names:
+            shape = tuple(d if d >= 0 else ("batch" if i == 0 else f"dim{i}")
+                          for i, d in enumerate(self._engine.get_tensor_shape(name)))
+            spec = TensorSpec(name, shape, np.dtype(trt.nptype(self._engine.get_tensor_dtype(name))).name)
+            is_input = self._engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+            (inputs if is_input else outputs).append(spec)
+        self._manifest = manifest
+        return inputs, outputs
+
+    def _run(self, feeds):
+        cudart = self._cudart
+        for spec in self._inputs:
+            self._context.set_input_shape(spec.name, feeds[spec.name].shape)
+        results = {spec.name: np.empty(tuple(self._context.get_tensor_shape(spec.name)), spec.dtype)
+                   for spec in self._outputs}
+        start, copied_in, computed, copied_out = self._events
+        cudart.cudaEventRecord(start, self._stream)
+        for name, array in feeds.items():
+            pointer = self._buffer(name, array.nbytes)
+            cudart.cudaMemcpyAsync(pointer, np.ascontiguousarray(array).ctypes.data, array.nbytes,
+                                   cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self._stream)
+            self._context.set_tensor_address(name, pointer)
+        for name, array in results.items():
+            self._context.set_tensor_address(name, self._buffer(name, array.nbytes))
+        cudart.cudaEventRecord(copied_in, self._stream)
+        if not self._context.execute_async_v3(self._stream):
+            raise ModelFileError(f"TensorRT failed to execute {self.model_path}.", hint="See TensorRT's log above.")
+        cudart.cudaEventRecord(computed, self._stream)
+        for name, array in results.items():
+            cudart.cudaMemcpyAsync(array.ctypes.data, self._buffers[name][0], array.nbytes,
+                                   cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, self._stream)
+        cudart.cudaEventRecord(copied_out, self._stream)
+        _check(cudart.cudaStreamSynchronize(self._stream))
+        self.last_timings = {"h2d_ms": _elapsed(cudart, start, copied_in), "compute_ms": _elapsed(cudart, copied_in,
+                             computed), "d2h_ms": _elapsed(cudart, computed, copied_out)}
+        return results
+
+    def _buffer(self, name: str, size: int) -> int:
+        """A device buffer per tensor, reallocated only when a larger shape arrives."""
+        pointer, capacity = self._buffers.get(name, (0, 0))
+        if size > capacity:
+            if pointer:
+                self._cudart.cudaFree(pointer)
+            pointer, capacity = _check(self._cudart.cudaMalloc(size)), size
+            self._buffers[name] = (pointer, capacity)
+        return pointer
+
+    def _close(self):
+        for pointer, _ in getattr(self, "_buffers", {}).values():
+            self._cudart.cudaFree(pointer)
+        self._buffers, self._context, self._engine = {}, None, None
+
+    def _info(self) -> dict[str, Any]:
+        return {"device": self._manifest["target"], "precision": self._manifest["precision"],
+                "tensorrt_module": _module().__name__}
+
+
+def check_manifest(engine: str, trt, *, rebuild: bool = False) -> dict[str, Any]:
+    """The engine's manifest, checked against the installed TensorRT and GPU (or rebuilt when stale)."""
+    from kit.export.tensorrt import build_engine, gpu_description
+
+    manifest = provenance.read(engine)
+    if not manifest or manifest.get("format") != "tensorrt-engine":
+        raise ModelFileError(f"{engine} has no kit manifest ({Path(engine).name}.kit.json), so its TensorRT version "
+                             "and GPU are unknown.", hint="Build it with kit build, which writes the manifest.")
+    problems = []
+    if manifest["tensorrt_version"] != trt.__version__ or manifest["tensorrt_module"] != trt.__name__:
+        problems.append(f"built with {manifest['tensorrt_module']} {manifest['tensorrt_version']}, this machine has "
+                        f"{trt.__name__} {trt.__version__}")
+    gpu = gpu_description()
+    wanted = manifest["target"].get("compute_capability")
+    if gpu is not None and wanted and gpu["compute_capability"] != wanted:
+        problems.append(f"built for {wanted}, this GPU is {gpu['gpu']} ({gpu['compute_capability']})")
+    if not problems:
+        return manifest
+    if not rebuild:
+        raise ModelFileError(f"{engine} is stale: {'; '.join(problems)}. TensorRT engines only load where they were "
+                             "built.", hint=f"Rebuild: kit build {manifest['source_onnx']} --runtime tensorrt -o {engine} "
+                                            "(or pass --rebuild-if-stale).")
+    source = manifest["source_onnx"]
+    if not Path(source).is_file():
+        raise ModelFileError(f"{engine} is stale ({'; '.join(problems)}) and its ONNX source {source} is gone.",
+                             hint="Rebuild from the ONNX model with kit build.")
+    shapes = manifest.get("profile") or {}
+    build_engine(source, engine, precision=manifest["precision"],
+                 min_shapes=[f"{n}={'x'.join(map(str, s['min']))}" for n, s in shapes.items()],
+                 opt_shapes=[f"{n}={'x'.join(map(str, s['opt']))}" for n, s in shapes.items()],
+                 max_shapes=[f"{n}={'x'.join(map(str, s['max']))}" for n, s in shapes.items()],
+                 compute_capability=None if gpu else wanted)
+    return provenance.read(engine)
+
+
+def _module():
+    for name in MODULES:
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    return None
+
+
+def _check(result):
+    error, *values = result if isinstance(result, tuple) else (result,)
+    if int(error) != 0:
+        raise RuntimeUnavailableError(f"CUDA call failed with {error}.", hint="Check the GPU driver and CUDA runtime.")
+    return values[0] if values else None
+
+
+def _elapsed(cudart, start, end) -> float:
+    return float(_check(cudart.cudaEventElapsedTime(start, end)))
