@@ -118,6 +118,10 @@ def build_engine(
     config = builder.create_builder_config()
     if precision == "fp16" and hasattr(trt.BuilderFlag, "FP16"):
         config.set_flag(trt.BuilderFlag.FP16)
+    elif precision == "fp16" and not _has_float16(graph):
+        raise InputError(f"{trt.__name__} is strongly typed: it computes in the graph's own precision, and "
+                         f"{model.name} is float32.",
+                         hint=f"Convert it first: kit quantize {model} -o model.fp16.onnx --precision fp16")
     if workspace_mb:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
     if dla_core is not None:
@@ -154,11 +158,15 @@ def _read_graph(model: Path):
     return onnx.load(str(model), load_external_data=False).graph
 
 
-def _check_precision(graph, precision: str, model: Path) -> None:
+def _has_float16(graph) -> bool:
     import onnx
 
+    return any(t.data_type == onnx.TensorProto.FLOAT16 for t in graph.initializer)
+
+
+def _check_precision(graph, precision: str, model: Path) -> None:
     ops = {node.op_type for node in graph.node}
-    half = any(t.data_type == onnx.TensorProto.FLOAT16 for t in graph.initializer)
+    half = _has_float16(graph)
     if precision == "int8" and not ops & QDQ_OPS:
         raise InputError(f"int8 needs an explicitly quantized (QDQ) model; {model.name} has no QuantizeLinear nodes.",
                          hint=f"Run: kit quantize {model} -o model.trt-int8.onnx --target tensorrt --calib DATA")

@@ -71,6 +71,9 @@ def test_precision_must_match_the_graph(digits, variants, tmp_path):
         build_engine(digits.onnx, tmp_path / "m.engine", precision="int8", compute_capability=TARGET)
     with pytest.raises(InputError, match="is a QDQ .int8. model; build it with --precision int8"):
         build_engine(variants["int8"], tmp_path / "m.engine", compute_capability=TARGET)
+    with pytest.raises(InputError, match="tensorrt_rtx is strongly typed: .* is float32.*--precision fp16"):
+        build_engine(digits.onnx, tmp_path / "m.engine", precision="fp16", compute_capability=TARGET)
+    assert files_in(tmp_path) == []
 
 
 def test_no_gpu_is_a_clear_error(digits, tmp_path):
