@@ -14,7 +14,7 @@ Precision:
   deprecated in TensorRT 10.1 and removed in 11; JetPack 6 ships 10.3, where explicit QDQ
   is the supported path, so the kit does not implement it.
 
-TensorRT's build log (warnings and up) is kept beside the engine as ``ENGINE.build.log``.
+TensorRT's build log (info and up) is kept beside the engine as ``ENGINE.build.log``.
 The manifest (``ENGINE.kit.json``) records TensorRT's module and version, the target GPU
 (name and compute capability), precision, optimization-profile shapes, the source ONNX
 path and SHA-256, and the kit version; the runtime refuses an engine whose manifest does
@@ -84,7 +84,7 @@ def build_engine(
     """Build ``model`` (.onnx) into an engine at ``output`` with its manifest; nothing is written on failure.
 
     Shapes are ``NAME=1x3x224x224`` (or ``1x3x224x224`` for a single input). By default a
-    dynamic batch axis gets min 1, opt the smaller of 8 and max, max 8.
+    dynamic batch axis gets min 1, opt 1, max 8.
     ``compute_capability`` (e.g. "SM86") builds ahead of time for that GPU where TensorRT-RTX allows it.
     """
     started = time.perf_counter()
@@ -98,6 +98,10 @@ def build_engine(
     if output.suffix.lower() not in (".engine", ".plan"):
         raise InputError(f"expected an output ending in .engine or .plan, found {output}.", hint="Name it model.engine.")
     check_output_path(output, model)
+    if timing_cache is not None:
+        check_output_path(timing_cache, model, output)
+        if Path(timing_cache).resolve() == output.resolve():
+            raise InputError("--timing-cache and the engine are the same path.", hint="Give the cache its own file.")
     graph = _read_graph(model)
     _check_precision(graph, precision, model)
     trt = tensorrt_module()
@@ -118,6 +122,8 @@ def build_engine(
     config = builder.create_builder_config()
     if precision == "fp16" and hasattr(trt.BuilderFlag, "FP16"):
         config.set_flag(trt.BuilderFlag.FP16)
+    elif precision == "int8" and not flags and hasattr(trt.BuilderFlag, "INT8"):
+        config.set_flag(trt.BuilderFlag.INT8)  # QDQ in a weakly typed network (TensorRT 8.x) needs the flag
     elif precision == "fp16" and not _has_float16(graph):
         raise InputError(f"{trt.__name__} is strongly typed: it computes in the graph's own precision, and "
                          f"{model.name} is float32.",
@@ -125,6 +131,9 @@ def build_engine(
     if workspace_mb:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
     if dla_core is not None:
+        if dla_core >= builder.num_DLA_cores:
+            raise InputError(f"--dla-core {dla_core}: {trt.__name__} sees {builder.num_DLA_cores} DLA cores here.",
+                             hint="DLA engines are built on a Jetson Xavier or Orin (cores 0 and 1).")
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = dla_core
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
@@ -136,7 +145,8 @@ def build_engine(
     if serialized is None:
         errors = [line for line in log if line.startswith(("[E]", "[F]"))]
         raise ExportError(f"TensorRT could not build {model.name}: {'; '.join(errors[-3:]) or 'no error logged'}",
-                          hint="Read the build log (--json) for the failing layer.")
+                          hint="The errors above name the failing layer; try another --opset, --precision fp32, "
+                               "or a larger --workspace. Nothing was written.")
     manifest = provenance.new(
         stage="build", format="tensorrt-engine", tensorrt_module=trt.__name__, tensorrt_version=trt.__version__,
         precision=precision, strongly_typed=bool(flags), quantization="explicit QDQ" if precision == "int8" else None,
@@ -155,7 +165,13 @@ def build_engine(
 def _read_graph(model: Path):
     import onnx
 
-    return onnx.load(str(model), load_external_data=False).graph
+    try:
+        return onnx.load(str(model), load_external_data=False).graph
+    except Exception as exc:
+        from kit.errors import ModelFileError, root_cause
+
+        raise ModelFileError(f"{model} is not a readable ONNX model ({root_cause(exc)}).",
+                             hint="Re-export it with kit export.") from exc
 
 
 def _has_float16(graph) -> bool:
@@ -213,7 +229,7 @@ def _target(trt, config, compute_capability: str | None) -> dict[str, Any]:
         if not hasattr(trt, "ComputeCapability"):
             raise InputError(f"{trt.__name__} builds for the GPU it runs on; --compute-capability needs TensorRT-RTX.",
                              hint="Drop --compute-capability and build on the target device.")
-        members = list(trt.ComputeCapability.__members__)
+        members = [m for m in trt.ComputeCapability.__members__ if m.startswith("SM")]
         if compute_capability.upper() not in members:
             raise InputError(f"expected a compute capability among {', '.join(members)}, found {compute_capability!r}.",
                              hint="E.g. SM86 for an RTX 30xx, SM89 for an RTX 40xx.")
@@ -222,21 +238,37 @@ def _target(trt, config, compute_capability: str | None) -> dict[str, Any]:
         return {"gpu": None, "compute_capability": compute_capability.upper(), "ahead_of_time": True}
     gpu = gpu_description()
     if gpu is None:
-        raise RuntimeUnavailableError("no CUDA GPU is visible, and TensorRT builds for the GPU it runs on.",
+        raise RuntimeUnavailableError(f"{no_gpu_reason()}, and TensorRT builds for the GPU it runs on.",
                                       hint="Build on the device (a Jetson or a GPU machine), or with TensorRT-RTX "
                                            "ahead of time: --compute-capability SM86.")
     return {**gpu, "ahead_of_time": False}
 
 
-def gpu_description() -> dict[str, Any] | None:
-    """Name and compute capability of CUDA device 0 (cuda-python), or None when there is none."""
+def cuda_runtime():
+    """cuda-python's runtime module (its new and old import paths), or None when it is not installed."""
     try:
         from cuda.bindings import runtime as cudart
     except ImportError:
         try:
-            from cuda import cudart  # older cuda-python
+            from cuda import cudart  # cuda-python before 12.6
         except ImportError:
             return None
+    return cudart
+
+
+def no_gpu_reason() -> str:
+    """Why gpu_description() found nothing, in words for an error message."""
+    if cuda_runtime() is None:
+        return ("no CUDA GPU is visible (cuda-python, which the kit uses to see it, is not installed: "
+                'pip install "edge-inference-kit[tensorrt]"; JetPack does not ship it)')
+    return "no CUDA GPU is visible"
+
+
+def gpu_description() -> dict[str, Any] | None:
+    """Name and compute capability of CUDA device 0, or None when there is none."""
+    cudart = cuda_runtime()
+    if cudart is None:
+        return None
     error, count = cudart.cudaGetDeviceCount()
     if int(error) != 0 or count == 0:
         return None

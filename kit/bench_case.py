@@ -56,6 +56,8 @@ def test_variant(benchmark):
         "batch": spec["batch"] if dynamic else None, "load_s": load_s, "first_inference_s": first_s,
         "peak_rss_mb": peak, "rss_before_load_mb": rss_before, "fidelity_data": dataset.description,
         "inputs": [s.to_dict() for s in runtime.inputs],
+        # Backends that time their own stages (TensorRT: host-to-device, compute, device-to-host).
+        **({"stage_ms": runtime.last_timings} if getattr(runtime, "last_timings", None) else {}),
     }
     runtime.close()
 

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from kit import provenance
-from kit.errors import ModelFileError, RuntimeUnavailableError
+from kit.fileio import sha256_of
+from kit.errors import InputError, ModelFileError, RuntimeUnavailableError
 from kit.runtimes.base import Availability, Runtime
 from kit.specs import TensorSpec
 
@@ -39,15 +40,15 @@ class TensorRTRuntime(Runtime):
 
     @classmethod
     def availability(cls) -> Availability:
-        from kit.export.tensorrt import gpu_description
+        from kit.export.tensorrt import gpu_description, no_gpu_reason
 
         module = _module()
         if module is None:
             return Availability(False, None, "no tensorrt or tensorrt_rtx module", INSTALL)
         gpu = gpu_description()
         if gpu is None:
-            return Availability(False, module.__version__, f"{module.__name__} {module.__version__} is installed but no "
-                                "CUDA GPU is visible: it can build engines ahead of time (kit build), not run them",
+            return Availability(False, module.__version__, f"{module.__name__} {module.__version__} is installed but "
+                                f"{no_gpu_reason()}: it can build engines ahead of time (kit build), not run them",
                                 INSTALL)
         return Availability(True, module.__version__, f"{module.__name__} on {gpu['gpu']} ({gpu['compute_capability']})")
 
@@ -64,14 +65,13 @@ class TensorRTRuntime(Runtime):
     def _load(self):
         trt = _module()
         manifest = check_manifest(self.model_path, trt, rebuild=bool(self.options.get("rebuild_if_stale")))
-        from kit.export.tensorrt import gpu_description
+        from kit.export.tensorrt import cuda_runtime, gpu_description, no_gpu_reason
 
         if gpu_description() is None:
-            raise RuntimeUnavailableError("no CUDA GPU is visible; TensorRT engines run only on the GPU they were "
+            raise RuntimeUnavailableError(f"{no_gpu_reason()}; TensorRT engines run only on the GPU they were "
                                           "built for.", hint="Run on the Jetson or GPU machine, or use the ONNX model "
                                                              "with --runtime onnxruntime here.")
-        from cuda.bindings import runtime as cudart
-
+        cudart = cuda_runtime()
         self._cudart = cudart
         self._engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(
             Path(self.model_path).read_bytes())
@@ -97,14 +97,19 @@ class TensorRTRuntime(Runtime):
     def _run(self, feeds):
         cudart = self._cudart
         for spec in self._inputs:
-            self._context.set_input_shape(spec.name, feeds[spec.name].shape)
+            if not self._context.set_input_shape(spec.name, feeds[spec.name].shape):
+                low, _, high = self._engine.get_tensor_profile_shape(spec.name, 0)
+                raise InputError(f"input {spec.name!r} of shape {list(feeds[spec.name].shape)} is outside the engine's "
+                                 f"optimization profile (min {list(low)}, max {list(high)}).",
+                                 hint="Rebuild with kit build --max-shape/--min-shape covering it.")
         results = {spec.name: np.empty(tuple(self._context.get_tensor_shape(spec.name)), spec.dtype)
                    for spec in self._outputs}
         start, copied_in, computed, copied_out = self._events
         cudart.cudaEventRecord(start, self._stream)
-        for name, array in feeds.items():
+        staged = {name: np.ascontiguousarray(array) for name, array in feeds.items()}  # alive until synchronized
+        for name, array in staged.items():
             pointer = self._buffer(name, array.nbytes)
-            cudart.cudaMemcpyAsync(pointer, np.ascontiguousarray(array).ctypes.data, array.nbytes,
+            cudart.cudaMemcpyAsync(pointer, array.ctypes.data, array.nbytes,
                                    cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self._stream)
             self._context.set_tensor_address(name, pointer)
         for name, array in results.items():
@@ -135,7 +140,11 @@ class TensorRTRuntime(Runtime):
     def _close(self):
         for pointer, _ in getattr(self, "_buffers", {}).values():
             self._cudart.cudaFree(pointer)
-        self._buffers, self._context, self._engine = {}, None, None
+        for event in getattr(self, "_events", []):
+            self._cudart.cudaEventDestroy(event)
+        if getattr(self, "_stream", None) is not None:
+            self._cudart.cudaStreamDestroy(self._stream)
+        self._buffers, self._events, self._stream, self._context, self._engine = {}, [], None, None, None
 
     def _info(self) -> dict[str, Any]:
         return {"device": self._manifest["target"], "precision": self._manifest["precision"],
@@ -168,8 +177,13 @@ def check_manifest(engine: str, trt, *, rebuild: bool = False) -> dict[str, Any]
     if not Path(source).is_file():
         raise ModelFileError(f"{engine} is stale ({'; '.join(problems)}) and its ONNX source {source} is gone.",
                              hint="Rebuild from the ONNX model with kit build.")
+    if sha256_of(source) != manifest["source_onnx_sha256"]:
+        raise ModelFileError(f"{engine} is stale ({'; '.join(problems)}), and {source} changed since the engine was "
+                             "built, so a rebuild would not be the same model.",
+                             hint=f"Rebuild deliberately: kit build {source} --runtime tensorrt -o {engine}")
     shapes = manifest.get("profile") or {}
-    build_engine(source, engine, precision=manifest["precision"],
+    build_engine(source, engine, precision=manifest["precision"], workspace_mb=manifest.get("workspace_mb"),
+                 dla_core=manifest.get("dla_core"),
                  min_shapes=[f"{n}={'x'.join(map(str, s['min']))}" for n, s in shapes.items()],
                  opt_shapes=[f"{n}={'x'.join(map(str, s['opt']))}" for n, s in shapes.items()],
                  max_shapes=[f"{n}={'x'.join(map(str, s['max']))}" for n, s in shapes.items()],

@@ -5,7 +5,6 @@ those tests are marked ``gpu`` and skip here."""
 import json
 import shutil
 
-import numpy as np
 import pytest
 from helpers import files_in
 
@@ -77,13 +76,13 @@ def test_precision_must_match_the_graph(digits, variants, tmp_path):
 
 
 def test_no_gpu_is_a_clear_error(digits, tmp_path):
-    with pytest.raises(RuntimeUnavailableError, match="no CUDA GPU is visible, and TensorRT builds for the GPU it "
+    if TensorRTRuntime.availability().usable:
+        pytest.skip("a GPU is present: the error cannot be shown")
+    with pytest.raises(RuntimeUnavailableError, match="no CUDA GPU is visible.*and TensorRT builds for the GPU it "
                                                       "runs on.*--compute-capability SM86"):
         build_engine(digits.onnx, tmp_path / "m.engine")
     build_engine(digits.onnx, tmp_path / "m.engine", compute_capability=TARGET)
-    if TensorRTRuntime.availability().usable:
-        pytest.skip("a GPU is present")
-    with pytest.raises(RuntimeUnavailableError, match="no CUDA GPU is visible; TensorRT engines run only on the GPU"):
+    with pytest.raises(RuntimeUnavailableError, match="no CUDA GPU is visible.*; TensorRT engines run only on the GPU"):
         kit.load(tmp_path / "m.engine", runtime="tensorrt")
 
 
@@ -121,17 +120,23 @@ def test_kit_runtimes_explains_how_to_get_tensorrt(capsys):
     assert "JetPack" in row["install"] and "python3-libnvinfer" in row["install"]
 
 
-@pytest.mark.gpu
-def test_engine_matches_onnx_runtime_on_a_gpu(digits, tmp_path):
-    """Runs where TensorRT, cuda-python and an NVIDIA GPU are present; skipped elsewhere."""
-    if not TensorRTRuntime.availability().usable:
-        pytest.skip("needs an NVIDIA GPU with TensorRT and cuda-python")
-    from kit.export.tensorrt import build_engine as build
+def test_build_options_and_bad_files(digits, tmp_path, capsys):
+    from kit.cli import main
 
-    build(digits.onnx, tmp_path / "m.engine")
-    x = np.load(digits.test)["x"][:8]
-    with kit.load(tmp_path / "m.engine") as engine, kit.load(digits.onnx) as reference:
-        got = engine.run({"input": x})["output"]
-        assert set(engine.last_timings) == {"h2d_ms", "compute_ms", "d2h_ms"}
-        np.testing.assert_allclose(got, reference.run({"input": x})["output"], atol=1e-3, rtol=1e-3)
-        assert engine.run({"input": x[:3]})["output"].shape == (3, 10)  # another batch in the profile
+    cache = tmp_path / "trt.cache"
+    assert main(["build", str(digits.onnx), "-o", str(tmp_path / "m.engine"), "--compute-capability", TARGET,
+                 "--workspace", "256", "--timing-cache", str(cache), "--json"]) == 0
+    built = json.loads(capsys.readouterr().out)
+    assert built["manifest"]["workspace_mb"] == 256 and cache.stat().st_size > 0
+    assert main(["build", str(digits.onnx), "-o", str(tmp_path / "m2.engine"), "--compute-capability", TARGET,
+                 "--timing-cache", str(digits.onnx)]) == 2  # would overwrite the model
+    assert "same file as the input" in capsys.readouterr().err
+    assert main(["build", str(digits.onnx), "-o", str(tmp_path / "m3.engine"), "--compute-capability", TARGET,
+                 "--dla-core", "0"]) == 2
+    assert "sees 0 DLA cores here" in capsys.readouterr().err
+    (tmp_path / "broken.onnx").write_bytes(digits.onnx.read_bytes()[:100])
+    assert main(["build", str(tmp_path / "broken.onnx"), "-o", str(tmp_path / "b.engine"), "--compute-capability",
+                 TARGET]) == 2
+    assert "is not a readable ONNX model" in capsys.readouterr().err
+    assert sorted(files_in(tmp_path)) == ["broken.onnx", "m.engine", "m.engine.build.log", "m.engine.kit.json",
+                                          "trt.cache"]
