@@ -9,10 +9,11 @@ Precision:
 - fp32: the graph as it is;
 - fp16: the FP16 builder flag where TensorRT has it; TensorRT-RTX is strongly typed and takes
   the precision from the graph (an fp16 model from ``kit quantize --precision fp16``);
-- int8: explicit quantization only: a QDQ model from ``kit quantize --target tensorrt``,
-  built strongly typed where supported. Implicit calibration (IInt8Calibrator) was
-  deprecated in TensorRT 10.1 and removed in 11; JetPack 6 ships 10.3, where explicit QDQ
-  is the supported path, so the kit does not implement it.
+- int8, two ways, picked from the model and the installed TensorRT, and recorded: explicit
+  (a QDQ model from ``kit quantize --target tensorrt``, built strongly typed where
+  supported) or, for a float model on a TensorRT that still has implicit calibrators
+  (deprecated in 10.1, removed in 11; not in TensorRT-RTX), implicit entropy calibration
+  from the kit's calibration data (``calib``) with a calibration cache beside the engine.
 
 TensorRT's build log (info and up) is kept beside the engine as ``ENGINE.build.log``.
 The manifest (``ENGINE.kit.json``) records TensorRT's module and version, the target GPU
@@ -25,6 +26,8 @@ from __future__ import annotations
 
 import importlib
 import os
+
+import numpy as np
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +82,7 @@ def build_engine(
     timing_cache: str | os.PathLike | None = None,
     dla_core: int | None = None,
     compute_capability: str | None = None,
+    calib: Any = None,
     progress: Callable[[str], None] | None = None,
 ) -> EngineResult:
     """Build ``model`` (.onnx) into an engine at ``output`` with its manifest; nothing is written on failure.
@@ -103,12 +107,12 @@ def build_engine(
         if Path(timing_cache).resolve() == output.resolve():
             raise InputError("--timing-cache and the engine are the same path.", hint="Give the cache its own file.")
     graph = _read_graph(model)
-    _check_precision(graph, precision, model)
     trt = tensorrt_module()
+    implicit = _int8_path(graph, precision, model, trt, calib) == "implicit"
     log: list[str] = []
     logger = _collecting_logger(trt, log)
     builder = trt.Builder(logger)
-    strongly_typed = precision == "int8" or not hasattr(trt.BuilderFlag, "FP16")
+    strongly_typed = (precision == "int8" and not implicit) or not hasattr(trt.BuilderFlag, "FP16")
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed and hasattr(
         trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED") else 0
     network = builder.create_network(flags)
@@ -140,6 +144,10 @@ def build_engine(
     cache = _timing_cache(config, timing_cache)
     target = _target(trt, config, compute_capability)
     profile_shapes = _profile(builder, config, network, min_shapes, opt_shapes, max_shapes)
+    calibration = None
+    if implicit:
+        say("calibrating (implicit int8, entropy)")
+        calibration, reader = _attach_calibrator(trt, builder, config, network, model, calib, output, profile_shapes)
     say("building the engine")
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -147,9 +155,13 @@ def build_engine(
         raise ExportError(f"TensorRT could not build {model.name}: {'; '.join(errors[-3:]) or 'no error logged'}",
                           hint="The errors above name the failing layer; try another --opset, --precision fp32, "
                                "or a larger --workspace. Nothing was written.")
+    if implicit:
+        calibration.update(count=reader.count, sha256=reader.sha256())
     manifest = provenance.new(
         stage="build", format="tensorrt-engine", tensorrt_module=trt.__name__, tensorrt_version=trt.__version__,
-        precision=precision, strongly_typed=bool(flags), quantization="explicit QDQ" if precision == "int8" else None,
+        precision=precision, strongly_typed=bool(flags),
+        quantization=("implicit calibration (entropy)" if implicit else "explicit QDQ") if precision == "int8" else None,
+        calibration=calibration,
         target=target, profile=profile_shapes, source_onnx=str(model.resolve()), source_onnx_sha256=sha256_of(model),
         dla_core=dla_core, workspace_mb=workspace_mb, parent=provenance.read(model) or None)
     with atomic_output(output) as tmp:
@@ -180,16 +192,24 @@ def _has_float16(graph) -> bool:
     return any(t.data_type == onnx.TensorProto.FLOAT16 for t in graph.initializer)
 
 
-def _check_precision(graph, precision: str, model: Path) -> None:
+def _int8_path(graph, precision: str, model: Path, trt, calib) -> str | None:
+    """Check the precision against the graph; for int8, "explicit" (QDQ) or "implicit" (calibrator)."""
     ops = {node.op_type for node in graph.node}
     half = _has_float16(graph)
     if precision == "int8" and not ops & QDQ_OPS:
-        raise InputError(f"int8 needs an explicitly quantized (QDQ) model; {model.name} has no QuantizeLinear nodes.",
-                         hint=f"Run: kit quantize {model} -o model.trt-int8.onnx --target tensorrt --calib DATA")
+        if not hasattr(trt, "IInt8EntropyCalibrator2"):
+            raise InputError(f"int8 needs an explicitly quantized (QDQ) model; {model.name} has no QuantizeLinear "
+                             f"nodes, and {trt.__name__} {trt.__version__} has no implicit calibrators.",
+                             hint=f"Run: kit quantize {model} -o model.trt-int8.onnx --target tensorrt --calib DATA")
+        if calib is None:
+            raise InputError(f"implicit int8 calibration of {model.name} needs calibration data; found no --calib.",
+                             hint="Give --calib DATA, or quantize explicitly: kit quantize --target tensorrt.")
+        return "implicit"
     if precision != "int8" and ops & QDQ_OPS:
         raise InputError(f"{model.name} is a QDQ (int8) model; build it with --precision int8.", hint="")
     if precision == "fp32" and half:
         raise InputError(f"{model.name} holds float16 weights; build it with --precision fp16.", hint="")
+    return "explicit" if precision == "int8" else None
 
 
 def _collecting_logger(trt, log: list[str]):
@@ -326,3 +346,62 @@ def _named(items: list[str] | None, network) -> dict[str, list[int]]:
             name = network.get_input(0).name
         named[name] = list(parse_shape(text))
     return named
+
+
+def _attach_calibrator(trt, builder, config, network, model: Path, calib, output: Path, profile_shapes):
+    """Implicit int8 (TensorRT before 11): an entropy calibrator over the kit's data, one sample per
+    batch, with its cache beside the engine (``ENGINE.calib.cache``) so a rebuild need not recalibrate."""
+    from kit.data import FeedReader, open_data
+    from kit.specs import TensorSpec
+
+    cudart = cuda_runtime()
+    if cudart is None or gpu_description() is None:
+        raise RuntimeUnavailableError(f"implicit int8 calibration runs the model on the GPU: {no_gpu_reason()}.",
+                                      hint="Calibrate on the device, or quantize explicitly: kit quantize --target "
+                                           "tensorrt, then --precision int8.")
+    inputs = []
+    for index in range(network.num_inputs):
+        tensor = network.get_input(index)
+        dims = tuple(d if d >= 0 else "batch" for d in tensor.shape)
+        inputs.append(TensorSpec(tensor.name, dims, "float32"))
+    reader = FeedReader(open_data(str(calib), inputs, provenance.read(model).get("preprocess")) if isinstance(
+        calib, (str, os.PathLike)) else calib, batch_size=1, inputs=None if isinstance(calib, (str, os.PathLike))
+        else inputs)
+    cache_path = output.with_name(output.name + ".calib.cache")
+
+    class Calibrator(trt.IInt8EntropyCalibrator2):
+        def __init__(self):
+            trt.IInt8EntropyCalibrator2.__init__(self)
+            self.device: dict[str, int] = {}
+
+        def get_batch_size(self):
+            return 1
+
+        def get_batch(self, names):
+            feeds = reader.get_next()
+            if feeds is None:
+                return None
+            pointers = []
+            for name in names:
+                array = np.ascontiguousarray(feeds[name], dtype=np.float32)
+                if name not in self.device:
+                    self.device[name] = int(cudart.cudaMalloc(array.nbytes)[1])
+                cudart.cudaMemcpy(self.device[name], array.ctypes.data, array.nbytes,
+                                  cudart.cudaMemcpyKind.cudaMemcpyHostToDevice)
+                pointers.append(self.device[name])
+            return pointers
+
+        def read_calibration_cache(self):
+            return cache_path.read_bytes() if cache_path.is_file() else None
+
+        def write_calibration_cache(self, cache):
+            cache_path.write_bytes(bytes(cache))
+
+    config.set_flag(trt.BuilderFlag.INT8)
+    config.int8_calibrator = Calibrator()
+    if profile_shapes:  # a dynamic network calibrates at one fixed shape: batch 1
+        profile = builder.create_optimization_profile()
+        for name, shapes in profile_shapes.items():
+            profile.set_shape(name, shapes["min"], shapes["min"], shapes["min"])
+        config.set_calibration_profile(profile)
+    return {"method": "entropy (IInt8EntropyCalibrator2)", "cache": str(cache_path), "source": str(calib)}, reader

@@ -254,6 +254,8 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--runtime", choices=["tensorrt"], default="tensorrt")
     build.add_argument("-o", "--output", required=True, help="output .engine path")
     build.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32")
+    build.add_argument("--calib", metavar="DATA", help="int8 of a float model on TensorRT < 11: implicit "
+                                                       "calibration data (a QDQ model needs none)")
     for key in ("min", "opt", "max"):
         build.add_argument(f"--{key}-shape", action="append", metavar="[NAME=]SHAPE",
                            help=f"{key} shape of a dynamic input (default batch {'8' if key == 'max' else '1'})")
@@ -357,7 +359,7 @@ def _build(args) -> int:
         result = build_engine(args.model, args.output, precision=args.precision, min_shapes=args.min_shape,
                               opt_shapes=args.opt_shape, max_shapes=args.max_shape, workspace_mb=args.workspace,
                               timing_cache=args.timing_cache, dla_core=args.dla_core,
-                              compute_capability=args.compute_capability, progress=say)
+                              compute_capability=args.compute_capability, calib=args.calib, progress=say)
     data = result.to_dict()
     if args.json:
         return _print_json(data)
@@ -366,7 +368,7 @@ def _build(args) -> int:
     console = _console()
     console.print(_styled("built", "green"), f"{data['path']} ({size(Path(data['path']).stat().st_size)}, "
                   f"{manifest['tensorrt_module']} {manifest['tensorrt_version']}, {manifest['precision']}"
-                  f"{', explicit QDQ' if manifest['quantization'] else ''}, for "
+                  f"{', ' + manifest['quantization'] if manifest['quantization'] else ''}, for "
                   f"{target.get('gpu') or 'any'} {target['compute_capability']}"
                   f"{' ahead of time' if target['ahead_of_time'] else ''}) in {data['seconds']:.1f} s")
     for name, shapes in manifest["profile"].items():

@@ -182,8 +182,9 @@ def check_manifest(engine: str, trt, *, rebuild: bool = False) -> dict[str, Any]
                              "built, so a rebuild would not be the same model.",
                              hint=f"Rebuild deliberately: kit build {source} --runtime tensorrt -o {engine}")
     shapes = manifest.get("profile") or {}
+    calibration = manifest.get("calibration") or {}
     build_engine(source, engine, precision=manifest["precision"], workspace_mb=manifest.get("workspace_mb"),
-                 dla_core=manifest.get("dla_core"),
+                 dla_core=manifest.get("dla_core"), calib=calibration.get("source"),
                  min_shapes=[f"{n}={'x'.join(map(str, s['min']))}" for n, s in shapes.items()],
                  opt_shapes=[f"{n}={'x'.join(map(str, s['opt']))}" for n, s in shapes.items()],
                  max_shapes=[f"{n}={'x'.join(map(str, s['max']))}" for n, s in shapes.items()],

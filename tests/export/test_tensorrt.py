@@ -66,7 +66,8 @@ def test_profiles_that_cannot_cover_the_shape(digits, tmp_path, shapes, message)
 
 
 def test_precision_must_match_the_graph(digits, variants, tmp_path):
-    with pytest.raises(InputError, match="int8 needs an explicitly quantized .QDQ. model"):
+    with pytest.raises(InputError, match="int8 needs an explicitly quantized .QDQ. model; .* and tensorrt_rtx .* has "
+                                         "no implicit calibrators"):
         build_engine(digits.onnx, tmp_path / "m.engine", precision="int8", compute_capability=TARGET)
     with pytest.raises(InputError, match="is a QDQ .int8. model; build it with --precision int8"):
         build_engine(variants["int8"], tmp_path / "m.engine", compute_capability=TARGET)

@@ -24,3 +24,19 @@ def test_engine_matches_onnx_runtime_on_a_gpu(digits, tmp_path):
         assert engine.run({"input": x[:3]})["output"].shape == (3, 10)  # another batch in the profile
         with pytest.raises(InputError, match="outside the engine's optimization profile"):
             engine.run({"input": np.load(digits.test)["x"][:9]})
+
+
+@pytest.mark.gpu
+def test_implicit_calibration_on_tensorrt_before_11(digits, tmp_path):
+    """A float model built to int8 with the kit's calibration data, where TensorRT still has calibrators."""
+    from kit.export.tensorrt import build_engine, tensorrt_module
+
+    if not TensorRTRuntime.availability().usable or not hasattr(tensorrt_module(), "IInt8EntropyCalibrator2"):
+        pytest.skip("needs a GPU and a TensorRT with implicit calibrators (before 11)")
+    result = build_engine(digits.onnx, tmp_path / "m.engine", precision="int8", calib=str(digits.calib))
+    assert result.manifest["quantization"].startswith("implicit") and result.manifest["calibration"]["count"] == 300
+    assert (tmp_path / "m.engine.calib.cache").stat().st_size > 0
+    x, y = np.load(digits.test)["x"], np.load(digits.test)["y"]
+    with kit.load(tmp_path / "m.engine") as engine:
+        logits = np.concatenate([engine.run({"input": x[i:i + 8]})["output"] for i in range(0, 448, 8)])
+    assert (logits.argmax(1) == y[:448]).mean() >= 0.97
