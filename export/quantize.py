@@ -27,7 +27,7 @@ import numpy as np
 
 from kit import provenance
 from kit.compare import OutputDiff, compare_outputs
-from kit.data import Dataset, FeedReader, open_data
+from kit.data import FeedReader, calibration_feeds, open_data
 from kit.errors import InputError, KitError, KitWarning, ModelFileError, RuntimeUnavailableError, root_cause
 from kit.fileio import atomic_output, check_output_path, sha256_of
 
@@ -148,15 +148,14 @@ def quantize(
                 say("quantizing weights (dynamic int8)")
                 _dynamic(prepared, tmp, preset, per_channel, result.excluded)
             else:
-                source, description, synthetic, inputs = _calibration_source(calib, model)
-                result.method = method
-                say(f"calibrating on {description} ({method})")
                 # ORT's histogram calibrators stack per-batch outputs and need equal batches.
-                reader = FeedReader(source, batch_size=16 if method == "minmax" else 1, limit=calib_limit,
-                                    inputs=inputs, keep=FIDELITY_SAMPLES)
+                reader = _calibration_reader(calib, model, batch_size=16 if method == "minmax" else 1,
+                                             limit=calib_limit, keep=FIDELITY_SAMPLES)
+                result.method = method
+                say(f"calibrating on {reader.description} ({method})")
                 _static(prepared, tmp, reader, preset, per_channel, method, result.excluded)
-                result.calibration = {"source": description, "count": reader.count, "sha256": reader.sha256(),
-                                      "synthetic": synthetic}
+                result.calibration = {"source": reader.description, "count": reader.count,
+                                      "sha256": reader.sha256(), "synthetic": reader.synthetic}
                 _warn_about_calibration(result)
                 say("checking the quantized model against the float model")
                 result.fidelity = _fidelity(model, tmp, reader.kept_arrays())
@@ -315,23 +314,15 @@ def _resolve_excluded(graph_path: Path, excluded: list[str]) -> list[str]:
     return resolved
 
 
-def _calibration_source(calib, model: Path) -> tuple[Any, str, bool, list | None]:
-    """(source, description, synthetic, inputs to check feeds against) for FeedReader.
-
-    ``calib`` is a data string (image folder, .npy, .npz, random:N), a Dataset, an object
-    with ``get_next()`` (ONNX Runtime's CalibrationDataReader) or any iterable of feed dicts.
-    """
+def _calibration_reader(calib, model: Path, **options) -> FeedReader:
+    """The calibration data (see kit.data.calibration_feeds) for this model's inputs."""
     if calib is None:
         raise InputError("static int8 needs calibration data; found no --calib.",
                          hint="Give --calib with a folder of images or an .npy/.npz of inputs "
                               "(random:N only to try the pipeline: its ranges are not your data's).")
     with _ort(model) as rt:
         inputs = rt.inputs
-    if isinstance(calib, (str, os.PathLike)):
-        calib = open_data(str(calib), inputs, provenance.read(model).get("preprocess"))
-    if isinstance(calib, Dataset):
-        return calib, calib.description, calib.synthetic, None
-    return calib, f"{type(calib).__name__} from Python", False, inputs
+    return calibration_feeds(calib, inputs, provenance.read(model).get("preprocess"), **options)
 
 
 def _warn_about_calibration(result: QuantizeResult) -> None:

@@ -351,7 +351,7 @@ def _named(items: list[str] | None, network) -> dict[str, list[int]]:
 def _attach_calibrator(trt, builder, config, network, model: Path, calib, output: Path, profile_shapes):
     """Implicit int8 (TensorRT before 11): an entropy calibrator over the kit's data, one sample per
     batch, with its cache beside the engine (``ENGINE.calib.cache``) so a rebuild need not recalibrate."""
-    from kit.data import FeedReader, open_data
+    from kit.data import calibration_feeds
     from kit.specs import TensorSpec
 
     cudart = cuda_runtime()
@@ -364,9 +364,7 @@ def _attach_calibrator(trt, builder, config, network, model: Path, calib, output
         tensor = network.get_input(index)
         dims = tuple(d if d >= 0 else "batch" for d in tensor.shape)
         inputs.append(TensorSpec(tensor.name, dims, "float32"))
-    reader = FeedReader(open_data(str(calib), inputs, provenance.read(model).get("preprocess")) if isinstance(
-        calib, (str, os.PathLike)) else calib, batch_size=1, inputs=None if isinstance(calib, (str, os.PathLike))
-        else inputs)
+    reader = calibration_feeds(calib, inputs, provenance.read(model).get("preprocess"), batch_size=1)
     cache_path = output.with_name(output.name + ".calib.cache")
 
     class Calibrator(trt.IInt8EntropyCalibrator2):

@@ -25,7 +25,7 @@ import numpy as np
 
 from kit import provenance
 from kit.compare import OutputDiff, compare_outputs
-from kit.data import FeedReader, open_data
+from kit.data import FeedReader, calibration_feeds, open_data
 from kit.errors import ExportError, InputError, KitError, RuntimeUnavailableError, ValidationError, root_cause
 from kit.fileio import atomic_output, check_output_path
 from kit.preprocess import Preprocess
@@ -221,9 +221,7 @@ def _convert(module, args, path: Path) -> None:
 def _calibration_reader(calib, specs, examples, preprocess: dict | None) -> FeedReader:
     """Calibration feeds in the source model's layout, any batch size (split to single samples later)."""
     batched = [TensorSpec(s.name, ("batch", *examples[s.name][1:]), s.dtype) for s in specs]
-    if isinstance(calib, (str, os.PathLike)):
-        return FeedReader(open_data(str(calib), batched, preprocess), batch_size=16)
-    return FeedReader(calib, inputs=batched)
+    return calibration_feeds(calib, batched, preprocess, batch_size=16)
 
 
 def _convert_int8(module, args, reader: FeedReader, channel_last: list[int], path: Path) -> dict[str, Any]:

@@ -255,31 +255,31 @@ def check_outputs(outputs: list[str | None], inputs: list[str | None]) -> None:
         check_output_path(path, *filter(None, inputs))
 
 
-def load_previous(path: str | os.PathLike) -> dict[str, float]:
-    """Median latency by variant name from an earlier --json (checked before measuring)."""
+def load_previous(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """The benchmarks of an earlier --json by variant name, each with a positive median (checked before measuring)."""
     try:
-        medians = {b["name"]: float(b["stats"]["median"]) for b in json.loads(Path(path).read_text())["benchmarks"]}
+        previous = {b["name"]: b for b in json.loads(Path(path).read_text())["benchmarks"]}
+        medians = {name: float(b["stats"]["median"]) for name, b in previous.items()}
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(f"could not read {path} as a kit bench / pytest-benchmark JSON ({type(exc).__name__}: "
                          f"{exc}).", hint="Give a file written by kit bench --json.") from exc
     if not medians or min(medians.values()) <= 0:
         raise InputError(f"{path} holds no positive median latencies.", hint="Give a file written by kit bench --json.")
-    return medians
+    return previous
 
 
 def regressions(report: BenchReport, old_path: str | os.PathLike,
                 threshold: float = REGRESSION_THRESHOLD) -> list[dict[str, Any]]:
     """Variants slower than an old report beyond ``threshold`` (even at the lower bound of this
     run's median interval, so noise alone does not flag), or whose top-1 fell."""
-    medians = load_previous(old_path)
-    old = {b["name"]: b for b in json.loads(Path(old_path).read_text())["benchmarks"]}
+    old = load_previous(old_path)
     found = []
     for entry in report.benchmarks:
         previous = old.get(entry["name"])
         if previous is None:
             continue
-        ratio = entry["stats"]["median"] / medians[entry["name"]]
-        low = entry["extra_info"]["kit"]["latency_s"]["median_ci"][0] / medians[entry["name"]]
+        ratio = entry["stats"]["median"] / previous["stats"]["median"]
+        low = entry["extra_info"]["kit"]["latency_s"]["median_ci"][0] / previous["stats"]["median"]
         row = {"name": entry["name"], "median_ratio": ratio, "latency_regression": low > 1 + threshold}
         old_top1 = previous.get("extra_info", {}).get("kit", {}).get("accuracy", {}).get("top1")
         new_top1 = entry["extra_info"]["kit"].get("accuracy", {}).get("top1")

@@ -16,6 +16,7 @@ Arrays are in the source model's layout; a sample is one slice along axis 0.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import zipfile
 from collections.abc import Callable, Iterator
@@ -246,8 +247,10 @@ class FeedReader:
 
     def __init__(self, source, *, batch_size: int = 16, limit: int | None = None,
                  inputs: list[TensorSpec] | None = None, keep: int = 0):
+        self.description, self.synthetic = f"{type(source).__name__} from Python", False
         if isinstance(source, Dataset):
             self._feeds = (feeds for feeds, _ in source.batches(batch_size, limit))
+            self.description, self.synthetic = source.description, source.synthetic
             inputs = None  # a Dataset checked its arrays when it opened them
         elif hasattr(source, "get_next"):
             self._feeds = iter(source.get_next, None)
@@ -292,3 +295,12 @@ class FeedReader:
                              f"{', '.join(sorted(names))}.", hint="Yield one dict per batch keyed by input name.")
         for spec in self._inputs:
             check_array(spec, feeds[spec.name], what="calibration feed for input")
+
+
+def calibration_feeds(calib, inputs: list[TensorSpec], preprocess: dict | None = None, **options) -> FeedReader:
+    """A FeedReader over what a user gives as calibration data: a data string (image folder,
+    .npy, .npz, random:N), a Dataset, a reader with ``get_next()`` or any iterable of feed dicts.
+    Python-side feeds are checked against ``inputs``; ``options`` go to FeedReader."""
+    if isinstance(calib, (str, os.PathLike)):
+        calib = open_data(str(calib), inputs, preprocess)
+    return FeedReader(calib, inputs=inputs, **options)

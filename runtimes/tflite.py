@@ -84,7 +84,7 @@ class TFLiteRuntime(Runtime):
                                                experimental_delegates=self._delegates() or None)
         self._interpreter.allocate_tensors()
         names = _io_names(self.model_path)
-        raw = bool(self.options.get("raw"))
+        raw = self._raw = bool(self.options.get("raw"))
         self._in = self._interpreter.get_input_details()
         self._out = self._interpreter.get_output_details()
         inputs = [_spec(d, names["inputs"], i, raw) for i, d in enumerate(self._in)]
@@ -93,7 +93,7 @@ class TFLiteRuntime(Runtime):
         return inputs, outputs
 
     def _run(self, feeds):
-        raw = bool(self.options.get("raw"))
+        raw = self._raw
         with self._lock:
             for index, (detail, spec) in enumerate(zip(self._in, self._inputs)):
                 array = feeds[spec.name]
