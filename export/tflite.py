@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -53,12 +53,14 @@ class TFLiteResult:
     seconds: float
     calibration: dict[str, Any] | None = None
     accuracy: dict[str, Any] | None = None  # top-1 of PyTorch and of the TFLite model on --eval data
+    notes: list[str] = field(default_factory=list)  # what the user should know about this export
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "format": "tflite", "precision": self.precision, "layout": self.layout,
                 "inputs": [s.to_dict() for s in self.inputs], "outputs": [s.to_dict() for s in self.outputs],
                 "validation": {"outputs": [d.to_dict() for d in self.validation]}, "size_bytes": self.size_bytes,
-                "seconds": round(self.seconds, 3), "calibration": self.calibration, "accuracy": self.accuracy}
+                "seconds": round(self.seconds, 3), "calibration": self.calibration, "accuracy": self.accuracy,
+                "notes": list(self.notes)}
 
 
 def export_tflite(

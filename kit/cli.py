@@ -778,8 +778,9 @@ def _demo(args) -> int:
 def _console(stderr: bool = False):
     from rich.console import Console
 
-    # No markup: shapes like [batch, 3] and user paths must print as they are.
-    return Console(stderr=stderr, markup=False)
+    # No markup: shapes like [batch, 3] and user paths must print as they are. Soft wrap: a line of
+    # text is never broken by rich (which splits paths and numbers mid-word); the terminal wraps it.
+    return Console(stderr=stderr, markup=False, soft_wrap=True)
 
 
 def _styled(text: str, style: str):

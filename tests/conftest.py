@@ -62,7 +62,7 @@ class Trained:
 
 @pytest.fixture(scope="session")
 def digits(tmp_path_factory) -> Trained:
-    """The demo's digits CNN (98.9% held-out top-1)."""
+    """The demo's digits CNN (99.1% held-out top-1 here; trained on one thread, deterministically)."""
     from kit.demo import digits_split, train_digits_cnn
 
     x_train, _, y_train, _ = digits_split()
@@ -71,7 +71,7 @@ def digits(tmp_path_factory) -> Trained:
 
 @pytest.fixture(scope="session")
 def mobilenet(tmp_path_factory) -> Trained:
-    """A MobileNetV2-style net (inverted residuals, depthwise convs, ReLU6) trained on the digits (95.8%)."""
+    """A MobileNetV2-style net (inverted residuals, depthwise convs, ReLU6) trained on the digits (98.0% here)."""
     from kit.demo import digits_split, train_digits_cnn
     from kit.models import make_mobilenet_style
 

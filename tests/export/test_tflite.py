@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import factory, files_in
+from helpers import factory, files_in, run_kit
 
 import kit
 from kit import provenance
@@ -174,11 +174,30 @@ def test_cli_export_and_eval_of_a_tflite_model(digits, tmp_path, capsys):
     assert "apply to ONNX" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8-dynamic", "int8"])
+def test_cli_export_of_every_precision_as_a_real_process(digits, tmp_path, precision):
+    """What a user types, human output included (the table printing once crashed after the file was written)."""
+    torch.save(digits.module.state_dict(), tmp_path / "w.pt")
+    out = tmp_path / f"m.{precision}.tflite"
+    calib = ["--calib", digits.calib] if precision == "int8" else []
+    result = run_kit("export", "kit.models:make_digits_cnn", "--weights", tmp_path / "w.pt", "--input-shape",
+                     "1x1x8x8", "--precision", precision, *calib, "-o", out)
+    assert result.returncode == 0, result.stderr
+    layout = "NHWC" if precision == "int8" else "NCHW"
+    text = " ".join(result.stdout.split())  # a long path wraps at 80 columns
+    assert f"exported {out} (" in text and f"TFLite {precision}, {layout} input)" in text
+    assert "validated against PyTorch on the TFLite interpreter" in text and "pass" in text
+    assert "error:" not in result.stderr
+    with kit.load(out) as rt:
+        assert rt.outputs[0].name == "output"
+    assert sorted(files_in(tmp_path)) == sorted(["w.pt", out.name, out.name + ".kit.json"])
+
+
 def test_export_reports_accuracy_on_labelled_data(digits, tmp_path):
     result = export_tflite(digits.module, tmp_path / "int8.tflite", precision="int8", input_shapes="1x1x8x8",
                            calib=str(digits.calib), eval_data=str(digits.test))
     assert result.accuracy["count"] == 450
-    assert result.accuracy["pytorch_top1"] == pytest.approx(0.9889, abs=1e-3)
+    assert result.accuracy["pytorch_top1"] > 0.9  # it learned; the exact figure differs by CPU
     assert result.accuracy["tflite_top1"] >= 0.99 * result.accuracy["pytorch_top1"]
     assert provenance.read(result.path)["accuracy"] == result.accuracy
 
