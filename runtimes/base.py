@@ -293,7 +293,13 @@ class Runtime:
         for spec in self._inputs:
             array = feeds[spec.name]
             if not isinstance(array, np.ndarray):
-                array = np.asarray(array)
+                try:
+                    array = np.asarray(array)
+                except (ValueError, TypeError) as exc:  # ragged nesting, objects numpy cannot hold
+                    raise InputError(f"input {spec.describe()} expected an array, found a {type(array).__name__} "
+                                     f"that numpy cannot turn into one ({first_line(exc, 120)}).",
+                                     hint=f"Pass a numpy array of shape [{','.join(map(str, spec.shape or '?'))}] "
+                                          f"and dtype {spec.dtype}.") from exc
             check_array(spec, array)
             checked[spec.name] = array
         return checked

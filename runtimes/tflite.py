@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from kit.errors import ModelFileError
 from kit.runtimes.base import Availability, Runtime, check_flag
 from kit.specs import TensorSpec
 
@@ -130,7 +131,15 @@ def _io_names(path: str) -> dict[str, list[str]]:
     from kit import provenance
 
     stored = provenance.read(path)
-    return {key: [spec["name"] for spec in stored.get(key) or []] for key in ("inputs", "outputs")}
+    names = {}
+    for key in ("inputs", "outputs"):
+        specs = stored.get(key) or []
+        if not (isinstance(specs, list) and all(isinstance(s, dict) and isinstance(s.get("name"), str) for s in specs)):
+            raise ModelFileError(f"the kit provenance of {path} lists its {key} as {str(specs)[:80]}; expected a list "
+                                 "of {\"name\": ...} entries.", hint="Re-export the model, or fix or delete its "
+                                                                    "sidecar .kit.json if it has one.")
+        names[key] = [spec["name"] for spec in specs]
+    return names
 
 
 def _spec(detail: dict, names: list[str], index: int, raw: bool) -> TensorSpec:
