@@ -290,3 +290,10 @@ def test_writing_replaces_a_link_instead_of_following_it(tmp_path):
     assert precious.read_text() == "keep me"
     assert provenance.read(tmp_path / "m.engine") == {"format": "tensorrt-engine"}
     assert sorted(files_in(tmp_path)) == ["m.engine", "m.engine.kit.json", "precious.txt"]
+
+
+def test_malformed_names_in_provenance_are_a_clean_error(legacy, tmp_path):
+    shutil.copy(legacy, tmp_path / "m.tflite")
+    provenance.write_sidecar(tmp_path / "m.tflite", provenance.read(legacy) | {"inputs": 5})
+    one_error_line(run_kit("run", tmp_path / "m.tflite", "--random"),
+                   f"the kit provenance of {tmp_path / 'm.tflite'} lists its inputs as 5")

@@ -121,3 +121,9 @@ def test_onnx_int8_models_refuse_nan_and_inf(tmp_path):
 def test_raw_integer_inputs_need_no_check(digits_tflite):
     with kit.load(digits_tflite["int8"].path, raw=True) as rt:
         assert rt.run({"input": np.zeros((1, 8, 8, 1), np.int8)})["output"].dtype == np.int8
+
+
+def test_a_huge_random_batch_is_refused_before_allocating(tiny_onnx):
+    result = run_kit("run", tiny_onnx, "--random", "--batch", "1000000000000")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "random inputs 'x' [1000000000000, 3] would take" in " ".join(result.stderr.split())
