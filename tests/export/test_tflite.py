@@ -261,7 +261,7 @@ def test_the_compiler_runs_when_installed(mobilenet, tmp_path, monkeypatch):
     assert readiness.ready and readiness.compiler["ops_on_tpu"] == 23 and readiness.compiler["subgraphs"] == 1
     assert readiness.compiler["on_chip_memory"] == "1.02MiB"
     args, printed = (fake.parent / "args").read_text().split(), readiness.compiler_command.split()[1:]
-    assert args[:2] == printed[:2] == ["-s", "-o"] and args[3:] == printed[3:]  # -o: a private folder (test_edgetpu)
+    assert args[:2] == printed[:2] == ["-s", "-o"] and args[3:] == printed[3:]  # -o: a private folder (test_edgetpu_check)
     fake.write_text("#!/bin/sh\necho 'Internal compiler error. Aborting!'\nexit 1\n")
     failed = check_edgetpu(result.path)
     assert not failed.ready and failed.blockers[-1].kind == "compiler" and "exit 1" in failed.blockers[-1].message
