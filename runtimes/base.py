@@ -63,8 +63,7 @@ def check_threads(threads: Any) -> int | None:
     if not 0 <= threads <= THREADS_PER_CPU * cpus:
         raise InputError(f"expected threads from 0 to {THREADS_PER_CPU * cpus} ({THREADS_PER_CPU} per CPU; this "
                          f"machine gives the kit {cpus} CPU{'s' if cpus > 1 else ''}), found {threads}.",
-                         hint=f"Use at most {cpus} (one per CPU) for the lowest latency, or 0 for the runtime's "
-                              "default.")
+                         hint=f"Use at most {cpus} (one per CPU), or 0 for the runtime's default.")
     return int(threads)
 
 

@@ -34,7 +34,7 @@ class OnnxRuntime(Runtime):
 
     def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
         options = super().check_options(options)
-        if "optimization" in options:
+        if options.get("optimization") is not None:  # None: the default, as for every option
             check_choice("optimization", options["optimization"], _OPT_LEVELS)
         providers = options.get("providers")
         if isinstance(providers, str):
@@ -58,7 +58,7 @@ class OnnxRuntime(Runtime):
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = self.options.get("threads") or 0
         options.inter_op_num_threads = 1
-        level = self.options.get("optimization", "all")
+        level = self.options.get("optimization") or "all"
         options.graph_optimization_level = getattr(
             onnxruntime.GraphOptimizationLevel,
             {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
@@ -91,7 +91,7 @@ class OnnxRuntime(Runtime):
             "device": "cpu" if self._session.get_providers() == ["CPUExecutionProvider"] else "accelerator",
             "providers": self._session.get_providers(),
             "threads": options.intra_op_num_threads,
-            "optimization": self.options.get("optimization", "all"),
+            "optimization": self.options.get("optimization") or "all",
         }
 
 

@@ -38,7 +38,7 @@ class TFLiteRuntime(Runtime):
 
     def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
         options = super().check_options(options)
-        if "raw" in options:
+        if options.get("raw") is not None:
             options["raw"] = check_flag("raw", options["raw"])
         return options
 

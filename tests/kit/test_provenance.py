@@ -297,3 +297,10 @@ def test_malformed_names_in_provenance_are_a_clean_error(legacy, tmp_path):
     provenance.write_sidecar(tmp_path / "m.tflite", provenance.read(legacy) | {"inputs": 5})
     one_error_line(run_kit("run", tmp_path / "m.tflite", "--random"),
                    f"the kit provenance of {tmp_path / 'm.tflite'} lists its inputs as 5")
+
+
+def test_every_tflite_export_is_an_ordinary_file(digits_tflite):
+    """ai-edge-quantizer writes with os.open's default mode (0777 & ~umask); rewriting the model to store
+    its provenance makes every variant an ordinary, non-executable file."""
+    for result in digits_tflite.values():
+        assert result.path.stat().st_mode & 0o111 == 0, (result.precision, oct(result.path.stat().st_mode))
