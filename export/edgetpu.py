@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kit import provenance
 from kit.errors import InputError, ModelFileError, root_cause
 
 COMPILER_VERSION = 16
@@ -58,6 +61,7 @@ class Readiness:
     tpu_ops_before_first_blocker: int
     compiler_command: str
     compiler: dict[str, Any] | None = None  # what edgetpu_compiler said, when it is installed
+    compiled: str | None = None  # the NAME_edgetpu.tflite this check wrote
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -65,8 +69,11 @@ class Readiness:
 
 
 def check_edgetpu(path: str | os.PathLike, *, run_compiler: bool = True) -> Readiness:
+    """Read the flatbuffer and list the blockers; compile it too when edgetpu_compiler is installed
+    (into NAME_edgetpu.tflite beside it, never over an existing file)."""
     path = Path(path)
     model = _read(path)
+    _check_structure(model, path)
     from ai_edge_litert import schema_py_generated as schema
 
     op_names = {value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
@@ -78,9 +85,9 @@ def check_edgetpu(path: str | os.PathLike, *, run_compiler: bool = True) -> Read
     graph = model.subgraphs[0]
     tensors = graph.tensors
     for role, indices in (("input", graph.inputs), ("output", graph.outputs)):
-        for index in indices:
+        for index in _indices(indices):
             tensor = tensors[index]
-            name = tensor.name.decode(errors="replace")
+            name = (tensor.name or b"").decode(errors="replace")
             kind = type_names.get(tensor.type, "?")
             if kind not in ("INT8", "UINT8"):
                 blockers.append(Blocker("float-io", f"{role} {name!r} is {kind}; the Edge TPU needs int8/uint8 "
@@ -95,29 +102,22 @@ def check_edgetpu(path: str | os.PathLike, *, run_compiler: bool = True) -> Read
     ops = []
     # Float inputs need a quantize step the TPU cannot take: nothing maps before it.
     first_blocked = 0 if any(b.kind in ("float-io", "dynamic-shape", "subgraphs") for b in blockers) else None
-    for index, op in enumerate(graph.operators):
+    for index, op in enumerate(graph.operators or []):
         code = model.operatorCodes[op.opcodeIndex]
         builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
         name = op_names.get(builtin, str(builtin))
         custom = code.customCode.decode() if code.customCode else None
-        problem = _op_problem(name, code.version, custom, [tensors[i] for i in op.inputs if i >= 0] +
-                              [tensors[i] for i in op.outputs], type_names)
+        problem = _op_problem(name, code.version, custom, [tensors[i] for i in _indices(op.inputs) if i >= 0] +
+                              [tensors[i] for i in _indices(op.outputs)], type_names)
         ops.append({"index": index, "op": custom or name, "version": code.version, "tpu": problem is None})
         if problem:
             blockers.append(Blocker(problem[0], f"op #{index} {custom or name} (v{code.version}): {problem[1]}", index))
             first_blocked = index if first_blocked is None else first_blocked
     ready = not blockers
     mapped = len(ops) if first_blocked is None else first_blocked
-    command = ["edgetpu_compiler", "-s", "-o", str(path.parent), str(path)]
-    result = Readiness(str(path), ready, blockers, ops, mapped, " ".join(command))
+    result = Readiness(str(path), ready, blockers, ops, mapped, shlex.join(_compiler_command(path, path.parent)))
     if run_compiler and shutil.which("edgetpu_compiler"):
-        result.compiler = _run_compiler(command)
-        if result.compiler["returncode"] != 0:
-            result.ready = False
-            result.blockers.append(Blocker("compiler", f"edgetpu_compiler failed (exit {result.compiler['returncode']}): "
-                                                       f"{result.compiler['log'].strip().splitlines()[-1:]}"))
-        elif result.compiler["ops_on_cpu"]:
-            result.notes.append(f"edgetpu_compiler left {result.compiler['ops_on_cpu']} ops on the CPU.")
+        _compile(path, result)
     elif not shutil.which("edgetpu_compiler"):
         result.notes.append("edgetpu_compiler is not on PATH (Coral's apt package edgetpu-compiler, x86-64 Linux "
                             "only); run the command above where it is installed.")
@@ -146,6 +146,35 @@ def _read(path: Path):
                              hint="Re-export it; the file may be truncated or not TFLite at all.") from exc
 
 
+def _check_structure(model, path: Path) -> None:
+    """Every index the check follows must exist: a damaged or hand-made flatbuffer is a clean error."""
+    def damaged(what: str) -> ModelFileError:
+        return ModelFileError(f"{path} is a damaged TFLite model: {what}.",
+                              hint="Re-export it; the file was not written whole by a TFLite converter.")
+
+    if not model.subgraphs:
+        raise damaged("it has no subgraph (no operators, inputs or outputs)")
+    codes = len(model.operatorCodes or [])
+    for number, graph in enumerate(model.subgraphs):
+        tensors = len(graph.tensors or [])
+        for role, indices in (("input", graph.inputs), ("output", graph.outputs)):
+            bad = [i for i in _indices(indices) if not 0 <= i < tensors]
+            if bad:
+                raise damaged(f"subgraph {number} names {role} tensor {bad[0]}, but it has {tensors} tensors")
+        for index, op in enumerate(graph.operators or []):
+            if not 0 <= op.opcodeIndex < codes:
+                raise damaged(f"op #{index} of subgraph {number} uses operator code {op.opcodeIndex}, but the model "
+                              f"has {codes}")
+            bad = [i for i in _indices(op.inputs) + _indices(op.outputs) if not -1 <= i < tensors]  # -1: optional
+            if bad:
+                raise damaged(f"op #{index} of subgraph {number} uses tensor {bad[0]}, but it has {tensors} tensors")
+
+
+def _indices(values) -> list[int]:
+    """A flatbuffer index vector (a numpy array, a list, or None when absent) as ints."""
+    return [] if values is None else [int(value) for value in values]
+
+
 def _op_problem(name: str, version: int, custom: str | None, tensors, type_names) -> tuple[str, str] | None:
     if custom == "edgetpu-custom-op":
         return None  # already compiled for the TPU
@@ -164,19 +193,79 @@ def _op_problem(name: str, version: int, custom: str | None, tensors, type_names
     return None
 
 
-def _run_compiler(command: list[str]) -> dict[str, Any]:
-    """Run edgetpu_compiler (the command printed) and read its log: ops mapped, subgraphs, memory.
+def _compiler_command(model: Path, folder: Path) -> list[str]:
+    return ["edgetpu_compiler", "-s", "-o", _argument(folder), _argument(model)]
 
-    It writes NAME_edgetpu.tflite and NAME_edgetpu.log beside the model; kit's provenance
-    for the compiled model is the original's sidecar (see kit.provenance.read)."""
+
+def _argument(path: Path) -> str:
+    """A path the compiler cannot take for an option (-x.tflite becomes ./-x.tflite)."""
+    return f"./{path}" if str(path).startswith("-") else str(path)
+
+
+def _compile(path: Path, result: Readiness) -> None:
+    """Run the printed command with a private output folder beside the model, then move its files
+    (NAME_edgetpu.tflite, NAME_edgetpu.log) into place: an existing file is never replaced."""
+    try:
+        workdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as exc:
+        result.notes.append(f"not compiled: cannot write beside {path} ({exc.strerror}); run the command above "
+                            "in a folder you can write to.")
+        return
+    try:
+        result.compiler = _run_compiler(_compiler_command(path, workdir))
+        result.compiler["log"] = result.compiler["log"].replace(str(workdir), str(path.parent))  # no temporary path
+        if result.compiler["returncode"] != 0:
+            result.ready = False
+            result.blockers.append(Blocker("compiler", f"edgetpu_compiler failed (exit {result.compiler['returncode']}): "
+                                                       f"{result.compiler['log'].strip().splitlines()[-1:]}"))
+            return
+        if result.compiler["ops_on_cpu"]:
+            result.notes.append(f"edgetpu_compiler left {result.compiler['ops_on_cpu']} ops on the CPU.")
+        compiled = workdir / f"{path.stem}_edgetpu.tflite"
+        if compiled.is_file():
+            _keep_provenance(path, compiled, result.compiler)
+        for produced in sorted(workdir.iterdir()):
+            target = path.parent / produced.name
+            if _move_without_replacing(produced, target):
+                result.compiled = str(target) if produced == compiled else result.compiled
+            else:
+                result.notes.append(f"kept the existing {target}: the kit never replaces a file, so this compile's "
+                                    f"{produced.name} was discarded; move the old one away and rerun to replace it.")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _keep_provenance(original: Path, compiled: Path, compiler: dict[str, Any]) -> None:
+    """edgetpu_compiler drops metadata: give the compiled model the original's provenance."""
+    stored = provenance.read(original)
+    if stored:
+        provenance.write_tflite(compiled, {**stored, "stage": "edgetpu-compile", "parent": original.name,
+                                           "compiler": compiler["version"]})
+
+
+def _move_without_replacing(source: Path, target: Path) -> bool:
+    """Rename ``source`` to ``target`` unless something (a file, a link) is already there."""
+    try:
+        os.link(source, target)  # fails on an existing name, atomically
+    except FileExistsError:
+        return False
+    except OSError:  # a file system without hard links
+        if os.path.lexists(target):
+            return False
+        os.replace(source, target)
+    return True
+
+
+def _run_compiler(command: list[str]) -> dict[str, Any]:
+    """Run edgetpu_compiler and read its log: version, ops mapped, subgraphs, memory."""
     finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
     log = finished.stdout + finished.stderr
     number = lambda pattern: (int(m.group(1)) if (m := re.search(pattern, log)) else None)  # noqa: E731
-    memory = lambda pattern: (m.group(1).strip() if (m := re.search(pattern, log)) else None)  # noqa: E731
-    return {"returncode": finished.returncode, "ops_on_tpu": number(r"Number of operations that will run on Edge "
-                                                                     r"TPU:\s*(\d+)"),
+    text = lambda pattern: (m.group(1).strip() if (m := re.search(pattern, log)) else None)  # noqa: E731
+    return {"returncode": finished.returncode, "version": text(r"(Edge TPU Compiler version [^\n]+)"),
+            "ops_on_tpu": number(r"Number of operations that will run on Edge TPU:\s*(\d+)"),
             "ops_on_cpu": number(r"Number of operations that will run on CPU:\s*(\d+)"),
             "subgraphs": number(r"Number of Edge TPU subgraphs:\s*(\d+)"),
-            "on_chip_memory": memory(r"On-chip memory used for caching model parameters:\s*([^\n]+)"),
-            "off_chip_memory": memory(r"Off-chip memory used for streaming uncached model parameters:\s*([^\n]+)"),
+            "on_chip_memory": text(r"On-chip memory used for caching model parameters:\s*([^\n]+)"),
+            "off_chip_memory": text(r"Off-chip memory used for streaming uncached model parameters:\s*([^\n]+)"),
             "log": log[-4000:]}

@@ -9,7 +9,7 @@
 NHWC input (``layout="nhwc"``, the default for int8, which the Edge TPU needs) wraps the
 model with ``litert_torch.to_channel_last_io``; calibration and validation data stay in
 the source model's NCHW layout and the kit transposes them. Provenance, including the
-layout and the input/output quantization, goes to the sidecar ``MODEL.tflite.kit.json``.
+layout and the input/output quantization, is stored inside the .tflite (its metadata map).
 """
 
 from __future__ import annotations
@@ -279,10 +279,11 @@ def _recipe(float_model: Path, output: Path, precision: str) -> None:
 
 def _write_sidecar(path: Path, source: TorchSource, specs, precision, layout, preprocess, calibration, output_names,
                    inputs=None, outputs=None, validation=None, integer_io=None, accuracy=None) -> None:
-    """Provenance beside the model. Written twice: names first (the runtime reads them to load
-    the model for validation), then with what validation found."""
+    """Provenance inside the .tflite (its metadata; the file is rewritten, so call this after the model
+    is final). Written twice: names first (the runtime reads them to load the model for validation),
+    then with what validation found."""
     named = inputs or [TensorSpec(s.name, _layout_shape(s.shape, layout), s.dtype) for s in specs]
-    provenance.write_sidecar(path, provenance.new(
+    provenance.write_tflite(path, provenance.new(
         **source.provenance(), stage="export", format="tflite", precision=precision, layout=layout,
         source_layout="nchw", inputs=[s.to_dict() for s in named],
         outputs=[s.to_dict() for s in outputs] if outputs else [{"name": name} for name in output_names],

@@ -401,6 +401,8 @@ def _check(args) -> int:
         console.print(f"edgetpu_compiler: {compiled['ops_on_tpu']} ops on the Edge TPU, {compiled['ops_on_cpu']} on "
                       f"the CPU, {compiled['subgraphs']} subgraph(s); on-chip {compiled['on_chip_memory']}, off-chip "
                       f"{compiled['off_chip_memory']}")
+    if result.compiled:
+        console.print(f"wrote {result.compiled}")
     for note in result.notes:
         console.print(_styled("note:", "yellow"), note)
     return 0 if result.ready else 1

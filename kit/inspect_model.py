@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import collections
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 from kit import provenance
-from kit.errors import ModelFileError, RuntimeUnavailableError, first_line
+from kit.errors import KitWarning, ModelFileError, RuntimeUnavailableError, first_line
+
+# What reading an ONNX graph needs without PyTorch: onnx (and onnxruntime), not the [export] extra.
+ONNX_INSTALL = 'pip install "edge-inference-kit[quantize]"'
 
 
 def inspect_model(path: str | os.PathLike, runtime: str | None = None, *, nodes: bool = False,
@@ -18,6 +22,10 @@ def inspect_model(path: str | os.PathLike, runtime: str | None = None, *, nodes:
         return _inspect_onnx(path, nodes)
     if path.suffix.lower() == ".tflite" and runtime is None and not options:
         return _inspect_tflite(path, nodes)
+    return _inspect_with_runtime(path, runtime, **options)
+
+
+def _inspect_with_runtime(path: Path, runtime: str | None, **options: Any) -> dict[str, Any]:
     from kit.runtimes.registry import load
 
     with load(path, runtime, **options) as rt:
@@ -28,13 +36,12 @@ def inspect_model(path: str | os.PathLike, runtime: str | None = None, *, nodes:
 
 
 def _inspect_onnx(path: Path, nodes: bool = False) -> dict[str, Any]:
-    try:
-        import onnx
-    except ImportError as exc:
-        raise RuntimeUnavailableError("inspecting ONNX models needs the onnx package, which is not installed.",
-                                      hint='Install it with: pip install "edge-inference-kit[export]"') from exc
     if not path.is_file():
         raise ModelFileError(f"model file {path} does not exist.", hint="Check the path.")
+    try:
+        import onnx
+    except ImportError:
+        return _inspect_onnx_on_a_device(path, nodes)
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:
@@ -47,7 +54,7 @@ def _inspect_onnx(path: Path, nodes: bool = False) -> dict[str, Any]:
     parameters = sum(_numel(t.dims) for t in model.graph.initializer)
     return {
         "path": str(path), "format": "onnx",
-        "size_bytes": sum(p.stat().st_size for p in (path, path.with_name(path.name + ".data")) if p.exists()),
+        "size_bytes": path.stat().st_size + sum(p.stat().st_size for p in external_data_files(model, path)),
         "ir_version": model.ir_version, "producer": f"{model.producer_name} {model.producer_version}".strip(),
         "opsets": {o.domain or "ai.onnx": o.version for o in model.opset_import},
         "inputs": [_value_info(v) for v in model.graph.input if v.name not in initializers],
@@ -57,6 +64,39 @@ def _inspect_onnx(path: Path, nodes: bool = False) -> dict[str, Any]:
         "metadata": provenance.read(path),
         **({"node_list": [{"name": n.name, "op": n.op_type} for n in model.graph.node]} if nodes else {}),
     }
+
+
+def _inspect_onnx_on_a_device(path: Path, nodes: bool) -> dict[str, Any]:
+    """Without the onnx package (a device with ONNX Runtime only): what the runtime reports."""
+    from kit.runtimes.ort import OnnxRuntime
+
+    if not OnnxRuntime.availability().usable:
+        raise RuntimeUnavailableError("inspecting ONNX models needs the onnx package or ONNX Runtime; neither is "
+                                      "installed.", hint=f"Install them (no PyTorch) with: {ONNX_INSTALL}")
+    warnings.warn(f"the onnx package is not installed, so opsets, op counts{' and nodes' if nodes else ''} are not "
+                  f"shown (inputs and outputs come from ONNX Runtime); for them: {ONNX_INSTALL}", KitWarning,
+                  stacklevel=3)
+    return _inspect_with_runtime(path, "onnxruntime")
+
+
+def external_data_files(model, path: Path) -> list[Path]:
+    """The files an ONNX model keeps its tensors in; a location outside the model's folder is refused."""
+    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+
+    folder = path.parent.resolve()
+    files = []
+    for tensor in _get_all_tensors(model):
+        if not uses_external_data(tensor):
+            continue
+        location = ExternalDataInfo(tensor).location
+        file = (folder / location).resolve()
+        if os.path.isabs(location) or not file.is_relative_to(folder):
+            raise ModelFileError(f"{path} keeps tensor {tensor.name!r} in {location!r}, outside the model's folder; "
+                                 "the kit does not read it.",
+                                 hint="Use a model whose external data sits beside it (re-save it with onnx).")
+        if file not in files and file.is_file():
+            files.append(file)
+    return files
 
 
 def _inspect_tflite(path: Path, nodes: bool = False) -> dict[str, Any]:

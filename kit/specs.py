@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from kit.errors import InputError
+from kit.formatting import size
 
 Dim = int | str  # a fixed size, or the name of a dynamic axis
 
@@ -75,7 +77,7 @@ def describe_specs(specs: list[TensorSpec]) -> str:
     return ", ".join(spec.describe() for spec in specs)
 
 
-_SHAPE = re.compile(r"^\d+(x\d+)*$")
+_SHAPE = re.compile(r"^[0-9]+(x[0-9]+)*$")
 
 
 @dataclass
@@ -90,25 +92,31 @@ MAX_ELEMENTS = 1 << 31  # one example tensor; larger is a typo, not a model
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
-    text = text.strip().lower()
-    if not _SHAPE.match(text) or any(int(d) == 0 for d in text.split("x")) or \
-            int(np.prod([float(d) for d in text.split("x")])) > MAX_ELEMENTS:
+    text = text.strip().lower() if isinstance(text, str) else repr(text)
+    dims = [int(d) for d in text.split("x")] if _SHAPE.match(text) else []
+    if not dims or 0 in dims or math.prod(dims) > MAX_ELEMENTS:
         raise InputError(
             f"expected a shape like 1x3x224x224 (positive sizes joined by 'x', under 2**31 elements), found {text!r}.",
             hint="Write the example shape with the batch first, e.g. --input-shape 1x3x224x224.",
         )
-    return tuple(int(d) for d in text.split("x"))
+    return tuple(dims)
 
 
-def parse_input_shapes(items: list[str] | None) -> dict[str | None, InputShape]:
+def parse_input_shapes(items: list[str] | str | None) -> dict[str | None, InputShape]:
     """Parse ``--input-shape`` values: ``1x3x8x8``, ``NAME=1x3x8x8`` or ``NAME=1x128:int64``.
 
     A single unnamed shape is keyed by ``None`` (it applies to the model's only input).
     """
     shapes: dict[str | None, InputShape] = {}
-    for item in items or []:
+    for item in _items(items, "--input-shape", "1x3x224x224"):
+        if not isinstance(item, str):
+            raise InputError(f"expected --input-shape values as text like NAME=1x3x8x8, found {item!r}.",
+                             hint="Pass strings, e.g. input_shapes=['1x3x224x224'].")
         name, sep, rest = item.rpartition("=")
         key = name.strip() if sep else None
+        if key == "":
+            raise InputError(f"expected an input name before '=' in {item!r}.",
+                             hint="Write NAME=1x3x8x8, or the shape alone for a model with one input.")
         shape_text, _, dtype = rest.partition(":")
         dtype = dtype.strip() or "float32"
         if dtype not in DTYPES:
@@ -124,11 +132,22 @@ def parse_input_shapes(items: list[str] | None) -> dict[str | None, InputShape]:
     return shapes
 
 
+def _items(items, flag: str, example: str) -> list:
+    """A flag's values: a list or tuple of them, one string, or None."""
+    if items is None or isinstance(items, str):
+        return [] if items is None else [items]
+    if not isinstance(items, (list, tuple)):
+        raise InputError(f"expected {flag} values as a list of strings, found {items!r}.",
+                         hint=f"Pass e.g. [{example!r}].")
+    return list(items)
+
+
 def parse_dynamic_axes(items: list[str] | None) -> dict[str | None, dict[int, str]]:
     """Parse ``--dynamic NAME:AXIS=DIMNAME`` (or ``AXIS=DIMNAME`` for the only input)."""
     axes: dict[str | None, dict[int, str]] = {}
-    for item in items or []:
-        match = re.fullmatch(r"(?:(?P<name>[^:=]+):)?(?P<axis>\d+)(?:=(?P<dim>[A-Za-z_][\w]*))?", item.strip())
+    for item in _items(items, "--dynamic", "images:2=height"):
+        match = re.fullmatch(r"(?:(?P<name>[^:=]+):)?(?P<axis>[0-9]+)(?:=(?P<dim>[A-Za-z_]\w*))?", item.strip(),
+                             re.ASCII) if isinstance(item, str) else None
         if not match:
             raise InputError(f"expected --dynamic NAME:AXIS=DIMNAME (e.g. images:2=height), found {item!r}.",
                              hint="AXIS is the axis number; DIMNAME names the dynamic size.")
@@ -141,12 +160,18 @@ def random_feeds(specs: list[TensorSpec], *, seed: int = 0, **sizes: int) -> dic
     """Reproducible example inputs for ``specs``: normal floats, integers in [0, 10) (valid ids
     for any vocabulary of ten or more), random booleans."""
     rng = np.random.default_rng(seed)
-    feeds = {}
+    shapes = {spec.name: spec.concrete_shape(**sizes) for spec in specs}
     for spec in specs:
-        shape = spec.concrete_shape(**sizes)
         if spec.dtype not in DTYPES:
             raise InputError(f"input {spec.describe()} has a type the kit cannot generate or feed from numpy.",
                              hint="Feed this model through its own runtime API.")
+    # numpy draws float64/int64 and converts: 8 bytes per element beside the result's own
+    needed = sum(math.prod(shape) * (8 + np.dtype(spec.dtype).itemsize) for spec, shape in zip(specs, shapes.values()))
+    check_memory(needed, "random inputs " + ", ".join(f"'{name}' {list(shape)}" for name, shape in shapes.items()),
+                 hint="Use a smaller --batch or input shape.")
+    feeds = {}
+    for spec in specs:
+        shape = shapes[spec.name]
         dtype = np.dtype(spec.dtype)
         if dtype.kind == "f":
             feeds[spec.name] = rng.standard_normal(shape).astype(dtype)
@@ -164,6 +189,45 @@ def batch_feeds(specs: list[TensorSpec], batch: int = 1, *, seed: int = 0) -> di
         raise InputError(f"batch {batch} needs a dynamic batch axis; the inputs are {describe_specs(specs)}.",
                          hint="Use batch 1, or export the model with a dynamic batch.")
     return random_feeds(specs, seed=seed, **{spec.shape[0]: batch for spec in specs if spec.dynamic_batch})
+
+
+# Requests below this size are not worth reading the machine's free memory for.
+SMALL_ALLOCATION = 64 << 20
+
+
+def check_memory(nbytes: int, what: str, *, hint: str) -> None:
+    """Refuse to allocate ``nbytes`` for ``what`` when the machine does not have them free."""
+    if nbytes <= SMALL_ALLOCATION:
+        return
+    free = available_memory()
+    if free is not None and nbytes > free:
+        raise InputError(f"{what} would take {size(nbytes)}, more than the {size(free)} of memory available here.",
+                         hint=hint)
+
+
+def available_memory() -> int | None:
+    """Bytes this process can still allocate: Linux's MemAvailable, lowered by a container's cgroup
+    limit; the free pages elsewhere; None when the system does not say."""
+    free = None
+    try:
+        with open("/proc/meminfo") as meminfo:
+            free = next(int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        try:
+            import os
+
+            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (AttributeError, OSError, ValueError):
+            pass
+    try:  # cgroup v2: the container's limit minus what it uses
+        with open("/sys/fs/cgroup/memory.max") as limit, open("/sys/fs/cgroup/memory.current") as used:
+            text = limit.read().strip()
+            if text != "max":
+                left = max(int(text) - int(used.read()), 0)
+                free = left if free is None else min(free, left)
+    except (OSError, ValueError):
+        pass
+    return free
 
 
 def check_array(spec: TensorSpec, array: np.ndarray, what: str = "input") -> None:

@@ -3,9 +3,23 @@
 A backend subclass sets ``name``, ``suffixes``, ``extra`` and ``modules`` and implements
 four small methods: ``_load`` (returns input and output specs), ``_run`` (the raw call,
 feeds already validated), ``_close`` and ``_info``. The base class owns the lifecycle,
-the feed check and the error messages, so backends cannot drift apart on them.
+the option and feed checks and the error messages, so backends cannot drift apart on them.
 
 Constructing a runtime is cheap and imports nothing heavy; ``load()`` does the work.
+
+Threads. A loaded runtime may be shared by threads: concurrent ``run`` calls each get exactly
+what a serial call gives. A backend whose library allows concurrent calls on one model says
+so with ``thread_safe = True``; every other backend's calls are serialized by a lock here.
+
+- ``onnxruntime``: thread-safe (``InferenceSession.run`` is); calls run in parallel and share
+  the session's intra-op thread pool.
+- ``tflite``, ``edgetpu``: serialized (an Interpreter and its tensors belong to one caller at a
+  time); for parallel inference load one runtime per thread.
+- ``torch``, ``tensorrt`` and plugins that do not declare it: serialized (a TensorRT execution
+  context, its stream and buffers serve one call at a time).
+
+``close()`` waits for a serialized call in progress; calls made after it (or still waiting for
+the lock) raise a RunError saying the runtime was closed. ``load()`` before sharing a runtime.
 """
 
 from __future__ import annotations
@@ -13,6 +27,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +37,48 @@ import numpy as np
 
 from kit.errors import InputError, KitError, ModelFileError, RunError, RuntimeUnavailableError, first_line, root_cause
 from kit.specs import DTYPES, TensorSpec, check_array, describe_specs
+
+# Threads beyond the CPUs only contend; a few times over still lets a user measure oversubscription,
+# while keeping thread stacks and per-thread buffers far from exhausting memory (--threads 100000
+# once started 9,000+ threads and was killed for memory).
+THREADS_PER_CPU = 4
+
+
+def cpu_count() -> int:
+    """The CPUs this process may run on (its affinity mask: a container's or taskset's share)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def check_threads(threads: Any) -> int | None:
+    """``threads`` as an int from 0 (the runtime's default) to THREADS_PER_CPU x the CPUs, or an InputError."""
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
+        raise InputError(f"expected threads as a whole number, found {threads!r} ({type(threads).__name__}).",
+                         hint="Pass e.g. threads=4, or 0 for the runtime's default.")
+    cpus = cpu_count()
+    if not 0 <= threads <= THREADS_PER_CPU * cpus:
+        raise InputError(f"expected threads from 0 to {THREADS_PER_CPU * cpus} ({THREADS_PER_CPU} per CPU; this "
+                         f"machine gives the kit {cpus} CPU{'s' if cpus > 1 else ''}), found {threads}.",
+                         hint=f"Use at most {cpus} (one per CPU), or 0 for the runtime's default.")
+    return int(threads)
+
+
+def check_choice(option: str, value: Any, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise InputError(f"expected {option} among {', '.join(choices)}, found {value!r}.",
+                         hint=f"Use e.g. {option}={choices[-1]!r}.")
+    return value
+
+
+def check_flag(option: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise InputError(f"expected {option} as True or False, found {value!r} ({type(value).__name__}).",
+                         hint=f"Pass {option}=True or leave it out.")
+    return bool(value)
 
 
 @dataclass(frozen=True)
@@ -46,6 +103,7 @@ class Runtime:
     modules: ClassVar[tuple[str, ...]] = ()  # importable modules it needs
     install_hint: ClassVar[str] = ""  # overrides the pip line where pip is not the way
     accepted_options: ClassVar[tuple[str, ...]] = ()  # the keyword options __init__ takes
+    thread_safe: ClassVar[bool] = False  # may run() execute concurrently on one model? (else: a lock)
 
     def __init__(self, model_path: str | os.PathLike, **options: Any):
         unknown = sorted(set(options) - set(self.accepted_options))
@@ -54,9 +112,19 @@ class Runtime:
                              f"{', '.join(unknown)}; it takes {', '.join(self.accepted_options) or 'none'}.",
                              hint="Drop the option, or name the runtime that takes it.")
         self.model_path = str(model_path)
-        self.options = options
+        self.options = self.check_options(options)
         self._inputs: list[TensorSpec] | None = None
         self._outputs: list[TensorSpec] | None = None
+        self._finite_only: frozenset[str] = frozenset()  # float inputs a quantized model cannot take NaN/Inf in
+        self._lock = threading.Lock()  # serializes run() unless thread_safe, and close() with it
+        self._closed = False
+
+    def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Validate option values before any work (a backend adds its own, calling super()); ``threads``
+        is checked here for every backend that takes it."""
+        if "threads" in options:
+            options = {**options, "threads": check_threads(options["threads"])}
+        return options
 
     # ----- discovery ---------------------------------------------------------------
 
@@ -112,7 +180,7 @@ class Runtime:
         try:
             inputs, outputs = self._load()
             self._checks = [_fast_check(spec) for spec in inputs]
-            self._inputs, self._outputs = inputs, outputs
+            self._inputs, self._outputs, self._closed = inputs, outputs, False
         except KitError:
             raise
         except Exception as exc:
@@ -124,9 +192,11 @@ class Runtime:
         return self
 
     def close(self) -> None:
-        if self.loaded:
-            self._close()
-        self._inputs = self._outputs = None
+        with self._lock:  # after a serialized call in progress, before the next
+            if self.loaded:
+                self._close()
+                self._closed = True
+            self._inputs = self._outputs = None
 
     def __enter__(self) -> Runtime:
         return self.load()
@@ -161,12 +231,24 @@ class Runtime:
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one inference: numpy arrays in by input name, numpy arrays out by output name."""
         self._require_loaded()
-        checked = self.check_feeds(feeds)
+        checked = None
         try:
-            return self._run(checked)
+            checked = self.check_feeds(feeds)
+            if self._finite_only:
+                _refuse_non_finite(checked, self._finite_only)
+            if self.thread_safe:
+                return self._run(checked)
+            with self._lock:
+                self._require_loaded()  # close() may have run while this call waited
+                return self._run(checked)
         except KitError:
             raise
-        except Exception as exc:  # the library refused inputs that fit the spec (an id out of range, ...)
+        except Exception as exc:
+            if not self.loaded:  # closed by another thread during the call
+                raise self._closed_error() from exc
+            if checked is None:
+                raise
+            # the library refused inputs that fit the spec (an id out of range, ...)
             raise RunError(f"runtime '{self.name}' failed on inputs "
                            f"{', '.join(f'{k}{list(v.shape)}' for k, v in checked.items())}: {root_cause(exc)}",
                            hint="Check the input values (ranges, ids) against what the model expects.") from exc
@@ -210,7 +292,13 @@ class Runtime:
         for spec in self._inputs:
             array = feeds[spec.name]
             if not isinstance(array, np.ndarray):
-                array = np.asarray(array)
+                try:
+                    array = np.asarray(array)
+                except (ValueError, TypeError) as exc:  # ragged nesting, objects numpy cannot hold
+                    raise InputError(f"input {spec.describe()} expected an array, found a {type(array).__name__} "
+                                     f"that numpy cannot turn into one ({first_line(exc, 120)}).",
+                                     hint=f"Pass a numpy array of shape [{','.join(map(str, spec.shape or '?'))}] "
+                                          f"and dtype {spec.dtype}.") from exc
             check_array(spec, array)
             checked[spec.name] = array
         return checked
@@ -235,9 +323,28 @@ class Runtime:
         return Path(self.model_path).is_file()
 
     def _require_loaded(self) -> None:
+        if self._closed:
+            raise self._closed_error()
         if not self.loaded:
             raise KitError(f"runtime '{self.name}' for {self.model_path} is not loaded.",
                            hint="Call load() first, or use it as a context manager.")
+
+    def _closed_error(self) -> RunError:
+        return RunError(f"runtime '{self.name}' for {self.model_path} was closed; this call did not run.",
+                        hint="Close a shared runtime only after every thread's run() has returned, or load() it "
+                             "again.")
+
+
+def _refuse_non_finite(feeds: dict[str, np.ndarray], names: frozenset[str]) -> None:
+    """A quantized model maps NaN and Inf to ordinary integers and answers with confidence: refuse them."""
+    for name in names:
+        array = feeds[name]
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            count = array.size - int(np.isfinite(array).sum())
+            raise InputError(f"input {name!r} holds {count} NaN or infinite value{'s' if count > 1 else ''}; this "
+                             "model computes in integers, which cannot represent them, and would return a finite, "
+                             "confident answer.",
+                             hint="Replace or drop them before feeding (check the preprocessing, or np.nan_to_num).")
 
 
 def _fast_check(spec: TensorSpec) -> tuple:

@@ -5,19 +5,25 @@ compiled gets a warning that it runs on the CPU. The delegate's two failures bec
 errors: a missing library (OSError: install libedgetpu) and a library that finds no device
 (ValueError: plug one in). Both are tested here with a small stub library built by the tests;
 a real Edge TPU was not available.
+
+Availability (``kit runtimes``, choosing a backend in ``kit.load``) only checks that the
+library loads and is a delegate library; the device is opened by ``load()`` alone, so listing
+backends never touches a device another process is using.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
+import os
 import platform
 import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
-from kit.errors import KitWarning, RuntimeUnavailableError
+from kit.errors import InputError, KitWarning, RuntimeUnavailableError
 from kit.runtimes.base import Availability
 from kit.runtimes.tflite import TFLiteRuntime
 
@@ -44,16 +50,33 @@ class EdgeTPURuntime(TFLiteRuntime):
     def default_library(cls) -> str:
         return LIBRARIES.get(platform.system(), LIBRARIES["Linux"])
 
+    def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        options = super().check_options(options)
+        for key, kinds in (("device", str), ("library", (str, os.PathLike))):
+            value = options.get(key)
+            if value is not None and not isinstance(value, kinds):
+                raise InputError(f"expected {key} as a string, found {value!r} ({type(value).__name__}).",
+                                 hint='E.g. device="usb:0", library="libedgetpu.so.1".')
+        if options.get("library") is not None:
+            options["library"] = os.fspath(options["library"])
+        return options
+
     @classmethod
     def availability(cls) -> Availability:
+        """The interpreter and a loadable delegate library; no device is opened here."""
         interpreter = super().availability()
         if not interpreter.usable:
             return interpreter
+        library = cls.default_library()
         try:
-            cls._load_delegate(cls.default_library(), None)
-        except RuntimeUnavailableError as error:
-            return Availability(False, interpreter.version, error.message, INSTALL)
-        return Availability(True, interpreter.version, f"Edge TPU delegate {cls.default_library()}")
+            found = ctypes.CDLL(library)
+        except OSError as exc:
+            return Availability(False, interpreter.version, f"the Edge TPU library {library} could not be loaded "
+                                                            f"({_last_line(exc)})", INSTALL)
+        if not hasattr(found, "tflite_plugin_create_delegate"):
+            return Availability(False, interpreter.version, f"{library} is not a TFLite delegate library (it lacks "
+                                                            "tflite_plugin_create_delegate)", INSTALL)
+        return Availability(True, interpreter.version, f"Edge TPU delegate {library} (the device opens on load)")
 
     def require(self) -> None:
         """The interpreter only: the delegate, with this instance's library and device, loads in load()."""
@@ -70,7 +93,7 @@ class EdgeTPURuntime(TFLiteRuntime):
             try:
                 return module.load_delegate(library, {"device": device} if device else None)
             except (OSError, ValueError) as exc:  # keep only the text: the traceback holds the broken Delegate
-                failure = (isinstance(exc, OSError), str(exc).strip().splitlines()[-1] if str(exc).strip() else "")
+                failure = (isinstance(exc, OSError), _last_line(exc))
         missing, detail = failure
         if missing:
             raise RuntimeUnavailableError(f"the Edge TPU library {library} could not be loaded ({detail}).",
@@ -112,6 +135,11 @@ def _quiet_failed_delegate():
     finally:
         gc.collect()
         sys.unraisablehook = previous
+
+
+def _last_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[-1] if text else ""
 
 
 def _compiled_for_edgetpu(path: str) -> bool:

@@ -1,12 +1,18 @@
-"""ONNX Runtime backend: the CPU provider by default, others when installed and asked for."""
+"""ONNX Runtime backend: the CPU provider by default, others when installed and asked for.
+
+``InferenceSession.run`` is thread-safe, so calls on one runtime run in parallel. A model that
+quantizes its activations (QuantizeLinear, DynamicQuantizeLinear: static QDQ, QOperator and
+dynamic int8) refuses NaN and Inf in its float inputs: ONNX Runtime would quantize them to
+ordinary integers and answer with confidence.
+"""
 
 from __future__ import annotations
 
+import mmap
 from typing import Any
 
-
 from kit.errors import InputError
-from kit.runtimes.base import Runtime
+from kit.runtimes.base import Runtime, check_choice
 from kit.specs import TensorSpec
 
 # ONNX Runtime names element types as "tensor(float)"; the kit uses numpy's names. Types
@@ -24,6 +30,21 @@ class OnnxRuntime(Runtime):
     extra = "onnxruntime"
     modules = ("onnxruntime",)
     accepted_options = ("threads", "optimization", "providers")
+    thread_safe = True
+
+    def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        options = super().check_options(options)
+        if options.get("optimization") is not None:  # None: the default, as for every option
+            check_choice("optimization", options["optimization"], _OPT_LEVELS)
+        providers = options.get("providers")
+        if isinstance(providers, str):
+            options["providers"] = [providers]
+        elif providers is not None and (not isinstance(providers, (list, tuple)) or
+                                        not all(isinstance(p, str) for p in providers)):
+            raise InputError(f"expected providers as a list of provider names, found {providers!r}.",
+                             hint="E.g. providers=['CPUExecutionProvider']; onnxruntime.get_available_providers() "
+                                  "lists them.")
+        return options
 
     @classmethod
     def describe_backend(cls) -> str:
@@ -35,12 +56,9 @@ class OnnxRuntime(Runtime):
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = int(self.options.get("threads", 0))
+        options.intra_op_num_threads = self.options.get("threads") or 0
         options.inter_op_num_threads = 1
-        level = self.options.get("optimization", "all")
-        if level not in _OPT_LEVELS:
-            raise InputError(f"expected optimization among {', '.join(_OPT_LEVELS)}, found {level!r}.",
-                             hint="Use e.g. optimization='all'.")
+        level = self.options.get("optimization") or "all"
         options.graph_optimization_level = getattr(
             onnxruntime.GraphOptimizationLevel,
             {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
@@ -56,7 +74,10 @@ class OnnxRuntime(Runtime):
             )
         self._session = onnxruntime.InferenceSession(self.model_path, options, providers=providers)
         self._output_names = [o.name for o in self._session.get_outputs()]
-        return _specs(self._session.get_inputs()), _specs(self._session.get_outputs())
+        inputs = _specs(self._session.get_inputs())
+        if _quantizes_activations(self.model_path):
+            self._finite_only = frozenset(spec.name for spec in inputs if spec.dtype.startswith("float"))
+        return inputs, _specs(self._session.get_outputs())
 
     def _run(self, feeds):
         return dict(zip(self._output_names, self._session.run(self._output_names, feeds)))
@@ -70,8 +91,15 @@ class OnnxRuntime(Runtime):
             "device": "cpu" if self._session.get_providers() == ["CPUExecutionProvider"] else "accelerator",
             "providers": self._session.get_providers(),
             "threads": options.intra_op_num_threads,
-            "optimization": self.options.get("optimization", "all"),
+            "optimization": self.options.get("optimization") or "all",
         }
+
+
+def _quantizes_activations(path: str) -> bool:
+    """Does the graph hold a QuantizeLinear or DynamicQuantizeLinear node? Op types are plain strings in
+    the protobuf, so a scan of the mapped file answers without the onnx package (a device may lack it)."""
+    with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        return data.find(b"QuantizeLinear") >= 0
 
 
 def _specs(nodes) -> list[TensorSpec]:

@@ -3,19 +3,22 @@
 XNNPACK runs float and int8 kernels (ai-edge-litert applies it by default). Integer
 inputs and outputs of a fully quantized model are quantized from, and dequantized to,
 float32 transparently, with the model's own scale and zero point; ``raw=True`` exposes
-the integer tensors instead. Interpreters are not thread-safe, so every call holds a lock.
+the integer tensors instead. Interpreters are not thread-safe: the base class serializes calls.
+A quantized model (any tensor with scales: full int8, or int8 weights with activations quantized
+on the fly) refuses NaN and Inf in its float inputs, which it would turn into ordinary integers
+and answer with confidence.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
-import threading
 from typing import Any
 
 import numpy as np
 
-from kit.runtimes.base import Availability, Runtime
+from kit.errors import ModelFileError
+from kit.runtimes.base import Availability, Runtime, check_flag
 from kit.specs import TensorSpec
 
 # The interpreter packages, preferred first: tflite_runtime 2.14 needs numpy<2, does not
@@ -24,13 +27,20 @@ INTERPRETERS = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
 
 
 class TFLiteRuntime(Runtime):
-    """Options: ``threads`` (interpreter threads), ``raw`` (feed and return integer tensors as stored)."""
+    """Options: ``threads`` (interpreter threads; 0 or None: the interpreter's default), ``raw`` (feed
+    and return integer tensors as stored)."""
 
     name = "tflite"
     suffixes = (".tflite",)
     extra = "tflite"
     modules = ("ai_edge_litert",)
     accepted_options = ("threads", "raw")
+
+    def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        options = super().check_options(options)
+        if options.get("raw") is not None:
+            options["raw"] = check_flag("raw", options["raw"])
+        return options
 
     @classmethod
     def availability(cls) -> Availability:
@@ -79,8 +89,8 @@ class TFLiteRuntime(Runtime):
 
     def _load(self):
         module = self.interpreter_module()
-        self._lock = threading.Lock()
-        self._interpreter = module.Interpreter(model_path=self.model_path, num_threads=self.options.get("threads"),
+        self._interpreter = module.Interpreter(model_path=self.model_path,
+                                               num_threads=self.options.get("threads") or None,
                                                experimental_delegates=self._delegates() or None)
         self._interpreter.allocate_tensors()
         names = _io_names(self.model_path)
@@ -90,26 +100,26 @@ class TFLiteRuntime(Runtime):
         inputs = [_spec(d, names["inputs"], i, raw) for i, d in enumerate(self._in)]
         outputs = [_spec(d, names["outputs"], i, raw) for i, d in enumerate(self._out)]
         self._shapes = [tuple(d["shape"]) for d in self._in]
+        if any(_quantized(d) for d in self._interpreter.get_tensor_details()):
+            self._finite_only = frozenset(spec.name for spec in inputs if spec.dtype.startswith("float"))
         return inputs, outputs
 
     def _run(self, feeds):
         raw = self._raw
-        with self._lock:
-            for index, (detail, spec) in enumerate(zip(self._in, self._inputs)):
-                array = feeds[spec.name]
-                if array.shape != self._shapes[index]:  # a dynamic axis took a new size
-                    self._interpreter.resize_tensor_input(detail["index"], array.shape)
-                    self._interpreter.allocate_tensors()
-                    self._shapes[index] = array.shape
-                self._interpreter.set_tensor(detail["index"], array if raw else _quantize(array, detail))
-            self._interpreter.invoke()
-            return {spec.name: self._interpreter.get_tensor(detail["index"]) if raw
-                    else _dequantize(self._interpreter.get_tensor(detail["index"]), detail)
-                    for detail, spec in zip(self._out, self._outputs)}
+        for index, (detail, spec) in enumerate(zip(self._in, self._inputs)):
+            array = feeds[spec.name]
+            if array.shape != self._shapes[index]:  # a dynamic axis took a new size
+                self._interpreter.resize_tensor_input(detail["index"], array.shape)
+                self._interpreter.allocate_tensors()
+                self._shapes[index] = array.shape
+            self._interpreter.set_tensor(detail["index"], array if raw else _quantize(array, detail))
+        self._interpreter.invoke()
+        return {spec.name: self._interpreter.get_tensor(detail["index"]) if raw
+                else _dequantize(self._interpreter.get_tensor(detail["index"]), detail)
+                for detail, spec in zip(self._out, self._outputs)}
 
     def _close(self):
-        with self._lock:  # never while another thread is inside invoke()
-            self._interpreter = None
+        self._interpreter = None
 
     def _info(self) -> dict[str, Any]:
         return {"device": "cpu", "threads": self.options.get("threads"), "delegates": ["XNNPACK"],
@@ -121,7 +131,15 @@ def _io_names(path: str) -> dict[str, list[str]]:
     from kit import provenance
 
     stored = provenance.read(path)
-    return {key: [spec["name"] for spec in stored.get(key) or []] for key in ("inputs", "outputs")}
+    names = {}
+    for key in ("inputs", "outputs"):
+        specs = stored.get(key) or []
+        if not (isinstance(specs, list) and all(isinstance(s, dict) and isinstance(s.get("name"), str) for s in specs)):
+            raise ModelFileError(f"the kit provenance of {path} lists its {key} as {str(specs)[:80]}; expected a list "
+                                 "of {\"name\": ...} entries.", hint="Re-export the model, or fix or delete its "
+                                                                    "sidecar .kit.json if it has one.")
+        names[key] = [spec["name"] for spec in specs]
+    return names
 
 
 def _spec(detail: dict, names: list[str], index: int, raw: bool) -> TensorSpec:
@@ -135,6 +153,11 @@ def _spec(detail: dict, names: list[str], index: int, raw: bool) -> TensorSpec:
             return TensorSpec(name, shape, dtype, float(scale), int(zero_point))
         dtype = "float32"  # fed and returned as real values; quantized inside
     return TensorSpec(name, shape, dtype)
+
+
+def _quantized(detail: dict) -> bool:
+    """Does the tensor hold quantized values (per-tensor or per-channel scales: int8 weights included)?"""
+    return len(detail.get("quantization_parameters", {}).get("scales", ())) > 0
 
 
 def _quantize(array: np.ndarray, detail: dict) -> np.ndarray:

@@ -44,10 +44,10 @@ def test_tflite_agrees_with_onnx_runtime(digits, digits_tflite):
     assert quantized.outputs[0].top1 >= 0.97 and quantized.outputs[0].sqnr_db > 25
 
 
-def test_provenance_sidecar(digits_tflite):
+def test_provenance(digits_tflite):
     result = digits_tflite["int8"]
     stored = provenance.read(result.path)
-    assert provenance.sidecar(result.path).name == "digits.int8.tflite.kit.json"
+    assert not provenance.sidecar(result.path).exists()  # inside the model (tests/kit/test_provenance.py)
     assert stored["format"] == "tflite" and stored["precision"] == "int8" and stored["layout"] == "nhwc"
     assert stored["inputs"] == [{"name": "input", "shape": [1, 8, 8, 1], "dtype": "float32"}]
     assert stored["calibration"]["count"] == 300 and stored["validation"]["outputs"][0]["passed"]
@@ -190,7 +190,7 @@ def test_cli_export_of_every_precision_as_a_real_process(digits, tmp_path, preci
     assert "error:" not in result.stderr
     with kit.load(out) as rt:
         assert rt.outputs[0].name == "output"
-    assert sorted(files_in(tmp_path)) == sorted(["w.pt", out.name, out.name + ".kit.json"])
+    assert sorted(files_in(tmp_path)) == sorted(["w.pt", out.name])  # the provenance is inside the model
 
 
 def test_export_reports_accuracy_on_labelled_data(digits, tmp_path):
@@ -260,7 +260,8 @@ def test_the_compiler_runs_when_installed(mobilenet, tmp_path, monkeypatch):
     readiness = check_edgetpu(result.path)
     assert readiness.ready and readiness.compiler["ops_on_tpu"] == 23 and readiness.compiler["subgraphs"] == 1
     assert readiness.compiler["on_chip_memory"] == "1.02MiB"
-    assert (fake.parent / "args").read_text().split() == readiness.compiler_command.split()[1:]
+    args, printed = (fake.parent / "args").read_text().split(), readiness.compiler_command.split()[1:]
+    assert args[:2] == printed[:2] == ["-s", "-o"] and args[3:] == printed[3:]  # -o: a private folder (test_edgetpu_check)
     fake.write_text("#!/bin/sh\necho 'Internal compiler error. Aborting!'\nexit 1\n")
     failed = check_edgetpu(result.path)
     assert not failed.ready and failed.blockers[-1].kind == "compiler" and "exit 1" in failed.blockers[-1].message

@@ -38,8 +38,9 @@ def test_construction_is_cheap_and_lifecycle_is_explicit(tiny_onnx):
     assert rt.load() is rt  # idempotent
     rt.close()
     assert not rt.loaded
-    with pytest.raises(KitError, match="is not loaded"):
+    with pytest.raises(KitError, match="was closed; this call did not run"):
         _ = rt.inputs
+    assert rt.load().run({"x": X})["z"].tolist() == (X * 2).tolist()  # a closed runtime loads again
 
 
 @pytest.mark.parametrize("feeds, message", [

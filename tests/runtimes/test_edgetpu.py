@@ -51,7 +51,61 @@ def test_on_a_real_edge_tpu(mobilenet, tmp_path):
     result = export_tflite(mobilenet.module, tmp_path / "m.tflite", precision="int8", input_shapes="1x1x8x8",
                            calib=str(mobilenet.calib))
     subprocess.run(["edgetpu_compiler", "-o", str(tmp_path), str(result.path)], check=True)
-    compiled = tmp_path / "m_edgetpu.tflite"  # its provenance is the original's sidecar
+    compiled = tmp_path / "m_edgetpu.tflite"  # the compiler drops metadata: provenance from m.tflite
     on_tpu = evaluate(compiled, str(mobilenet.test), runtime="edgetpu")[0].top1
     on_cpu = evaluate(result.path, str(mobilenet.test), runtime="tflite")[0].top1
     assert on_cpu > 0.9 and abs(on_tpu - on_cpu) <= 0.01
+
+
+# ----- availability never opens the device ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def libedgetpu_stub(tmp_path_factory):
+    """A libedgetpu.so.1 that finds no device and leaves a marker file each time a delegate (the device)
+    is opened; found through LD_LIBRARY_PATH, as the real library is after its package installs it."""
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is needed to build the stub Edge TPU library")
+    folder = tmp_path_factory.mktemp("libedgetpu")
+    (folder / "stub.c").write_text(
+        "#include <stddef.h>\n#include <stdio.h>\n#include <stdlib.h>\n"
+        "void *tflite_plugin_create_delegate(char **keys, char **values, size_t n, void (*report)(const char *)) {\n"
+        "  FILE *marker = fopen(getenv(\"STUB_MARKER\"), \"a\");\n"
+        "  if (marker) { fputs(\"opened\\n\", marker); fclose(marker); }\n"
+        "  if (report) report(\"Failed to open device: no Edge TPU found\");\n"
+        "  return NULL;\n"
+        "}\n"
+        "void tflite_plugin_destroy_delegate(void *delegate) {}\n")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(folder / "libedgetpu.so.1"), str(folder / "stub.c")],
+                   check=True)
+    return folder
+
+
+def test_listing_runtimes_finds_the_library_without_opening_the_device(libedgetpu_stub, uncompiled, tmp_path):
+    import json
+
+    from helpers import run_kit
+
+    marker = tmp_path / "opened"
+    env = {"LD_LIBRARY_PATH": str(libedgetpu_stub), "STUB_MARKER": str(marker)}
+    listed = run_kit("runtimes", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    (edgetpu,) = [row for row in json.loads(listed.stdout) if row["name"] == "edgetpu"]
+    assert edgetpu["usable"] and edgetpu["detail"] == "Edge TPU delegate libedgetpu.so.1 (the device opens on load)"
+    assert not marker.exists()  # nothing touched the device
+
+    ran = run_kit("run", uncompiled, "--random", env=env)  # chosen as usable; the device opens in load()
+    assert ran.returncode == 2 and marker.read_text() == "opened\n"
+    assert "loaded but found no Edge TPU (Failed to open device: no Edge TPU found)" in " ".join(ran.stderr.split())
+
+
+def test_a_library_that_is_not_a_delegate_is_not_usable(monkeypatch):
+    import ctypes.util
+
+    libm = ctypes.util.find_library("m")
+    if libm is None:
+        pytest.skip("no libm to stand in for a wrong library")
+    monkeypatch.setattr(EdgeTPURuntime, "default_library", classmethod(lambda cls: libm))
+    state = EdgeTPURuntime.availability()
+    assert not state.usable and state.detail == f"{libm} is not a TFLite delegate library (it lacks " \
+                                                "tflite_plugin_create_delegate)"
