@@ -9,6 +9,7 @@ from kit.bench import BenchReport
 from kit.errors import RuntimeUnavailableError
 from kit.fileio import atomic_output
 from kit.formatting import decibels, percent, seconds, size
+from kit.stats import P99_ROUNDS
 
 COLUMNS = ("variant", "median [95% CI]", "min / mean", "p90 / p99", "load / first", "per s", "size", "peak RSS",
            "agree", "SQNR", "top-1 (vs base)")
@@ -28,7 +29,7 @@ def table_rows(report: BenchReport) -> list[list[str]]:
             row["name"] + batch + (" (baseline)" if row["baseline"] else ""),
             seconds(latency["median"], *latency["median_ci"]),
             f"{seconds(latency['min'])} / {seconds(latency['mean'])}",
-            f"{seconds(latency['p90'])} / {seconds(latency['p99']) if latency['p99'] is not None else '-'}",
+            f"{seconds(latency['p90'])} / {seconds(latency['p99'])}",
             f"{seconds(row['load_s'])} / {seconds(row['first_inference_s'])}",
             f"{row['throughput_per_s']:.0f}", size(row["size_bytes"]), f"{row['peak_rss_mb']:.0f} MB",
             percent(fidelity.get("top1")), decibels(fidelity.get("sqnr_db")), top1,
@@ -50,6 +51,9 @@ def notes(report: BenchReport) -> list[str]:
         if latency["median_ci"][1] - latency["median_ci"][0] > 0.1 * latency["median"]:
             lines.append(f"{row['name']}: the median's interval is wider than 10% of it; rerun on a quieter machine "
                          "or with --threads 1.")
+        if latency["rounds"] < P99_ROUNDS:
+            lines.append(f"{row['name']}: {latency['rounds']} rounds, so p99 lies between the two slowest; "
+                         "raise --max-time for a tail estimate.")
         if row.get("accuracy_skipped"):
             lines.append(f"{row['name']}: accuracy not scored: {row['accuracy_skipped']}")
     return lines

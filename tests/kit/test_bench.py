@@ -182,3 +182,20 @@ def test_pytest_plugin_fixtures(digits, pytester):
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(["*accuracy budget ratio >= 0.99 failed: kit.models:make_digits_cnn top-1 0.*, "
                                  "baseline 0.9*"])
+
+
+@pytest.mark.parametrize("switch, benchmarked", [("--benchmark-disable", False), ("--benchmark-enable", True)])
+def test_readme_latency_test_runs_with_and_without_benchmarking(digits, pytester, switch, benchmarked):
+    # The README's own example, on the digits CNN (about 10 us per call, far under 5 ms).
+    pytester.makepyfile(textwrap.dedent(f"""
+        def test_int8_is_fast_enough(kit_latency):
+            stats = kit_latency({str(digits.onnx)!r}, threads=1)
+            assert stats.p99 < 0.005
+            assert stats.benchmarked is {benchmarked}
+            assert stats.min <= stats.median <= stats.p99 <= stats.max
+            print("ROUNDS", stats.rounds)
+    """))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-s", "--benchmark-max-time=0.05", switch)
+    result.assert_outcomes(passed=1)
+    rounds = int(next(line for line in result.outlines if "ROUNDS" in line).split("ROUNDS")[1])
+    assert rounds == 5 if not benchmarked else rounds > 5
