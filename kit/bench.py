@@ -34,6 +34,11 @@ from kit.stats import latency_stats
 GROUP = "kit bench"
 REGRESSION_THRESHOLD = 0.10  # a median this much slower than the old run is a regression
 WORKER_SECONDS = 300  # start-up, load and the fidelity pass; the timing rounds add 20x --max-time
+# The raw timings go into the JSON and stay in the worker's memory (and so in its peak RSS):
+# 20,000 rounds keep both small. A fast model reaches the cap before --max-time runs out; the
+# report says so (rounds_capped).
+MAX_ROUNDS = 20000
+MAX_TIME_LIMIT = 3600.0  # seconds of rounds per variant: beyond an hour a run measures the machine's drift
 ACCURACY_REGRESSION = 0.005  # a top-1 drop beyond this is a regression
 
 
@@ -107,6 +112,7 @@ def bench(
     batch: int = 1,
     threads: int | None = None,
     max_time: float = 2.0,
+    max_rounds: int = MAX_ROUNDS,
     options: dict[str, Any] | None = None,
     output: str | None = None,
     progress: Callable[[str, int, int], None] | None = None,
@@ -117,9 +123,14 @@ def bench(
     Fidelity (outputs against the baseline's) is always measured, on ``data`` or 16 random
     inputs (which say little about a quantized model: give real data); task accuracy too
     when ``data`` has labels, scored on ``output`` (or the model's only 2-D output).
+    Each variant times single calls for ``max_time`` seconds, at least 10 and at most
+    ``max_rounds`` of them (``rounds_capped`` in its fields says the cap stopped it first).
     """
     if batch < 1:
         raise InputError(f"expected --batch >= 1, found {batch}.", hint="Use --batch 1.")
+    if not 0 <= max_time <= MAX_TIME_LIMIT:  # also refuses NaN
+        raise InputError(f"expected --max-time from 0 to {MAX_TIME_LIMIT:.0f} seconds per variant, found {max_time:g}.",
+                         hint="A few seconds give thousands of rounds; repeat runs to see run-to-run variation.")
     if data is not None and not (re.fullmatch(r"random:\d+", data) or Path(data).exists()):
         raise InputError(f"data {data} does not exist.", hint="Give an image folder, an .npy/.npz file, or random:N.")
     open_options = dict(options or {})
@@ -132,7 +143,7 @@ def bench(
         for index, variant in enumerate(variants):
             if progress:
                 progress(variant.name, index, len(variants))
-            results.append(_run_variant(variant, Path(scratch), index, batch, fidelity_data, max_time))
+            results.append(_run_variant(variant, Path(scratch), index, batch, fidelity_data, max_time, max_rounds))
         if progress:
             progress("done", len(variants), len(variants))
         document = _merge(results, threads)
@@ -141,14 +152,14 @@ def bench(
 
 
 def _run_variant(variant: Variant, scratch: Path, index: int, batch: int, fidelity_data: str,
-                 max_time: float) -> dict[str, Any]:
+                 max_time: float, max_rounds: int) -> dict[str, Any]:
     outputs_file = scratch / f"outputs-{index}.npz"
     report = scratch / f"bench-{index}.json"
     # The worker runs in the scratch folder: every path it gets must be absolute.
     options = {k: _absolute(v) if k == "weights" else v for k, v in variant.options.items()}
     spec = {"model": _absolute(variant.model), "runtime": variant.runtime, "options": options, "batch": batch,
             "group": GROUP, "fidelity_data": _absolute(fidelity_data), "outputs_file": str(outputs_file),
-            "max_time": max_time, "name": variant.name, "display_model": variant.model}
+            "max_time": max_time, "max_rounds": max_rounds, "name": variant.name, "display_model": variant.model}
     (scratch / "pytest.ini").write_text("[pytest]\n")  # keep the user's pytest configuration out
     command = [sys.executable, "-m", "pytest", str(Path(__file__).with_name("bench_case.py")), "-q",
                "-p", "pytest_benchmark.plugin", "-p", "no:cacheprovider", "-c", str(scratch / "pytest.ini"),

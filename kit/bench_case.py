@@ -20,7 +20,6 @@ import numpy as np
 
 SPEC_VARIABLE = "KIT_BENCH_SPEC"
 MIN_ROUNDS = 10  # even a slow model gets this many rounds: a median of fewer is not worth printing
-MAX_ROUNDS = 20000
 
 
 def test_variant(benchmark):
@@ -36,7 +35,8 @@ def test_variant(benchmark):
     feeds = batch_feeds(runtime.inputs, spec["batch"])
     first_s = _timed(runtime.run, feeds)
     per_call = min(_timed(runtime.run, feeds) for _ in range(3))
-    rounds = int(min(MAX_ROUNDS, max(MIN_ROUNDS, spec["max_time"] / max(per_call, 1e-7))))
+    wanted = max(MIN_ROUNDS, spec["max_time"] / max(per_call, 1e-7))
+    rounds = int(min(spec["max_rounds"], wanted))  # the cap: see kit.bench.MAX_ROUNDS
 
     benchmark.group = spec["group"]
     benchmark.pedantic(runtime.run, args=(feeds,), rounds=rounds, iterations=1, warmup_rounds=min(10, rounds))
@@ -54,7 +54,8 @@ def test_variant(benchmark):
         "model": spec["display_model"], "runtime": spec["runtime"], "name": spec["name"],
         "runtime_info": runtime.info,
         "batch": spec["batch"] if dynamic else None, "load_s": load_s, "first_inference_s": first_s,
-        "peak_rss_mb": peak, "rss_before_load_mb": rss_before, "fidelity_data": dataset.description,
+        "peak_rss_mb": peak, "rss_before_load_mb": rss_before, "max_time_s": spec["max_time"],
+        "rounds_capped": wanted > spec["max_rounds"], "fidelity_data": dataset.description,
         "inputs": [s.to_dict() for s in runtime.inputs],
         # Backends that time their own stages (TensorRT: host-to-device, compute, device-to-host).
         **({"stage_ms": runtime.last_timings} if getattr(runtime, "last_timings", None) else {}),

@@ -671,24 +671,25 @@ def _bench(args) -> int:
 
 
 class _bench_progress:
-    """A progress bar on stderr over the variants, each measured in its own process."""
+    """A progress bar on stderr over the variants, each measured in its own process.
+
+    Started at the first variant, so input errors found before any measuring print alone."""
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
         self.bar = self.task = None
 
     def __enter__(self):
-        if self.enabled:
+        return self
+
+    def update(self, name: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
             from rich.progress import Progress
 
             self.bar = Progress(console=_console(stderr=True), transient=True)
             self.bar.start()
-        return self
-
-    def update(self, name: str, done: int, total: int) -> None:
-        if self.bar is None:
-            return
-        if self.task is None:
             self.task = self.bar.add_task("benchmarking", total=total)
         self.bar.update(self.task, completed=done, description=f"benchmarking {name}")
 

@@ -51,6 +51,10 @@ def notes(report: BenchReport) -> list[str]:
         if latency["median_ci"][1] - latency["median_ci"][0] > 0.1 * latency["median"]:
             lines.append(f"{row['name']}: the median's interval is wider than 10% of it; rerun on a quieter machine "
                          "or with --threads 1.")
+        if row.get("rounds_capped"):
+            timed = latency["mean"] * latency["rounds"]
+            lines.append(f"{row['name']}: timing stopped at the {latency['rounds']:,}-round cap after {seconds(timed)}, "
+                         f"short of --max-time {row['max_time_s']:g} s.")
         if latency["rounds"] < P99_ROUNDS:
             lines.append(f"{row['name']}: {latency['rounds']} rounds, so p99 lies between the two slowest; "
                          "raise --max-time for a tail estimate.")

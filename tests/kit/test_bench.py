@@ -2,6 +2,7 @@
 and the pytest plugin."""
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -114,6 +115,33 @@ def test_bad_input(digits, tmp_path, capsys):
     code = main(["bench", str(digits.onnx), "--compare", str(tmp_path / "old.json")])  # refused before measuring
     assert code == 2 and "could not read" in capsys.readouterr().err
     assert files_in(tmp_path) == ["old.json", "weights.bin"]
+
+
+def test_max_time_is_bounded(digits, tmp_path):
+    from helpers import run_kit
+
+    for value in ("1e308", "3601"):
+        result = run_kit("bench", digits.onnx, "--max-time", value, cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith(f"error: expected --max-time from 0 to 3600 seconds per variant, found "
+                                        f"{float(value):g}.")
+    with pytest.raises(InputError, match="expected --max-time from 0 to 3600 seconds per variant, found nan"):
+        bench.bench([str(digits.onnx)], max_time=float("nan"))
+    assert files_in(tmp_path) == []
+
+
+def test_rounds_cap_is_reported(digits):
+    from kit.report import notes
+
+    # 50 rounds of a ~10 us model take far less than the 1 s asked for, on any machine.
+    report = bench.bench([str(digits.onnx)], max_time=1.0, max_rounds=50, threads=1)
+    (row,) = report.rows()
+    assert row["latency_s"]["rounds"] == 50 and row["rounds_capped"] and row["max_time_s"] == 1.0
+    assert any(re.fullmatch(r"model\.onnx\[onnxruntime\]: timing stopped at the 50-round cap after \S+ (us|ms), "
+                            r"short of --max-time 1 s\.", line) for line in notes(report))
+    assert any("50 rounds, so p99 lies between the two slowest" in line for line in notes(report))
+    uncapped = bench.bench([str(digits.onnx)], max_time=0.0, threads=1)  # 10 rounds, the floor
+    assert not uncapped.rows()[0]["rounds_capped"] and uncapped.rows()[0]["latency_s"]["rounds"] == 10
 
 
 def test_worker_failures_and_batches(digits, tmp_path):
