@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from kit import environment
+from kit import environment, provenance
 from kit.accuracy import accuracy, top_k_correct
 from kit.compare import compare_outputs
 from kit.harness import scores_of
-from kit.errors import InputError, KitError, RunError
+from kit.errors import InputError, KitError, KitWarning, RunError
 from kit.fileio import atomic_output, check_output_path
 from kit.sources import is_factory_reference
 from kit.stats import latency_stats
@@ -109,12 +110,13 @@ def bench(
     runtimes: list[str] | None = None,
     baseline: str | None = None,
     data: str | None = None,
+    preprocess: str | None = None,
     batch: int = 1,
     threads: int | None = None,
     max_time: float = 2.0,
     max_rounds: int = MAX_ROUNDS,
     options: dict[str, Any] | None = None,
-    output: str | None = None,
+    output_name: str | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> BenchReport:
     """Measure every variant, each in its own process, and analyse them against the baseline.
@@ -122,7 +124,10 @@ def bench(
     The baseline is ``baseline`` (on its first usable runtime) or else the first variant.
     Fidelity (outputs against the baseline's) is always measured, on ``data`` or 16 random
     inputs (which say little about a quantized model: give real data); task accuracy too
-    when ``data`` has labels, scored on ``output`` (or the model's only 2-D output).
+    when ``data`` has labels, scored on ``output_name`` (or the model's only 2-D output).
+    Images in a ``data`` folder are preprocessed as each model records; a model that records
+    nothing takes ``preprocess`` (``key=value,...``), else what the other models record, else
+    its input's defaults, so every variant sees the same pixels.
     Each variant times single calls for ``max_time`` seconds, at least 10 and at most
     ``max_rounds`` of them (``rounds_capped`` in its fields says the cap stopped it first).
     """
@@ -138,27 +143,54 @@ def bench(
         open_options["threads"] = threads
     variants = plan(models, runtimes, baseline, open_options)
     fidelity_data = data or "random:16"
+    shared_preprocess = _image_preprocessing([v.model for v in variants], fidelity_data, preprocess)
     results = []
     with tempfile.TemporaryDirectory() as scratch:
         for index, variant in enumerate(variants):
             if progress:
                 progress(variant.name, index, len(variants))
-            results.append(_run_variant(variant, Path(scratch), index, batch, fidelity_data, max_time, max_rounds))
+            results.append(_run_variant(variant, Path(scratch), index, batch, fidelity_data, shared_preprocess,
+                                        max_time, max_rounds))
         if progress:
             progress("done", len(variants), len(variants))
         document = _merge(results, threads)
-        _analyse(document, variants, output)
+        _analyse(document, variants, output_name)
     return BenchReport(document)
 
 
+def _image_preprocessing(models: list[str], data: str, text: str | None) -> str | dict | None:
+    """How images become inputs for the models that record no preprocessing: the --preprocess
+    text, else what the other models record (they must agree), else None (each input's defaults)."""
+    if text is not None:
+        from kit.preprocess import Preprocess
+
+        Preprocess(size=(1, 1)).updated(text)  # a typo fails now, not in every worker
+        if not Path(data).is_dir():
+            raise InputError(f"--preprocess says how images become inputs; --data {data} is not an image folder.",
+                             hint="Drop --preprocess, or give --data a folder of images.")
+    if not Path(data).is_dir():
+        return None
+    recorded = {model: provenance.read(model).get("preprocess") for model in dict.fromkeys(models)}
+    recorded = {model: steps for model, steps in recorded.items() if steps}
+    kinds = {json.dumps({**steps, "layout": None}, sort_keys=True) for steps in recorded.values()}  # layout: each its own
+    if len(kinds) > 1:
+        raise InputError(f"the models record different preprocessing ({'; '.join(f'{m}: {s}' for m, s in recorded.items())}).",
+                         hint="Benchmark them on arrays (.npy/.npz) instead of images, or re-export with one spec.")
+    if text is not None and recorded:
+        warnings.warn(f"--preprocess applies to models that record no preprocessing; {', '.join(recorded)} keep "
+                      "their own.", KitWarning, stacklevel=3)
+    return text if text is not None else next(iter(recorded.values()), None)
+
+
 def _run_variant(variant: Variant, scratch: Path, index: int, batch: int, fidelity_data: str,
-                 max_time: float, max_rounds: int) -> dict[str, Any]:
+                 preprocess: str | dict | None, max_time: float, max_rounds: int) -> dict[str, Any]:
     outputs_file = scratch / f"outputs-{index}.npz"
     report = scratch / f"bench-{index}.json"
     # The worker runs in the scratch folder: every path it gets must be absolute.
     options = {k: _absolute(v) if k == "weights" else v for k, v in variant.options.items()}
     spec = {"model": _absolute(variant.model), "runtime": variant.runtime, "options": options, "batch": batch,
-            "group": GROUP, "fidelity_data": _absolute(fidelity_data), "outputs_file": str(outputs_file),
+            "group": GROUP, "fidelity_data": _absolute(fidelity_data), "preprocess": preprocess,
+            "outputs_file": str(outputs_file),
             "max_time": max_time, "max_rounds": max_rounds, "name": variant.name, "display_model": variant.model}
     (scratch / "pytest.ini").write_text("[pytest]\n")  # keep the user's pytest configuration out
     command = [sys.executable, "-m", "pytest", str(Path(__file__).with_name("bench_case.py")), "-q",
@@ -210,7 +242,7 @@ def _merge(results: list[dict[str, Any]], threads: int | None) -> dict[str, Any]
     return document
 
 
-def _analyse(document: dict[str, Any], variants: list[Variant], output: str | None) -> None:
+def _analyse(document: dict[str, Any], variants: list[Variant], output_name: str | None) -> None:
     """Latency statistics from raw timings, size, fidelity and accuracy against the baseline."""
     baseline_outputs, baseline_correct = None, None
     for entry, variant in zip(document["benchmarks"], variants):
@@ -229,7 +261,7 @@ def _analyse(document: dict[str, Any], variants: list[Variant], output: str | No
         info["fidelity"] = [_fidelity(d) for d in compare_outputs(baseline_outputs, outputs, atol=0.0, rtol=0.0)]
         if labels is not None:
             try:
-                scores = scores_of(outputs, output)
+                scores = scores_of(outputs, output_name)
             except InputError as error:
                 info["accuracy_skipped"] = str(error)
                 continue

@@ -23,7 +23,7 @@ MIN_ROUNDS = 10  # even a slow model gets this many rounds: a median of fewer is
 
 
 def test_variant(benchmark):
-    from kit.harness import open_model_data, run_dataset
+    from kit.harness import run_dataset
     from kit.runtimes.registry import create
     from kit.specs import batch_feeds
 
@@ -42,7 +42,7 @@ def test_variant(benchmark):
     benchmark.pedantic(runtime.run, args=(feeds,), rounds=rounds, iterations=1, warmup_rounds=min(10, rounds))
     peak = _memory_mb("VmHWM")  # before the fidelity pass adds the kit's own arrays
 
-    dataset = open_model_data(spec["model"], spec["fidelity_data"], runtime)
+    dataset = _fidelity_dataset(spec, runtime)
     outputs, labels = run_dataset(runtime, dataset, batch_size=64)
     arrays = {f"output.{name}": array for name, array in outputs.items()}
     if labels is not None:
@@ -61,6 +61,26 @@ def test_variant(benchmark):
         **({"stage_ms": runtime.last_timings} if getattr(runtime, "last_timings", None) else {}),
     }
     runtime.close()
+
+
+def _fidelity_dataset(spec: dict, runtime):
+    """The fidelity data for this model: images preprocessed as it records, or, when it records
+    nothing, as the parent decided for every such model (--preprocess text or another model's spec)."""
+    from pathlib import Path
+
+    from kit import provenance
+    from kit.data import open_data
+    from kit.harness import open_model_data
+    from kit.preprocess import Preprocess
+
+    shared, data = spec["preprocess"], spec["fidelity_data"]
+    if shared is None or not Path(data).is_dir() or provenance.read(spec["model"]).get("preprocess"):
+        return open_model_data(spec["model"], data, runtime)
+    defaults = Preprocess.for_input(runtime.inputs[0])
+    # Text: key=value changes to this input's defaults. A recorded spec: laid out as this input is.
+    steps = defaults.updated(shared) if isinstance(shared, str) else Preprocess.from_dict({**shared,
+                                                                                         "layout": defaults.layout})
+    return open_data(data, runtime.inputs, steps.to_dict())
 
 
 def _timed(call, *args) -> float:

@@ -13,7 +13,7 @@ from helpers import files_in
 
 from kit import bench
 from kit.cli import main
-from kit.errors import InputError, KitError
+from kit.errors import InputError, KitError, KitWarning
 from kit.harness import evaluate
 from kit.report import pareto_front
 
@@ -107,7 +107,7 @@ def test_bad_input(digits, tmp_path, capsys):
         bench.bench([str(tmp_path / "weights.bin")])
     with pytest.raises(InputError, match="no usable runtime among torch opens"):
         bench.bench([str(digits.onnx)], runtimes=["torch"])
-    code = main(["bench", str(digits.onnx), "--json", str(tmp_path / "absent" / "out.json")])
+    code = main(["bench", str(digits.onnx), "--save-json", str(tmp_path / "absent" / "out.json")])
     assert code == 2 and "the folder for the output" in capsys.readouterr().err
     code = main(["bench", str(digits.onnx), "--markdown", str(digits.onnx)])  # would destroy the model
     assert code == 2 and "is the same file as the input" in capsys.readouterr().err
@@ -181,14 +181,31 @@ def test_cli_prints_the_table_and_fails_on_regression(measured, digits, tmp_path
         entry["stats"]["median"] /= 10
     (tmp_path / "old.json").write_text(json.dumps(old))
     code = main(["bench", str(digits.onnx), "--threads", "1", "--max-time", "0.1", "--compare",
-                 str(tmp_path / "old.json"), "--markdown", str(tmp_path / "b.md"), "--json", str(tmp_path / "b.json")])
+                 str(tmp_path / "old.json"), "--markdown", str(tmp_path / "b.md"), "--save-json", str(tmp_path / "b.json")])
     out = capsys.readouterr().out
     assert code == 1
     assert "model.onnx[onnxruntime] (baseline)" in out and "REGRESSION model.onnx[onnxruntime]: median x" in out
     assert (tmp_path / "b.md").exists() and (tmp_path / "b.json").exists()  # written before the verdict
-    code = main(["bench", str(digits.onnx), "--threads", "1", "--max-time", "0.05", "--json", "-"])
-    document = json.loads(capsys.readouterr().out)
-    assert code == 0 and document["benchmarks"][0]["name"] == "model.onnx[onnxruntime]"
+
+
+def test_cli_flags_json_switch_save_json_and_output_name(digits, tmp_path):
+    from helpers import run_kit
+
+    result = run_kit("bench", digits.onnx, "--threads", "1", "--max-time", "0", "--json", "--data", digits.test,
+                     "--output-name", "output", "--save-json", tmp_path / "run.json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)  # the whole of stdout is the JSON: no table, no progress
+    assert result.stderr == ""
+    assert document["benchmarks"][0]["name"] == "model.onnx[onnxruntime]"
+    assert document["benchmarks"][0]["extra_info"]["kit"]["accuracy"]["top1"] > 0.9
+    assert json.loads((tmp_path / "run.json").read_text())["benchmarks"][0]["stats"]["rounds"] == 10
+    assert files_in(tmp_path) == ["run.json"]
+    result = run_kit("bench", digits.onnx, "--max-time", "0", "--data", digits.test, "--output-name", "logits",
+                     "--json", cwd=tmp_path)
+    skipped = json.loads(result.stdout)["benchmarks"][0]["extra_info"]["kit"]["accuracy_skipped"]
+    assert result.returncode == 0 and skipped.startswith("expected an output named 'logits'; the model has output.")
+    result = run_kit("bench", digits.onnx, "--output", "x", cwd=tmp_path)  # the old selector is gone
+    assert result.returncode == 2 and "unrecognized arguments: --output x" in result.stderr
 
 
 def test_pytest_plugin_fixtures(digits, pytester):
@@ -227,3 +244,62 @@ def test_readme_latency_test_runs_with_and_without_benchmarking(digits, pytester
     result.assert_outcomes(passed=1)
     rounds = int(next(line for line in result.outlines if "ROUNDS" in line).split("ROUNDS")[1])
     assert rounds == 5 if not benchmarked else rounds > 5
+
+
+@pytest.fixture(scope="module")
+def digit_images(digits, tmp_path_factory):
+    """40 held-out digits as 8x8 PNGs in one folder per class, and the same pixels as float arrays."""
+    import cv2
+    import numpy as np
+
+    with np.load(digits.test) as held_out:
+        x, y = held_out["x"][:40], held_out["y"][:40]
+    folder = tmp_path_factory.mktemp("images")
+    pixels = np.round(x[:, 0] * 255).astype(np.uint8)
+    for index, (image, label) in enumerate(zip(pixels, y)):
+        (folder / str(label)).mkdir(exist_ok=True)
+        cv2.imwrite(str(folder / str(label) / f"{index:03d}.png"), image)
+    return folder, pixels[:, None].astype(np.float32) / 255, y
+
+
+def test_preprocess_applies_to_images_for_models_without_stored_preprocessing(digits, digit_images, tmp_path):
+    import numpy as np
+
+    folder, x, y = digit_images
+    normalized = tmp_path / "normalized.npz"  # the folder's pixels as --preprocess mean=0.5,std=0.25 makes them
+    np.savez(normalized, x=(x - 0.5) / 0.25, y=y)
+    expected, _ = evaluate(digits.onnx, str(normalized))
+    np.savez(tmp_path / "raw.npz", x=x, y=y)
+    untouched, _ = evaluate(digits.onnx, str(tmp_path / "raw.npz"))
+    assert expected.top1 != untouched.top1  # the premise: the normalization changes this model's answers
+
+    report = bench.bench([str(digits.onnx)], data=str(folder), preprocess="mean=0.5,std=0.25", max_time=0)
+    assert report.rows()[0]["accuracy"]["top1"] == expected.top1
+    report = bench.bench([str(digits.onnx)], data=str(folder), max_time=0)  # the input's defaults: /255, gray
+    assert report.rows()[0]["accuracy"]["top1"] == untouched.top1
+
+
+def test_models_without_preprocessing_follow_the_one_recorded(digits, digit_images, tmp_path):
+    from kit.export import export_onnx
+
+    folder, _, _ = digit_images
+    recorded = tmp_path / "recorded.onnx"  # the same network, recording its preprocessing
+    export_onnx(digits.module, recorded, input_shapes="1x1x8x8", preprocess="color=gray,mean=0.5,std=0.25")
+    report = bench.bench([str(recorded), str(digits.onnx)], data=str(folder), max_time=0)
+    same_pixels = report.rows()[1]["fidelity"][0]
+    assert same_pixels["top1"] == 1.0 and same_pixels["max_abs"] < 1e-4
+    with pytest.warns(KitWarning, match=r"--preprocess applies to models that record no preprocessing; .*recorded"
+                                        r"\.onnx keep their own"):
+        bench.bench([str(recorded), str(digits.onnx)], data=str(folder), max_time=0, preprocess="mean=0.5,std=0.25")
+
+
+def test_bad_preprocess_fails_before_measuring(digits, digit_images, tmp_path):
+    from helpers import run_kit
+
+    folder, _, _ = digit_images
+    result = run_kit("bench", digits.onnx, "--data", folder, "--preprocess", "colour=gray", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.startswith("error: expected key=value with a key among size")
+    result = run_kit("bench", digits.onnx, "--data", digits.test, "--preprocess", "size=8", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: --preprocess says how images become inputs; --data ")
+    assert files_in(tmp_path) == []
