@@ -27,13 +27,13 @@ from kit import environment, provenance
 from kit.accuracy import accuracy, top_k_correct
 from kit.compare import compare_outputs
 from kit.harness import scores_of
-from kit.errors import InputError, KitError, KitWarning, RunError
+from kit.errors import InputError, KitError, KitWarning, RunError, RuntimeUnavailableError
 from kit.fileio import atomic_output, check_output_path
 from kit.sources import is_factory_reference
 from kit.stats import latency_stats
 
 GROUP = "kit bench"
-REGRESSION_THRESHOLD = 0.10  # a median this much slower than the old run is a regression
+DEFAULT_COMPARE_FAIL = ("median:10%",)  # pytest-benchmark's rule syntax: a median 10% slower is a regression
 WORKER_SECONDS = 300  # start-up, load and the fidelity pass; the timing rounds add 20x --max-time
 # The raw timings go into the JSON and stay in the worker's memory (and so in its peak RSS):
 # 20,000 rounds keep both small. A fast model reaches the cap before --max-time runs out; the
@@ -131,6 +131,7 @@ def bench(
     Each variant times single calls for ``max_time`` seconds, at least 10 and at most
     ``max_rounds`` of them (``rounds_capped`` in its fields says the cap stopped it first).
     """
+    require_pytest_benchmark()
     if batch < 1:
         raise InputError(f"expected --batch >= 1, found {batch}.", hint="Use --batch 1.")
     if not 0 <= max_time <= MAX_TIME_LIMIT:  # also refuses NaN
@@ -143,17 +144,19 @@ def bench(
         open_options["threads"] = threads
     variants = plan(models, runtimes, baseline, open_options)
     fidelity_data = data or "random:16"
-    shared_preprocess = _image_preprocessing([v.model for v in variants], fidelity_data, preprocess)
+    # What every worker gets besides its variant (paths absolute: workers run in a scratch folder).
+    settings = {"batch": batch, "group": GROUP, "fidelity_data": _absolute(fidelity_data),
+                "preprocess": _image_preprocessing([v.model for v in variants], fidelity_data, preprocess),
+                "max_time": max_time, "max_rounds": max_rounds, "threads": threads, "user_cwd": os.getcwd()}
     results = []
     with tempfile.TemporaryDirectory() as scratch:
         for index, variant in enumerate(variants):
             if progress:
                 progress(variant.name, index, len(variants))
-            results.append(_run_variant(variant, Path(scratch), index, batch, fidelity_data, shared_preprocess,
-                                        max_time, max_rounds))
+            results.append(_run_variant(variant, Path(scratch), index, settings))
         if progress:
             progress("done", len(variants), len(variants))
-        document = _merge(results, threads)
+        document = _merge(results)
         _analyse(document, variants, output_name)
     return BenchReport(document)
 
@@ -182,23 +185,21 @@ def _image_preprocessing(models: list[str], data: str, text: str | None) -> str 
     return text if text is not None else next(iter(recorded.values()), None)
 
 
-def _run_variant(variant: Variant, scratch: Path, index: int, batch: int, fidelity_data: str,
-                 preprocess: str | dict | None, max_time: float, max_rounds: int) -> dict[str, Any]:
+def _run_variant(variant: Variant, scratch: Path, index: int, settings: dict[str, Any]) -> dict[str, Any]:
     outputs_file = scratch / f"outputs-{index}.npz"
     report = scratch / f"bench-{index}.json"
     # The worker runs in the scratch folder: every path it gets must be absolute.
     options = {k: _absolute(v) if k == "weights" else v for k, v in variant.options.items()}
-    spec = {"model": _absolute(variant.model), "runtime": variant.runtime, "options": options, "batch": batch,
-            "group": GROUP, "fidelity_data": _absolute(fidelity_data), "preprocess": preprocess,
-            "outputs_file": str(outputs_file),
-            "max_time": max_time, "max_rounds": max_rounds, "name": variant.name, "display_model": variant.model}
+    spec = {**settings, "model": _absolute(variant.model), "runtime": variant.runtime, "options": options,
+            "outputs_file": str(outputs_file), "name": variant.name, "display_model": variant.model}
     (scratch / "pytest.ini").write_text("[pytest]\n")  # keep the user's pytest configuration out
     command = [sys.executable, "-m", "pytest", str(Path(__file__).with_name("bench_case.py")), "-q",
-               "-p", "pytest_benchmark.plugin", "-p", "no:cacheprovider", "-c", str(scratch / "pytest.ini"),
-               "--rootdir", str(scratch), f"--benchmark-json={report}", "--benchmark-sort=name"]
+               "-p", "pytest_benchmark.plugin", "-p", "kit.bench_case", "-p", "no:cacheprovider",
+               "-c", str(scratch / "pytest.ini"), "--rootdir", str(scratch), f"--benchmark-json={report}",
+               "--benchmark-sort=name"]
     env = {key: value for key, value in os.environ.items() if key != "PYTEST_ADDOPTS"}
     env |= {"KIT_BENCH_SPEC": json.dumps(spec), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    limit = WORKER_SECONDS + 20 * max_time
+    limit = WORKER_SECONDS + 20 * settings["max_time"]
     try:  # cwd: pytest-benchmark's .benchmarks folder lands in the scratch folder, not the user's
         finished = subprocess.run(command, capture_output=True, text=True, env=env, cwd=scratch, timeout=limit)
     except subprocess.TimeoutExpired:
@@ -208,9 +209,7 @@ def _run_variant(variant: Variant, scratch: Path, index: int, batch: int, fideli
         raise RunError(f"benchmarking {variant.name} failed: {_worker_error(finished.stdout + finished.stderr)}",
                        hint="Run the model once with `kit run MODEL --random --runtime "
                             f"{variant.runtime}` to see the problem alone.")
-    entry = json.loads(report.read_text())
-    entry["benchmarks"][0]["extra_info"]["kit"]["outputs_file"] = str(outputs_file)
-    return entry
+    return json.loads(report.read_text())
 
 
 def _absolute(reference: str) -> str:
@@ -229,16 +228,10 @@ def _worker_error(text: str) -> str:
     return re.sub(r"^kit\.errors\.\w+: ", "", message)
 
 
-def _merge(results: list[dict[str, Any]], threads: int | None) -> dict[str, Any]:
+def _merge(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One pytest-benchmark document from the workers' (each already named through its hooks)."""
     document = {key: value for key, value in results[0].items() if key != "benchmarks"}
-    document["machine_info"]["kit_environment"] = environment.describe(threads)
-    document["benchmarks"] = []
-    for result in results:
-        entry = result["benchmarks"][0]
-        info = entry["extra_info"]["kit"]
-        name = info["name"]
-        entry.update(name=name, fullname=name, param=info["runtime"], params={"runtime": info["runtime"]})
-        document["benchmarks"].append(entry)
+    document["benchmarks"] = [entry for result in results for entry in result["benchmarks"]]
     return document
 
 
@@ -298,34 +291,62 @@ def check_outputs(outputs: list[str | None], inputs: list[str | None]) -> None:
         check_output_path(path, *filter(None, inputs))
 
 
-def load_previous(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
-    """The benchmarks of an earlier --json by variant name, each with a positive median (checked before measuring)."""
+STATS_FIELDS = ("min", "max", "mean", "median", "stddev", "iqr")  # what pytest-benchmark's rules can name
+
+
+def load_previous(path: str | os.PathLike) -> dict[str, Any]:
+    """An earlier --save-json document whose benchmarks carry positive medians (checked before measuring)."""
     try:
-        previous = {b["name"]: b for b in json.loads(Path(path).read_text())["benchmarks"]}
-        medians = {name: float(b["stats"]["median"]) for name, b in previous.items()}
+        document = json.loads(Path(path).read_text())
+        stats = {b["name"]: {key: float(b["stats"][key]) for key in STATS_FIELDS} for b in document["benchmarks"]}
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(f"could not read {path} as a kit bench / pytest-benchmark JSON ({type(exc).__name__}: "
-                         f"{exc}).", hint="Give a file written by kit bench --json.") from exc
-    if not medians or min(medians.values()) <= 0:
-        raise InputError(f"{path} holds no positive median latencies.", hint="Give a file written by kit bench --json.")
-    return previous
+                         f"{exc}).", hint="Give a file written by kit bench --save-json.") from exc
+    if not stats or min(s["median"] for s in stats.values()) <= 0:
+        raise InputError(f"{path} holds no positive median latencies.",
+                         hint="Give a file written by kit bench --save-json.")
+    return document
+
+
+def compare_checks(rules: list[str] | None = None) -> list[tuple[str, Any]]:
+    """pytest-benchmark's own regression rules (its --benchmark-compare-fail), parsed by it:
+    FIELD:N% (slower by more than N percent) or FIELD:SECONDS, FIELD among STATS_FIELDS."""
+    require_pytest_benchmark()
+    from pytest_benchmark.utils import parse_compare_fail
+
+    checks = []
+    for rule in rules or DEFAULT_COMPARE_FAIL:
+        try:
+            checks.append((rule, parse_compare_fail(rule)))
+        except Exception:  # argparse.ArgumentTypeError: pytest-benchmark reports through its option parser
+            raise InputError(f"expected a rule like median:10% or mean:0.0005 (FIELD:PERCENT% or FIELD:SECONDS, "
+                             f"FIELD among {', '.join(STATS_FIELDS)}), found {rule!r}.",
+                             hint="These are pytest-benchmark's --benchmark-compare-fail rules.") from None
+    return checks
 
 
 def regressions(report: BenchReport, old_path: str | os.PathLike,
-                threshold: float = REGRESSION_THRESHOLD) -> list[dict[str, Any]]:
-    """Variants slower than an old report beyond ``threshold`` (even at the lower bound of this
-    run's median interval, so noise alone does not flag), or whose top-1 fell."""
-    old = load_previous(old_path)
+                rules: list[str] | None = None) -> list[dict[str, Any]]:
+    """Variants that fail pytest-benchmark's compare rules against an old report, or whose top-1 fell.
+
+    A rule on the median is applied to the lower bound of this run's median interval, so
+    noise alone does not flag. Runs measured with other settings or on another machine are
+    still compared, with a KitWarning that says what differs."""
+    checks = compare_checks(rules)
+    document = load_previous(old_path)
+    old = {b["name"]: b for b in document["benchmarks"]}
     found = []
     for entry in report.benchmarks:
         previous = old.get(entry["name"])
         if previous is None:
             continue
-        ratio = entry["stats"]["median"] / previous["stats"]["median"]
-        low = entry["extra_info"]["kit"]["latency_s"]["median_ci"][0] / previous["stats"]["median"]
-        row = {"name": entry["name"], "median_ratio": ratio, "latency_regression": low > 1 + threshold}
+        info = entry["extra_info"]["kit"]
+        current = {**entry["stats"], "median": info["latency_s"]["median_ci"][0]}
+        failed = [rule for rule, check in checks if check.fails(current, previous["stats"])]
+        row = {"name": entry["name"], "median_ratio": entry["stats"]["median"] / previous["stats"]["median"],
+               "latency_regression": bool(failed), "failed_rules": failed}
         old_top1 = previous.get("extra_info", {}).get("kit", {}).get("accuracy", {}).get("top1")
-        new_top1 = entry["extra_info"]["kit"].get("accuracy", {}).get("top1")
+        new_top1 = info.get("accuracy", {}).get("top1")
         row["accuracy_regression"] = (old_top1 is not None and new_top1 is not None
                                       and old_top1 - new_top1 > ACCURACY_REGRESSION)
         row["top1_change"] = None if old_top1 is None or new_top1 is None else new_top1 - old_top1
@@ -334,4 +355,51 @@ def regressions(report: BenchReport, old_path: str | os.PathLike,
         raise KitError(f"no benchmark in {old_path} matches this run's variants "
                        f"({', '.join(b['name'] for b in report.benchmarks)}).",
                        hint="Compare runs of the same models and runtimes.")
+    for line in setting_differences(report.document, document, old_path):
+        warnings.warn(line, KitWarning, stacklevel=2)
     return found
+
+
+def setting_differences(new: dict[str, Any], old: dict[str, Any], old_path: str | os.PathLike) -> list[str]:
+    """What differs between two runs besides the models: threads, batch, machine, runtime versions."""
+    where = f"{Path(old_path).name} was measured"
+    then = old.get("machine_info", {}).get("kit_environment")
+    if not then:
+        return [f"{Path(old_path).name} records no kit environment (not written by kit bench): its threads, batch "
+                "and machine cannot be compared with this run's."]
+    now = new["machine_info"]["kit_environment"]
+    lines = []
+    if then.get("threads_used") != now["threads_used"]:
+        lines.append(f"{where} with {_threads(then.get('threads_used'))}, this run with "
+                     f"{_threads(now['threads_used'])}: the ratios mix two settings.")
+    if _machine(then) != _machine(now):
+        lines.append(f"{where} on {_machine(then)}, this run on {_machine(now)}: a change may be the machine's.")
+    versions = [f"{name} {then['packages'][name]} -> {version}" for name, version in now["packages"].items()
+                if then.get("packages", {}).get(name, version) != version]
+    if versions:
+        lines.append(f"{where} with other versions ({', '.join(versions)}).")
+    old_batches = {b["name"]: b.get("extra_info", {}).get("kit", {}).get("batch") for b in old["benchmarks"]}
+    for entry in new["benchmarks"]:
+        name, batch = entry["name"], entry["extra_info"]["kit"]["batch"]
+        if name in old_batches and (old_batches[name] or 1) != (batch or 1):  # None: a static batch of 1
+            lines.append(f"{where} with {name} at batch {old_batches[name] or 1}, this run at batch {batch or 1}.")
+    return lines
+
+
+def _threads(count: int | None) -> str:
+    return "the runtime's default threads" if count is None else f"{count} thread{'' if count == 1 else 's'}"
+
+
+def _machine(env: dict[str, Any]) -> str:
+    return f"{env.get('cpu', {}).get('model', 'an unknown CPU')} ({env.get('cores', '?')} cores, {env.get('machine', '?')})"
+
+
+def require_pytest_benchmark() -> None:
+    """kit bench's timing engine is pytest with pytest-benchmark: name the extra that brings them."""
+    try:
+        import pytest  # noqa: F401
+        import pytest_benchmark  # noqa: F401
+    except ImportError as exc:
+        raise RuntimeUnavailableError(f"kit bench needs pytest and pytest-benchmark (its timing engine); "
+                                      f"{exc.name} is not installed.",
+                                      hint='Install them with: pip install "edge-inference-kit[bench]"') from None

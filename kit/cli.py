@@ -244,8 +244,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--plot", metavar="OUT.png", help="latency against accuracy (Pareto front) and distributions")
     bench.add_argument("--compare", metavar="OLD.json",
                        help="mark regressions against an earlier --save-json; exit 1 on any")
-    bench.add_argument("--threshold", type=_tolerance,
-                       help="median slow-down counted as a regression (default 0.10 = 10%%)")
+    bench.add_argument("--compare-fail", action="append", metavar="FIELD:N%%",
+                       help="pytest-benchmark's regression rule, repeatable: median:10%% (the default; judged at the "
+                            "low end of the median's interval), mean:5%%, max:0.002 (seconds)")
     bench.set_defaults(handler=_bench)
 
     inspect = commands.add_parser("inspect", parents=[common, torch_source], help="show a model's inputs, outputs, ops, metadata")
@@ -635,10 +636,18 @@ def _tolerances(items: list[str] | None, default: float) -> dict[str, float]:
 def _bench(args) -> int:
     from kit import bench, report
 
+    # Everything that can fail is checked before the measuring starts.
+    bench.require_pytest_benchmark()
+    if args.plot:
+        report.require_matplotlib()
     bench.check_outputs([args.save_json, args.markdown, args.plot],
                         [*args.models, args.baseline, args.data, args.compare, args.weights])
+    if args.compare_fail and not args.compare:
+        raise InputError("--compare-fail judges a comparison; no --compare OLD.json was given.",
+                         hint="Add --compare OLD.json (a file written by --save-json).")
     if args.compare:
-        bench.load_previous(args.compare)  # a bad comparison file fails now, not after the measuring
+        bench.load_previous(args.compare)
+        bench.compare_checks(args.compare_fail)
     torch_options = {}
     for model in [*args.models, args.baseline]:
         torch_options |= _open_options(args, model, None, strict=False)
@@ -656,8 +665,7 @@ def _bench(args) -> int:
         report.write_markdown(result, args.markdown)
     if args.plot:
         report.write_plot(result, args.plot)
-    threshold = bench.REGRESSION_THRESHOLD if args.threshold is None else args.threshold
-    found = bench.regressions(result, args.compare, threshold) if args.compare else []
+    found = bench.regressions(result, args.compare, args.compare_fail) if args.compare else []
     failed = any(row["latency_regression"] or row["accuracy_regression"] for row in found)
     if args.json:
         _print_json(result.document | ({"kit_regressions": found} if args.compare else {}))
@@ -667,8 +675,9 @@ def _bench(args) -> int:
     for row in found:
         flag = row["latency_regression"] or row["accuracy_regression"]
         change = "" if row["top1_change"] is None else f", top-1 {row['top1_change']:+.2%}"
+        rules = f" ({', '.join(row['failed_rules'])} failed)" if row["failed_rules"] else ""
         console.print(_styled("REGRESSION" if flag else "ok", "red" if flag else "green"),
-                      f"{row['name']}: median x{row['median_ratio']:.2f} against {args.compare}{change}")
+                      f"{row['name']}: median x{row['median_ratio']:.2f} against {args.compare}{change}{rules}")
     for path in filter(None, (args.save_json, args.markdown, args.plot)):
         console.print(f"wrote {path}")
     return 1 if failed else 0

@@ -104,13 +104,21 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
+def require_matplotlib() -> None:
+    """--plot is the one part of kit bench that draws: only it needs matplotlib (a device may lack it)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise RuntimeUnavailableError("--plot needs matplotlib, which is not installed.",
+                                      hint='Install it with: pip install "edge-inference-kit[bench]" (or matplotlib alone), '
+                                           'or drop --plot.') from None
+
+
 def write_plot(report: BenchReport, path: str | os.PathLike) -> None:
     """Latency against accuracy (Pareto front marked) beside each variant's latency distribution."""
-    try:
-        import matplotlib
-    except ImportError as exc:
-        raise RuntimeUnavailableError("--plot needs matplotlib, which is not installed.",
-                                      hint='Install it with: pip install "edge-inference-kit[bench]"') from exc
+    require_matplotlib()
+    import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

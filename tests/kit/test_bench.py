@@ -65,19 +65,66 @@ def test_json_loads_in_pytest_benchmark_compare(measured):
 
 
 def test_regressions_against_an_older_run(measured, tmp_path):
+    import warnings
+
     report, _ = measured
     old = json.loads(json.dumps(report.document))
     old["benchmarks"][0]["stats"]["median"] /= 2  # the old run was twice as fast
     old["benchmarks"][1]["extra_info"]["kit"]["accuracy"]["top1"] += 0.05  # and more accurate
     (tmp_path / "old.json").write_text(json.dumps(old))
-    rows = {row["name"]: row for row in bench.regressions(report, tmp_path / "old.json", threshold=0.1)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # same settings, same machine: nothing to note
+        rows = {row["name"]: row for row in bench.regressions(report, tmp_path / "old.json")}
     assert rows["model.onnx[onnxruntime]"]["latency_regression"]
+    assert rows["model.onnx[onnxruntime]"]["failed_rules"] == ["median:10%"]
     assert rows["model.onnx[onnxruntime]"]["median_ratio"] == pytest.approx(2.0)
     assert not rows["fp16.onnx[onnxruntime]"]["latency_regression"]
     assert rows["fp16.onnx[onnxruntime]"]["accuracy_regression"]
-    (tmp_path / "other.json").write_text(json.dumps({"benchmarks": [{"name": "x[y]", "stats": {"median": 1}}]}))
+    # pytest-benchmark's own rules: the old median halved is far beyond 10% but not beyond 1000%
+    rows = {row["name"]: row for row in bench.regressions(report, tmp_path / "old.json", ["median:1000%"])}
+    assert not rows["model.onnx[onnxruntime]"]["latency_regression"]
+    with pytest.raises(InputError, match=r"expected a rule like median:10% or mean:0.0005 .*found 'p99:5%'"):
+        bench.regressions(report, tmp_path / "old.json", ["p99:5%"])
+    other = {"benchmarks": [{"name": "x[y]", "stats": dict.fromkeys(bench.STATS_FIELDS, 1.0)}]}
+    (tmp_path / "other.json").write_text(json.dumps(other))
     with pytest.raises(KitError, match="no benchmark in .* matches"):
         bench.regressions(report, tmp_path / "other.json")
+
+
+def test_comparing_runs_of_other_settings_says_what_differs(measured, tmp_path):
+    report, _ = measured
+    old = json.loads(json.dumps(report.document))
+    environment = old["machine_info"]["kit_environment"]
+    environment.update(threads_used=4, cores=8)
+    environment["cpu"]["model"] = "Some Other CPU"
+    environment["packages"]["onnxruntime"] = "1.0.0"
+    old["benchmarks"][1]["extra_info"]["kit"]["batch"] = 8
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    with pytest.warns(KitWarning) as caught:
+        bench.regressions(report, tmp_path / "old.json")
+    now = report.document["machine_info"]["kit_environment"]
+    ort = now["packages"]["onnxruntime"]
+    assert [str(w.message) for w in caught] == [
+        "old.json was measured with 4 threads, this run with 1 thread: the ratios mix two settings.",
+        f"old.json was measured on Some Other CPU (8 cores, {now['machine']}), this run on {now['cpu']['model']} "
+        f"({now['cores']} cores, {now['machine']}): a change may be the machine's.",
+        f"old.json was measured with other versions (onnxruntime 1.0.0 -> {ort}).",
+        "old.json was measured with fp16.onnx[onnxruntime] at batch 8, this run at batch 1.",
+    ]
+
+
+def test_json_keeps_the_users_commit_info(measured, digits, tmp_path):
+    # The worker runs in a scratch folder; the commit is that of the folder kit bench ran from.
+    git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    subprocess.run(["git", "init", "-q", "-b", "trunk", str(tmp_path)], check=True)
+    subprocess.run([*git, "-C", str(tmp_path), "commit", "-q", "--allow-empty", "-m", "first"], check=True)
+    head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    from helpers import run_kit
+
+    result = run_kit("bench", digits.onnx, "--max-time", "0", "--json", cwd=tmp_path)
+    commit = json.loads(result.stdout)["commit_info"]
+    assert (commit["id"], commit["branch"], commit["project"], commit["dirty"]) == (head.strip(), "trunk",
+                                                                                    tmp_path.name, False)
 
 
 def test_markdown_and_plot(measured, tmp_path):
@@ -303,3 +350,44 @@ def test_bad_preprocess_fails_before_measuring(digits, digit_images, tmp_path):
     assert result.returncode == 2
     assert result.stderr.startswith("error: --preprocess says how images become inputs; --data ")
     assert files_in(tmp_path) == []
+
+
+def _hiding(tmp_path, *modules) -> dict:
+    """Environment for a kit process (and its workers) in which these modules cannot be imported."""
+    folder = tmp_path / "hide"
+    folder.mkdir(parents=True)
+    (folder / "sitecustomize.py").write_text(textwrap.dedent(f"""
+        import sys
+
+        class Hide:
+            def find_spec(self, name, path=None, target=None):
+                if name.partition(".")[0] in {modules!r}:
+                    raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+
+        sys.meta_path.insert(0, Hide())
+    """))
+    return {"PYTHONPATH": str(folder)}
+
+
+def test_without_pytest_benchmark_the_bench_extra_is_named(digits, tmp_path):
+    from helpers import run_kit
+
+    for hidden in ("pytest", "pytest_benchmark"):
+        result = run_kit("bench", digits.onnx, cwd=tmp_path, env=_hiding(tmp_path / hidden, hidden))
+        assert result.returncode == 2, result.stderr
+        assert result.stderr == (f"error: kit bench needs pytest and pytest-benchmark (its timing engine); {hidden} "
+                                 'is not installed. Install them with: pip install "edge-inference-kit[bench]"\n')
+
+
+def test_matplotlib_is_needed_only_for_plot(digits, tmp_path):
+    from helpers import run_kit
+
+    env = _hiding(tmp_path, "matplotlib")
+    result = run_kit("bench", digits.onnx, "--max-time", "0", "--markdown", tmp_path / "run.md", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "model.onnx[onnxruntime]" in (tmp_path / "run.md").read_text()
+    result = run_kit("bench", digits.onnx, "--plot", tmp_path / "run.png", "--save-json", tmp_path / "run.json",
+                     cwd=tmp_path, env=env)
+    assert result.returncode == 2 and result.stderr.startswith("error: --plot needs matplotlib, which is not "
+                                                               "installed.")
+    assert files_in(tmp_path) == ["hide", "run.md"]  # refused before measuring: no JSON either
