@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from kit import environment, provenance
+from kit import provenance
 from kit.accuracy import accuracy, top_k_correct
 from kit.compare import compare_outputs
 from kit.harness import scores_of

@@ -146,6 +146,48 @@ def test_pareto_front():
     assert pareto_front(points) == [0, 2, 3]
 
 
+def _synthetic_report(medians: list[float], top1s: list[float]):
+    """A report with known numbers: five rounds around each median, every variant scored."""
+    benchmarks = [{"name": f"variant-{i}[onnxruntime]", "stats": {"data": [m * f for f in (0.9, 1, 1, 1.1, 3)]},
+                   "extra_info": {"kit": {"latency_s": {"median": m}, "accuracy": {"top1": top1},
+                                          "fidelity": [{"top1": 1.0, "cosine": 1.0}]}}}
+                  for i, (m, top1) in enumerate(zip(medians, top1s))]
+    return bench.BenchReport({"benchmarks": benchmarks})
+
+
+@pytest.mark.parametrize("seconds, unit", [([7e-6, 9e-6], ("us", 1e6)), ([0.0042, 0.5], ("ms", 1e3)),
+                                           ([2.0, 30.0], ("s", 1.0)), ([3e-7], ("ns", 1e9))])
+def test_plot_units_follow_the_fastest_value(seconds, unit):
+    from kit.report import time_unit
+
+    assert time_unit(seconds) == unit  # 7 us is drawn as 7 us, not as 0.0070 ms
+
+
+def test_plot_keeps_accuracy_within_0_to_100_percent_and_names_apart():
+    from kit.report import plot_figure, score_limits
+
+    assert score_limits([0.99, 1.0, 1.0], 0, 1) == (pytest.approx(0.985), 1.0)  # margin >= 0.5 points; <= 100%
+    assert score_limits([0.0, 0.5], 0, 1) == (0.0, pytest.approx(0.55))
+    assert score_limits([1.0, 1.0], 0, 1) == (pytest.approx(0.995), 1.0)  # one value: a small window below it
+    # Four variants at nearly the same point (the overprinting case), all at or near 100%.
+    figure = plot_figure(_synthetic_report([7.0e-6, 7.1e-6, 7.2e-6, 7.0e-6], [1.0, 1.0, 0.999, 1.0]))
+    left, right = figure.axes
+    low, high = left.get_ylim()
+    assert 0 <= low < 0.999 and high == 1.0
+    assert left.get_xlabel() == "median latency (us)" and right.get_xlabel() == "latency per call (us)"
+    assert not left.texts  # no names drawn beside the points, where they would overprint
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    labels = left.get_legend().get_texts()
+    assert [t.get_text() for t in labels] == ["Pareto front"] + [f"variant-{i}[onnxruntime]" for i in range(4)]
+    boxes = [t.get_window_extent(renderer) for t in labels]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    assert not any(box.overlaps(left.get_window_extent(renderer)) for box in boxes)  # beside the axes, not on it
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+
+
 def test_bad_input(digits, tmp_path, capsys):
     with pytest.raises(InputError, match="expected a runtime among onnxruntime, torch, edgetpu, tflite"):
         bench.bench([str(digits.onnx)], runtimes=["tensorflow"])
@@ -184,8 +226,8 @@ def test_rounds_cap_is_reported(digits):
     report = bench.bench([str(digits.onnx)], max_time=1.0, max_rounds=50, threads=1)
     (row,) = report.rows()
     assert row["latency_s"]["rounds"] == 50 and row["rounds_capped"] and row["max_time_s"] == 1.0
-    assert any(re.fullmatch(r"model\.onnx\[onnxruntime\]: timing stopped at the 50-round cap after \S+ (us|ms), "
-                            r"short of --max-time 1 s\.", line) for line in notes(report))
+    assert any(re.fullmatch(r"model\.onnx\[onnxruntime\]: 50 rounds \(the cap\) took \S+ (us|ms) of the 1 s "
+                            r"--max-time asked for\.", line) for line in notes(report))
     assert any("50 rounds, so p99 lies between the two slowest" in line for line in notes(report))
     uncapped = bench.bench([str(digits.onnx)], max_time=0.0, threads=1)  # 10 rounds, the floor
     assert not uncapped.rows()[0]["rounds_capped"] and uncapped.rows()[0]["latency_s"]["rounds"] == 10
