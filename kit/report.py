@@ -11,8 +11,9 @@ from kit.fileio import atomic_output
 from kit.formatting import decibels, percent, seconds, size
 from kit.stats import P99_ROUNDS
 
-COLUMNS = ("variant", "median [95% CI]", "min / mean", "p90 / p99", "load / first", "per s", "size", "peak RSS",
-           "agree", "SQNR", "top-1 (vs base)")
+LATENCY_COLUMNS = ("median [95% CI]", "min / mean", "p90 / p99", "per s")
+MODEL_COLUMNS = ("load / first", "size", "peak RSS", "agree", "SQNR", "top-1 (vs base)")
+COLUMNS = ("variant", *LATENCY_COLUMNS, *MODEL_COLUMNS)
 
 
 def table_rows(report: BenchReport) -> list[list[str]]:
@@ -30,8 +31,9 @@ def table_rows(report: BenchReport) -> list[list[str]]:
             seconds(latency["median"], *latency["median_ci"]),
             f"{seconds(latency['min'])} / {seconds(latency['mean'])}",
             f"{seconds(latency['p90'])} / {seconds(latency['p99'])}",
+            f"{row['throughput_per_s']:.0f}",
             f"{seconds(row['load_s'])} / {seconds(row['first_inference_s'])}",
-            f"{row['throughput_per_s']:.0f}", size(row["size_bytes"]), f"{row['peak_rss_mb']:.0f} MB",
+            size(row["size_bytes"]), f"{row['peak_rss_mb']:.0f} MB",
             percent(fidelity.get("top1")), decibels(fidelity.get("sqnr_db")), top1,
         ])
     return rows
@@ -73,16 +75,58 @@ def environment_line(env: dict[str, Any]) -> str:
 
 
 def print_table(report: BenchReport, console) -> None:
-    from rich.table import Table
-
-    table = Table(title=None)
-    for column in COLUMNS:
-        table.add_column(column, overflow="fold")
-    for row in table_rows(report):
-        table.add_row(*row)
-    console.print(table)
+    """One table when it fits the console. Else the variants are numbered and their columns
+    packed, in order, into as few tables keyed by number as fit (two at 80 columns), so no
+    number or name is cut or folded in a pipe or a CI log."""
+    rows = table_rows(report)
+    wide = _table(COLUMNS, rows)
+    if _natural_width(console, wide) <= console.width:
+        console.print(wide)
+    else:
+        for number, row in enumerate(rows, 1):
+            console.print(f"{number:<3}{row[0]}")
+        numbered = [[str(number), *row[1:]] for number, row in enumerate(rows, 1)]
+        for group in _pack(console, numbered):
+            console.print()
+            console.print(_table(["#", *(COLUMNS[i] for i in group)], [[r[0], *(r[i] for i in group)]
+                                                                       for r in numbered], compact=True))
+        console.print()
     for line in notes(report):
         console.print(line)
+
+
+def _pack(console, numbered: list[list[str]]) -> list[list[int]]:
+    """Column indices (after the number) grouped greedily, in order, into tables that fit the console."""
+    groups: list[list[int]] = [[]]
+    for index in range(1, len(COLUMNS)):
+        trial = groups[-1] + [index]
+        table = _table(["#", *(COLUMNS[i] for i in trial)], [[r[0], *(r[i] for i in trial)] for r in numbered],
+                       compact=True)
+        if groups[-1] and _natural_width(console, table) > console.width:
+            groups.append([index])
+        else:
+            groups[-1] = trial
+    return groups
+
+
+def _natural_width(console, table) -> int:
+    from rich.measure import Measurement
+
+    return Measurement.get(console, console.options.update_width(10**6), table).maximum
+
+
+def _table(columns, rows, compact: bool = False):
+    from rich import box
+    from rich.table import Table
+
+    # compact: a rule under the header and two spaces between columns, no frame
+    table = (Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True) if compact
+             else Table(box=box.HEAVY_HEAD))
+    for index, column in enumerate(columns):
+        table.add_column(column, overflow="fold", justify="left" if index == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
 
 
 def write_markdown(report: BenchReport, path: str | os.PathLike) -> None:

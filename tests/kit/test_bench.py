@@ -433,3 +433,45 @@ def test_matplotlib_is_needed_only_for_plot(digits, tmp_path):
     assert result.returncode == 2 and result.stderr.startswith("error: --plot needs matplotlib, which is not "
                                                                "installed.")
     assert files_in(tmp_path) == ["hide", "run.md"]  # refused before measuring: no JSON either
+
+
+def _assert_readable_at_80_columns(text: str, report) -> None:
+    """Every cell of the table whole on one line, no line of the table wider than 80, no ellipsis."""
+    from kit.report import notes, table_rows
+
+    note_lines = notes(report)
+    table = [line for line in text.splitlines() if line not in note_lines]
+    assert max(len(line) for line in table) <= 80, "\n".join(table)
+    assert "\u2026" not in text and "..." not in text
+    for row in table_rows(report):
+        for cell in row:
+            assert any(cell in line for line in table), f"{cell!r} is not whole on any line:\n{text}"
+
+
+def test_table_at_80_columns(measured):
+    import io
+
+    from rich.console import Console
+
+    from kit.report import print_table
+
+    report, _ = measured
+    for width in (80, 200):
+        out = io.StringIO()
+        print_table(report, Console(file=out, width=width, markup=False, soft_wrap=True))
+        if width == 80:
+            _assert_readable_at_80_columns(out.getvalue(), report)
+            assert out.getvalue().startswith("1  model.onnx[onnxruntime] (baseline)\n2  fp16.onnx[onnxruntime]\n")
+        else:  # wide enough: the one table with the names in it
+            assert "\u2503 variant " in out.getvalue() and "\n1  " not in out.getvalue()
+
+
+def test_kit_bench_table_at_80_columns_through_the_cli(measured, digits, tmp_path):
+    from helpers import run_kit
+
+    _, folder = measured
+    result = run_kit("bench", digits.onnx, folder / "fp16.onnx", "--max-time", "0", "--threads", "1",
+                     "--save-json", tmp_path / "run.json", columns=80, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = bench.BenchReport(json.loads((tmp_path / "run.json").read_text()))
+    _assert_readable_at_80_columns(result.stdout.replace(f"wrote {tmp_path / 'run.json'}\n", ""), report)
