@@ -132,6 +132,8 @@ def bench(
     ``max_rounds`` of them (``rounds_capped`` in its fields says the cap stopped it first).
     """
     require_pytest_benchmark()
+    if max_rounds < 1:
+        raise InputError(f"expected max_rounds >= 1, found {max_rounds}.", hint="Leave it at its default.")
     if batch < 1:
         raise InputError(f"expected --batch >= 1, found {batch}.", hint="Use --batch 1.")
     if not 0 <= max_time <= MAX_TIME_LIMIT:  # also refuses NaN
@@ -175,9 +177,11 @@ def _image_preprocessing(models: list[str], data: str, text: str | None) -> str 
         return None
     recorded = {model: provenance.read(model).get("preprocess") for model in dict.fromkeys(models)}
     recorded = {model: steps for model, steps in recorded.items() if steps}
-    kinds = {json.dumps({**steps, "layout": None}, sort_keys=True) for steps in recorded.values()}  # layout: each its own
+    # Layout aside: each model takes images laid out as its own input is.
+    kinds = {json.dumps({**steps, "layout": None}, sort_keys=True) for steps in recorded.values()}
     if len(kinds) > 1:
-        raise InputError(f"the models record different preprocessing ({'; '.join(f'{m}: {s}' for m, s in recorded.items())}).",
+        listed = "; ".join(f"{model}: {steps}" for model, steps in recorded.items())
+        raise InputError(f"the models record different preprocessing ({listed}).",
                          hint="Benchmark them on arrays (.npy/.npz) instead of images, or re-export with one spec.")
     if text is not None and recorded:
         warnings.warn(f"--preprocess applies to models that record no preprocessing; {', '.join(recorded)} keep "
@@ -391,7 +395,8 @@ def _threads(count: int | None) -> str:
 
 
 def _machine(env: dict[str, Any]) -> str:
-    return f"{env.get('cpu', {}).get('model', 'an unknown CPU')} ({env.get('cores', '?')} cores, {env.get('machine', '?')})"
+    cpu = env.get("cpu", {}).get("model", "an unknown CPU")
+    return f"{cpu} ({env.get('cores', '?')} cores, {env.get('machine', '?')})"
 
 
 def require_pytest_benchmark() -> None:

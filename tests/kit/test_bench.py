@@ -270,7 +270,8 @@ def test_cli_prints_the_table_and_fails_on_regression(measured, digits, tmp_path
         entry["stats"]["median"] /= 10
     (tmp_path / "old.json").write_text(json.dumps(old))
     code = main(["bench", str(digits.onnx), "--threads", "1", "--max-time", "0.1", "--compare",
-                 str(tmp_path / "old.json"), "--markdown", str(tmp_path / "b.md"), "--save-json", str(tmp_path / "b.json")])
+                 str(tmp_path / "old.json"), "--markdown", str(tmp_path / "b.md"),
+                 "--save-json", str(tmp_path / "b.json")])
     out = capsys.readouterr().out
     assert code == 1
     assert "model.onnx[onnxruntime] (baseline)" in out and "REGRESSION model.onnx[onnxruntime]: median x" in out
