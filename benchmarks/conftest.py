@@ -30,6 +30,22 @@ def digits_onnx(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="session")
+def digits_tflite(tmp_path_factory):
+    """The digits CNN as TFLite fp32 (NCHW) and full int8 (NHWC, int8 I/O, calibrated on real digits)."""
+    from kit.demo import digits_split
+    from kit.export.tflite import export_tflite
+    from kit.models import make_digits_cnn
+
+    folder = tmp_path_factory.mktemp("bench-tflite")
+    np.savez(folder / "calib.npz", x=digits_split()[0][:200])
+    model = make_digits_cnn().eval()
+    return {precision: export_tflite(model, folder / f"digits.{precision}.tflite", precision=precision,
+                                     input_shapes="1x1x8x8",
+                                     calib=str(folder / "calib.npz") if precision == "int8" else None).path
+            for precision in ("fp32", "int8")}
+
+
 def image_feeds(runtime):
     from kit.specs import random_feeds
 

@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,18 +23,23 @@ from typing import Any
 
 import numpy as np
 
-from kit import environment
+from kit import provenance
 from kit.accuracy import accuracy, top_k_correct
 from kit.compare import compare_outputs
 from kit.harness import scores_of
-from kit.errors import InputError, KitError, RunError
+from kit.errors import InputError, KitError, KitWarning, RunError, RuntimeUnavailableError
 from kit.fileio import atomic_output, check_output_path
 from kit.sources import is_factory_reference
 from kit.stats import latency_stats
 
 GROUP = "kit bench"
-REGRESSION_THRESHOLD = 0.10  # a median this much slower than the old run is a regression
+DEFAULT_COMPARE_FAIL = ("median:10%",)  # pytest-benchmark's rule syntax: a median 10% slower is a regression
 WORKER_SECONDS = 300  # start-up, load and the fidelity pass; the timing rounds add 20x --max-time
+# The raw timings go into the JSON and stay in the worker's memory (and so in its peak RSS):
+# 20,000 rounds keep both small. A fast model reaches the cap before --max-time runs out; the
+# report says so (rounds_capped).
+MAX_ROUNDS = 20000
+MAX_TIME_LIMIT = 3600.0  # seconds of rounds per variant: beyond an hour a run measures the machine's drift
 ACCURACY_REGRESSION = 0.005  # a top-1 drop beyond this is a regression
 
 
@@ -104,11 +110,13 @@ def bench(
     runtimes: list[str] | None = None,
     baseline: str | None = None,
     data: str | None = None,
+    preprocess: str | None = None,
     batch: int = 1,
     threads: int | None = None,
     max_time: float = 2.0,
+    max_rounds: int = MAX_ROUNDS,
     options: dict[str, Any] | None = None,
-    output: str | None = None,
+    output_name: str | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> BenchReport:
     """Measure every variant, each in its own process, and analyse them against the baseline.
@@ -116,10 +124,21 @@ def bench(
     The baseline is ``baseline`` (on its first usable runtime) or else the first variant.
     Fidelity (outputs against the baseline's) is always measured, on ``data`` or 16 random
     inputs (which say little about a quantized model: give real data); task accuracy too
-    when ``data`` has labels, scored on ``output`` (or the model's only 2-D output).
+    when ``data`` has labels, scored on ``output_name`` (or the model's only 2-D output).
+    Images in a ``data`` folder are preprocessed as each model records; a model that records
+    nothing takes ``preprocess`` (``key=value,...``), else what the other models record, else
+    its input's defaults, so every variant sees the same pixels.
+    Each variant times single calls for ``max_time`` seconds, at least 10 and at most
+    ``max_rounds`` of them (``rounds_capped`` in its fields says the cap stopped it first).
     """
+    require_pytest_benchmark()
+    if max_rounds < 1:
+        raise InputError(f"expected max_rounds >= 1, found {max_rounds}.", hint="Leave it at its default.")
     if batch < 1:
         raise InputError(f"expected --batch >= 1, found {batch}.", hint="Use --batch 1.")
+    if not 0 <= max_time <= MAX_TIME_LIMIT:  # also refuses NaN
+        raise InputError(f"expected --max-time from 0 to {MAX_TIME_LIMIT:.0f} seconds per variant, found {max_time:g}.",
+                         hint="A few seconds give thousands of rounds; repeat runs to see run-to-run variation.")
     if data is not None and not (re.fullmatch(r"random:\d+", data) or Path(data).exists()):
         raise InputError(f"data {data} does not exist.", hint="Give an image folder, an .npy/.npz file, or random:N.")
     open_options = dict(options or {})
@@ -127,35 +146,64 @@ def bench(
         open_options["threads"] = threads
     variants = plan(models, runtimes, baseline, open_options)
     fidelity_data = data or "random:16"
+    # What every worker gets besides its variant (paths absolute: workers run in a scratch folder).
+    settings = {"batch": batch, "group": GROUP, "fidelity_data": _absolute(fidelity_data),
+                "preprocess": _image_preprocessing([v.model for v in variants], fidelity_data, preprocess),
+                "max_time": max_time, "max_rounds": max_rounds, "threads": threads, "user_cwd": os.getcwd()}
     results = []
     with tempfile.TemporaryDirectory() as scratch:
         for index, variant in enumerate(variants):
             if progress:
                 progress(variant.name, index, len(variants))
-            results.append(_run_variant(variant, Path(scratch), index, batch, fidelity_data, max_time))
+            results.append(_run_variant(variant, Path(scratch), index, settings))
         if progress:
             progress("done", len(variants), len(variants))
-        document = _merge(results, threads)
-        _analyse(document, variants, output)
+        document = _merge(results)
+        _analyse(document, variants, output_name)
     return BenchReport(document)
 
 
-def _run_variant(variant: Variant, scratch: Path, index: int, batch: int, fidelity_data: str,
-                 max_time: float) -> dict[str, Any]:
+def _image_preprocessing(models: list[str], data: str, text: str | None) -> str | dict | None:
+    """How images become inputs for the models that record no preprocessing: the --preprocess
+    text, else what the other models record (they must agree), else None (each input's defaults)."""
+    if text is not None:
+        from kit.preprocess import Preprocess
+
+        Preprocess(size=(1, 1)).updated(text)  # a typo fails now, not in every worker
+        if not Path(data).is_dir():
+            raise InputError(f"--preprocess says how images become inputs; --data {data} is not an image folder.",
+                             hint="Drop --preprocess, or give --data a folder of images.")
+    if not Path(data).is_dir():
+        return None
+    recorded = {model: provenance.read(model).get("preprocess") for model in dict.fromkeys(models)}
+    recorded = {model: steps for model, steps in recorded.items() if steps}
+    # Layout aside: each model takes images laid out as its own input is.
+    kinds = {json.dumps({**steps, "layout": None}, sort_keys=True) for steps in recorded.values()}
+    if len(kinds) > 1:
+        listed = "; ".join(f"{model}: {steps}" for model, steps in recorded.items())
+        raise InputError(f"the models record different preprocessing ({listed}).",
+                         hint="Benchmark them on arrays (.npy/.npz) instead of images, or re-export with one spec.")
+    if text is not None and recorded:
+        warnings.warn(f"--preprocess applies to models that record no preprocessing; {', '.join(recorded)} keep "
+                      "their own.", KitWarning, stacklevel=3)
+    return text if text is not None else next(iter(recorded.values()), None)
+
+
+def _run_variant(variant: Variant, scratch: Path, index: int, settings: dict[str, Any]) -> dict[str, Any]:
     outputs_file = scratch / f"outputs-{index}.npz"
     report = scratch / f"bench-{index}.json"
     # The worker runs in the scratch folder: every path it gets must be absolute.
     options = {k: _absolute(v) if k == "weights" else v for k, v in variant.options.items()}
-    spec = {"model": _absolute(variant.model), "runtime": variant.runtime, "options": options, "batch": batch,
-            "group": GROUP, "fidelity_data": _absolute(fidelity_data), "outputs_file": str(outputs_file),
-            "max_time": max_time, "name": variant.name, "display_model": variant.model}
+    spec = {**settings, "model": _absolute(variant.model), "runtime": variant.runtime, "options": options,
+            "outputs_file": str(outputs_file), "name": variant.name, "display_model": variant.model}
     (scratch / "pytest.ini").write_text("[pytest]\n")  # keep the user's pytest configuration out
     command = [sys.executable, "-m", "pytest", str(Path(__file__).with_name("bench_case.py")), "-q",
-               "-p", "pytest_benchmark.plugin", "-p", "no:cacheprovider", "-c", str(scratch / "pytest.ini"),
-               "--rootdir", str(scratch), f"--benchmark-json={report}", "--benchmark-sort=name"]
+               "-p", "pytest_benchmark.plugin", "-p", "kit.bench_case", "-p", "no:cacheprovider",
+               "-c", str(scratch / "pytest.ini"), "--rootdir", str(scratch), f"--benchmark-json={report}",
+               "--benchmark-sort=name"]
     env = {key: value for key, value in os.environ.items() if key != "PYTEST_ADDOPTS"}
     env |= {"KIT_BENCH_SPEC": json.dumps(spec), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    limit = WORKER_SECONDS + 20 * max_time
+    limit = WORKER_SECONDS + 20 * settings["max_time"]
     try:  # cwd: pytest-benchmark's .benchmarks folder lands in the scratch folder, not the user's
         finished = subprocess.run(command, capture_output=True, text=True, env=env, cwd=scratch, timeout=limit)
     except subprocess.TimeoutExpired:
@@ -165,9 +213,7 @@ def _run_variant(variant: Variant, scratch: Path, index: int, batch: int, fideli
         raise RunError(f"benchmarking {variant.name} failed: {_worker_error(finished.stdout + finished.stderr)}",
                        hint="Run the model once with `kit run MODEL --random --runtime "
                             f"{variant.runtime}` to see the problem alone.")
-    entry = json.loads(report.read_text())
-    entry["benchmarks"][0]["extra_info"]["kit"]["outputs_file"] = str(outputs_file)
-    return entry
+    return json.loads(report.read_text())
 
 
 def _absolute(reference: str) -> str:
@@ -186,20 +232,14 @@ def _worker_error(text: str) -> str:
     return re.sub(r"^kit\.errors\.\w+: ", "", message)
 
 
-def _merge(results: list[dict[str, Any]], threads: int | None) -> dict[str, Any]:
+def _merge(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One pytest-benchmark document from the workers' (each already named through its hooks)."""
     document = {key: value for key, value in results[0].items() if key != "benchmarks"}
-    document["machine_info"]["kit_environment"] = environment.describe(threads)
-    document["benchmarks"] = []
-    for result in results:
-        entry = result["benchmarks"][0]
-        info = entry["extra_info"]["kit"]
-        name = info["name"]
-        entry.update(name=name, fullname=name, param=info["runtime"], params={"runtime": info["runtime"]})
-        document["benchmarks"].append(entry)
+    document["benchmarks"] = [entry for result in results for entry in result["benchmarks"]]
     return document
 
 
-def _analyse(document: dict[str, Any], variants: list[Variant], output: str | None) -> None:
+def _analyse(document: dict[str, Any], variants: list[Variant], output_name: str | None) -> None:
     """Latency statistics from raw timings, size, fidelity and accuracy against the baseline."""
     baseline_outputs, baseline_correct = None, None
     for entry, variant in zip(document["benchmarks"], variants):
@@ -218,7 +258,7 @@ def _analyse(document: dict[str, Any], variants: list[Variant], output: str | No
         info["fidelity"] = [_fidelity(d) for d in compare_outputs(baseline_outputs, outputs, atol=0.0, rtol=0.0)]
         if labels is not None:
             try:
-                scores = scores_of(outputs, output)
+                scores = scores_of(outputs, output_name)
             except InputError as error:
                 info["accuracy_skipped"] = str(error)
                 continue
@@ -255,34 +295,62 @@ def check_outputs(outputs: list[str | None], inputs: list[str | None]) -> None:
         check_output_path(path, *filter(None, inputs))
 
 
-def load_previous(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
-    """The benchmarks of an earlier --json by variant name, each with a positive median (checked before measuring)."""
+STATS_FIELDS = ("min", "max", "mean", "median", "stddev", "iqr")  # what pytest-benchmark's rules can name
+
+
+def load_previous(path: str | os.PathLike) -> dict[str, Any]:
+    """An earlier --save-json document whose benchmarks carry positive medians (checked before measuring)."""
     try:
-        previous = {b["name"]: b for b in json.loads(Path(path).read_text())["benchmarks"]}
-        medians = {name: float(b["stats"]["median"]) for name, b in previous.items()}
+        document = json.loads(Path(path).read_text())
+        stats = {b["name"]: {key: float(b["stats"][key]) for key in STATS_FIELDS} for b in document["benchmarks"]}
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(f"could not read {path} as a kit bench / pytest-benchmark JSON ({type(exc).__name__}: "
-                         f"{exc}).", hint="Give a file written by kit bench --json.") from exc
-    if not medians or min(medians.values()) <= 0:
-        raise InputError(f"{path} holds no positive median latencies.", hint="Give a file written by kit bench --json.")
-    return previous
+                         f"{exc}).", hint="Give a file written by kit bench --save-json.") from exc
+    if not stats or min(s["median"] for s in stats.values()) <= 0:
+        raise InputError(f"{path} holds no positive median latencies.",
+                         hint="Give a file written by kit bench --save-json.")
+    return document
+
+
+def compare_checks(rules: list[str] | None = None) -> list[tuple[str, Any]]:
+    """pytest-benchmark's own regression rules (its --benchmark-compare-fail), parsed by it:
+    FIELD:N% (slower by more than N percent) or FIELD:SECONDS, FIELD among STATS_FIELDS."""
+    require_pytest_benchmark()
+    from pytest_benchmark.utils import parse_compare_fail
+
+    checks = []
+    for rule in rules or DEFAULT_COMPARE_FAIL:
+        try:
+            checks.append((rule, parse_compare_fail(rule)))
+        except Exception:  # argparse.ArgumentTypeError: pytest-benchmark reports through its option parser
+            raise InputError(f"expected a rule like median:10% or mean:0.0005 (FIELD:PERCENT% or FIELD:SECONDS, "
+                             f"FIELD among {', '.join(STATS_FIELDS)}), found {rule!r}.",
+                             hint="These are pytest-benchmark's --benchmark-compare-fail rules.") from None
+    return checks
 
 
 def regressions(report: BenchReport, old_path: str | os.PathLike,
-                threshold: float = REGRESSION_THRESHOLD) -> list[dict[str, Any]]:
-    """Variants slower than an old report beyond ``threshold`` (even at the lower bound of this
-    run's median interval, so noise alone does not flag), or whose top-1 fell."""
-    old = load_previous(old_path)
+                rules: list[str] | None = None) -> list[dict[str, Any]]:
+    """Variants that fail pytest-benchmark's compare rules against an old report, or whose top-1 fell.
+
+    A rule on the median is applied to the lower bound of this run's median interval, so
+    noise alone does not flag. Runs measured with other settings or on another machine are
+    still compared, with a KitWarning that says what differs."""
+    checks = compare_checks(rules)
+    document = load_previous(old_path)
+    old = {b["name"]: b for b in document["benchmarks"]}
     found = []
     for entry in report.benchmarks:
         previous = old.get(entry["name"])
         if previous is None:
             continue
-        ratio = entry["stats"]["median"] / previous["stats"]["median"]
-        low = entry["extra_info"]["kit"]["latency_s"]["median_ci"][0] / previous["stats"]["median"]
-        row = {"name": entry["name"], "median_ratio": ratio, "latency_regression": low > 1 + threshold}
+        info = entry["extra_info"]["kit"]
+        current = {**entry["stats"], "median": info["latency_s"]["median_ci"][0]}
+        failed = [rule for rule, check in checks if check.fails(current, previous["stats"])]
+        row = {"name": entry["name"], "median_ratio": entry["stats"]["median"] / previous["stats"]["median"],
+               "latency_regression": bool(failed), "failed_rules": failed}
         old_top1 = previous.get("extra_info", {}).get("kit", {}).get("accuracy", {}).get("top1")
-        new_top1 = entry["extra_info"]["kit"].get("accuracy", {}).get("top1")
+        new_top1 = info.get("accuracy", {}).get("top1")
         row["accuracy_regression"] = (old_top1 is not None and new_top1 is not None
                                       and old_top1 - new_top1 > ACCURACY_REGRESSION)
         row["top1_change"] = None if old_top1 is None or new_top1 is None else new_top1 - old_top1
@@ -291,4 +359,52 @@ def regressions(report: BenchReport, old_path: str | os.PathLike,
         raise KitError(f"no benchmark in {old_path} matches this run's variants "
                        f"({', '.join(b['name'] for b in report.benchmarks)}).",
                        hint="Compare runs of the same models and runtimes.")
+    for line in setting_differences(report.document, document, old_path):
+        warnings.warn(line, KitWarning, stacklevel=2)
     return found
+
+
+def setting_differences(new: dict[str, Any], old: dict[str, Any], old_path: str | os.PathLike) -> list[str]:
+    """What differs between two runs besides the models: threads, batch, machine, runtime versions."""
+    where = f"{Path(old_path).name} was measured"
+    then = old.get("machine_info", {}).get("kit_environment")
+    if not then:
+        return [f"{Path(old_path).name} records no kit environment (not written by kit bench): its threads, batch "
+                "and machine cannot be compared with this run's."]
+    now = new["machine_info"]["kit_environment"]
+    lines = []
+    if then.get("threads_used") != now["threads_used"]:
+        lines.append(f"{where} with {_threads(then.get('threads_used'))}, this run with "
+                     f"{_threads(now['threads_used'])}: the ratios mix two settings.")
+    if _machine(then) != _machine(now):
+        lines.append(f"{where} on {_machine(then)}, this run on {_machine(now)}: a change may be the machine's.")
+    versions = [f"{name} {then['packages'][name]} -> {version}" for name, version in now["packages"].items()
+                if then.get("packages", {}).get(name, version) != version]
+    if versions:
+        lines.append(f"{where} with other versions ({', '.join(versions)}).")
+    old_batches = {b["name"]: b.get("extra_info", {}).get("kit", {}).get("batch") for b in old["benchmarks"]}
+    for entry in new["benchmarks"]:
+        name, batch = entry["name"], entry["extra_info"]["kit"]["batch"]
+        if name in old_batches and (old_batches[name] or 1) != (batch or 1):  # None: a static batch of 1
+            lines.append(f"{where} with {name} at batch {old_batches[name] or 1}, this run at batch {batch or 1}.")
+    return lines
+
+
+def _threads(count: int | None) -> str:
+    return "the runtime's default threads" if count is None else f"{count} thread{'' if count == 1 else 's'}"
+
+
+def _machine(env: dict[str, Any]) -> str:
+    cpu = env.get("cpu", {}).get("model", "an unknown CPU")
+    return f"{cpu} ({env.get('cores', '?')} cores, {env.get('machine', '?')})"
+
+
+def require_pytest_benchmark() -> None:
+    """kit bench's timing engine is pytest with pytest-benchmark: name the extra that brings them."""
+    try:
+        import pytest  # noqa: F401
+        import pytest_benchmark  # noqa: F401
+    except ImportError as exc:
+        raise RuntimeUnavailableError(f"kit bench needs pytest and pytest-benchmark (its timing engine); "
+                                      f"{exc.name} is not installed.",
+                                      hint='Install them with: pip install "edge-inference-kit[bench]"') from None

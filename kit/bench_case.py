@@ -7,28 +7,34 @@ never share a process (their thread pools slow each other). Each round is one ca
 from the time budget. Besides the rounds it records load time, first-inference time and
 peak memory, then the outputs on the fidelity data (saved to an .npz the parent compares
 with the baseline's).
+
+The module is also loaded as a pytest plugin (``-p kit.bench_case``): through
+pytest-benchmark's hooks the JSON it writes carries the variant's name, the kit's
+environment in ``machine_info`` and the git commit of the folder the user ran
+``kit bench`` from (the worker itself runs in a scratch folder).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
 import time
+from pathlib import Path
 
 import numpy as np
 
 SPEC_VARIABLE = "KIT_BENCH_SPEC"
 MIN_ROUNDS = 10  # even a slow model gets this many rounds: a median of fewer is not worth printing
-MAX_ROUNDS = 20000
 
 
 def test_variant(benchmark):
-    from kit.harness import open_model_data, run_dataset
+    from kit.harness import run_dataset
     from kit.runtimes.registry import create
     from kit.specs import batch_feeds
 
-    spec = json.loads(os.environ[SPEC_VARIABLE])
+    spec = _spec()
     rss_before = _memory_mb("VmRSS")
     runtime = create(spec["model"], spec["runtime"], **spec["options"])
     runtime.require()  # import the runtime library before the clock starts: load time is the model's
@@ -36,13 +42,14 @@ def test_variant(benchmark):
     feeds = batch_feeds(runtime.inputs, spec["batch"])
     first_s = _timed(runtime.run, feeds)
     per_call = min(_timed(runtime.run, feeds) for _ in range(3))
-    rounds = int(min(MAX_ROUNDS, max(MIN_ROUNDS, spec["max_time"] / max(per_call, 1e-7))))
+    wanted = max(MIN_ROUNDS, spec["max_time"] / max(per_call, 1e-7))
+    rounds = int(min(spec["max_rounds"], wanted))  # the cap: see kit.bench.MAX_ROUNDS
 
     benchmark.group = spec["group"]
     benchmark.pedantic(runtime.run, args=(feeds,), rounds=rounds, iterations=1, warmup_rounds=min(10, rounds))
     peak = _memory_mb("VmHWM")  # before the fidelity pass adds the kit's own arrays
 
-    dataset = open_model_data(spec["model"], spec["fidelity_data"], runtime)
+    dataset = _fidelity_dataset(spec, runtime)
     outputs, labels = run_dataset(runtime, dataset, batch_size=64)
     arrays = {f"output.{name}": array for name, array in outputs.items()}
     if labels is not None:
@@ -54,12 +61,66 @@ def test_variant(benchmark):
         "model": spec["display_model"], "runtime": spec["runtime"], "name": spec["name"],
         "runtime_info": runtime.info,
         "batch": spec["batch"] if dynamic else None, "load_s": load_s, "first_inference_s": first_s,
-        "peak_rss_mb": peak, "rss_before_load_mb": rss_before, "fidelity_data": dataset.description,
-        "inputs": [s.to_dict() for s in runtime.inputs],
+        "peak_rss_mb": peak, "rss_before_load_mb": rss_before, "max_time_s": spec["max_time"],
+        "rounds_capped": wanted > spec["max_rounds"], "fidelity_data": dataset.description,
+        "inputs": [s.to_dict() for s in runtime.inputs], "outputs_file": spec["outputs_file"],
         # Backends that time their own stages (TensorRT: host-to-device, compute, device-to-host).
         **({"stage_ms": runtime.last_timings} if getattr(runtime, "last_timings", None) else {}),
     }
     runtime.close()
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    from kit import environment
+
+    machine_info["kit_environment"] = environment.describe(_spec()["threads"])
+
+
+def pytest_benchmark_generate_commit_info(config):
+    """pytest-benchmark's own commit info, read in the user's folder rather than the scratch one."""
+    from pytest_benchmark.utils import get_commit_info
+
+    with _working_directory(_spec()["user_cwd"]):
+        return get_commit_info(config.getoption("benchmark_project_name", None))
+
+
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    spec = _spec()
+    for entry in output_json["benchmarks"]:  # the variant's name, not this file's test function
+        entry.update(name=spec["name"], fullname=spec["name"], param=spec["runtime"],
+                     params={"runtime": spec["runtime"]})
+
+
+def _spec() -> dict:
+    return json.loads(os.environ[SPEC_VARIABLE])
+
+
+@contextlib.contextmanager
+def _working_directory(path: str):
+    previous = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+def _fidelity_dataset(spec: dict, runtime):
+    """The fidelity data for this model: images preprocessed as it records, or, when it records
+    nothing, as the parent decided for every such model (--preprocess text or another model's spec)."""
+    from kit import provenance
+    from kit.data import open_data
+    from kit.harness import open_model_data
+    from kit.preprocess import Preprocess
+
+    shared, data = spec["preprocess"], spec["fidelity_data"]
+    if shared is None or not Path(data).is_dir() or provenance.read(spec["model"]).get("preprocess"):
+        return open_model_data(spec["model"], data, runtime)
+    defaults = Preprocess.for_input(runtime.inputs[0])
+    # Text: key=value changes to this input's defaults. A recorded spec: laid out as this input is.
+    steps = defaults.updated(shared) if isinstance(shared, str) else Preprocess.from_dict({**shared,
+                                                                                         "layout": defaults.layout})
+    return open_data(data, runtime.inputs, steps.to_dict())
 
 
 def _timed(call, *args) -> float:

@@ -220,7 +220,8 @@ def _parser() -> argparse.ArgumentParser:
     limit.add_argument("--min-ratio", type=_ratio, help="fail below this ratio of the baseline's top-1 (MLPerf)")
     evaluate.set_defaults(handler=_eval)
 
-    bench = commands.add_parser("bench", parents=[torch_source],
+    # No abbreviations: the old `--output NAME` must not silently become --output-name.
+    bench = commands.add_parser("bench", parents=[common, torch_source], allow_abbrev=False,
                                 help="latency, memory, size and accuracy per model and runtime (pytest-benchmark)")
     bench.add_argument("models", nargs="+", metavar="MODEL")
     bench.add_argument("--runtime", help="comma-separated backends (default: every usable one that opens the model)")
@@ -228,19 +229,24 @@ def _parser() -> argparse.ArgumentParser:
                                           "(default: the first variant)")
     bench.add_argument("--data", help="inputs for accuracy: image folder, .npy, .npz (labels in y) or random:N "
                                       "(default random:16, fidelity only)")
+    bench.add_argument("--preprocess", metavar="KEY=VALUE,...",
+                       help="how --data images become inputs for models that record no preprocessing, "
+                            "e.g. size=224,mean=0.485/0.456/0.406,std=0.229/0.224/0.225")
     bench.add_argument("--batch", type=_positive_int, default=1, help="batch size for the latency rounds")
     bench.add_argument("--threads", type=_non_negative_int, help="intra-op threads per runtime")
     bench.add_argument("--max-time", type=_tolerance, default=2.0,
-                       help="seconds of timing rounds per variant (at least 10 rounds run)")
-    bench.add_argument("--json", metavar="OUT.json",
-                       help="pytest-benchmark JSON (the kit's fields in extra_info) to this file, or - for stdout")
-    bench.add_argument("--output", help="the classification output to score, when the model has several")
+                       help="seconds of timing rounds per variant (at most 3600; 10 to 20,000 rounds run)")
+    bench.add_argument("--save-json", metavar="OUT.json",
+                       help="pytest-benchmark JSON (raw timings; the kit's fields in extra_info) to this file")
+    bench.add_argument("--output-name", metavar="NAME",
+                       help="the classification output to score, when the model has several")
     bench.add_argument("--markdown", metavar="OUT.md", help="the table as Markdown")
     bench.add_argument("--plot", metavar="OUT.png", help="latency against accuracy (Pareto front) and distributions")
-    bench.add_argument("--compare", metavar="OLD.json", help="mark regressions against an earlier --json; exit 1 on any")
-    bench.add_argument("--threshold", type=_tolerance,
-                       help="median slow-down counted as a regression (default 0.10 = 10%%)")
-    bench.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    bench.add_argument("--compare", metavar="OLD.json",
+                       help="mark regressions against an earlier --save-json; exit 1 on any")
+    bench.add_argument("--compare-fail", action="append", metavar="FIELD:N%%",
+                       help="pytest-benchmark's regression rule, repeatable: median:10%% (the default; judged at the "
+                            "low end of the median's interval), mean:5%%, max:0.002 (seconds)")
     bench.set_defaults(handler=_bench)
 
     inspect = commands.add_parser("inspect", parents=[common, torch_source], help="show a model's inputs, outputs, ops, metadata")
@@ -632,32 +638,38 @@ def _tolerances(items: list[str] | None, default: float) -> dict[str, float]:
 def _bench(args) -> int:
     from kit import bench, report
 
-    json_file = None if args.json in (None, "-") else args.json
-    bench.check_outputs([json_file, args.markdown, args.plot],
+    # Everything that can fail is checked before the measuring starts.
+    bench.require_pytest_benchmark()
+    if args.plot:
+        report.require_matplotlib()
+    bench.check_outputs([args.save_json, args.markdown, args.plot],
                         [*args.models, args.baseline, args.data, args.compare, args.weights])
+    if args.compare_fail and not args.compare:
+        raise InputError("--compare-fail judges a comparison; no --compare OLD.json was given.",
+                         hint="Add --compare OLD.json (a file written by --save-json).")
     if args.compare:
-        bench.load_previous(args.compare)  # a bad comparison file fails now, not after the measuring
+        bench.load_previous(args.compare)
+        bench.compare_checks(args.compare_fail)
     torch_options = {}
     for model in [*args.models, args.baseline]:
         torch_options |= _open_options(args, model, None, strict=False)
     if not torch_options and (args.input_shape or args.weights or args.allow_pickle):
         _open_options(args, args.models[0], None)  # raises: no model here is a PyTorch source
     runtimes = [name.strip() for name in args.runtime.split(",")] if args.runtime else None
-    progress = _bench_progress(enabled=args.json != "-")
-    with progress:
+    with _bench_progress(enabled=not args.json) as progress:
         result = bench.bench(args.models, runtimes=runtimes, baseline=args.baseline, data=args.data,
-                             batch=args.batch, threads=args.threads, max_time=args.max_time,
-                             options=torch_options, output=args.output, progress=progress.update)
-    if json_file:  # written before any verdict, so a failed comparison never loses the run
-        bench.write_json(result, json_file)
+                             preprocess=args.preprocess, batch=args.batch, threads=args.threads,
+                             max_time=args.max_time, options=torch_options, output_name=args.output_name,
+                             progress=progress.update)
+    if args.save_json:  # written before any verdict, so a failed comparison never loses the run
+        bench.write_json(result, args.save_json)
     if args.markdown:
         report.write_markdown(result, args.markdown)
     if args.plot:
         report.write_plot(result, args.plot)
-    threshold = bench.REGRESSION_THRESHOLD if args.threshold is None else args.threshold
-    found = bench.regressions(result, args.compare, threshold) if args.compare else []
+    found = bench.regressions(result, args.compare, args.compare_fail) if args.compare else []
     failed = any(row["latency_regression"] or row["accuracy_regression"] for row in found)
-    if args.json == "-":
+    if args.json:
         _print_json(result.document | ({"kit_regressions": found} if args.compare else {}))
         return 1 if failed else 0
     console = _console()
@@ -665,32 +677,39 @@ def _bench(args) -> int:
     for row in found:
         flag = row["latency_regression"] or row["accuracy_regression"]
         change = "" if row["top1_change"] is None else f", top-1 {row['top1_change']:+.2%}"
+        rules = f" ({', '.join(row['failed_rules'])} failed)" if row["failed_rules"] else ""
         console.print(_styled("REGRESSION" if flag else "ok", "red" if flag else "green"),
-                      f"{row['name']}: median x{row['median_ratio']:.2f} against {args.compare}{change}")
-    for path in filter(None, (json_file, args.markdown, args.plot)):
+                      f"{row['name']}: median x{row['median_ratio']:.2f} against {args.compare}{change}{rules}")
+    for path in filter(None, (args.save_json, args.markdown, args.plot)):
         console.print(f"wrote {path}")
     return 1 if failed else 0
 
 
 class _bench_progress:
-    """A progress bar on stderr over the variants, each measured in its own process."""
+    """A progress bar on stderr over the variants, each measured in its own process.
+
+    Only on a terminal (in a pipe or a CI log it would leave blank lines), and started at the
+    first variant, so input errors found before any measuring print alone."""
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
         self.bar = self.task = None
 
     def __enter__(self):
-        if self.enabled:
-            from rich.progress import Progress
-
-            self.bar = Progress(console=_console(stderr=True), transient=True)
-            self.bar.start()
         return self
 
     def update(self, name: str, done: int, total: int) -> None:
-        if self.bar is None:
+        if not self.enabled:
             return
-        if self.task is None:
+        if self.bar is None:
+            from rich.progress import Progress
+
+            console = _console(stderr=True)
+            if not console.is_terminal:
+                self.enabled = False
+                return
+            self.bar = Progress(console=console, transient=True)
+            self.bar.start()
             self.task = self.bar.add_task("benchmarking", total=total)
         self.bar.update(self.task, completed=done, description=f"benchmarking {name}")
 

@@ -9,9 +9,11 @@ from kit.bench import BenchReport
 from kit.errors import RuntimeUnavailableError
 from kit.fileio import atomic_output
 from kit.formatting import decibels, percent, seconds, size
+from kit.stats import P99_ROUNDS
 
-COLUMNS = ("variant", "median [95% CI]", "min / mean", "p90 / p99", "load / first", "per s", "size", "peak RSS",
-           "agree", "SQNR", "top-1 (vs base)")
+LATENCY_COLUMNS = ("median [95% CI]", "min / mean", "p90 / p99", "per s")
+MODEL_COLUMNS = ("load / first", "size", "peak RSS", "agree", "SQNR", "top-1 (vs base)")
+COLUMNS = ("variant", *LATENCY_COLUMNS, *MODEL_COLUMNS)
 
 
 def table_rows(report: BenchReport) -> list[list[str]]:
@@ -28,9 +30,10 @@ def table_rows(report: BenchReport) -> list[list[str]]:
             row["name"] + batch + (" (baseline)" if row["baseline"] else ""),
             seconds(latency["median"], *latency["median_ci"]),
             f"{seconds(latency['min'])} / {seconds(latency['mean'])}",
-            f"{seconds(latency['p90'])} / {seconds(latency['p99']) if latency['p99'] is not None else '-'}",
+            f"{seconds(latency['p90'])} / {seconds(latency['p99'])}",
+            f"{row['throughput_per_s']:.0f}",
             f"{seconds(row['load_s'])} / {seconds(row['first_inference_s'])}",
-            f"{row['throughput_per_s']:.0f}", size(row["size_bytes"]), f"{row['peak_rss_mb']:.0f} MB",
+            size(row["size_bytes"]), f"{row['peak_rss_mb']:.0f} MB",
             percent(fidelity.get("top1")), decibels(fidelity.get("sqnr_db")), top1,
         ])
     return rows
@@ -50,6 +53,13 @@ def notes(report: BenchReport) -> list[str]:
         if latency["median_ci"][1] - latency["median_ci"][0] > 0.1 * latency["median"]:
             lines.append(f"{row['name']}: the median's interval is wider than 10% of it; rerun on a quieter machine "
                          "or with --threads 1.")
+        if row.get("rounds_capped"):
+            timed = latency["mean"] * latency["rounds"]
+            lines.append(f"{row['name']}: {latency['rounds']:,} rounds (the cap) took {seconds(timed)} of the "
+                         f"{row['max_time_s']:g} s --max-time asked for.")
+        if latency["rounds"] < P99_ROUNDS:
+            lines.append(f"{row['name']}: {latency['rounds']} rounds, so p99 lies between the two slowest; "
+                         "raise --max-time for a tail estimate.")
         if row.get("accuracy_skipped"):
             lines.append(f"{row['name']}: accuracy not scored: {row['accuracy_skipped']}")
     return lines
@@ -65,16 +75,58 @@ def environment_line(env: dict[str, Any]) -> str:
 
 
 def print_table(report: BenchReport, console) -> None:
-    from rich.table import Table
-
-    table = Table(title=None)
-    for column in COLUMNS:
-        table.add_column(column, overflow="fold")
-    for row in table_rows(report):
-        table.add_row(*row)
-    console.print(table)
+    """One table when it fits the console. Else the variants are numbered and their columns
+    packed, in order, into as few tables keyed by number as fit (two at 80 columns), so no
+    number or name is cut or folded in a pipe or a CI log."""
+    rows = table_rows(report)
+    wide = _table(COLUMNS, rows)
+    if _natural_width(console, wide) <= console.width:
+        console.print(wide)
+    else:
+        for number, row in enumerate(rows, 1):
+            console.print(f"{number:<3}{row[0]}")
+        numbered = [[str(number), *row[1:]] for number, row in enumerate(rows, 1)]
+        for group in _pack(console, numbered):
+            console.print()
+            console.print(_table(["#", *(COLUMNS[i] for i in group)], [[r[0], *(r[i] for i in group)]
+                                                                       for r in numbered], compact=True))
+        console.print()
     for line in notes(report):
         console.print(line)
+
+
+def _pack(console, numbered: list[list[str]]) -> list[list[int]]:
+    """Column indices (after the number) grouped greedily, in order, into tables that fit the console."""
+    groups: list[list[int]] = [[]]
+    for index in range(1, len(COLUMNS)):
+        trial = groups[-1] + [index]
+        table = _table(["#", *(COLUMNS[i] for i in trial)], [[r[0], *(r[i] for i in trial)] for r in numbered],
+                       compact=True)
+        if groups[-1] and _natural_width(console, table) > console.width:
+            groups.append([index])
+        else:
+            groups[-1] = trial
+    return groups
+
+
+def _natural_width(console, table) -> int:
+    from rich.measure import Measurement
+
+    return Measurement.get(console, console.options.update_width(10**6), table).maximum
+
+
+def _table(columns, rows, compact: bool = False):
+    from rich import box
+    from rich.table import Table
+
+    # compact: a rule under the header and two spaces between columns, no frame
+    table = (Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True) if compact
+             else Table(box=box.HEAVY_HEAD))
+    for index, column in enumerate(columns):
+        table.add_column(column, overflow="fold", justify="left" if index == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
 
 
 def write_markdown(report: BenchReport, path: str | os.PathLike) -> None:
@@ -96,44 +148,92 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
-def write_plot(report: BenchReport, path: str | os.PathLike) -> None:
-    """Latency against accuracy (Pareto front marked) beside each variant's latency distribution."""
+def require_matplotlib() -> None:
+    """--plot is the one part of kit bench that draws: only it needs matplotlib (a device may lack it)."""
     try:
-        import matplotlib
-    except ImportError as exc:
+        import matplotlib  # noqa: F401
+    except ImportError:
         raise RuntimeUnavailableError("--plot needs matplotlib, which is not installed.",
-                                      hint='Install it with: pip install "edge-inference-kit[bench]"') from exc
+                                      hint='Install it with: pip install "edge-inference-kit[bench]" '
+                                           '(or matplotlib alone), or drop --plot.') from None
+
+
+def time_unit(seconds: list[float]) -> tuple[str, float]:
+    """The unit and factor to draw these durations in: pytest-benchmark's rule (the unit of
+    the fastest value, as its own tables scale), so 7 us is "7 us", not "0.0070 ms"."""
+    from pytest_benchmark.utils import time_unit as pytest_benchmark_unit
+
+    prefix, factor = pytest_benchmark_unit(min(seconds))
+    return f"{prefix}s", factor
+
+
+def score_limits(scores: list[float], low: float, high: float) -> tuple[float, float]:
+    """Axis limits around the scores with a margin, never beyond the metric's own range [low, high]."""
+    margin = max(0.1 * (max(scores) - min(scores)), 0.005 * (high - low))
+    return max(low, min(scores) - margin), min(high, max(scores) + margin)
+
+
+def plot_figure(report: BenchReport):
+    """Latency against accuracy (Pareto front marked) beside each variant's latency distribution.
+
+    Every variant has its own colour and marker, named in a legend outside the axes, so no
+    two names are drawn over each other however close their points lie."""
+    require_matplotlib()
+    import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, PercentFormatter
 
     rows = report.rows()
     names = [row["name"] for row in rows]
-    medians = [row["latency_s"]["median"] * 1000 for row in rows]
-    scores, label = _plot_scores(rows)
-    front = pareto_front(list(zip(medians, scores)))
-    figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
-    left.scatter(medians, scores, color="tab:blue")
-    ordered = sorted(front, key=lambda i: medians[i])
-    left.plot([medians[i] for i in ordered], [scores[i] for i in ordered], color="tab:red", marker="o",
-              label="Pareto front")
-    for name, x, y in zip(names, medians, scores):
-        left.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    left.set(xlabel="median latency (ms)", ylabel=label, title="latency against accuracy")
-    left.legend()
-    timings = [[t * 1000 for t in entry["stats"]["data"]] for entry in report.benchmarks]
-    right.boxplot(timings, orientation="horizontal", showfliers=True)
+    medians = [row["latency_s"]["median"] for row in rows]
+    unit, factor = time_unit(medians)
+    scores, label, (low, high) = _plot_scores(rows)
+    figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5 + 0.2 * len(rows)))
+    ordered = sorted(pareto_front(list(zip(medians, scores))), key=lambda i: medians[i])
+    left.plot([medians[i] * factor for i in ordered], [scores[i] for i in ordered], color="0.5", linestyle="--",
+              marker="o", markersize=13, markerfacecolor="none", zorder=1, clip_on=False, label="Pareto front")
+    colours = plt.get_cmap("tab10" if len(rows) <= 10 else "tab20").colors
+    for index, (name, median, score) in enumerate(zip(names, medians, scores)):
+        left.scatter(median * factor, score, color=colours[index % len(colours)], marker="osD^vP*Xh<>"[index % 11],
+                     s=50, zorder=2, clip_on=False, label=name)  # clip_on: a point at 100% is drawn whole
+    left.set_ylim(*score_limits(scores, low, high))
+    if high == 1 and low == 0:
+        left.yaxis.set_major_formatter(PercentFormatter(1.0))
+    plain = FuncFormatter(lambda value, _: f"{value:g}")  # 20, not 2x10^1
+    if max(medians) > 10 * min(medians):
+        left.set_xscale("log")
+        left.xaxis.set_major_formatter(plain)
+    left.set(xlabel=f"median latency ({unit})", ylabel=label, title="latency against accuracy")
+    left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8, frameon=False)
+    timings = [entry["stats"]["data"] for entry in report.benchmarks]
+    unit, factor = time_unit([min(t) for t in timings])
+    right.boxplot([[t * factor for t in data] for data in timings], orientation="horizontal", showfliers=True)
     right.set_xscale("log")  # tails span orders of magnitude on shared machines
+    right.xaxis.set_major_formatter(plain)
     right.set_yticks(range(1, len(names) + 1), names, fontsize=8)
-    right.set(xlabel="latency per call (ms)", title="latency distribution (all rounds)")
+    right.set(xlabel=f"latency per call ({unit})", title="latency distribution (all rounds)")
     figure.tight_layout()
-    with atomic_output(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=110)
-    plt.close(figure)
+    return figure
 
 
-def _plot_scores(rows: list[dict[str, Any]]) -> tuple[list[float], str]:
+def write_plot(report: BenchReport, path: str | os.PathLike) -> None:
+    figure = plot_figure(report)
+    import matplotlib.pyplot as plt
+
+    try:
+        with atomic_output(path) as tmp:
+            figure.savefig(tmp, format="png", dpi=110)
+    finally:
+        plt.close(figure)
+
+
+def _plot_scores(rows: list[dict[str, Any]]) -> tuple[list[float], str, tuple[float, float]]:
+    """The quality axis: top-1 accuracy, else top-1 agreement, else cosine; with the metric's range."""
     if all(row.get("accuracy") for row in rows):
-        return [row["accuracy"]["top1"] for row in rows], "top-1 accuracy"
+        return [row["accuracy"]["top1"] for row in rows], "top-1 accuracy", (0.0, 1.0)
     if all(row["fidelity"] and row["fidelity"][0].get("top1") is not None for row in rows):
-        return [row["fidelity"][0]["top1"] for row in rows], "top-1 agreement with the baseline"
-    return [row["fidelity"][0]["cosine"] if row["fidelity"] else 1.0 for row in rows], "cosine similarity to baseline"
+        return [row["fidelity"][0]["top1"] for row in rows], "top-1 agreement with the baseline", (0.0, 1.0)
+    return ([row["fidelity"][0]["cosine"] if row["fidelity"] else 1.0 for row in rows],
+            "cosine similarity to baseline", (-1.0, 1.0))

@@ -29,9 +29,20 @@ def test_stats_of_one_to_a_hundred():
     assert (stats.rounds, stats.min, stats.max) == (100, 1.0, 100.0)
     assert stats.median == 50.5 and stats.mean == 50.5
     assert stats.p90 == pytest.approx(90.1) and stats.p99 == pytest.approx(99.01)
-    assert latency_stats(np.arange(99.0)).p99 is None  # below 100 rounds p99 would be the maximum
+    assert not stats.tail_rounds_short and stats.benchmarked
     assert stats.median_ci == (40.0, 61.0)
     assert stats.stddev == pytest.approx(np.std(np.arange(1, 101), ddof=1))
+
+
+@pytest.mark.parametrize("n, p99", [
+    (99, 98.02),  # 1..99: index 0.99 * 98 = 97.02 of the sorted rounds -> 98 + 0.02 * (99 - 98)
+    (10, 9.91),   # 1..10: 9 + 0.91 * (10 - 9)
+    (1, 1.0),     # one round: that round
+])
+def test_p99_of_few_rounds_is_interpolated_and_flagged(n, p99):
+    stats = latency_stats(np.arange(1.0, n + 1))
+    assert stats.p99 == pytest.approx(p99)
+    assert stats.tail_rounds_short and stats.max - 1 <= stats.p99 <= stats.max
 
 
 def test_no_timings():
