@@ -407,11 +407,10 @@ def _check(args) -> int:
 
 
 def _run(args) -> int:
-    import numpy as np
-
     from kit import provenance
     from kit.feeds import feeds_from_files, feeds_from_image
     from kit.fileio import atomic_output, check_output_path
+    from kit.golden import save_arrays
     from kit.runtimes.registry import load
     from kit.specs import batch_feeds
 
@@ -437,7 +436,7 @@ def _run(args) -> int:
         info = rt.info
     if args.output:
         with atomic_output(args.output) as tmp, open(tmp, "wb") as handle:
-            np.savez(handle, **outputs)
+            save_arrays(handle, outputs)  # np.savez(handle, **outputs) breaks on an output named 'file'
     summary = {"model": args.model, "runtime": info, "output_file": args.output,
                "outputs": {name: _summarize(array) for name, array in outputs.items()}}
     if args.json:
