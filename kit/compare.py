@@ -51,7 +51,8 @@ class OutputDiff:
         for key, value in data.items():
             if isinstance(value, float) and math.isnan(value):
                 data[key] = None  # JSON has no NaN
-        data["sqnr_db"] = "inf" if self.sqnr_db == math.inf else "-inf" if self.sqnr_db == -math.inf else data["sqnr_db"]
+        if math.isinf(self.sqnr_db):
+            data["sqnr_db"] = "inf" if self.sqnr_db > 0 else "-inf"
         return data
 
 
@@ -197,8 +198,8 @@ class _OutputStats:
                                                              if math.isfinite(self.max_error) else ""))
         else:
             absolute = {"mean": mean, "median": median, "max": self.max_error}[self.stat]
-            relative = {"mean": self.sum_relative / self.elements, "max": self.max_relative,
-                        "median": float(np.median(np.concatenate(self.relatives))) if self.relatives else 0.0}[self.stat]
+            relative = (self.sum_relative / self.elements if self.stat == "mean" else self.max_relative
+                        if self.stat == "max" else float(np.median(np.concatenate(self.relatives))))
             if absolute <= self.atol or relative <= self.rtol:  # both False on NaN
                 return None
             failed = (f"{self.stat} absolute error {absolute:.3g} > atol {self.atol:g} and {self.stat} relative "

@@ -120,7 +120,7 @@ def evaluate(model: str | os.PathLike, data: str, *, runtime: str | None = None,
 @dataclass
 class Comparison:
     reference: str
-    candidate: str
+    candidate: str | None  # None when one model's outputs were only saved to a golden file
     samples: int
     outputs: list[OutputDiff]
     layers: list[Any] = field(default_factory=list)  # export.layers.LayerError, with --layers

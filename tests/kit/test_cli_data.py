@@ -57,7 +57,8 @@ def test_unusable_data_is_one_clean_line(conv_onnx, tmp_path, command, name):
     make(tmp_path / name)
     before = files_in(tmp_path)
     argv = {"run": ["run", conv_onnx, "--input", tmp_path / name, "-o", tmp_path / "out.npz"],
-            "compare": ["compare", conv_onnx, conv_onnx, "--data", tmp_path / name, "--save-golden", tmp_path / "g.npz"],
+            "compare": ["compare", conv_onnx, conv_onnx, "--data", tmp_path / name,
+                        "--save-golden", tmp_path / "g.npz"],
             "eval": ["eval", conv_onnx, "--data", tmp_path / name]}[command]
     one_error_line(run_kit(*argv), *filter(None, expected))
     assert files_in(tmp_path) == before
@@ -144,6 +145,8 @@ def test_images_without_recorded_preprocessing_get_a_note(plain_conv, conv_onnx,
     result = run_kit("eval", plain_conv, "--data", tmp_path / "images")
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip().splitlines() == [note]
+    ran = run_kit("run", plain_conv, "--image", tmp_path / "images" / "0" / "a.png")
+    assert ran.returncode == 0 and ran.stderr.count("records no preprocessing; images are read with defaults") == 1
     stated = run_kit("eval", plain_conv, "--data", tmp_path / "images", "--preprocess", "mean=0.5,std=0.25")
     assert stated.returncode == 0 and stated.stderr == "", stated.stderr
     one_error_line(run_kit("eval", conv_onnx, "--data", tmp_path / "images", "--preprocess", "mean=0.5"),

@@ -162,7 +162,8 @@ def test_unusable_array_files_are_clean_errors(tmp_path, make, message):
 
 def test_random_sample_counts_are_bounded():
     """random:99999999999999 ran for ever."""
-    with pytest.raises(InputError, match=r"expected random:N with N from 1 to 1,000,000, found random:99,999,999,999,999"):
+    with pytest.raises(InputError, match=r"expected random:N with N from 1 to 1,000,000, "
+                                         r"found random:99,999,999,999,999"):
         open_data("random:99999999999999", IMAGE)
     with pytest.raises(InputError, match="found random:0"):
         open_data("random:0", IMAGE)
