@@ -194,18 +194,25 @@ def _parser() -> argparse.ArgumentParser:
     quantize.set_defaults(handler=_quantize)
 
     compare = commands.add_parser("compare", parents=[common, torch_source], help="compare two models' outputs (or golden files)")
-    compare.add_argument("models", nargs="+", metavar="MODEL", help="reference then candidate, or one model with --golden")
+    compare.add_argument("models", nargs="+", metavar="MODEL",
+                         help="reference then candidate; one model with --golden (to check it) or --save-golden "
+                              "(to record its outputs)")
     compare.add_argument("--data", default=None, help="inputs: image folder, .npy, .npz or random:N (default random:16)")
     compare.add_argument("--random", type=_positive_int, metavar="N", help="N random inputs (same as --data random:N)")
     compare.add_argument("--atol", action="append", metavar="[OUTPUT=]X", help="absolute tolerance (default 1e-4)")
     compare.add_argument("--rtol", action="append", metavar="[OUTPUT=]X", help="relative tolerance (default 1e-3)")
-    compare.add_argument("--stat", choices=["elementwise", "mean", "median", "max"], default="elementwise")
+    compare.add_argument("--stat", choices=["elementwise", "mean", "median", "max"], default="elementwise",
+                         help="elementwise: every element within atol + rtol x |reference|; mean/median/max: that "
+                              "statistic of the error within atol (absolute) or rtol (relative)")
     golden = compare.add_mutually_exclusive_group()
     golden.add_argument("--save-golden", metavar="OUT.npz", help="save the inputs and the reference's outputs")
     golden.add_argument("--golden", metavar="IN.npz", help="compare MODEL against saved golden outputs")
     compare.add_argument("--layers", action="store_true", help="per-layer SQNR of a QDQ model against its float model")
     compare.add_argument("--runtime-a", help="backend for the reference")
     compare.add_argument("--runtime-b", help="backend for the candidate")
+    compare.add_argument("--preprocess", metavar="KEY=VALUE,...",
+                         help="image preprocessing for models that record none, e.g. size=224,mean=0.485/0.456/0.406,"
+                              "std=0.229/0.224/0.225")
     compare.set_defaults(handler=_compare)
 
     evaluate = commands.add_parser("eval", parents=[common, torch_source], help="top-1/top-5 on labelled data, against a budget")
@@ -213,11 +220,14 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", required=True, help="labelled data: image folder (one subfolder per class) "
                                                         "or .npz with x and y")
     evaluate.add_argument("--runtime", help="backend name")
-    evaluate.add_argument("--output", help="the classification output, when the model has several")
+    evaluate.add_argument("--output-name", metavar="NAME", help="the classification output, when the model has several")
     evaluate.add_argument("--baseline", metavar="FP32_MODEL", help="the full-precision model to measure against")
     limit = evaluate.add_mutually_exclusive_group()
     limit.add_argument("--max-drop", type=_fraction, help="fail when top-1 drops more than this below the baseline")
     limit.add_argument("--min-ratio", type=_ratio, help="fail below this ratio of the baseline's top-1 (MLPerf)")
+    evaluate.add_argument("--preprocess", metavar="KEY=VALUE,...",
+                          help="image preprocessing for models that record none, e.g. size=224,mean=0.485/0.456/0.406,"
+                               "std=0.229/0.224/0.225")
     evaluate.set_defaults(handler=_eval)
 
     # No abbreviations: the old `--output NAME` must not silently become --output-name.
@@ -415,11 +425,10 @@ def _check(args) -> int:
 
 
 def _run(args) -> int:
-    import numpy as np
-
     from kit import provenance
     from kit.feeds import feeds_from_files, feeds_from_image
     from kit.fileio import atomic_output, check_output_path
+    from kit.golden import save_arrays
     from kit.runtimes.registry import load
     from kit.specs import batch_feeds
 
@@ -445,7 +454,7 @@ def _run(args) -> int:
         info = rt.info
     if args.output:
         with atomic_output(args.output) as tmp, open(tmp, "wb") as handle:
-            np.savez(handle, **outputs)
+            save_arrays(handle, outputs)  # np.savez(handle, **outputs) breaks on an output named 'file'
     summary = {"model": args.model, "runtime": info, "output_file": args.output,
                "outputs": {name: _summarize(array) for name, array in outputs.items()}}
     if args.json:
@@ -516,41 +525,50 @@ def _quantize(args) -> int:
 def _compare(args) -> int:
     from kit.harness import compare_models
 
-    if args.golden:
+    if args.golden or (args.save_golden and len(args.models) == 1):
         if len(args.models) != 1:
             raise InputError(f"with --golden, expected one model to check; found {len(args.models)}.",
                              hint="kit compare MODEL --golden golden.npz")
-        reference, candidate = None, args.models[0]
+        reference, candidate = (None, args.models[0]) if args.golden else (args.models[0], None)
     elif len(args.models) == 2:
         reference, candidate = args.models
     else:
         raise InputError(f"expected two models (reference, candidate); found {len(args.models)}.",
-                         hint="kit compare fp32.onnx int8.onnx, or kit compare MODEL --golden golden.npz")
+                         hint="kit compare fp32.onnx int8.onnx, kit compare MODEL --save-golden golden.npz, or "
+                              "kit compare MODEL --golden golden.npz")
     if args.random is not None and args.data is not None:
         raise InputError("give --data or --random, not both.", hint="--random N is --data random:N.")
     data = args.data or f"random:{args.random or 16}"
     options = (_open_options(args, reference, args.runtime_a, strict=False),
                _open_options(args, candidate, args.runtime_b, strict=False))
     if not any(options) and (args.input_shape or args.weights or args.allow_pickle):
-        _open_options(args, candidate, args.runtime_b)  # raises: neither model is a PyTorch source
+        _open_options(args, candidate or reference, args.runtime_b)  # raises: no model is a PyTorch source
     with _progress(args) as say:
-        say("running both models")
+        say("running both models" if reference and candidate else f"running {reference or candidate}")
         result = compare_models(reference, candidate, data=data, golden=args.golden, save_golden_to=args.save_golden,
                                 runtimes=(args.runtime_a, args.runtime_b), options=options,
                                 atol=_tolerances(args.atol, 1e-4), rtol=_tolerances(args.rtol, 1e-3),
-                                stat=args.stat, layers=args.layers)
+                                stat=args.stat, layers=args.layers, preprocess=args.preprocess,
+                                progress=lambda done, total: say(f"compared {done:,} of {total:,} samples"))
     data_out = result.to_dict()
     if args.json:
         _print_json(data_out)
         return 0 if result.passed else 1
     console = _console()
+    if candidate is None:
+        console.print(f"saved the inputs and {reference}'s outputs on {result.samples} samples of {data} "
+                      f"to {args.save_golden}")
+        return 0
     console.print(f"{result.candidate} against {result.reference} on {result.samples} samples ({args.stat}):")
     table = _table(None, "output", "max abs", "mean abs", "max rel", "cosine", "SQNR", "top-1", "top-5", "result")
-    for d in data_out["outputs"]:
-        table.add_row(d["name"], f"{d['max_abs']:.3g}", f"{d['mean_abs']:.3g}", f"{d['max_rel']:.3g}",
-                      f"{d['cosine']:.6f}", decibels(d["sqnr_db"]), percent(d["top1"]), percent(d["top5"]),
-                      _styled("pass", "green") if d["passed"] else _styled("fail", "red"))
+    for d in result.outputs:
+        table.add_row(d.name, f"{d.max_abs:.3g}", f"{d.mean_abs:.3g}", f"{d.max_rel:.3g}", f"{d.cosine:.6f}",
+                      decibels(d.sqnr_db), percent(d.top1), percent(d.top5),
+                      _styled("pass", "green") if d.passed else _styled("fail", "red"))
     console.print(table)
+    for d in result.outputs:
+        if not d.passed:  # which rule failed, and by how much
+            console.print(_styled("fail:", "red"), f"output '{d.name}' ({d.rule}): {d.failure}.")
     if result.layers:
         console.print("per layer, largest accumulated-SQNR drop first:")
         layers = _table(None, "tensor", "producer", "op", "SQNR drop", "accumulated SQNR", "keep in float")
@@ -576,12 +594,13 @@ def _eval(args) -> int:
     check = None
     with _progress(args) as say:
         say(f"evaluating {args.model}")
-        result, correct = evaluate(args.model, args.data, runtime=args.runtime, output=args.output,
+        result, correct = evaluate(args.model, args.data, runtime=args.runtime, output=args.output_name,
+                                   preprocess=args.preprocess,
                                    **_open_options(args, args.model, args.runtime, strict=not args.baseline))
         report: dict[str, Any] = {"model": args.model, "data": args.data, **result.to_dict()}
         if args.baseline:
             say(f"evaluating the baseline {args.baseline}")
-            base, base_correct = evaluate(args.baseline, args.data, output=args.output,
+            base, base_correct = evaluate(args.baseline, args.data, output=args.output_name, preprocess=args.preprocess,
                                           **_open_options(args, args.baseline, None, strict=False))
             check = check_budget(base_correct, correct, **(budget or {"max_drop": math.inf}))
             report["baseline"] = {"model": args.baseline, **base.to_dict()}

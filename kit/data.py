@@ -2,15 +2,20 @@
 
 Accepted, for a model's input specs:
 - a folder of images, decoded and preprocessed with OpenCV per the model's stored
-  preprocessing; one subfolder per class gives labels (folders named 0..N are those
+  preprocessing (or defaults for its input shape, with a warning; ``--preprocess`` text
+  overrides either); one subfolder per class gives labels (folders named 0..N are those
   indices, other names index in sorted order);
 - a ``.npy`` file (memory-mapped, samples along axis 0) for a single-input model;
 - a ``.npz`` file with one array per input name (or ``x`` for a single input) and
-  optionally ``y`` (or ``labels``) class indices; each array is read whole when first used
-  (numpy cannot memory-map inside an .npz: use .npy files for sets larger than memory);
-- ``random:N``: N synthetic samples (calibration with it is loudly warned about).
+  optionally ``y`` (or ``labels``) class indices. numpy cannot memory-map inside an .npz, so
+  the kit does it itself: arrays stored as ``numpy.savez`` writes them are memory-mapped
+  where they lie in the file, and ``numpy.savez_compressed`` arrays are decompressed batch
+  by batch as they are read (in order; a Fortran-ordered compressed array is read whole);
+- ``random:N``: N synthetic samples (at most MAX_RANDOM_SAMPLES; calibration with it is
+  loudly warned about).
 
-Arrays are in the source model's layout; a sample is one slice along axis 0.
+Arrays are in the source model's layout; a sample is one slice along axis 0. A model whose
+batch axis is fixed at B is fed B samples at a time (see Dataset.batches).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import struct
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,15 +32,22 @@ from pathlib import Path
 import numpy as np
 
 from kit.errors import InputError
-from kit.preprocess import Preprocess
-from kit.specs import TensorSpec, check_array, random_feeds
+from kit.preprocess import Preprocess, for_images
+from kit.specs import TensorSpec, check_array, describe_specs, random_feeds
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+# random:N is generated and run sample by sample: past this it is hours of work that say no
+# more than a thousand samples would (and a typo's 10**14 would never end).
+MAX_RANDOM_SAMPLES = 1_000_000
+LABEL_KEYS = ("y", "labels")  # an .npz's class indices, beside its inputs
 
 
 @dataclass
 class Dataset:
-    """A stream of (feeds, labels) batches; ``fingerprint`` hashes every array it yielded."""
+    """A stream of (feeds, labels) batches; ``fingerprint`` hashes every array it yielded.
+
+    A Dataset may hold files open (a compressed .npz): close it, or use it as a context manager.
+    """
 
     description: str
     count: int
@@ -43,29 +56,103 @@ class Dataset:
     has_labels: bool = False
     synthetic: bool = False
     classes: list[str] | None = None  # class names of an image folder with subfolders
+    closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
-    def batches(self, batch_size: int = 1, limit: int | None = None) -> Iterator[tuple[dict, np.ndarray | None]]:
-        """Batches of up to ``batch_size`` samples; 1 when the model's batch axis is fixed."""
-        if not all(spec.dynamic_batch for spec in self.inputs):
-            batch_size = 1
+    def batches(self, batch_size: int = 1, limit: int | None = None, *,
+                pad: bool = True) -> Iterator[tuple[dict, np.ndarray | None]]:
+        """Batches of up to ``batch_size`` samples, as (feeds, labels).
+
+        A model whose batch axis is fixed at B gets B samples per batch, whatever
+        ``batch_size`` says. With ``pad``, a short last batch is filled up to B by repeating
+        its last sample, so such a model can run it; labels are never padded (``len(labels)``
+        counts the real samples). Without ``pad`` the last batch may be short (the harness
+        pads per runtime and drops the padded outputs: see kit.harness.run_samples).
+        """
+        fixed = fixed_batch(self.inputs)
+        size = fixed or batch_size
         total = self.count if limit is None else min(limit, self.count)
-        for start in range(0, total, batch_size):
-            yield self.reader(start, min(start + batch_size, total))
+        for start in range(0, total, size):
+            feeds, labels = self.reader(start, min(start + size, total))
+            yield (pad_batch(feeds, fixed) if pad and fixed else feeds), labels
+
+    def close(self) -> None:
+        for close in self.closers:
+            close()
+        self.closers.clear()
+
+    def __enter__(self) -> Dataset:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
 
-def open_data(source: str, inputs: list[TensorSpec], preprocess: dict | None = None,
-              layout: str | None = None) -> Dataset:
+def fixed_batch(inputs: list[TensorSpec]) -> int | None:
+    """The batch every run of a model with these inputs must have, or None when it may vary."""
+    if any(spec.shape is None for spec in inputs):
+        return 1  # rank unknown: one sample at a time is all that is safe
+    sizes = {spec.shape[0] for spec in inputs if spec.shape and isinstance(spec.shape[0], int)}
+    if len(sizes) > 1:
+        raise InputError(f"the model's inputs fix different sizes on axis 0 ({describe_specs(inputs)}); the kit "
+                         "feeds samples stacked along axis 0.", hint="Run it with kit run --input NAME=FILE per input.")
+    return sizes.pop() if sizes else None
+
+
+def pad_batch(feeds: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
+    """Feeds of fewer than ``size`` samples filled up by repeating the last sample."""
+    count = samples_in(feeds)
+    if count >= size:
+        return feeds
+    return {name: np.concatenate([a, np.repeat(a[-1:], size - count, axis=0)]) for name, a in feeds.items()}
+
+
+def samples_in(feeds: dict[str, np.ndarray]) -> int:
+    return len(next(iter(feeds.values())))
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this machine can still hand out (Linux's MemAvailable), or None when unknown."""
+    try:
+        with open("/proc/meminfo") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def free_batch(spec: TensorSpec) -> TensorSpec:
+    """The spec with its batch axis free: data stacks any number of samples there."""
+    if not spec.shape or not isinstance(spec.shape[0], int):
+        return spec
+    return TensorSpec(spec.name, ("batch", *spec.shape[1:]), spec.dtype, spec.scale, spec.zero_point)
+
+
+def open_data(source: str, inputs: list[TensorSpec], preprocess: dict | Preprocess | None = None,
+              layout: str | None = None, *, user_preprocess: str | Preprocess | None = None,
+              model: str | None = None) -> Dataset:
     """Open ``source`` as a stream of feeds for a model with these ``inputs``.
 
+    ``preprocess`` is the model's stored preprocessing for images (its provenance);
+    ``user_preprocess`` (``--preprocess`` text) overrides it or, without one, the defaults
+    read off the input shape; ``model`` names the model in warnings and errors.
     ``layout="nhwc"`` says the model takes channel-last images while arrays are in the
     source model's NCHW layout: 4-D arrays are checked as NCHW and transposed on the way.
     """
     match = re.fullmatch(r"random:(\d+)", str(source))
+    path = Path(source)
+    if path.is_dir():  # the preprocessing already lays images out as the model takes them
+        return _image_folder(path, inputs, preprocess, user_preprocess, model)
+    if user_preprocess is not None:
+        raise InputError(f"--preprocess describes how an image becomes the model's input; {source} is not a "
+                         "folder of images (arrays are fed as they are).",
+                         hint="Drop --preprocess, or give a folder of images.")
     if match:
         return _random(int(match[1]), inputs)
-    path = Path(source)
-    if path.is_dir():
-        return _image_folder(path, inputs, preprocess)  # the stored preprocessing already lays images out
     if layout == "nhwc":
         return channel_last(open_data(source, [as_nchw(spec) for spec in inputs]), inputs)
     if not path.is_file():
@@ -84,11 +171,14 @@ def channel_last(dataset: Dataset, inputs: list[TensorSpec]) -> Dataset:
 
     def read(start, stop):
         feeds, labels = dataset.reader(start, stop)
-        return {name: np.ascontiguousarray(a.transpose(0, 2, 3, 1)) if a.ndim == 4 else a
-                for name, a in feeds.items()}, labels
+        return to_channel_last(feeds), labels
 
     return Dataset(dataset.description, dataset.count, inputs, read, has_labels=dataset.has_labels,
-                   synthetic=dataset.synthetic, classes=dataset.classes)
+                   synthetic=dataset.synthetic, classes=dataset.classes, closers=[dataset.close])
+
+
+def to_channel_last(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {name: np.ascontiguousarray(a.transpose(0, 2, 3, 1)) if a.ndim == 4 else a for name, a in feeds.items()}
 
 
 def as_nchw(spec: TensorSpec) -> TensorSpec:
@@ -100,8 +190,9 @@ def as_nchw(spec: TensorSpec) -> TensorSpec:
 
 def from_arrays(arrays: dict[str, np.ndarray], inputs: list[TensorSpec], description: str = "arrays",
                 layout: str | None = None) -> Dataset:
-    """Arrays already in memory (stacked along axis 0, keyed by input name, in the source
-    model's layout) as a Dataset for a model with these ``inputs`` (see open_data's ``layout``)."""
+    """Arrays (stacked along axis 0, keyed by input name, in the source model's layout; in
+    memory or memory-mapped) as a Dataset for a model with these ``inputs`` (see open_data's
+    ``layout``)."""
     if layout == "nhwc":
         return channel_last(from_arrays(arrays, [as_nchw(spec) for spec in inputs], description), inputs)
     missing = [spec.name for spec in inputs if spec.name not in arrays]
@@ -110,19 +201,23 @@ def from_arrays(arrays: dict[str, np.ndarray], inputs: list[TensorSpec], descrip
                          f"{', '.join(spec.name for spec in inputs)}.", hint="Compare models with the same inputs.")
     for spec in inputs:
         _check_samples(spec, arrays[spec.name], description)
+    count = _same_count({spec.name: arrays[spec.name] for spec in inputs}, description)
 
     def read(start, stop):
-        return {spec.name: arrays[spec.name][start:stop] for spec in inputs}, None
+        return {spec.name: np.asarray(arrays[spec.name][start:stop]) for spec in inputs}, None
 
-    return Dataset(description, len(arrays[inputs[0].name]), inputs, read)
+    return Dataset(description, count, inputs, read)
 
 
 def _random(count: int, inputs: list[TensorSpec]) -> Dataset:
-    if count < 1:
-        raise InputError("random:N needs N >= 1.", hint="E.g. random:200.")
+    if not 1 <= count <= MAX_RANDOM_SAMPLES:
+        raise InputError(f"expected random:N with N from 1 to {MAX_RANDOM_SAMPLES:,}, found random:{count:,}.",
+                         hint="Random inputs say little past a few hundred samples; give real data for more, "
+                              "e.g. random:200.")
+    one_each = [free_batch(spec) for spec in inputs]  # dynamic axes get size 1: one sample per seed
 
     def read(start, stop):
-        feeds = [random_feeds(inputs, seed=i) for i in range(start, stop)]
+        feeds = [random_feeds(one_each, seed=i) for i in range(start, stop)]
         return {spec.name: np.concatenate([f[spec.name] for f in feeds]) for spec in inputs}, None
 
     return Dataset(f"random:{count}", count, inputs, read, synthetic=True)
@@ -133,54 +228,57 @@ def _npy(path: Path, inputs: list[TensorSpec]) -> Dataset:
         raise InputError(f"{path} holds one array, but the model takes {len(inputs)} inputs "
                          f"({', '.join(s.name for s in inputs)}).",
                          hint="Save an .npz with one array per input name.")
-    array = _load_npy(path)
-    _check_samples(inputs[0], array, path)
+    arrays = {inputs[0].name: load_npy(path)}  # memory-mapped; dropped on close(), which unmaps it
+    _check_samples(inputs[0], arrays[inputs[0].name], path)
 
     def read(start, stop):
-        return {inputs[0].name: np.asarray(array[start:stop])}, None
+        return {name: np.asarray(a[start:stop]) for name, a in arrays.items()}, None
 
-    return Dataset(str(path), len(array), inputs, read)
+    return Dataset(str(path), len(arrays[inputs[0].name]), inputs, read, closers=[arrays.clear])
 
 
 def _npz(path: Path, inputs: list[TensorSpec]) -> Dataset:
+    members, close = npz_arrays(path)
     try:
-        archive = np.load(path, allow_pickle=False)  # lazy: each key is read when asked for
-        keys = set(archive.files)
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise InputError(f"could not read {path} as a numpy .npz file ({exc}).",
-                         hint="Save arrays with numpy.savez.") from exc
-    names = {spec.name: spec.name for spec in inputs}
-    if len(inputs) == 1 and inputs[0].name not in keys and "x" in keys:
-        names = {inputs[0].name: "x"}
-    missing = [name for name, key in names.items() if key not in keys]
-    if missing:
-        raise InputError(f"{path} holds {', '.join(sorted(keys)) or 'no arrays'}; expected arrays named "
-                         f"{', '.join(names)}" + (" (or x)" if len(inputs) == 1 else "") + ".",
-                         hint="Save with numpy.savez(path, **{input_name: array}) and labels as y.")
-    arrays = {name: archive[key] for name, key in names.items()}
-    counts = {len(a) for a in arrays.values()}
-    label_key = next((k for k in ("y", "labels") if k in keys and k not in names.values()), None)
-    labels = _integer_labels(archive[label_key], path) if label_key else None
-    if labels is not None:
-        counts.add(len(labels))
-    if len(counts) != 1:
-        raise InputError(f"arrays in {path} hold different sample counts ({sorted(counts)}).",
-                         hint="Every array (and y) needs the same length along axis 0.")
-    for spec in inputs:
-        _check_samples(spec, arrays[spec.name], path)
+        keys = set(members)
+        names = {spec.name: spec.name for spec in inputs}
+        if len(inputs) == 1 and inputs[0].name not in keys and "x" in keys:
+            names = {inputs[0].name: "x"}
+        missing = [name for name, key in names.items() if key not in keys]
+        if missing:
+            raise InputError(f"{path} holds {', '.join(sorted(keys)) or 'no arrays'}; expected arrays named "
+                             f"{', '.join(names)}" + (" (or x)" if len(inputs) == 1 else "") + ".",
+                             hint="Save with numpy.savez(path, **{input_name: array}) and labels as y.")
+        arrays = {name: members[key] for name, key in names.items()}
+        label_key = next((k for k in LABEL_KEYS if k in keys and k not in names.values()), None)
+        labels = _integer_labels(np.asarray(members[label_key]), path) if label_key else None
+        for spec in inputs:
+            _check_samples(spec, arrays[spec.name], path)
+        count = _same_count({**arrays, **({label_key: labels} if label_key else {})}, path)
+    except BaseException:
+        close()
+        raise
 
     def read(start, stop):
-        return ({name: a[start:stop] for name, a in arrays.items()},
+        return ({name: np.asarray(a[start:stop]) for name, a in arrays.items()},
                 None if labels is None else labels[start:stop])
 
-    return Dataset(str(path), counts.pop(), inputs, read, has_labels=labels is not None)
+    return Dataset(str(path), count, inputs, read, has_labels=labels is not None, closers=[close, arrays.clear])
 
 
-def _image_folder(folder: Path, inputs: list[TensorSpec], preprocess: dict | None) -> Dataset:
+def _same_count(arrays: dict, source) -> int:
+    counts = {len(a) for a in arrays.values()}
+    if len(counts) != 1:
+        raise InputError(f"arrays in {source} hold different sample counts ({sorted(counts)}).",
+                         hint="Every array (and y) needs the same length along axis 0.")
+    return counts.pop()
+
+
+def _image_folder(folder: Path, inputs: list[TensorSpec], preprocess: dict | Preprocess | None,
+                  user_preprocess: str | Preprocess | None, model: str | None) -> Dataset:
     if len(inputs) != 1:
         raise InputError(f"an image folder feeds a single-input model; this one takes {len(inputs)}.",
                          hint="Give an .npz with one array per input name.")
-    steps = Preprocess.from_dict(preprocess) if preprocess else Preprocess.for_input(inputs[0])
     subfolders = sorted(p for p in folder.iterdir() if p.is_dir())
     if subfolders:
         loose = [p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
@@ -197,6 +295,7 @@ def _image_folder(folder: Path, inputs: list[TensorSpec], preprocess: dict | Non
     if not files:
         raise InputError(f"found no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}.",
                          hint="Point at a folder of images, or one subfolder of images per class.")
+    steps = for_images(inputs[0], preprocess, user_preprocess, model=model)
 
     def read(start, stop):
         chunk = files[start:stop]
@@ -204,7 +303,7 @@ def _image_folder(folder: Path, inputs: list[TensorSpec], preprocess: dict | Non
         return feeds, None if classes is None else np.array([label for _, label in chunk], np.int64)
 
     first = steps.load_image(files[0][0])
-    check_array(inputs[0], first, what="images preprocessed for input")
+    check_array(free_batch(inputs[0]), first, what="images preprocessed for input")
     return Dataset(str(folder), len(files), inputs, read, has_labels=classes is not None, classes=classes)
 
 
@@ -220,20 +319,124 @@ def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def _load_npy(path: Path) -> np.ndarray:
+def load_npy(path: Path) -> np.ndarray:
+    """An .npy file memory-mapped (never unpickled)."""
     try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError) as exc:
+        if "Python objects" in str(exc) or "allow_pickle" in str(exc):
+            raise _objects_refused(path) from None
         raise InputError(f"could not read {path} as a numpy .npy file ({exc}).",
                          hint="Save arrays with numpy.save.") from exc
+    if not isinstance(array, np.ndarray):
+        raise InputError(f"could not read {path} as a numpy .npy file (it is an .npz archive).",
+                         hint="Name it .npz, or save one array with numpy.save.")
+    return array
 
 
-def _check_samples(spec: TensorSpec, array: np.ndarray, path: Path | str) -> None:
+def _objects_refused(path, key: str | None = None) -> InputError:
+    where = f"{path}" + (f" (array {key})" if key else "")
+    return InputError(f"{where} holds Python objects (dtype object); the kit reads numeric arrays and never "
+                      "unpickles data.", hint="Save numeric arrays, e.g. numpy.asarray(x, dtype=numpy.float32).")
+
+
+# ----- .npz members read in place --------------------------------------------------------------
+
+_LOCAL_HEADER = struct.Struct("<4s5H3I2H")  # a zip local file header, 30 bytes
+
+
+def npz_arrays(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], Callable[[], None]]:
+    """Every array of an .npz, keyed as numpy.load keys them, without reading the data, and a
+    function that closes what stays open. Object arrays are refused (nothing is unpickled)."""
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = {info.filename.removesuffix(".npy"): _npz_member(path, archive, info)
+                       for info in archive.infolist() if info.filename.endswith(".npy")}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, struct.error) as exc:
+        raise InputError(f"could not read {path} as a numpy .npz file ({exc}).",
+                         hint="Save arrays with numpy.savez.") from exc
+
+    def close():  # a memory map is unmapped (and its file closed) when the last reference goes
+        for entry in entries.values():
+            if isinstance(entry, _CompressedRows):
+                entry.close()
+        entries.clear()
+
+    return entries, close
+
+
+def _npz_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo):
+    with archive.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        if version not in ((1, 0), (2, 0)):
+            raise ValueError(f"array {info.filename} uses .npy format {version[0]}.{version[1]}")
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(member)
+        header_size = member.tell()
+    if dtype.hasobject:
+        raise _objects_refused(path, info.filename.removesuffix(".npy"))
+    if info.flag_bits & 0x1:
+        raise ValueError(f"array {info.filename} is encrypted")
+    order = "F" if fortran else "C"
+    if np.prod(shape, dtype=np.float64) == 0:
+        return np.empty(shape, dtype, order=order)
+    if info.compress_type == zipfile.ZIP_STORED:  # numpy.savez: the bytes lie as they are in the file
+        with open(path, "rb") as handle:
+            handle.seek(info.header_offset)
+            fields = _LOCAL_HEADER.unpack(handle.read(_LOCAL_HEADER.size))
+        if fields[0] != b"PK\x03\x04":
+            raise ValueError(f"array {info.filename} has no local zip header")
+        start = info.header_offset + _LOCAL_HEADER.size + fields[-2] + fields[-1] + header_size
+        return np.memmap(path, dtype=dtype, mode="r", offset=start, shape=shape, order=order)
+    if fortran:  # samples are not contiguous: decompress it whole (rare: numpy.savez_compressed of x.T)
+        with archive.open(info) as member:
+            return np.lib.format.read_array(member, allow_pickle=False)
+    return _CompressedRows(path, info.filename, shape, dtype, header_size)
+
+
+class _CompressedRows:
+    """A compressed .npz member read by rows: each slice decompresses only what it needs,
+    continuing where the previous one ended (batches in order never decompress twice)."""
+
+    def __init__(self, path: Path, name: str, shape: tuple[int, ...], dtype: np.dtype, header_size: int):
+        self.path, self.name, self.shape, self.dtype, self.header_size = path, name, shape, dtype, header_size
+        self.ndim = len(shape)
+        self.row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+        self._archive = self._member = None
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        if not isinstance(rows, slice) or rows.step not in (None, 1):
+            raise TypeError("compressed .npz arrays are read by contiguous slices of samples")
+        start, stop, _ = rows.indices(self.shape[0])
+        stop = max(start, stop)
+        if self._member is None:
+            self._archive = zipfile.ZipFile(self.path)
+            self._member = self._archive.open(self.name)
+        self._member.seek(self.header_size + start * self.row_bytes)  # forward: reads on; backward: restarts
+        data = self._member.read((stop - start) * self.row_bytes)
+        return np.frombuffer(data, self.dtype).reshape((stop - start, *self.shape[1:]))
+
+    def __array__(self, dtype=None, copy=None):
+        array = self[:]
+        return array if dtype is None else array.astype(dtype)
+
+    def close(self) -> None:
+        if self._member is not None:
+            self._member.close()
+            self._archive.close()
+            self._member = self._archive = None
+
+
+def _check_samples(spec: TensorSpec, array, path: Path | str) -> None:
     """The arrays stack samples along axis 0: check one sample as a batch of one."""
     if array.ndim == 0 or len(array) == 0:
         raise InputError(f"{path} holds no samples for input {spec.describe()} (shape {list(array.shape)}).",
                          hint="Stack samples along axis 0.")
-    check_array(spec, np.asarray(array[:1]), what=f"data in {path} for input")
+    check_array(free_batch(spec), np.asarray(array[:1]), what=f"data in {path} for input")
 
 
 class FeedReader:

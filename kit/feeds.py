@@ -2,55 +2,79 @@
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from kit.data import LABEL_KEYS, load_npy, npz_arrays
 from kit.errors import InputError
-from kit.preprocess import Preprocess
+from kit.preprocess import Preprocess, for_images
 from kit.specs import TensorSpec
 
 
 def feeds_from_files(specs: list[TensorSpec], items: list[str]) -> dict[str, np.ndarray]:
-    """``x.npy`` (the only input), ``NAME=x.npy``, or an ``.npz`` holding arrays keyed by input name.
+    """``x.npy`` (the only input), ``NAME=x.npy``, or an ``.npz`` holding arrays keyed by input
+    name (or ``x`` for a single input, as ``--data`` takes it; labels in ``y`` are ignored).
 
-    ``NAME=`` counts only when NAME is an input of the model, so paths may contain '='.
+    ``NAME=`` counts only when NAME is an input of the model, so paths may contain '='; a
+    NAME the model lacks, in front of a path that does not exist, is a typo and named as one.
     """
     feeds: dict[str, np.ndarray] = {}
-    names = {spec.name for spec in specs}
+    names = [spec.name for spec in specs]
     for item in items:
         name, sep, path = item.partition("=")
         if not sep or name not in names:
+            if sep and not Path(item).exists():
+                raise InputError(f"the model has no input named {name!r} (its inputs: {', '.join(names)}); "
+                                 f"found --input {item}.", hint="Write --input NAME=FILE with one of those names.")
             name, sep, path = None, "", item
         path = Path(path)
         if path.suffix == ".npz":
-            feeds.update(_read(path))
+            feeds.update(_read_npz(path, names))
             continue
         if not sep:
             if len(specs) != 1:
-                raise InputError(f"the model takes {len(specs)} inputs ({', '.join(s.name for s in specs)}); "
+                raise InputError(f"the model takes {len(specs)} inputs ({', '.join(names)}); "
                                  f"found an unnamed --input {item}.", hint="Write --input NAME=file.npy per input.")
             name = specs[0].name
-        feeds[name] = _read(path)
+        feeds[name] = _non_empty(np.asarray(load_npy(_existing(path))), path)
     return feeds
 
 
-def _read(path: Path):
+def _read_npz(path: Path, names: list[str]) -> dict[str, np.ndarray]:
+    arrays, close = npz_arrays(_existing(path))
+    try:
+        if not arrays:
+            raise InputError(f"{path} holds no arrays.", hint="Save one array per input with numpy.savez.")
+        if len(names) == 1 and names[0] not in arrays and "x" in arrays:
+            keys = {names[0]: "x"}  # the x/y layout --data takes
+        else:
+            keys = {key: key for key in arrays if key in names or key not in LABEL_KEYS}
+        return {name: _non_empty(np.array(arrays[key]), f"{path} (array {key})") for name, key in keys.items()}
+    finally:
+        close()
+
+
+def _existing(path: Path) -> Path:
     if not path.is_file():
         raise InputError(f"input file {path} does not exist.", hint="Check the path.")
-    try:
-        data = np.load(path, allow_pickle=False)  # never unpickle an input file
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise InputError(f"could not read {path} as a numpy .npy/.npz file ({exc}).",
-                         hint="Save arrays with numpy.save or numpy.savez.") from exc
-    return dict(data) if isinstance(data, np.lib.npyio.NpzFile) else data
+    return path
 
 
-def feeds_from_image(specs: list[TensorSpec], image: str, preprocess: dict | None) -> dict[str, np.ndarray]:
+def _non_empty(array: np.ndarray, where) -> np.ndarray:
+    if array.size == 0:
+        raise InputError(f"{where} holds an empty array (shape {list(array.shape)}); expected at least one sample.",
+                         hint="Stack one or more samples along axis 0.")
+    return array
+
+
+def feeds_from_image(specs: list[TensorSpec], image: str, preprocess: dict | Preprocess | None,
+                     user_preprocess: str | Preprocess | None = None, *, model: str | None = None
+                     ) -> dict[str, np.ndarray]:
+    """One image, preprocessed as the model records (``preprocess``), or with defaults for its
+    input shape (warned about); ``user_preprocess`` (``--preprocess`` text) overrides either."""
     if len(specs) != 1:
         raise InputError(f"--image feeds a single-input model; this one takes {len(specs)}.",
                          hint="Use --input NAME=file.npy per input.")
     spec = specs[0]
-    steps = Preprocess.from_dict(preprocess) if preprocess else Preprocess.for_input(spec)
-    return {spec.name: steps.load_image(image)}
+    return {spec.name: for_images(spec, preprocess, user_preprocess, model=model).load_image(image)}

@@ -1,37 +1,66 @@
-"""Run models over data: the one loop behind calibration checks, compare, eval and the demo."""
+"""Run models over data: the one loop behind calibration checks, compare, eval and the demo.
+
+Data is streamed: each batch is read, run and reduced before the next is read, so a data
+set never has to fit in memory (what a comparison keeps is bounded by the memory there is).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from kit import provenance
 from kit.accuracy import Accuracy, accuracy, top_k_correct
-from kit.compare import OutputDiff, compare_outputs
-from kit.data import Dataset, from_arrays, open_data
-from kit.errors import InputError
-from kit.golden import Golden, check_golden_path, load_golden, save_golden
+from kit.compare import Comparator, OutputDiff
+from kit.data import (Dataset, as_nchw, available_memory, fixed_batch, free_batch, from_arrays, open_data, pad_batch,
+                      samples_in, to_channel_last)
+from kit.errors import InputError, KitWarning
+from kit.formatting import size
+from kit.golden import GoldenWriter, check_golden_path, load_golden
+from kit.preprocess import Preprocess
 from kit.runtimes.base import Runtime
 from kit.runtimes.registry import load
 
+Progress = Callable[[int, int], None]  # (samples done, samples in all)
+
+
+def run_samples(runtime: Runtime, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Run any number of samples (stacked along axis 0): a model whose batch axis is fixed at B
+    gets them B at a time, the last batch padded by repeating its last sample, and the outputs
+    of the padding are dropped."""
+    batch = fixed_batch(runtime.inputs)
+    count = samples_in(feeds)
+    if batch is None or batch == count:
+        return runtime.run(feeds)
+    parts: dict[str, list[np.ndarray]] = {}
+    for start in range(0, count, batch):
+        chunk = {name: array[start:start + batch] for name, array in feeds.items()}
+        real = samples_in(chunk)
+        for name, array in runtime.run(pad_batch(chunk, batch)).items():
+            parts.setdefault(name, []).append(array[:real] if array.ndim and len(array) == batch else array)
+    return {name: np.concatenate(arrays) for name, arrays in parts.items()}
+
 
 def run_dataset(runtime: Runtime, dataset: Dataset, *, batch_size: int = 64, limit: int | None = None,
-                progress: Callable[[int, int], None] | None = None) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+                progress: Progress | None = None) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     """Every output over the dataset, concatenated along axis 0, and the labels if it has them."""
     outputs: dict[str, list[np.ndarray]] = {}
     labels: list[np.ndarray] = []
     total = dataset.count if limit is None else min(limit, dataset.count)
     done = 0
-    for feeds, batch_labels in dataset.batches(batch_size, limit):
-        for name, array in runtime.run(feeds).items():
+    for feeds, batch_labels in dataset.batches(batch_size, limit, pad=False):
+        for name, array in run_samples(runtime, feeds).items():
             outputs.setdefault(name, []).append(array)
         if batch_labels is not None:
             labels.append(batch_labels)
-        done += len(next(iter(feeds.values())))
+        done += samples_in(feeds)
         if progress:
             progress(done, total)
     return ({name: np.concatenate(parts) for name, parts in outputs.items()},
@@ -43,21 +72,24 @@ def scores_of(outputs: dict[str, np.ndarray], output: str | None = None) -> np.n
     if output is not None:
         if output not in outputs:
             raise InputError(f"expected an output named {output!r}; the model has {', '.join(outputs)}.",
-                             hint="Name one of the model's outputs with --output.")
+                             hint="Name one of the model's outputs with --output-name.")
         return outputs[output]
     candidates = [name for name, array in outputs.items() if array.ndim == 2]
     if len(candidates) != 1:
         raise InputError(f"expected one (samples, classes) output to score; found {len(candidates)} among "
                          f"{', '.join(f'{n}{list(a.shape)}' for n, a in outputs.items())}.",
-                         hint="Name the classification output with --output.")
+                         hint="Name the classification output with --output-name.")
     return outputs[candidates[0]]
 
 
-def open_model_data(model: str | os.PathLike, data: str, runtime: Runtime) -> Dataset:
-    """Open ``data`` for ``runtime``'s inputs, preprocessing images as the model records and
-    moving arrays to the model's layout (a channel-last TFLite export takes NHWC)."""
+def open_model_data(model: str | os.PathLike, data: str, runtime: Runtime,
+                    preprocess: str | Preprocess | None = None) -> Dataset:
+    """Open ``data`` for ``runtime``'s inputs, preprocessing images as the model records (or as
+    ``preprocess``, ``--preprocess`` text, says) and moving arrays to the model's layout (a
+    channel-last TFLite export takes NHWC)."""
     stored = provenance.read(model)
-    return open_data(data, runtime.inputs, stored.get("preprocess"), _layout(stored))
+    return open_data(data, runtime.inputs, stored.get("preprocess"), _layout(stored), user_preprocess=preprocess,
+                     model=str(model))
 
 
 def _layout(stored: dict) -> str | None:
@@ -66,22 +98,29 @@ def _layout(stored: dict) -> str | None:
 
 
 def evaluate(model: str | os.PathLike, data: str, *, runtime: str | None = None, output: str | None = None,
-             batch_size: int = 64, **options: Any) -> tuple[Accuracy, np.ndarray]:
-    """Top-1/top-5 on labelled data, and the per-sample top-1 correctness (for paired comparisons)."""
-    with load(model, runtime, **options) as rt:
-        dataset = open_model_data(model, data, rt)
+             batch_size: int = 64, preprocess: str | Preprocess | None = None,
+             **options: Any) -> tuple[Accuracy, np.ndarray]:
+    """Top-1/top-5 on labelled data, and the per-sample top-1 correctness (for paired comparisons).
+
+    Only the scored output is kept, batch by batch; ``preprocess`` (``--preprocess`` text)
+    states the image preprocessing of a model that records none.
+    """
+    scores, labels = [], []
+    with load(model, runtime, **options) as rt, open_model_data(model, data, rt, preprocess) as dataset:
         if not dataset.has_labels:
             raise InputError(f"{data} has no labels to evaluate against.",
                              hint="Give an .npz with x and y arrays, or an image folder with one subfolder per class.")
-        outputs, labels = run_dataset(rt, dataset, batch_size=batch_size)
-    scores = scores_of(outputs, output)
+        for feeds, batch_labels in dataset.batches(batch_size, pad=False):
+            scores.append(scores_of(run_samples(rt, feeds), output))
+            labels.append(batch_labels)
+    scores, labels = np.concatenate(scores), np.concatenate(labels)
     return replace(accuracy(scores, labels), classes=dataset.classes), top_k_correct(scores, labels, 1)
 
 
 @dataclass
 class Comparison:
     reference: str
-    candidate: str
+    candidate: str | None  # None when one model's outputs were only saved to a golden file
     samples: int
     outputs: list[OutputDiff]
     layers: list[Any] = field(default_factory=list)  # export.layers.LayerError, with --layers
@@ -98,7 +137,7 @@ class Comparison:
 
 def compare_models(
     reference: str | None,
-    candidate: str,
+    candidate: str | None,
     *,
     data: str = "random:16",
     golden: str | None = None,
@@ -110,74 +149,157 @@ def compare_models(
     stat: str = "elementwise",
     layers: bool = False,
     batch_size: int = 64,
+    preprocess: str | Preprocess | None = None,
+    progress: Progress | None = None,
 ) -> Comparison:
     """Run ``reference`` and ``candidate`` on the same inputs and compare their outputs.
 
-    With ``golden``, the reference is the outputs stored in that file and its inputs are
-    fed to the candidate. With ``save_golden_to``, the reference's inputs and outputs are saved.
+    Both models run batch by batch on the same stream of inputs; nothing of the data set is
+    held but the errors the medians need (refused up front when they would not fit in
+    memory). With ``golden``, the reference is the outputs stored in that file and its inputs
+    are fed to the candidate. With ``save_golden_to``, the reference's inputs and outputs are
+    saved (written as they come); ``candidate`` may then be None to only save them.
+    ``preprocess`` (``--preprocess`` text) states the image preprocessing of models that
+    record none.
     """
+    comparator = Comparator(atol=atol, rtol=rtol, stat=stat)
     if golden is not None:
-        if layers:
-            raise InputError("--layers compares a float graph with its QDQ graph; with --golden there is one model.",
-                             hint="Give both models instead of --golden.")
-        stored = load_golden(golden)
-        with load(candidate, runtimes[1], **options[1]) as rt:
-            got, _ = run_dataset(rt, from_arrays(stored.inputs, rt.inputs, str(golden), _layout(provenance.read(
-                candidate))), batch_size=batch_size)
-        return Comparison(f"{golden} ({stored.meta.get('model')})", candidate, _count(stored.inputs),
-                          compare_outputs(stored.outputs, got, atol=atol, rtol=rtol, stat=stat))
+        if layers or save_golden_to:
+            raise InputError("--golden checks one model against a golden file; --layers and --save-golden need "
+                             "two models.", hint="Give both models instead of --golden.")
+        if candidate is None:
+            raise InputError("expected a model to check against the golden file; found none.",
+                             hint="kit compare MODEL --golden golden.npz")
+        return _compare_with_golden(candidate, golden, comparator, runtimes[1], options[1], batch_size, progress)
     if reference is None:
         raise InputError("expected a reference model or --golden FILE; found neither.",
                          hint="kit compare FP32.onnx INT8.onnx, or kit compare INT8.onnx --golden golden.npz")
+    if candidate is None and not save_golden_to:
+        raise InputError("expected a candidate model to compare with; found only the reference.",
+                         hint="kit compare FP32.onnx INT8.onnx, or kit compare MODEL --save-golden golden.npz")
     if save_golden_to:
         check_golden_path(save_golden_to, data, reference, candidate)
     if layers:
+        if candidate is None:
+            raise InputError("--layers compares two models; found one.", hint="Give the float and the QDQ model.")
         _check_layer_comparison(reference, candidate)
-    preprocess = _shared_preprocess(reference, candidate)
-    layouts = [_layout(provenance.read(model)) for model in (reference, candidate)]
-    with load(reference, runtimes[0], **options[0]) as rt:
-        # In the source model's layout: each model gets them moved to its own.
-        # Data is read in the reference's source layout; each model gets it moved to its own. Images
-        # follow the recorded preprocessing, laid out as that source input is.
-        specs = [_source_spec(spec, layouts[0]) for spec in rt.inputs]
-        if preprocess and len(specs) == 1 and specs[0].shape and len(specs[0].shape) == 4:
-            from kit.preprocess import Preprocess
-
-            preprocess = {**preprocess, "layout": Preprocess.for_input(specs[0]).layout}
-        dataset = open_data(data, specs, preprocess)
-        # Gathered once: the candidate sees the very arrays the reference saw, and a golden file keeps them.
-        inputs = {name: np.concatenate(parts) for name, parts in _columns(dataset, batch_size).items()}
-        expected, _ = run_dataset(rt, from_arrays(inputs, rt.inputs, dataset.description, layouts[0]),
-                                  batch_size=batch_size)
-        info = rt.info
-    with load(candidate, runtimes[1], **options[1]) as rt:
-        got, _ = run_dataset(rt, from_arrays(inputs, rt.inputs, dataset.description, layouts[1]),
-                             batch_size=batch_size)
-    result = Comparison(str(reference), str(candidate), _count(inputs),
-                        compare_outputs(expected, got, atol=atol, rtol=rtol, stat=stat))
-    if save_golden_to:
-        save_golden(save_golden_to, Golden(inputs, expected, {"model": str(reference), "runtime": info,
-                                                              "data": dataset.description}))
+    models = [model for model in (reference, candidate) if model is not None]
+    layouts = [_layout(provenance.read(model)) for model in models]
+    images = _image_preprocessing(models, data)
+    with contextlib.ExitStack() as stack:
+        loaded = [stack.enter_context(load(model, runtimes[i], **options[i])) for i, model in enumerate(models)]
+        # Data is read in the reference's source layout (its batch axis free); each model gets
+        # it moved to its own layout and batch. Images follow the recorded preprocessing, laid
+        # out as that source input is.
+        specs = [free_batch(as_nchw(spec) if layouts[0] == "nhwc" else spec) for spec in loaded[0].inputs]
+        if images and len(specs) == 1 and specs[0].shape and len(specs[0].shape) == 4:
+            images = replace(images, layout=Preprocess.for_input(specs[0]).layout)
+        dataset = stack.enter_context(open_data(data, specs, images, user_preprocess=preprocess, model=models[0]))
+        quantized = [model for model, rt in zip(models, loaded) if _is_quantized(model, rt)]
+        _warn_if_random(dataset.synthetic, quantized)
+        writer = stack.enter_context(GoldenWriter(save_golden_to, dataset.count, {
+            "model": str(reference), "runtime": loaded[0].info, "data": dataset.description})) \
+            if save_golden_to else None
+        done = 0
+        for feeds, _ in dataset.batches(batch_size, pad=False):
+            expected, *got = [run_samples(rt, to_layout(feeds, layout)) for rt, layout in zip(loaded, layouts)]
+            done += samples_in(feeds)
+            if got:
+                comparator.add(expected, got[0])
+                _check_memory(comparator, done, dataset)
+            if writer:
+                writer.add(feeds, expected)
+            if progress:
+                progress(done, dataset.count)
+    result = Comparison(str(reference), str(candidate) if candidate else None, dataset.count, comparator.result())
+    _note_if_elementwise_fails(result, stat, quantized)
     if layers:
         from kit.export.layers import layer_errors
 
-        with load(reference, "onnxruntime") as rt:
-            result.layers = layer_errors(reference, candidate, from_arrays(inputs, rt.inputs, dataset.description))
+        with load(reference, "onnxruntime") as rt, open_data(
+                data, rt.inputs, images, user_preprocess=preprocess if Path(data).is_dir() else None,
+                model=reference) as float_inputs:
+            result.layers = layer_errors(reference, candidate, float_inputs)
     return result
 
 
-def _source_spec(spec, layout: str | None):
-    from kit.data import as_nchw
+def _compare_with_golden(candidate: str, golden: str, comparator: Comparator, runtime: str | None,
+                         options: Mapping[str, Any], batch_size: int, progress: Progress | None) -> Comparison:
+    stored = load_golden(golden)
+    try:
+        layout = _layout(provenance.read(candidate))
+        with load(candidate, runtime, **options) as rt:
+            specs = [free_batch(as_nchw(spec) if layout == "nhwc" else spec) for spec in rt.inputs]
+            dataset = from_arrays(stored.inputs, specs, str(golden))
+            if any(len(array) != dataset.count for array in stored.outputs.values()):
+                raise InputError(f"{golden} holds {dataset.count} input samples but outputs of other lengths.",
+                                 hint="Write the golden file again with kit compare MODEL --save-golden.")
+            quantized = [candidate] if _is_quantized(candidate, rt) else []
+            _warn_if_random(str(stored.meta.get("data", "")).startswith("random:"), quantized)
+            done = 0
+            for feeds, _ in dataset.batches(batch_size, pad=False):
+                count = samples_in(feeds)
+                expected = {name: np.asarray(array[done:done + count]) for name, array in stored.outputs.items()}
+                comparator.add(expected, run_samples(rt, to_layout(feeds, layout)))
+                done += count
+                _check_memory(comparator, done, dataset)
+                if progress:
+                    progress(done, dataset.count)
+    finally:
+        stored.close()
+    result = Comparison(f"{golden} ({stored.meta.get('model')})", candidate, done, comparator.result())
+    _note_if_elementwise_fails(result, comparator.stat, quantized)
+    return result
 
-    return as_nchw(spec) if layout == "nhwc" else spec
+
+def to_layout(feeds: dict[str, np.ndarray], layout: str | None) -> dict[str, np.ndarray]:
+    return to_channel_last(feeds) if layout == "nhwc" else feeds
 
 
-def _columns(dataset: Dataset, batch_size: int) -> dict[str, list[np.ndarray]]:
-    parts: dict[str, list[np.ndarray]] = {}
-    for feeds, _ in dataset.batches(batch_size):
-        for name, array in feeds.items():
-            parts.setdefault(name, []).append(np.asarray(array))
-    return parts
+def _check_memory(comparator: Comparator, done: int, dataset: Dataset) -> None:
+    """Refuse, after the first batch, a comparison whose kept errors would not fit in memory."""
+    if comparator.batches != 1 or done >= dataset.count:
+        return
+    needed = comparator.kept_bytes() * dataset.count // done
+    free = available_memory()
+    if free is not None and needed > free // 2:
+        raise InputError(f"comparing {dataset.count:,} samples of {dataset.description} would keep {size(needed)} of "
+                         f"output errors in memory; {size(free)} is available here.",
+                         hint="Compare on fewer samples (a smaller --data or --random N).")
+
+
+def _warn_if_random(synthetic: bool, quantized: list[str]) -> None:
+    if synthetic and quantized:
+        warnings.warn(f"random inputs say little about a quantized model ({', '.join(quantized)}): its ranges were "
+                      "calibrated on real data and random values fall outside them. Give --data with real samples "
+                      "to judge it.", KitWarning, stacklevel=3)
+
+
+def _note_if_elementwise_fails(result: Comparison, stat: str, quantized: list[str]) -> None:
+    if quantized and stat == "elementwise" and not result.passed:
+        warnings.warn("a quantized model is rarely within elementwise tolerances of a float one: judge it on real "
+                      "data by a statistic (e.g. --stat mean --atol 0.1, sized from a run you trust) and by the "
+                      "top-1 agreement and SQNR columns.", KitWarning, stacklevel=3)
+
+
+def _is_quantized(model: str, runtime: Runtime) -> bool:
+    precision = str(provenance.read(model).get("precision", ""))
+    return precision.startswith("int8") or any(spec.scale is not None for spec in runtime.inputs + runtime.outputs)
+
+
+def _image_preprocessing(models: list[str], data: str) -> Preprocess | None:
+    """The image preprocessing the models record (either's, when only one records any); read
+    only for an image folder, so a damaged record does not stop a comparison on arrays."""
+    if not Path(data).is_dir():
+        return None
+    stored = [(model, provenance.read(model).get("preprocess")) for model in models]
+    steps = [(model, Preprocess.from_dict(spec, source=f"the preprocessing stored with {model}"))
+             for model, spec in stored if spec]
+    if len(steps) == 2 and replace(steps[0][1], layout="nchw") != replace(steps[1][1], layout="nchw"):
+        (a, ours), (b, theirs) = steps  # layout: each model its own
+        raise InputError(f"{a} and {b} record different preprocessing ({ours.to_text()} vs {theirs.to_text()}).",
+                         hint="Compare on arrays (.npy/.npz) instead of images, or re-export with one spec.")
+    return steps[0][1] if steps else None
 
 
 def _check_layer_comparison(reference: str, candidate: str) -> None:
@@ -191,16 +313,3 @@ def _check_layer_comparison(reference: str, candidate: str) -> None:
     if "DequantizeLinear" not in ops:
         raise InputError(f"--layers needs a QDQ-quantized candidate; {candidate} has no DequantizeLinear nodes.",
                          hint="Quantize it with kit quantize --precision int8 first.")
-
-
-def _shared_preprocess(reference: str, candidate: str) -> dict | None:
-    """The image preprocessing both models record (either's, when only one records any)."""
-    ours, theirs = provenance.read(reference).get("preprocess"), provenance.read(candidate).get("preprocess")
-    if ours and theirs and {**ours, "layout": None} != {**theirs, "layout": None}:  # layout: each its own
-        raise InputError(f"{reference} and {candidate} record different preprocessing ({ours} vs {theirs}).",
-                         hint="Compare on arrays (.npy/.npz) instead of images, or re-export with one spec.")
-    return ours or theirs
-
-
-def _count(inputs: Mapping[str, np.ndarray]) -> int:
-    return len(next(iter(inputs.values())))

@@ -6,22 +6,34 @@ preprocess identically. Applied with OpenCV, imported only when an image is read
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+import math
+import numbers
+import warnings
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
 
-from kit.errors import InputError, RuntimeUnavailableError
+from kit.errors import InputError, KitWarning, RuntimeUnavailableError
 from kit.specs import TensorSpec
 
 RESIZE_MODES = ("stretch", "letterbox", "crop")
 COLORS = ("rgb", "bgr", "gray")
 LAYOUTS = ("nchw", "nhwc")
+DTYPES = ("float32", "float16", "float64", "uint8", "int8")
+# The largest side an image is resized to. A stored spec is read from a file the kit did not
+# necessarily write: 100000x100000 would allocate tens of GB per image before any check.
+MAX_SIDE = 8192
+EXAMPLE = "size=224,mean=0.485/0.456/0.406,std=0.229/0.224/0.225"
 
 
 @dataclass(frozen=True)
 class Preprocess:
-    """``size`` is (height, width); pixels become ``(pixel * scale - mean) / std`` per channel."""
+    """``size`` is (height, width); pixels become ``(pixel * scale - mean) / std`` per channel.
+
+    Every field is checked when the spec is made (from ``--preprocess`` text, a stored dict or
+    Python), so a bad spec is refused before any image is decoded or any memory allocated.
+    """
 
     size: tuple[int, int]
     resize: str = "stretch"
@@ -33,19 +45,23 @@ class Preprocess:
     dtype: str = "float32"
 
     def __post_init__(self):
-        for value, allowed, key in ((self.resize, RESIZE_MODES, "resize"), (self.color, COLORS, "color"),
-                                    (self.layout, LAYOUTS, "layout")):
+        set_field = lambda key, value: object.__setattr__(self, key, value)  # noqa: E731 (frozen)
+        set_field("size", _size(self.size))
+        for key, allowed in (("resize", RESIZE_MODES), ("color", COLORS), ("layout", LAYOUTS), ("dtype", DTYPES)):
+            value = getattr(self, key)
             if value not in allowed:
                 raise InputError(f"expected preprocessing {key} among {', '.join(allowed)}, found {value!r}.",
                                  hint=f"Write e.g. --preprocess {key}={allowed[0]}.")
-        channels = 1 if self.color == "gray" else 3
+        set_field("scale", _number("scale", self.scale, positive=True))
+        channels = self.channels
         for key in ("mean", "std"):
             values = getattr(self, key)
-            if len(values) not in (1, channels):
+            values = (values,) if isinstance(values, numbers.Real) else values
+            if not isinstance(values, (tuple, list)) or len(values) not in (1, channels):
+                count = len(values) if isinstance(values, (tuple, list)) else type(values).__name__
                 raise InputError(f"expected 1 or {channels} values for {key} with color={self.color}, "
-                                 f"found {len(values)}.", hint="Separate per-channel values with '/'.")
-        if any(s == 0 for s in self.std):
-            raise InputError("expected non-zero std values, found 0.", hint="Use std=1 for no scaling.")
+                                 f"found {count}.", hint="Separate per-channel values with '/'.")
+            set_field(key, tuple(_number(key, v, positive=key == "std") for v in values))
 
     @property
     def channels(self) -> int:
@@ -55,9 +71,29 @@ class Preprocess:
         data = asdict(self)
         return {**data, "size": list(self.size), "mean": list(self.mean), "std": list(self.std)}
 
+    def to_text(self) -> str:
+        """The spec in ``--preprocess`` syntax, to show a user what is applied."""
+        join = lambda values: "/".join(f"{v:g}" for v in values)  # noqa: E731
+        return (f"size={self.size[0]}x{self.size[1]},resize={self.resize},color={self.color},scale={self.scale:g},"
+                f"mean={join(self.mean)},std={join(self.std)},layout={self.layout},dtype={self.dtype}")
+
     @classmethod
-    def from_dict(cls, data: dict) -> Preprocess:
-        return cls(**{**data, "size": tuple(data["size"]), "mean": tuple(data["mean"]), "std": tuple(data["std"])})
+    def from_dict(cls, data: dict, source: str = "the stored preprocessing") -> Preprocess:
+        """A stored spec (a model's provenance): anything wrong in it names ``source``."""
+        hint = "Re-export the model with a valid --preprocess."
+        if not isinstance(data, dict):
+            raise InputError(f"{source} is not a preprocessing spec: expected a JSON object, found "
+                             f"{type(data).__name__}.", hint=hint)
+        known = {f.name for f in fields(cls)}
+        unknown, missing = sorted(set(data) - known), "size" not in data
+        if unknown or missing:
+            raise InputError(f"{source} is not a preprocessing spec: " + (f"unknown keys {', '.join(unknown)}"
+                             if unknown else "no size") + f" (expected keys among {', '.join(sorted(known))}).",
+                             hint=hint)
+        try:
+            return cls(**data)
+        except InputError as exc:
+            raise InputError(f"{source} is invalid: {exc.message}", hint=hint) from None
 
     @classmethod
     def for_input(cls, spec: TensorSpec, text: str | None = None) -> Preprocess:
@@ -71,7 +107,7 @@ class Preprocess:
         integer_input = spec.dtype in ("uint8", "int8")  # quantized I/O takes raw pixels, unscaled
         base = cls(size=(height if isinstance(height, int) else 224, width if isinstance(width, int) else 224),
                    color="gray" if channels == 1 else "rgb", layout="nhwc" if nhwc else "nchw",
-                   scale=1.0 if integer_input else 1 / 255, dtype=spec.dtype)
+                   scale=1.0 if integer_input else 1 / 255, dtype=spec.dtype if spec.dtype in DTYPES else "float32")
         return base.updated(text) if text else base
 
     def updated(self, text: str) -> Preprocess:
@@ -82,11 +118,12 @@ class Preprocess:
             key = key.strip()
             if not sep or key not in self.__dataclass_fields__:
                 raise InputError(f"expected key=value with a key among {', '.join(self.__dataclass_fields__)}, "
-                                 f"found {item!r} in --preprocess.",
-                                 hint="Example: --preprocess size=224,mean=0.485/0.456/0.406,std=0.229/0.224/0.225")
+                                 f"found {item!r} in --preprocess.", hint=f"Example: --preprocess {EXAMPLE}")
             try:
                 if key == "size":
                     dims = [int(v) for v in value.lower().split("x")]
+                    if len(dims) > 2:
+                        raise ValueError
                     changes[key] = (dims[0], dims[-1])
                 elif key in ("mean", "std"):
                     changes[key] = tuple(float(v) for v in value.split("/"))
@@ -149,3 +186,48 @@ def _resize(image: np.ndarray, size: tuple[int, int], mode: str, cv2) -> np.ndar
     resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     top, left = (new_h - height) // 2, (new_w - width) // 2
     return resized[top:top + height, left:left + width]
+
+
+def _size(size) -> tuple[int, int]:
+    valid = (isinstance(size, (tuple, list)) and len(size) == 2
+             and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and 1 <= v <= MAX_SIDE for v in size))
+    if not valid:
+        found = "x".join(map(str, size)) if isinstance(size, (tuple, list)) else repr(size)
+        raise InputError(f"expected a preprocessing size of HEIGHTxWIDTH, each from 1 to {MAX_SIDE}, found {found}.",
+                         hint="Write e.g. --preprocess size=224 (or size=224x160).")
+    return int(size[0]), int(size[1])
+
+
+def _number(key: str, value, *, positive: bool) -> float:
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value) \
+            or (positive and value <= 0):
+        raise InputError(f"expected {'positive ' if positive else ''}finite numbers for preprocessing {key}, "
+                         f"found {value!r}.", hint=f"Write e.g. --preprocess {EXAMPLE}")
+    return float(value)
+
+
+def for_images(spec: TensorSpec, stored: dict | Preprocess | None = None, given: str | Preprocess | None = None,
+               *, model: str | None = None) -> Preprocess:
+    """The preprocessing images get for ``spec``: what the model records (``stored``, from its
+    provenance) or, for a model that records none, ``given`` (``--preprocess`` text over the
+    defaults read off the input's shape, or a whole Preprocess) or else those defaults.
+
+    Falling back to the defaults is warned about (KitWarning): a model exported elsewhere
+    usually wants its own mean/std, and nothing else would tell the user. ``given`` for a
+    model that records its own is refused: the recorded steps are the ones it was exported with.
+    """
+    name = model or "the model"
+    if stored:
+        if given is not None:
+            raise InputError(f"{name} records its own preprocessing; --preprocess is for models that record none.",
+                             hint="Drop --preprocess: the recorded steps are the ones the model was exported with.")
+        return stored if isinstance(stored, Preprocess) else Preprocess.from_dict(
+            stored, source=f"the preprocessing stored with {name}")
+    if isinstance(given, Preprocess):
+        return given
+    base = Preprocess.for_input(spec)
+    if not given:
+        warnings.warn(f"{name} records no preprocessing; images are read with defaults for its input shape "
+                      f"({base.to_text()}). State the model's own with --preprocess KEY=VALUE,...", KitWarning,
+                      stacklevel=2)
+    return base.updated(given) if given else base

@@ -50,7 +50,15 @@ def test_text_overrides_and_round_trip():
     ("mean=a/b", "could not read mean='a/b'"),
     ("layout=chw", "expected preprocessing layout among nchw, nhwc"),
     ("mean=1/2", "expected 1 or 3 values for mean"),
-    ("std=0", "expected non-zero std"),
+    ("std=0", "expected positive finite numbers for preprocessing std, found 0.0"),
+    ("size=0", r"expected a preprocessing size of HEIGHTxWIDTH, each from 1 to 8192, found 0x0"),
+    ("size=224x224x3", "could not read size='224x224x3'"),
+    ("size=100000", "each from 1 to 8192, found 100000x100000"),
+    ("scale=0", "expected positive finite numbers for preprocessing scale, found 0.0"),
+    ("mean=nan", "expected finite numbers for preprocessing mean, found nan"),
+    ("dtype=int64", "expected preprocessing dtype among float32, float16, float64, uint8, int8"),
+    ("resize=fit", "expected preprocessing resize among stretch, letterbox, crop"),
+    ("color=cmyk", "expected preprocessing color among rgb, bgr, gray"),
 ])
 def test_bad_preprocess_text(text, message):
     with pytest.raises(InputError, match=message):
@@ -63,3 +71,42 @@ def test_unreadable_image(tmp_path):
         Preprocess((8, 8)).load_image(tmp_path / "broken.png")
     with pytest.raises(InputError, match="image .*absent.png does not exist"):
         Preprocess((8, 8)).load_image(tmp_path / "absent.png")
+
+
+@pytest.mark.parametrize("stored, message", [
+    ({"size": [100000, 100000]}, "is invalid: expected a preprocessing size .* found 100000x100000"),
+    ({"size": "224"}, "is invalid: expected a preprocessing size .* found '224'"),
+    ({"size": [8, 8], "std": [0.0]}, "is invalid: expected positive finite numbers for preprocessing std"),
+    ({"size": [8, 8], "scale": True}, "is invalid: expected positive finite numbers for preprocessing scale"),
+    ({"mean": [0.5]}, "is not a preprocessing spec: no size"),
+    ({"size": [8, 8], "zoom": 2}, "is not a preprocessing spec: unknown keys zoom"),
+    ([224, 224], "is not a preprocessing spec: expected a JSON object, found list"),
+])
+def test_a_stored_spec_is_checked_before_any_image_is_read(stored, message):
+    """A sidecar or ONNX metadata is a file like any other: a spec asking for a 100000x100000
+    image was accepted and the process was killed for memory while resizing."""
+    with pytest.raises(InputError, match="the preprocessing stored with m.tflite " + message):
+        Preprocess.from_dict(stored, source="the preprocessing stored with m.tflite")
+
+
+def test_falling_back_to_default_preprocessing_is_warned_once_and_names_the_defaults():
+    from kit.errors import KitWarning
+    from kit.preprocess import for_images
+
+    spec = TensorSpec("x", ("batch", 3, 32, 48))
+    with pytest.warns(KitWarning) as caught:
+        steps = for_images(spec, model="third_party.onnx")
+    assert len(caught) == 1 and steps == Preprocess.for_input(spec)
+    assert str(caught[0].message) == (
+        "third_party.onnx records no preprocessing; images are read with defaults for its input shape "
+        "(size=32x48,resize=stretch,color=rgb,scale=0.00392157,mean=0,std=1,layout=nchw,dtype=float32). "
+        "State the model's own with --preprocess KEY=VALUE,...")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the user's own spec, or a stored one: nothing to warn about
+        assert for_images(spec, given="mean=0.5,std=0.25").mean == (0.5,)
+        assert for_images(spec, {"size": [8, 8], "color": "bgr"}).color == "bgr"
+    with pytest.raises(InputError, match="m.onnx records its own preprocessing; --preprocess is for models that "
+                                         "record none"):
+        for_images(spec, {"size": [8, 8]}, "std=2", model="m.onnx")
