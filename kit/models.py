@@ -5,7 +5,7 @@
 - ``make_mobilenet_style``: a small MobileNetV2-style net (the kit's own test model);
 - ``make_mobilenet_v2``: MobileNetV2 (Sandler et al. 2018), width multiplier ``width``;
 - ``make_mobilenet_v3_small`` / ``make_mobilenet_v3_large``: MobileNetV3 (Howard et al. 2019):
-  hard-swish, squeeze-excitation with hard-sigmoid gates;
+  hard-swish, squeeze-excitation with hard-sigmoid gates; ``minimalistic=True`` for the Edge TPU;
 - ``make_resnet18``: ResNet-18 (He et al. 2015), basic blocks with chained residual adds;
 - ``make_squeezenet``: SqueezeNet 1.1 (Iandola et al. 2016): Fire modules concatenate their
   two expand branches (torch.cat), and the head ends in global average pooling.
@@ -181,18 +181,21 @@ MOBILENET_V3_LARGE = ((16, 3, 16, 16, False, RE, 1), (16, 3, 64, 24, False, RE, 
 
 class MobileNetV3(nn.Module):
     def __init__(self, blocks, last_channels: int, classes: int = 1000, width: float = 1.0, in_channels: int = 3,
-                 dropout: float = 0.2):
+                 dropout: float = 0.2, minimalistic: bool = False):
         super().__init__()
-        layers: list[nn.Module] = [_conv_bn(in_channels, _divisible(16 * width), 3, 2, activation=HS)]
+        activation = RE if minimalistic else HS
+        if minimalistic:  # Keras's definition: 3x3 kernels, no squeeze-excitation, ReLU everywhere
+            blocks = [(c_in, 3, hidden, c_out, False, RE, stride) for c_in, _, hidden, c_out, _, _, stride in blocks]
+        layers: list[nn.Module] = [_conv_bn(in_channels, _divisible(16 * width), 3, 2, activation=activation)]
         for channels_in, kernel, hidden, channels_out, excite, activation, stride in blocks:
             layers.append(MobileNetV3Block(_divisible(channels_in * width), kernel, _divisible(hidden * width),
                                            _divisible(channels_out * width), excite, activation, stride))
         features_out = _divisible(blocks[-1][3] * width)
-        layers.append(_conv_bn(features_out, 6 * features_out, activation=HS))
+        layers.append(_conv_bn(features_out, 6 * features_out, activation=activation))
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         last_channels = _divisible(last_channels * width)
-        self.classifier = nn.Sequential(nn.Linear(6 * features_out, last_channels), nn.Hardswish(),
+        self.classifier = nn.Sequential(nn.Linear(6 * features_out, last_channels), activation(),
                                         nn.Dropout(dropout), nn.Linear(last_channels, classes))
         _initialise(self)
 
@@ -200,14 +203,19 @@ class MobileNetV3(nn.Module):
         return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
 
 
-def make_mobilenet_v3_small(classes: int = 1000, width: float = 1.0, in_channels: int = 3) -> nn.Module:
-    """MobileNetV3-Small: hard-swish, squeeze-excitation in 9 of 11 blocks."""
-    return MobileNetV3(MOBILENET_V3_SMALL, 1024, classes, width, in_channels)
+def make_mobilenet_v3_small(classes: int = 1000, width: float = 1.0, in_channels: int = 3,
+                            minimalistic: bool = False) -> nn.Module:
+    """MobileNetV3-Small: hard-swish, squeeze-excitation in 9 of 11 blocks. ``minimalistic``
+    (Keras's variant, what Coral runs on the Edge TPU, which has no hard-swish): ReLU, 3x3
+    kernels, no squeeze-excitation."""
+    return MobileNetV3(MOBILENET_V3_SMALL, 1024, classes, width, in_channels, minimalistic=minimalistic)
 
 
-def make_mobilenet_v3_large(classes: int = 1000, width: float = 1.0, in_channels: int = 3) -> nn.Module:
-    """MobileNetV3-Large: hard-swish, squeeze-excitation in 8 of 15 blocks."""
-    return MobileNetV3(MOBILENET_V3_LARGE, 1280, classes, width, in_channels)
+def make_mobilenet_v3_large(classes: int = 1000, width: float = 1.0, in_channels: int = 3,
+                            minimalistic: bool = False) -> nn.Module:
+    """MobileNetV3-Large: hard-swish, squeeze-excitation in 8 of 15 blocks (``minimalistic``:
+    as for the small one)."""
+    return MobileNetV3(MOBILENET_V3_LARGE, 1280, classes, width, in_channels, minimalistic=minimalistic)
 
 
 # ----- ResNet ------------------------------------------------------------------------------------
@@ -232,7 +240,11 @@ class BasicBlock(nn.Module):
 class ResNet(nn.Module):
     def __init__(self, blocks=(2, 2, 2, 2), classes: int = 1000, width: int = 64, in_channels: int = 3):
         super().__init__()
-        layers: list[nn.Module] = [_conv_bn(in_channels, width, 7, 2, activation=nn.ReLU), nn.MaxPool2d(3, 2, 1)]
+        # The stem's 3x3/2 max-pool with padding 1, with its padding made explicit zeros: the same function
+        # after a ReLU (nothing is below zero), as Keras writes ResNet. A padded max-pool pads with -inf,
+        # which converts to TFLite's PADV2, an op the Edge TPU lacks; zero padding converts to PAD.
+        layers: list[nn.Module] = [_conv_bn(in_channels, width, 7, 2, activation=nn.ReLU), nn.ZeroPad2d(1),
+                                   nn.MaxPool2d(3, 2)]
         channels = width
         for stage, repeats in enumerate(blocks):
             channels_out = width * 2 ** stage
