@@ -325,8 +325,8 @@ def _float_ops_note(path: Path) -> list[str]:
                    and any(graph.tensors[i].type in floats for i in [*op.inputs, *op.outputs] if i >= 0)})
     if not left:
         return []
-    note = (f"not every op is int8: {', '.join(left)} compute in float (ai-edge-quantizer has no int8 kernel "
-            "for them); the Edge TPU and integer-only accelerators stop there.")
+    note = (f"not every op is int8: ai-edge-quantizer left {', '.join(left)} in float, between QUANTIZE and "
+            "DEQUANTIZE; the Edge TPU and integer-only accelerators stop at the first of them.")
     warnings.warn(note, KitWarning)
     return [note]
 
