@@ -292,7 +292,8 @@ class SqueezeNet(nn.Module):
         super().__init__()
         scaled = lambda channels: max(8, int(channels * width))  # noqa: E731
         channels = scaled(64)
-        layers: list[nn.Module] = [nn.Conv2d(in_channels, channels, 3, 2), nn.ReLU(), nn.MaxPool2d(3, 2, ceil_mode=True)]
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, channels, 3, 2), nn.ReLU(),
+                                   nn.MaxPool2d(3, 2, ceil_mode=True)]
         for fire in SQUEEZENET_1_1:
             if fire is None:
                 layers.append(nn.MaxPool2d(3, 2, ceil_mode=True))
@@ -302,8 +303,13 @@ class SqueezeNet(nn.Module):
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Conv2d(channels, classes, 1), nn.ReLU(),
                                         nn.AdaptiveAvgPool2d(1))
-        _initialise(self, linear_std=None)
-        nn.init.normal_(self.classifier[1].weight, 0, 0.01)  # the class conv starts small, as the original's
+        for layer in self.modules():  # the original's initialisation: He (uniform), the class conv small
+            if isinstance(layer, nn.Conv2d):
+                nn.init.zeros_(layer.bias)
+                if layer is self.classifier[1]:
+                    nn.init.normal_(layer.weight, 0, 0.01)
+                else:
+                    nn.init.kaiming_uniform_(layer.weight)
 
     def forward(self, x):
         return torch.flatten(self.classifier(self.features(x)), 1)
