@@ -29,10 +29,11 @@ COMPILER_VERSION = 16
 # Builtin op -> the newest op version compiler 16 accepts: the versions the TensorFlow Lite of
 # its time (2.5) defined. Approximate: taken from TFLite's op-version history, not from the
 # compiler, which cannot be installed here. Later versions (int16 and int4 kernels, newer
-# attributes) appeared after it.
+# attributes) appeared after it. The ops are those of Coral's supported-operations list, which
+# has no HardSwish: the compiler leaves HARD_SWISH on the CPU (google-coral/edgetpu#272, #353).
 SUPPORTED_OPS = {
     "ADD": 4, "AVERAGE_POOL_2D": 3, "CONCATENATION": 3, "CONV_2D": 5, "DEPTHWISE_CONV_2D": 6,
-    "DEQUANTIZE": 4, "EXPAND_DIMS": 1, "FULLY_CONNECTED": 9, "HARD_SWISH": 1, "L2_NORMALIZATION": 2,
+    "DEQUANTIZE": 4, "EXPAND_DIMS": 1, "FULLY_CONNECTED": 9, "L2_NORMALIZATION": 2,
     "LOGISTIC": 3, "LSTM": 4, "MAXIMUM": 4, "MAX_POOL_2D": 3, "MEAN": 3, "MINIMUM": 4, "MUL": 4, "PACK": 3,
     "PAD": 3, "PRELU": 1, "QUANTIZE": 2, "REDUCE_MAX": 2, "REDUCE_MIN": 2, "RELU": 2, "RELU6": 3,
     "RELU_N1_TO_1": 2, "RESHAPE": 1, "RESIZE_BILINEAR": 3, "RESIZE_NEAREST_NEIGHBOR": 3, "RSQRT": 2,
@@ -42,6 +43,10 @@ SUPPORTED_OPS = {
 WHY_UNSUPPORTED = {
     "TRANSPOSE": "layout transposes (an NCHW model's I/O, or a flatten of NHWC features in NCHW order) do not map "
                  "to the Edge TPU: export with --layout nhwc and end the network with global pooling",
+    "HARD_SWISH": "hard-swish is not among the Edge TPU's ops (Coral's MobileNetV3 for the TPU uses ReLU: "
+                  "make_mobilenet_v3_small(minimalistic=True) in kit.models)",
+    "PADV2": "padding with a value other than zero (a padded max-pool pads with -inf) does not map to the Edge TPU: "
+             "after a ReLU, pad with zeros (nn.ZeroPad2d, then an unpadded max-pool), which is the same function",
 }
 
 
