@@ -27,7 +27,7 @@ import numpy as np
 
 from kit import provenance
 from kit.compare import OutputDiff, compare_outputs
-from kit.data import FeedReader, calibration_feeds, open_data
+from kit.data import Dataset, FeedReader, any_batch, calibration_data
 from kit.errors import InputError, KitError, KitWarning, ModelFileError, RuntimeUnavailableError, root_cause
 from kit.fileio import atomic_output, check_output_path, sha256_of
 
@@ -148,17 +148,20 @@ def quantize(
                 say("quantizing weights (dynamic int8)")
                 _dynamic(prepared, tmp, preset, per_channel, result.excluded)
             else:
+                inputs = _inputs(model)
                 # ORT's histogram calibrators stack per-batch outputs and need equal batches.
-                reader = _calibration_reader(calib, model, batch_size=16 if method == "minmax" else 1,
-                                             limit=calib_limit, keep=FIDELITY_SAMPLES)
+                reader = FeedReader(_calibration_dataset(calib, model, inputs, calib_limit), inputs=inputs,
+                                    batch_size=16 if method == "minmax" else 1, limit=calib_limit,
+                                    keep=FIDELITY_SAMPLES)
                 result.method = method
                 say(f"calibrating on {reader.description} ({method})")
                 _static(prepared, tmp, reader, preset, per_channel, method, result.excluded)
                 result.calibration = {"source": reader.description, "count": reader.count,
                                       "sha256": reader.sha256(), "synthetic": reader.synthetic}
+                _note_dropped(reader, result)
                 _warn_about_calibration(result)
                 say("checking the quantized model against the float model")
-                result.fidelity = _fidelity(model, tmp, reader.kept_arrays())
+                result.fidelity = _fidelity(model, tmp, reader.kept_arrays(), reader.static_batch)
                 _warn_if_unfaithful(result)
         _record(tmp, model, parent, result)
     result.size_bytes = _size(output)
@@ -194,6 +197,9 @@ def quantize_to_budget(
     model, output = Path(model), Path(output)
     _check_arguments(model, output, "int8", options.get("method", "minmax"), options.get("target", "auto"))
     check_budget(np.ones(1), np.ones(1), max_drop=max_drop, min_ratio=min_ratio)  # the rule itself is valid
+    # Read the calibration data once: every try calibrates again, and a generator is spent after one pass.
+    inputs = _inputs(model)
+    options["calib"] = _calibration_dataset(options.get("calib"), model, inputs, options.get("calib_limit"))
     say("evaluating the float model")
     _, baseline = evaluate(model, eval_data, runtime="onnxruntime")
     excluded = list(options.pop("exclude", None) or [])
@@ -213,13 +219,12 @@ def quantize_to_budget(
         ranking = []
         if not check.passed:
             say("ranking layers by quantization damage")
-            with _ort(model) as rt:
-                calib = open_data(options["calib"], rt.inputs, provenance.read(model).get("preprocess"))
             # Rank on the graph quantize() quantized (pre-processing renames fused nodes), so the
             # names it suggests are names quantize() can exclude.
             prepared = _preprocess(model, Path(scratch) / "prepared.onnx", QuantizeResult(model, "int8", 0, 0, 0.0),
                                    lambda message: None)
-            ranking = [layer for layer in layer_errors(prepared, trial, calib) if (layer.drop_db or 0) > 0]
+            ranking = [layer for layer in layer_errors(prepared, trial, options["calib"], inputs=inputs)
+                       if (layer.drop_db or 0) > 0]
         kept: list[str] = []
         for layer in ranking[:max_steps]:
             if check.passed:
@@ -314,15 +319,24 @@ def _resolve_excluded(graph_path: Path, excluded: list[str]) -> list[str]:
     return resolved
 
 
-def _calibration_reader(calib, model: Path, **options) -> FeedReader:
-    """The calibration data (see kit.data.calibration_feeds) for this model's inputs."""
+def _calibration_dataset(calib, model: Path, inputs, limit: int | None) -> Dataset:
+    """The calibration data in any form kit.data.calibration_data takes, for this model's inputs."""
     if calib is None:
         raise InputError("static int8 needs calibration data; found no --calib.",
                          hint="Give --calib with a folder of images or an .npy/.npz of inputs "
                               "(random:N only to try the pipeline: its ranges are not your data's).")
+    return calibration_data(calib, inputs, provenance.read(model).get("preprocess"), limit=limit)
+
+
+def _inputs(model: Path):
     with _ort(model) as rt:
-        inputs = rt.inputs
-    return calibration_feeds(calib, inputs, provenance.read(model).get("preprocess"), **options)
+        return rt.inputs
+
+
+def _note_dropped(reader: FeedReader, result: QuantizeResult) -> None:
+    if reader.dropped:
+        result.notes.append(f"the model's batch axis is fixed at {reader.static_batch}: calibrated on "
+                            f"{reader.count} samples, leaving out the last {reader.dropped} that do not fill a batch.")
 
 
 def _warn_about_calibration(result: QuantizeResult) -> None:
@@ -431,16 +445,19 @@ def _to_fp16(model, output: Path, result: QuantizeResult) -> None:
                         "(it casts). Inputs and outputs stay float32.")
 
 
-def _fidelity(model: Path, quantized: Path, samples: dict[str, np.ndarray]) -> list[OutputDiff]:
-    """Outputs of the quantized model against the float model on the first calibration samples."""
+def _fidelity(model: Path, quantized: Path, samples: dict[str, np.ndarray], static_batch: int | None) -> list[OutputDiff]:
+    """Outputs of the quantized model against the float model on the first calibration samples
+    (whole batches when the batch axis is fixed)."""
     from kit.data import from_arrays
     from kit.harness import run_dataset
     from kit.runtimes.ort import OnnxRuntime
 
-    with OnnxRuntime(model, threads=1) as reference, OnnxRuntime(quantized, threads=1) as candidate:
-        expected, _ = run_dataset(reference, from_arrays(samples, reference.inputs, "calibration samples"))
-        got, _ = run_dataset(candidate, from_arrays(samples, candidate.inputs, "calibration samples"))
-    return compare_outputs(expected, got, atol=0.0, rtol=0.0, stat="mean")
+    outputs = []
+    for path in (model, quantized):
+        with OnnxRuntime(path, threads=1) as rt:
+            data = from_arrays(samples, [any_batch(spec) for spec in rt.inputs], "calibration samples")
+            outputs.append(run_dataset(rt, data, batch_size=static_batch or 64)[0])
+    return compare_outputs(*outputs, atol=0.0, rtol=0.0, stat="mean")
 
 
 def _record(path: Path, source: Path, parent: dict[str, Any], result: QuantizeResult) -> None:

@@ -203,26 +203,141 @@ def test_every_calibration_sample_counts(digits, tmp_path):
     assert scale == pytest.approx(40.0 / 255, rel=0.01)  # uint8 over [0, 40]
 
 
-def test_any_iterable_of_feeds_or_reader_calibrates(digits, tmp_path):
-    """DESIGN: an object with get_next() (ONNX Runtime's reader protocol) or any iterable of feed dicts."""
-    batches = [{"input": digits.calib_x[i:i + 10]} for i in range(0, 300, 10)]
+def quantized_graph(path) -> tuple[list, dict[str, np.ndarray]]:
+    """The nodes and initializers of a model, without its provenance (which names the data's source)."""
+    graph = onnx.load(str(path)).graph
+    return ([(n.op_type, list(n.input), list(n.output)) for n in graph.node],
+            {t.name: numpy_helper.to_array(t) for t in graph.initializer})
 
-    class Reader:
+
+def calibration_forms(x: np.ndarray) -> dict:
+    """The same 300 samples in every form a Python user can give them (batches of 10, not the kit's 1 or 16)."""
+    from kit.data import open_data
+    from kit.specs import TensorSpec
+
+    batches = [{"input": x[i:i + 10]} for i in range(0, len(x), 10)]
+
+    class Reader:  # ONNX Runtime's CalibrationDataReader protocol
         def __init__(self):
             self.items = iter(batches)
 
         def get_next(self):
             return next(self.items, None)
 
-    from_list = quantize(digits.onnx, tmp_path / "a.onnx", calib=batches)
-    from_reader = quantize(digits.onnx, tmp_path / "b.onnx", calib=Reader())
-    for result in (from_list, from_reader):
-        assert result.calibration["count"] == 300
-        assert result.calibration["sha256"] == hashlib.sha256(digits.calib_x.tobytes()).hexdigest()
-        assert result.fidelity[0].shape == (64, 10) and result.fidelity[0].top1 >= 0.95
-    with pytest.raises(InputError, match=r"calibration feed for input 'input' float32\[batch,1,8,8\] expected dtype"):
-        quantize(digits.onnx, tmp_path / "c.onnx", calib=[{"input": digits.calib_x[:4].astype(np.float64)}])
-    assert sorted(files_in(tmp_path)) == ["a.onnx", "b.onnx"]
+    return {"list": batches, "generator": (feeds for feeds in batches), "reader": Reader(),
+            "dict of arrays": {"input": x}, "array": x,
+            "Dataset": open_data("random:300", [TensorSpec("input", ("batch", 1, 8, 8))])}
+
+
+@pytest.mark.parametrize("form", ["list", "generator", "reader", "dict of arrays", "array"])
+def test_every_form_of_python_calibration_gives_the_npz_result(digits, tmp_path, form):
+    """The same samples give the same quantized graph and calibration record, whatever their form."""
+    expected = quantize(digits.onnx, tmp_path / "npz.onnx", calib=str(digits.calib), method="entropy")
+    result = quantize(digits.onnx, tmp_path / "python.onnx", calib=calibration_forms(digits.calib_x)[form],
+                      method="entropy")
+    assert result.calibration["count"] == expected.calibration["count"] == 300
+    assert result.calibration["sha256"] == expected.calibration["sha256"]
+    nodes, initializers = quantized_graph(result.path)
+    expected_nodes, expected_initializers = quantized_graph(expected.path)
+    assert nodes == expected_nodes and initializers.keys() == expected_initializers.keys()
+    for name, array in expected_initializers.items():
+        np.testing.assert_array_equal(initializers[name], array, err_msg=name)
+    assert result.fidelity[0].sqnr_db == expected.fidelity[0].sqnr_db
+
+
+def test_python_feeds_of_a_two_input_model_are_batched_as_an_npz_is(tmp_path):
+    """The calibration hash runs over each batch's inputs in turn, so it is the .npz's only when
+    Python feeds given in batches of 10 are fed in the kit's batches of 16, as the .npz is."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["a", "b"], ["sum"]), helper.make_node("MatMul", ["sum", "W"], ["y"])], "two",
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", 4]) for name in ("a", "b")],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
+        [numpy_helper.from_array(np.arange(12, dtype=np.float32).reshape(4, 3) / 10, "W")])
+    model = tmp_path / "two.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), model)
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((2, 300, 4)).astype(np.float32)
+    np.savez(tmp_path / "calib.npz", a=a, b=b)
+    batches = [{"a": a[i:i + 10], "b": b[i:i + 10]} for i in range(0, 300, 10)]
+
+    expected = quantize(model, tmp_path / "npz.int8.onnx", calib=str(tmp_path / "calib.npz"))
+    for name, calib in (("list", batches), ("generator", iter(batches))):
+        result = quantize(model, tmp_path / f"{name}.int8.onnx", calib=calib)
+        assert result.calibration["sha256"] == expected.calibration["sha256"], name
+        assert quantized_graph(result.path)[0] == quantized_graph(expected.path)[0]
+
+
+def test_a_dataset_calibrates_like_its_data_string(digits, tmp_path):
+    expected = quantize(digits.onnx, tmp_path / "str.onnx", calib="random:300")
+    result = quantize(digits.onnx, tmp_path / "dataset.onnx", calib=calibration_forms(digits.calib_x)["Dataset"])
+    assert result.calibration == expected.calibration
+    assert quantized_graph(result.path)[0] == quantized_graph(expected.path)[0]
+
+
+def test_a_generator_is_read_only_up_to_the_limit(digits, tmp_path):
+    pulled = []
+
+    def endless():
+        while True:
+            pulled.append(1)
+            yield {"input": digits.calib_x[:10]}
+
+    with pytest.warns(KitWarning, match="only 40 calibration samples"):
+        result = quantize(digits.onnx, tmp_path / "int8.onnx", calib=endless(), calib_limit=40)
+    assert result.calibration["count"] == 40 and len(pulled) == 4
+
+
+@pytest.mark.parametrize("calib, message", [
+    ([{"input": np.zeros((4, 1, 8, 8))}], r"calibration feed for input 'input' float32\[batch,1,8,8\] expected dtype"),
+    ([{"image": np.zeros((4, 1, 8, 8), np.float32)}], "calibration feeds hold image; the model takes input"),
+    ([np.zeros((4, 1, 8, 8), np.float32)], "expected each calibration item to be a dict of input name to array, "
+                                           "found ndarray"),
+    ([{"input": np.zeros((4, 1, 8, 8), np.float32)}, {"input": np.zeros((4, 1, 9, 9), np.float32)}],
+     r"calibration feed for input 'input' float32\[batch,1,8,8\] expected shape"),
+    ([{"input": np.zeros((0, 1, 8, 8), np.float32)}], "holds no samples"),
+    ([], "the calibration list of feeds from Python yielded no samples"),
+    (42, "expected calibration data as a data path, a Dataset, arrays, or feed dicts; found int"),
+])
+def test_bad_python_calibration_feeds(digits, tmp_path, calib, message):
+    with pytest.raises(InputError, match=message):
+        quantize(digits.onnx, tmp_path / "int8.onnx", calib=calib)
+    assert files_in(tmp_path) == []
+
+
+@pytest.mark.parametrize("form", ["list", "generator"])
+def test_budget_takes_python_feeds(sensitive, tmp_path, form):
+    """The budget calibrates on every try and ranks layers on the same data: a generator must last."""
+    batches = [{"input": sensitive.calib_x[i:i + 10]} for i in range(0, 300, 10)]
+    calib = batches if form == "list" else (feeds for feeds in batches)
+    result = quantize_to_budget(sensitive.onnx, tmp_path / "budget.onnx", eval_data=str(sensitive.test),
+                                max_drop=0.01, calib=calib)
+    expected = quantize_to_budget(sensitive.onnx, tmp_path / "npz.onnx", eval_data=str(sensitive.test),
+                                  max_drop=0.01, calib=str(sensitive.calib))
+    assert result.budget["passed"] and len(result.budget["steps"]) == 2
+    assert result.budget["kept_in_float"] == expected.budget["kept_in_float"]
+    assert result.budget["top1"] == expected.budget["top1"]
+    assert result.calibration["count"] == 300 and result.calibration["sha256"] == expected.calibration["sha256"]
+
+
+def test_a_fixed_batch_of_4_calibrates_in_batches_of_4(digits, tmp_path):
+    """A model exported with --static at batch 4 takes exactly 4 samples per run."""
+    from kit.export import export_onnx
+
+    static = tmp_path / "static4.onnx"
+    export_onnx(digits.module, static, input_shapes="4x1x8x8", static=True)
+    result = quantize(static, tmp_path / "int8.onnx", calib=str(digits.calib))
+    assert result.calibration["count"] == 300
+    assert result.calibration["sha256"] == hashlib.sha256(digits.calib_x.tobytes()).hexdigest()
+    assert result.fidelity[0].shape == (64, 10) and result.fidelity[0].top1 >= 0.95
+    assert onnx.load(str(result.path)).graph.input[0].type.tensor_type.shape.dim[0].dim_value == 4
+    assert result.notes == []
+
+    limited = quantize(static, tmp_path / "limited.onnx", calib=str(digits.calib), calib_limit=298)
+    assert limited.calibration["count"] == 296
+    assert limited.notes == ["the model's batch axis is fixed at 4: calibrated on 296 samples, leaving out the "
+                             "last 2 that do not fill a batch."]
 
 
 def test_fp16_keeps_excluded_nodes_in_float(digits, tmp_path):
