@@ -16,6 +16,7 @@ import contextlib
 import io
 import os
 import platform
+import re
 import tempfile
 import time
 import warnings
@@ -28,7 +29,8 @@ import numpy as np
 from kit import provenance
 from kit.compare import OutputDiff, compare_outputs
 from kit.data import Dataset, FeedReader, any_batch, calibration_data
-from kit.errors import InputError, KitError, KitWarning, ModelFileError, RuntimeUnavailableError, root_cause
+from kit.errors import (InputError, KitError, KitWarning, ModelFileError, RuntimeUnavailableError, first_line,
+                        root_cause)
 from kit.fileio import atomic_output, check_output_path, sha256_of
 
 PRECISIONS = ("int8", "int8-dynamic", "fp16")
@@ -37,6 +39,7 @@ MIN_CALIBRATION = 200  # below this, CNN activation ranges are poorly estimated
 FAITHFUL_SQNR_DB = 20.0  # below this (or below 95% top-1 agreement) the int8 model is flagged
 FAITHFUL_TOP1 = 0.95
 FIDELITY_SAMPLES = 64  # calibration samples kept to check the quantized model against the float one
+PER_CHANNEL_OPSET = 13  # DequantizeLinear's axis (per-channel scales) arrived in opset 13
 QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul",
                  "MatMulInteger", "ConvInteger", "QGemm", "QLinearAdd"}
 
@@ -154,8 +157,11 @@ def quantize(
                                     batch_size=16 if method == "minmax" else 1, limit=calib_limit,
                                     keep=FIDELITY_SAMPLES)
                 result.method = method
+                if per_channel:
+                    prepared = _opset_for_per_channel(prepared, scratch / "opset13.onnx", result)
                 say(f"calibrating on {reader.description} ({method})")
-                _static(prepared, tmp, reader, preset, per_channel, method, result.excluded)
+                _static(prepared, tmp, reader, preset, result.per_channel, method, result.excluded)
+                _check_loadable(tmp, model)
                 result.calibration = {"source": reader.description, "count": reader.count,
                                       "sha256": reader.sha256(), "synthetic": reader.synthetic}
                 _note_dropped(reader, result)
@@ -393,6 +399,57 @@ def _preprocess(model: Path, prepared: Path, result: QuantizeResult, say) -> Pat
             failure = root_cause(exc)
     result.notes.append(f"pre-processing failed ({failure}); quantized the model as exported.")
     return model
+
+
+def _opset_for_per_channel(prepared: Path, converted: Path, result: QuantizeResult) -> Path:
+    """Per-channel scales need DequantizeLinear's ``axis`` (opset 13). ONNX Runtime's quantizer
+    keeps an older opset as it is and writes a graph ONNX Runtime refuses to load (third-party
+    opset-11 CNNs), so the graph is converted with onnx's version converter first, or, when
+    that fails, quantized per-tensor."""
+    import onnx
+
+    proto = onnx.load(str(prepared))
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), PER_CHANNEL_OPSET)
+    if opset >= PER_CHANNEL_OPSET:
+        return prepared
+    try:
+        onnx.save(onnx.version_converter.convert_version(proto, PER_CHANNEL_OPSET), str(converted))
+    except Exception as exc:
+        result.per_channel = False
+        result.notes.append(f"quantized per-tensor: per-channel int8 needs opset {PER_CHANNEL_OPSET} "
+                            f"(DequantizeLinear's axis), and converting this opset-{opset} graph failed "
+                            f"({root_cause(exc)}).")
+        return prepared
+    result.notes.append(f"converted the graph from opset {opset} to {PER_CHANNEL_OPSET}: per-channel int8 needs "
+                        "DequantizeLinear's axis, and ONNX Runtime's quantizer would otherwise write a graph it "
+                        "cannot load.")
+    return converted
+
+
+def _check_loadable(quantized: Path, model: Path) -> None:
+    """ONNX Runtime's quantizer can write a graph ONNX Runtime refuses: name the node and the
+    user's model in the error, never the temporary file."""
+    import onnx
+    import onnxruntime
+
+    try:
+        onnxruntime.InferenceSession(str(quantized), providers=["CPUExecutionProvider"])
+        return
+    except Exception as exc:
+        message = first_line(exc, limit=2000)
+    node = re.search(r'In Node, \("([^"]*)", (\w+)', message)
+    reason = re.search(r", Error (.*)", message)
+    detail = reason[1] if reason else re.sub(r"Load model from .* failed:", "", message).strip()
+    if node is None:
+        raise KitError(f"ONNX Runtime's quantizer wrote an int8 graph of {model} that ONNX Runtime cannot load: "
+                       f"{detail}", hint="Try --per-tensor or int8-dynamic. Nothing was written.")
+    graph = onnx.load(str(quantized), load_external_data=False).graph
+    writer = next(n for n in graph.node if n.name == node[1])
+    readers = [n.name for n in graph.node if set(n.input) & set(writer.output) and n.name]
+    raise KitError(f"ONNX Runtime's quantizer wrote an int8 graph of {model} that ONNX Runtime cannot load: node "
+                   f"{node[1]!r} ({node[2]}): {detail}",
+                   hint=(f"Keep {', '.join(readers)} in float with --exclude, or try " if readers else "Try ")
+                   + "--per-tensor or int8-dynamic. Nothing was written.")
 
 
 def _static(prepared: Path, output: Path, reader: FeedReader, preset: QuantPreset, per_channel: bool,

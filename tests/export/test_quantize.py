@@ -2,6 +2,7 @@
 the accuracy-budgeted mode, and bad input."""
 
 import hashlib
+import re
 
 import numpy as np
 import onnx
@@ -147,6 +148,98 @@ def test_per_layer_diagnosis_finds_the_outlier(sensitive, tmp_path):
     assert worst.producer == depthwise and worst.drop_db > 30  # measured 39 dB
     assert all((layer.drop_db or 0) < 20 for layer in rest)
     assert worst.keep_in_float[0] == depthwise and len(worst.keep_in_float) == 3
+
+
+# ----- third-party graphs ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def third_party(tmp_path_factory):
+    """A CNN as other tools write them: opset 11, weights in Constant nodes, unknown (``?``) dims, and
+    bias added after each Conv, which ONNX Runtime's pre-processing fuses into the Conv. Per-channel
+    int8 of it used to give a graph ONNX Runtime refuses (DequantizeLinear's axis needs opset 13)."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(0)
+
+    def constant(name, shape, scale):
+        value = numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32), name)
+        return helper.make_node("Constant", [], [name], value=value)
+
+    nodes = [constant("w1", (8, 3, 3, 3), 0.3), constant("b1", (1, 8, 1, 1), 0.1),
+             helper.make_node("Conv", ["input", "w1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+             helper.make_node("Add", ["c1", "b1"], ["a1"], name="add1"),
+             helper.make_node("Relu", ["a1"], ["r1"], name="relu1"),
+             constant("w2", (8, 8, 3, 3), 0.2), constant("b2", (8, 1, 1), 0.1),
+             helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1], name="conv2"),
+             helper.make_node("Add", ["c2", "b2"], ["a2"], name="add2"),
+             helper.make_node("Relu", ["a2"], ["r2"], name="relu2"),
+             helper.make_node("GlobalAveragePool", ["r2"], ["pooled"], name="pool"),
+             helper.make_node("Flatten", ["pooled"], ["flat"], name="flatten"),
+             constant("wf", (8, 10), 0.3), constant("bf", (10,), 0.1),
+             helper.make_node("Gemm", ["flat", "wf", "bf"], ["output"], name="fc")]
+    image = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["?", 3, "?", "?"])
+    for axis in (0, 2, 3):
+        image.type.tensor_type.shape.dim[axis].ClearField("dim_param")  # unknown, not named
+    scores = helper.make_tensor_value_info("output", TensorProto.FLOAT, [None, None])
+    model = helper.make_model(helper.make_graph(nodes, "third-party", [image], [scores]),
+                              opset_imports=[helper.make_opsetid("", 11)], producer_name="another-tool", ir_version=6)
+    onnx.checker.check_model(model)
+    folder = tmp_path_factory.mktemp("third-party")
+    onnx.save(model, folder / "cnn.onnx")
+    np.savez(folder / "calib.npz", x=rng.random((300, 3, 16, 16)).astype(np.float32))
+    return folder
+
+
+def test_an_opset_11_third_party_cnn_quantizes_per_channel(third_party, tmp_path):
+    result = quantize(third_party / "cnn.onnx", tmp_path / "int8.onnx", calib=str(third_party / "calib.npz"))
+    assert result.per_channel is True
+    assert result.notes == ["converted the graph from opset 11 to 13: per-channel int8 needs DequantizeLinear's axis, "
+                            "and ONNX Runtime's quantizer would otherwise write a graph it cannot load."]
+    quantized = onnx.load(str(result.path))
+    assert next(o.version for o in quantized.opset_import if o.domain in ("", "ai.onnx")) == 13
+    scales = {t.name: numpy_helper.to_array(t) for t in quantized.graph.initializer}
+    weight_scale = next(scales[n.input[1]] for n in quantized.graph.node
+                        if n.op_type == "DequantizeLinear" and n.name == "w1_DequantizeLinear")
+    assert weight_scale.shape == (8,)  # one scale per output channel
+    assert result.fidelity[0].top1 >= 0.95 and result.fidelity[0].sqnr_db > 30  # measured 44 dB
+
+
+def test_third_party_recovery_is_said_on_the_command_line(third_party, tmp_path):
+    from helpers import run_kit
+
+    done = run_kit("quantize", third_party / "cnn.onnx", "-o", tmp_path / "int8.onnx", "--calib",
+                   third_party / "calib.npz")
+    assert done.returncode == 0, done.stderr
+    assert "note: converted the graph from opset 11 to 13" in done.stdout + done.stderr
+    assert ".tmp" not in done.stdout + done.stderr and files_in(tmp_path) == ["int8.onnx"]
+
+
+def test_per_tensor_when_the_opset_cannot_be_converted(third_party, tmp_path, monkeypatch):
+    def refuse(model, target):
+        raise RuntimeError("no adapter for this op")
+
+    monkeypatch.setattr(onnx.version_converter, "convert_version", refuse)
+    result = quantize(third_party / "cnn.onnx", tmp_path / "int8.onnx", calib=str(third_party / "calib.npz"))
+    assert result.per_channel is False
+    assert result.notes == ["quantized per-tensor: per-channel int8 needs opset 13 (DequantizeLinear's axis), and "
+                            "converting this opset-11 graph failed (RuntimeError: no adapter for this op)."]
+    assert provenance.read(result.path)["per_channel"] is False
+    assert result.fidelity[0].top1 >= 0.95
+
+
+def test_a_quantized_graph_onnx_runtime_refuses_is_named_without_temporary_paths(third_party, tmp_path, monkeypatch):
+    """The safety net behind the conversion: with it switched off, the original failure."""
+    from kit.export import quantize as module
+
+    monkeypatch.setattr(module, "_opset_for_per_channel", lambda prepared, converted, result: prepared)
+    with pytest.raises(KitError) as caught:
+        quantize(third_party / "cnn.onnx", tmp_path / "int8.onnx", calib=str(third_party / "calib.npz"))
+    message = str(caught.value)
+    assert re.search(r"ONNX Runtime's quantizer wrote an int8 graph of .*cnn.onnx that ONNX Runtime cannot load: "
+                     r"node '\w+_DequantizeLinear' \(DequantizeLinear\): Unrecognized attribute: axis", message)
+    assert re.search(r"Keep (conv1|conv2|fc) in float with --exclude, or try --per-tensor", message)
+    assert ".tmp" not in message and files_in(tmp_path) == []
 
 
 # ----- bad input ------------------------------------------------------------------------------
