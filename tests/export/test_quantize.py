@@ -2,7 +2,10 @@
 the accuracy-budgeted mode, and bad input."""
 
 import hashlib
+import os
 import re
+import shutil
+import subprocess
 
 import numpy as np
 import onnx
@@ -236,10 +239,172 @@ def test_a_quantized_graph_onnx_runtime_refuses_is_named_without_temporary_paths
     with pytest.raises(KitError) as caught:
         quantize(third_party / "cnn.onnx", tmp_path / "int8.onnx", calib=str(third_party / "calib.npz"))
     message = str(caught.value)
-    assert re.search(r"ONNX Runtime's quantizer wrote an int8 graph of .*cnn.onnx that ONNX Runtime cannot load: "
+    assert re.search(r"ONNX Runtime's tools wrote an int8 graph of .*cnn.onnx that ONNX Runtime cannot load: "
                      r"node '\w+_DequantizeLinear' \(DequantizeLinear\): Unrecognized attribute: axis", message)
     assert re.search(r"Keep (conv1|conv2|fc) in float with --exclude, or try --per-tensor", message)
     assert ".tmp" not in message and files_in(tmp_path) == []
+
+
+def test_symbolic_shape_inference_leaves_nothing_in_the_working_folder(tmp_path, monkeypatch):
+    """When it gives up (here on a com.microsoft Inverse), ONNX Runtime's symbolic shape inference
+    saves sym_shape_infer_temp.onnx into the current folder, over a file of that name."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["m"]),
+         helper.make_node("Inverse", ["m"], ["y"], domain="com.microsoft")],
+        "inverse", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array((np.eye(4) * 2 + 0.1).astype(np.float32), "W")])
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    onnx.save(helper.make_model(graph, opset_imports=opsets), tmp_path / "inverse.onnx")
+    x = np.eye(4, dtype=np.float32) + 0.1 * np.random.default_rng(0).standard_normal((200, 4, 4)).astype(np.float32)
+    (tmp_path / "sym_shape_infer_temp.onnx").write_text("the user's own file")
+    monkeypatch.chdir(tmp_path)
+    result = quantize("inverse.onnx", "inverse.int8.onnx", calib={"x": x})
+    assert result.notes == ["pre-processing ran without symbolic shape inference, which failed on this graph."]
+    assert (tmp_path / "sym_shape_infer_temp.onnx").read_text() == "the user's own file"
+    assert files_in(tmp_path) == ["inverse.int8.onnx", "inverse.onnx", "sym_shape_infer_temp.onnx"]
+
+
+# ----- the command line ------------------------------------------------------------------------
+
+
+def unknown_op_model(path):
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("NoSuchOp", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", r"error: .*empty.onnx holds no ONNX graph \(it is empty or not an ONNX model\)"),
+    (b"model", r"error: .*empty.onnx holds no ONNX graph"),  # text that parses as an empty ModelProto
+    (b"hello\n", r"error: .*empty.onnx is not a readable ONNX model \(DecodeError"),
+    (None, r"error: onnxruntime could not load .*empty.onnx: .*NoSuchOp"),
+])
+@pytest.mark.parametrize("precision", ["int8", "fp16"])
+def test_a_model_that_is_not_one_is_one_line_on_the_terminal(tmp_path, digits, content, message, precision):
+    """ONNX Runtime's pre-processing logged a traceback (13 lines) before the kit's own line."""
+    from helpers import run_kit
+
+    model = tmp_path / "empty.onnx"
+    model.write_bytes(content) if content is not None else unknown_op_model(model)
+    done = run_kit("quantize", model, "-o", tmp_path / "out.onnx", "--calib", digits.calib, "--precision", precision)
+    assert done.returncode == 2 and done.stdout == ""
+    assert len(done.stderr.splitlines()) == 1 and re.match(message, done.stderr), done.stderr
+    assert files_in(tmp_path) == ["empty.onnx"]
+
+
+def test_library_log_lines_stay_off_the_terminal(digits, tmp_path):
+    """An unused initializer makes ONNX Runtime's C++ logger warn on every session it opens."""
+    model = onnx.load(str(digits.onnx))
+    model.graph.initializer.append(numpy_helper.from_array(np.zeros(3, np.float32), "unused"))
+    onnx.save(model, tmp_path / "model.onnx")
+    from helpers import run_kit
+
+    done = run_kit("quantize", tmp_path / "model.onnx", "-o", tmp_path / "int8.onnx", "--calib", digits.calib)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert done.stdout.startswith("quantized ")
+
+
+def test_quantize_help_explains_every_option():
+    from helpers import run_kit
+
+    text = " ".join(run_kit("quantize", "-h").stdout.split())
+    for wanted in ("int8: static, calibrated on --calib (default)", "int8-dynamic: int8 weights",
+                   "fp16: half the size", "minmax (default: the observed range)", "percentile (99.999",
+                   "--preprocess KEY=VALUE,... image preprocessing for a model that records none",
+                   "--per-tensor one weight scale per tensor"):
+        assert wanted in text, wanted
+
+
+@pytest.fixture(scope="module")
+def digit_images(digits, tmp_path_factory):
+    import cv2
+
+    folder = tmp_path_factory.mktemp("digit-images")
+    for index, image in enumerate(digits.calib_x[:40]):
+        cv2.imwrite(str(folder / f"{index:03d}.png"), np.round(image[0] * 255).astype(np.uint8))
+    return folder
+
+
+def test_preprocess_states_how_calibration_images_become_inputs(digits, digit_images, tmp_path):
+    """The digits model records no preprocessing; --preprocess scale=0.5 puts pixels in [0, 127.5]."""
+    from kit.preprocess import Preprocess
+
+    result = quantize(digits.onnx, tmp_path / "int8.onnx", calib=str(digit_images), preprocess="scale=0.5",
+                      target="vnni")
+    graph = onnx.load(str(result.path)).graph
+    initializers = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    quantize_input = next(n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "input")
+    assert float(initializers[quantize_input.input[1]]) == pytest.approx(127.5 / 255)  # uint8 over [0, 127.5]
+    stated = Preprocess.for_input(kit_input(digits.onnx), "scale=0.5").to_dict()
+    assert provenance.read(result.path)["preprocess"] == stated and result.calibration["count"] == 40
+
+
+def kit_input(model):
+    from kit.runtimes.ort import OnnxRuntime
+
+    with OnnxRuntime(model) as rt:
+        return rt.inputs[0]
+
+
+def test_preprocess_is_refused_where_it_means_nothing(digits, conv_onnx, digit_images, tmp_path):
+    from helpers import run_kit
+
+    with pytest.raises(InputError, match="records its own preprocessing; --preprocess is for models that record none"):
+        quantize(conv_onnx, tmp_path / "a.onnx", calib="random:8", preprocess="size=8")
+    with pytest.raises(InputError, match=r"--preprocess describes how calibration images become the model's input; "
+                                         r".*calib.npz is not a folder of images \(arrays are fed as they are\)"):
+        quantize(digits.onnx, tmp_path / "a.onnx", calib=str(digits.calib), preprocess="scale=0.5")
+    done = run_kit("quantize", digits.onnx, "-o", tmp_path / "a.onnx", "--precision", "fp16", "--preprocess",
+                   "scale=0.5")
+    assert done.returncode == 2 and "and --precision fp16 calibrates on nothing" in done.stderr
+    done = run_kit("quantize", digits.onnx, "-o", tmp_path / "a.onnx", "--calib", digit_images, "--preprocess",
+                   "sizes=8")
+    assert done.returncode == 2 and "expected key=value with a key among size" in done.stderr
+    assert files_in(tmp_path) == []
+
+
+def full_disk_run(tmp_path, script: str) -> subprocess.CompletedProcess:
+    """Run ``script`` in a private mount namespace where ``$DISK`` is a 20 KB tmpfs (needs root, as CI has)."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("a full disk is made with a tmpfs mount, which needs root and unshare")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    done = subprocess.run(["unshare", "--mount", "sh", "-c", f"mount -t tmpfs -o size=20k tmpfs {disk} && {script}"],
+                          capture_output=True, text=True, env={**os.environ, "COLUMNS": "80", "DISK": str(disk)})
+    if "mount:" in done.stderr:
+        pytest.skip(f"could not mount a tmpfs here: {done.stderr.strip()}")
+    return done
+
+
+def test_a_full_output_disk_is_one_line_and_leaves_nothing(digits, tmp_path):
+    from helpers import KIT
+
+    done = full_disk_run(tmp_path, f'{KIT} quantize {digits.onnx} -o "$DISK/int8.onnx" --calib {digits.calib}; '
+                                   'echo "exit $?"; ls -A "$DISK"')
+    lines = done.stdout.splitlines()
+    assert lines == ["exit 2"], done.stdout + done.stderr  # and the disk is empty
+    assert done.stderr == (f"error: no space left on the disk holding {tmp_path / 'disk'} while writing int8.onnx. "
+                           "Nothing was written. Free some space there, or write the output to another disk with -o.\n")
+
+
+def test_a_full_temporary_disk_is_named_as_such(digits, tmp_path):
+    from helpers import KIT
+
+    done = full_disk_run(tmp_path, f'TMPDIR="$DISK" {KIT} quantize {digits.onnx} -o {tmp_path / "int8.onnx"} '
+                                   f'--calib {digits.calib}; echo "exit $?"; ls -A "$DISK"')
+    assert done.stdout.splitlines()[0] == "exit 2" and not (tmp_path / "int8.onnx").exists()
+    left = done.stdout.splitlines()[1:]
+    assert set(left) <= {".ses"}, left  # ONNX Runtime's own session-id file, kept there on purpose
+    assert re.fullmatch(r"error: no space left on the disk holding .*disk, where ONNX Runtime writes its working "
+                        r"files, while quantizing model.onnx. Nothing was written. Free some space there, or point "
+                        r"TMPDIR at a disk with room.\n", done.stderr), done.stderr
+    assert sorted(files_in(tmp_path)) == ["disk"]
 
 
 # ----- bad input ------------------------------------------------------------------------------
