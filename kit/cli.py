@@ -268,7 +268,8 @@ def _parser() -> argparse.ArgumentParser:
         build.add_argument(f"--{key}-shape", action="append", metavar="[NAME=]SHAPE",
                            help=f"{key} shape of a dynamic input (default batch {'8' if key == 'max' else '1'})")
     build.add_argument("--workspace", type=_positive_int, metavar="MB", help="workspace memory limit")
-    build.add_argument("--timing-cache", metavar="FILE", help="read and update a timing cache file")
+    build.add_argument("--timing-cache", metavar="FILE",
+                       help="read and update a TensorRT timing cache (an existing file must be one)")
     build.add_argument("--dla-core", type=_non_negative_int, help="build for this DLA core, GPU fallback on")
     build.add_argument("--compute-capability", metavar="SM86",
                        help="build ahead of time for this GPU (TensorRT-RTX; no GPU needed)")
@@ -382,6 +383,8 @@ def _build(args) -> int:
     for name, shapes in manifest["profile"].items():
         console.print(f"profile {name}: min {shapes['min']}, opt {shapes['opt']}, max {shapes['max']}")
     console.print(f"manifest: {data['path']}.kit.json; TensorRT's build log: {data['path']}.build.log")
+    for note in data["notes"]:
+        console.print(_styled("note:", "yellow"), note)
     return 0
 
 
