@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import platform
 import re
@@ -349,8 +350,7 @@ def _calibration_dataset(calib, model: Path, inputs, limit: int | None, stated: 
         raise InputError("static int8 needs calibration data; found no --calib.",
                          hint="Give --calib with a folder of images or an .npy/.npz of inputs "
                               "(random:N only to try the pipeline: its ranges are not your data's).")
-    with _quiet():
-        return calibration_data(calib, inputs, stated or provenance.read(model).get("preprocess"), limit=limit)
+    return calibration_data(calib, inputs, stated or provenance.read(model).get("preprocess"), limit=limit)
 
 
 def _stated_preprocess(text: str | None, parent: dict, model: Path, calib, precision: str = "int8") -> dict | None:
@@ -371,9 +371,7 @@ def _stated_preprocess(text: str | None, parent: dict, model: Path, calib, preci
         raise InputError(f"--preprocess describes how calibration images become the model's input; {calib} is not "
                          "a folder of images (arrays are fed as they are).",
                          hint="Drop --preprocess, or give a folder of images.")
-    with _ort(model) as rt:
-        image_input = rt.inputs[0]
-    return Preprocess.for_input(image_input, text).to_dict()
+    return Preprocess.for_input(_inputs(model)[0], text).to_dict()
 
 
 def _inputs(model: Path):
@@ -577,7 +575,10 @@ def _fidelity(model: Path, quantized: Path, samples: dict[str, np.ndarray],
 
     outputs = []
     for path in (model, quantized):
-        with _quiet(), OnnxRuntime(path, threads=1) as rt:
+        rt = OnnxRuntime(path, threads=1)
+        with _quiet():
+            rt.load()
+        with rt:
             data = from_arrays(samples, [any_batch(spec) for spec in rt.inputs], "calibration samples")
             outputs.append(run_dataset(rt, data, batch_size=static_batch or 64)[0])
     return compare_outputs(*outputs, atol=0.0, rtol=0.0, stat="mean")
@@ -615,11 +616,12 @@ def _quiet():
     errors itself, so around each library call only the kit's own words remain."""
     import onnxruntime
 
-    from kit.quiet import silenced
-
     onnxruntime.set_default_logger_severity(4)  # C++: fatal only; the kit turns errors into its own
     try:
-        with silenced("onnxruntime", "onnx"):
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):  # logging's last-resort handler writes to sys.stderr
+            warnings.simplefilter("ignore")
+            warnings.simplefilter("always", KitWarning)  # the kit's own still reach the caller
             yield
     finally:
         onnxruntime.set_default_logger_severity(2)  # ONNX Runtime's default (warnings)
