@@ -26,6 +26,7 @@ from pathlib import Path
 
 from kit.data import Dataset, FeedReader
 from kit.errors import KitError, root_cause
+from kit.specs import TensorSpec
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,9 @@ class LayerError:
 
 
 def layer_errors(float_model: str | Path, qdq_model: str | Path, dataset: Dataset, *,
-                 samples: int = 32) -> list[LayerError]:
-    """SQNR per quantized activation, the largest drop first."""
+                 samples: int = 32, inputs: list[TensorSpec] | None = None) -> list[LayerError]:
+    """SQNR per quantized activation, the largest drop first. ``inputs`` (the models' input specs,
+    when the Dataset's are not) set the batch size a fixed batch axis needs."""
     import onnx
     from onnxruntime.quantization.qdq_loss_debug import (
         collect_activations, compute_activation_error, create_activation_matching,
@@ -62,7 +64,8 @@ def layer_errors(float_model: str | Path, qdq_model: str | Path, dataset: Datase
             for role, path in (("float", float_model), ("qdq", qdq_model)):
                 augmented = Path(scratch) / f"{role}.onnx"
                 modify_model_output_intermediate_tensors(str(path), str(augmented))
-                activations[role] = collect_activations(str(augmented), FeedReader(dataset, limit=samples),
+                reader = FeedReader(dataset, limit=samples, inputs=inputs)
+                activations[role] = collect_activations(str(augmented), reader,
                                                         execution_providers=["CPUExecutionProvider"])
         matching = create_activation_matching(activations["qdq"], activations["float"])
         for match in matching.values():

@@ -13,9 +13,12 @@ breaks uint8 models.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import platform
+import re
+import shutil
 import tempfile
 import time
 import warnings
@@ -27,8 +30,9 @@ import numpy as np
 
 from kit import provenance
 from kit.compare import OutputDiff, compare_outputs
-from kit.data import FeedReader, calibration_feeds, open_data
-from kit.errors import InputError, KitError, KitWarning, ModelFileError, RuntimeUnavailableError, root_cause
+from kit.data import Dataset, FeedReader, any_batch, calibration_data
+from kit.errors import (InputError, KitError, KitWarning, ModelFileError, RuntimeUnavailableError, first_line,
+                        root_cause)
 from kit.fileio import atomic_output, check_output_path, sha256_of
 
 PRECISIONS = ("int8", "int8-dynamic", "fp16")
@@ -37,6 +41,7 @@ MIN_CALIBRATION = 200  # below this, CNN activation ranges are poorly estimated
 FAITHFUL_SQNR_DB = 20.0  # below this (or below 95% top-1 agreement) the int8 model is flagged
 FAITHFUL_TOP1 = 0.95
 FIDELITY_SAMPLES = 64  # calibration samples kept to check the quantized model against the float one
+PER_CHANNEL_OPSET = 13  # DequantizeLinear's axis (per-channel scales) arrived in opset 13
 QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul",
                  "MatMulInteger", "ConvInteger", "QGemm", "QLinearAdd"}
 
@@ -122,22 +127,31 @@ def quantize(
     per_channel: bool = True,
     exclude: list[str] | None = None,
     calib_limit: int | None = None,
+    preprocess: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> QuantizeResult:
-    """Quantize ``model`` (.onnx, float32) to ``output``; nothing is written unless it all succeeds."""
+    """Quantize ``model`` (.onnx, float32) to ``output``; nothing is written unless it all succeeds.
+
+    ``calib`` is calibration data in any form kit.data.calibration_data takes. ``preprocess``
+    (``--preprocess`` text) states how calibration images become the input of a model that
+    records no preprocessing; the quantized model records it.
+    """
     started = time.perf_counter()
     say = progress or (lambda message: None)
     model, output = Path(model), Path(output)
     _check_arguments(model, output, precision, method, target, calib_limit)
     source = _load_checked(model)
+    inputs = _inputs(model)  # ONNX Runtime must load the float model, whatever the precision
     parent = provenance.read(model)
+    stated = _stated_preprocess(preprocess, parent, model, calib, precision)
     result = QuantizeResult(output, precision, 0, _size(model), 0.0, excluded=list(exclude or []))
-    with tempfile.TemporaryDirectory() as scratch, atomic_output(output) as tmp:
+    with _clean_full_disk(model, output), tempfile.TemporaryDirectory() as scratch, atomic_output(output) as tmp:
         scratch = Path(scratch)
         if precision == "fp16":
             say("converting to float16")
             result.excluded = _resolve_excluded(model, result.excluded)
             _to_fp16(source, tmp, result)
+            _check_loadable(tmp, model, precision)
         else:
             prepared = _preprocess(model, scratch / "prepared.onnx", result, say)
             result.excluded = _resolve_excluded(prepared, result.excluded)
@@ -147,20 +161,26 @@ def quantize(
                 _warn_if_conv_heavy(source, result)
                 say("quantizing weights (dynamic int8)")
                 _dynamic(prepared, tmp, preset, per_channel, result.excluded)
+                _check_loadable(tmp, model, precision)
             else:
                 # ORT's histogram calibrators stack per-batch outputs and need equal batches.
-                reader = _calibration_reader(calib, model, batch_size=16 if method == "minmax" else 1,
-                                             limit=calib_limit, keep=FIDELITY_SAMPLES)
+                reader = FeedReader(_calibration_dataset(calib, model, inputs, calib_limit, stated), inputs=inputs,
+                                    batch_size=16 if method == "minmax" else 1, limit=calib_limit,
+                                    keep=FIDELITY_SAMPLES)
                 result.method = method
+                if per_channel:
+                    prepared = _opset_for_per_channel(prepared, scratch / "opset13.onnx", result)
                 say(f"calibrating on {reader.description} ({method})")
-                _static(prepared, tmp, reader, preset, per_channel, method, result.excluded)
+                _static(prepared, tmp, reader, preset, result.per_channel, method, result.excluded)
+                _check_loadable(tmp, model, precision)
                 result.calibration = {"source": reader.description, "count": reader.count,
                                       "sha256": reader.sha256(), "synthetic": reader.synthetic}
+                _note_dropped(reader, result)
                 _warn_about_calibration(result)
                 say("checking the quantized model against the float model")
-                result.fidelity = _fidelity(model, tmp, reader.kept_arrays())
+                result.fidelity = _fidelity(model, tmp, reader.kept_arrays(), reader.static_batch)
                 _warn_if_unfaithful(result)
-        _record(tmp, model, parent, result)
+        _record(tmp, model, {**parent, "preprocess": stated} if stated else parent, result)
     result.size_bytes = _size(output)
     result.seconds = time.perf_counter() - started
     return result
@@ -183,8 +203,6 @@ def quantize_to_budget(
     Layers are tried in the order of the per-layer diagnosis (accumulated SQNR lost across
     each node, worst first); each step keeps one more layer, with its input chain, in float.
     """
-    import shutil
-
     from kit.accuracy import check_budget
     from kit.export.layers import layer_errors
     from kit.harness import evaluate
@@ -194,18 +212,25 @@ def quantize_to_budget(
     model, output = Path(model), Path(output)
     _check_arguments(model, output, "int8", options.get("method", "minmax"), options.get("target", "auto"))
     check_budget(np.ones(1), np.ones(1), max_drop=max_drop, min_ratio=min_ratio)  # the rule itself is valid
+    _load_checked(model)
+    inputs = _inputs(model)
+    # Read the calibration data once: every try calibrates again, and a generator is spent after one pass.
+    stated = _stated_preprocess(options.pop("preprocess", None), provenance.read(model), model, options.get("calib"))
+    options["calib"] = _calibration_dataset(options.get("calib"), model, inputs, options.get("calib_limit"), stated)
     say("evaluating the float model")
-    _, baseline = evaluate(model, eval_data, runtime="onnxruntime")
+    with _quiet():
+        _, baseline = evaluate(model, eval_data, runtime="onnxruntime")
     excluded = list(options.pop("exclude", None) or [])
     steps: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory() as scratch:
+    with _clean_full_disk(model, output), tempfile.TemporaryDirectory() as scratch:
         trial = Path(scratch) / "trial.onnx"
 
         def attempt(extra: list[str]):
             result = quantize(model, trial, exclude=excluded + extra, progress=progress, **options)
             say(f"evaluating int8 with {len(excluded) + len(extra)} nodes in float")
-            check = check_budget(baseline, evaluate(trial, eval_data, runtime="onnxruntime")[1],
-                                 max_drop=max_drop, min_ratio=min_ratio)
+            with _quiet():
+                candidate = evaluate(trial, eval_data, runtime="onnxruntime")[1]
+            check = check_budget(baseline, candidate, max_drop=max_drop, min_ratio=min_ratio)
             steps.append({"kept_in_float": excluded + extra, "top1": check.candidate, "passed": check.passed})
             return result, check
 
@@ -213,13 +238,13 @@ def quantize_to_budget(
         ranking = []
         if not check.passed:
             say("ranking layers by quantization damage")
-            with _ort(model) as rt:
-                calib = open_data(options["calib"], rt.inputs, provenance.read(model).get("preprocess"))
             # Rank on the graph quantize() quantized (pre-processing renames fused nodes), so the
             # names it suggests are names quantize() can exclude.
             prepared = _preprocess(model, Path(scratch) / "prepared.onnx", QuantizeResult(model, "int8", 0, 0, 0.0),
                                    lambda message: None)
-            ranking = [layer for layer in layer_errors(prepared, trial, calib) if (layer.drop_db or 0) > 0]
+            with _quiet():
+                layers = layer_errors(prepared, trial, options["calib"], inputs=inputs)
+            ranking = [layer for layer in layers if (layer.drop_db or 0) > 0]
         kept: list[str] = []
         for layer in ranking[:max_steps]:
             if check.passed:
@@ -236,7 +261,8 @@ def quantize_to_budget(
                 hint="Give more or better calibration data, try --method entropy/percentile, relax the budget, "
                      "or ship fp16.")
         result.budget = {**check.to_dict(), "kept_in_float": kept, "steps": steps}
-        _record(trial, model, provenance.read(model), result)
+        parent = provenance.read(model)
+        _record(trial, model, {**parent, "preprocess": stated} if stated else parent, result)
         with atomic_output(output) as tmp:
             shutil.copyfile(trial, tmp)
     result.path = output
@@ -282,6 +308,9 @@ def _load_checked(model: Path):
     except Exception as exc:
         raise ModelFileError(f"{model} is not a readable ONNX model ({root_cause(exc)}).",
                              hint="Re-export it with kit export.") from exc
+    if not proto.graph.node:  # an empty file, or bytes that happen to parse as an empty ModelProto
+        raise ModelFileError(f"{model} holds no ONNX graph (it is empty or not an ONNX model).",
+                             hint="Give the .onnx file kit export (or your exporter) wrote.")
     quantized = sorted({node.op_type for node in proto.graph.node} & QUANTIZED_OPS)
     if quantized:
         raise InputError(f"{model} is already quantized (it has {', '.join(quantized)} nodes).",
@@ -314,15 +343,46 @@ def _resolve_excluded(graph_path: Path, excluded: list[str]) -> list[str]:
     return resolved
 
 
-def _calibration_reader(calib, model: Path, **options) -> FeedReader:
-    """The calibration data (see kit.data.calibration_feeds) for this model's inputs."""
+def _calibration_dataset(calib, model: Path, inputs, limit: int | None, stated: dict | None) -> Dataset:
+    """The calibration data in any form kit.data.calibration_data takes, for this model's inputs;
+    images preprocessed as the model records, or as ``stated`` with --preprocess."""
     if calib is None:
         raise InputError("static int8 needs calibration data; found no --calib.",
                          hint="Give --calib with a folder of images or an .npy/.npz of inputs "
                               "(random:N only to try the pipeline: its ranges are not your data's).")
-    with _ort(model) as rt:
-        inputs = rt.inputs
-    return calibration_feeds(calib, inputs, provenance.read(model).get("preprocess"), **options)
+    return calibration_data(calib, inputs, stated or provenance.read(model).get("preprocess"), limit=limit)
+
+
+def _stated_preprocess(text: str | None, parent: dict, model: Path, calib, precision: str = "int8") -> dict | None:
+    """``--preprocess`` text as a preprocessing spec, for image-folder calibration of a model that
+    records none (the quantized model then records it)."""
+    if text is None:
+        return None
+    from kit.preprocess import Preprocess
+
+    if parent.get("preprocess"):
+        raise InputError(f"{model} records its own preprocessing; --preprocess is for models that record none.",
+                         hint="Drop --preprocess: the recorded steps are the ones the model was exported with.")
+    if precision != "int8":
+        raise InputError(f"--preprocess describes how calibration images become the model's input, and "
+                         f"--precision {precision} calibrates on nothing.",
+                         hint="Drop --preprocess: it applies to static int8 calibrated on a folder of images.")
+    if not isinstance(calib, (str, os.PathLike)) or not Path(calib).is_dir():
+        raise InputError(f"--preprocess describes how calibration images become the model's input; {calib} is not "
+                         "a folder of images (arrays are fed as they are).",
+                         hint="Drop --preprocess, or give a folder of images.")
+    return Preprocess.for_input(_inputs(model)[0], text).to_dict()
+
+
+def _inputs(model: Path):
+    with _quiet(), _ort(model) as rt:
+        return rt.inputs
+
+
+def _note_dropped(reader: FeedReader, result: QuantizeResult) -> None:
+    if reader.dropped:
+        result.notes.append(f"the model's batch axis is fixed at {reader.static_batch}: calibrated on "
+                            f"{reader.count} samples, leaving out the last {reader.dropped} that do not fill a batch.")
 
 
 def _warn_about_calibration(result: QuantizeResult) -> None:
@@ -363,22 +423,96 @@ def _warn(result: QuantizeResult, message: str) -> None:
 
 def _preprocess(model: Path, prepared: Path, result: QuantizeResult, say) -> Path:
     """ORT's quant_pre_process (shape inference, optimization); on third-party graphs whose
-    symbolic shape inference fails, again without it; failing that, the model as it is."""
+    symbolic shape inference fails, again without it; failing that, the model as it is.
+
+    It runs in the scratch folder: symbolic shape inference that gives up saves
+    ``sym_shape_infer_temp.onnx`` into the current folder (a user's file of that name would be
+    overwritten), and ONNX Runtime's quantizer writes ``NAME-inferred.onnx`` beside the graph
+    it is given, so even the unprocessed model is quantized from a copy there."""
+    import onnx
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     say("pre-processing (shape inference, graph optimization)")
-    for skip_symbolic in (False, True):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                quant_pre_process(str(model), str(prepared), skip_symbolic_shape=skip_symbolic)
-            if skip_symbolic:
-                result.notes.append("pre-processing ran without symbolic shape inference, which failed on this graph.")
-            return prepared
-        except Exception as exc:
-            failure = root_cause(exc)
+    model, prepared = model.resolve(), prepared.resolve()
+    with _working_folder(prepared.parent):
+        for skip_symbolic in (False, True):
+            try:
+                with _quiet():
+                    quant_pre_process(str(model), str(prepared), skip_symbolic_shape=skip_symbolic)
+                if skip_symbolic:
+                    result.notes.append("pre-processing ran without symbolic shape inference, which failed on this "
+                                        "graph.")
+                return prepared
+            except Exception as exc:
+                if _out_of_space(exc):
+                    raise
+                failure = root_cause(exc)
     result.notes.append(f"pre-processing failed ({failure}); quantized the model as exported.")
-    return model
+    onnx.save(onnx.load(str(model)), str(prepared))
+    return prepared
+
+
+@contextlib.contextmanager
+def _working_folder(folder: Path):
+    """The block runs in ``folder`` (the process's working folder: the CLI runs one command at a time)."""
+    previous = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+def _opset_for_per_channel(prepared: Path, converted: Path, result: QuantizeResult) -> Path:
+    """Per-channel scales need DequantizeLinear's ``axis`` (opset 13). ONNX Runtime's quantizer
+    keeps an older opset as it is and writes a graph ONNX Runtime refuses to load (third-party
+    opset-11 CNNs), so the graph is converted with onnx's version converter first, or, when
+    that fails, quantized per-tensor."""
+    import onnx
+
+    proto = onnx.load(str(prepared))
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), PER_CHANNEL_OPSET)
+    if opset >= PER_CHANNEL_OPSET:
+        return prepared
+    try:
+        with _quiet():
+            onnx.save(onnx.version_converter.convert_version(proto, PER_CHANNEL_OPSET), str(converted))
+    except Exception as exc:
+        result.per_channel = False
+        result.notes.append(f"quantized per-tensor: per-channel int8 needs opset {PER_CHANNEL_OPSET} "
+                            f"(DequantizeLinear's axis), and converting this opset-{opset} graph failed "
+                            f"({root_cause(exc)}).")
+        return prepared
+    result.notes.append(f"converted the graph from opset {opset} to {PER_CHANNEL_OPSET}: per-channel int8 needs "
+                        "DequantizeLinear's axis, and ONNX Runtime's quantizer would otherwise write a graph it "
+                        "cannot load.")
+    return converted
+
+
+def _check_loadable(quantized: Path, model: Path, precision: str) -> None:
+    """ONNX Runtime's quantization tools can write a graph ONNX Runtime refuses: name the node
+    and the user's model in the error, never the temporary file."""
+    import onnx
+    import onnxruntime
+
+    try:
+        with _quiet():
+            onnxruntime.InferenceSession(str(quantized), providers=["CPUExecutionProvider"])
+        return
+    except Exception as exc:
+        message = first_line(exc, limit=2000)
+    node = re.search(r'In Node, \("([^"]*)", (\w+)', message)
+    reason = re.search(r", Error (.*)", message)
+    detail = reason[1] if reason else re.sub(r"Load model from .* failed:", "", message).strip()
+    wrote = f"ONNX Runtime's tools wrote an {precision} graph of {model} that ONNX Runtime cannot load"
+    if node is None:
+        raise KitError(f"{wrote}: {detail}", hint="Try another --precision, or --per-tensor. Nothing was written.")
+    graph = onnx.load(str(quantized), load_external_data=False).graph
+    writer = next(n for n in graph.node if n.name == node[1])
+    readers = [n.name for n in graph.node if set(n.input) & set(writer.output) and n.name]
+    raise KitError(f"{wrote}: node {node[1]!r} ({node[2]}): {detail}",
+                   hint=(f"Keep {', '.join(readers)} in float with --exclude, or try " if readers else "Try ")
+                   + "--per-tensor or another --precision. Nothing was written.")
 
 
 def _static(prepared: Path, output: Path, reader: FeedReader, preset: QuantPreset, per_channel: bool,
@@ -392,7 +526,7 @@ def _static(prepared: Path, output: Path, reader: FeedReader, preset: QuantPrese
     if method == "percentile":
         extra["CalibPercentile"] = 99.999
     try:
-        with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print progress
+        with _quiet():  # the histogram calibrators print progress
             quantize_static(
                 str(prepared), str(output), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
                 reduce_range=preset.reduce_range,
@@ -412,7 +546,8 @@ def _dynamic(prepared: Path, output: Path, preset: QuantPreset, per_channel: boo
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     try:
-        quantize_dynamic(str(prepared), str(output), per_channel=per_channel, reduce_range=preset.reduce_range,
+        with _quiet():
+            quantize_dynamic(str(prepared), str(output), per_channel=per_channel, reduce_range=preset.reduce_range,
                          weight_type=QuantType.QInt8, nodes_to_exclude=excluded or None)
     except Exception as exc:
         raise KitError(f"ONNX Runtime's dynamic quantization failed: {root_cause(exc)}",
@@ -423,24 +558,30 @@ def _to_fp16(model, output: Path, result: QuantizeResult) -> None:
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with _quiet():
         half = convert_float_to_float16(model, keep_io_types=True, node_block_list=result.excluded or None)
     onnx.save(half, str(output))
     result.notes.append("fp16 halves the size; ONNX Runtime's CPU provider computes it no faster than fp32 "
                         "(it casts). Inputs and outputs stay float32.")
 
 
-def _fidelity(model: Path, quantized: Path, samples: dict[str, np.ndarray]) -> list[OutputDiff]:
-    """Outputs of the quantized model against the float model on the first calibration samples."""
+def _fidelity(model: Path, quantized: Path, samples: dict[str, np.ndarray],
+              static_batch: int | None) -> list[OutputDiff]:
+    """Outputs of the quantized model against the float model on the first calibration samples
+    (whole batches when the batch axis is fixed)."""
     from kit.data import from_arrays
     from kit.harness import run_dataset
     from kit.runtimes.ort import OnnxRuntime
 
-    with OnnxRuntime(model, threads=1) as reference, OnnxRuntime(quantized, threads=1) as candidate:
-        expected, _ = run_dataset(reference, from_arrays(samples, reference.inputs, "calibration samples"))
-        got, _ = run_dataset(candidate, from_arrays(samples, candidate.inputs, "calibration samples"))
-    return compare_outputs(expected, got, atol=0.0, rtol=0.0, stat="mean")
+    outputs = []
+    for path in (model, quantized):
+        rt = OnnxRuntime(path, threads=1)
+        with _quiet():
+            rt.load()
+        with rt:
+            data = from_arrays(samples, [any_batch(spec) for spec in rt.inputs], "calibration samples")
+            outputs.append(run_dataset(rt, data, batch_size=static_batch or 64)[0])
+    return compare_outputs(*outputs, atol=0.0, rtol=0.0, stat="mean")
 
 
 def _record(path: Path, source: Path, parent: dict[str, Any], result: QuantizeResult) -> None:
@@ -465,3 +606,58 @@ def _ort(model: Path):
 
 def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in (path, path.with_name(path.name + ".data")) if p.exists())
+
+
+@contextlib.contextmanager
+def _quiet():
+    """ONNX Runtime's quantization tools talk to the terminal through Python's logging (advice,
+    and tracebacks of failures they recover from), print() (calibration progress) and the C++
+    logger (graph warnings such as unused initializers). The kit reports progress, notes and
+    errors itself, so around each library call only the kit's own words remain."""
+    import onnxruntime
+
+    onnxruntime.set_default_logger_severity(4)  # C++: fatal only; the kit turns errors into its own
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):  # logging's last-resort handler writes to sys.stderr
+            warnings.simplefilter("ignore")
+            warnings.simplefilter("always", KitWarning)  # the kit's own still reach the caller
+            yield
+    finally:
+        onnxruntime.set_default_logger_severity(2)  # ONNX Runtime's default (warnings)
+
+
+class DiskFullError(KitError):
+    """No space was left on a disk the work writes to."""
+
+
+@contextlib.contextmanager
+def _clean_full_disk(model: Path, output: Path):
+    """A full disk (or quota) anywhere in the work is one line naming the folder that filled up,
+    with nothing left behind (the temporary files are gone by the time this sees the error)."""
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except Exception as exc:
+        if not _out_of_space(exc):
+            raise
+        folder, temporary = output.resolve().parent, Path(tempfile.gettempdir()).resolve()
+        if shutil.disk_usage(temporary).free < shutil.disk_usage(folder).free:
+            raise DiskFullError(f"no space left on the disk holding {temporary}, where ONNX Runtime writes its "
+                                f"working files, while quantizing {model.name}. Nothing was written.",
+                                hint="Free some space there, or point TMPDIR at a disk with room.") from exc
+        raise DiskFullError(f"no space left on the disk holding {folder} while writing {output.name}. "
+                            "Nothing was written.",
+                            hint="Free some space there, or write the output to another disk with -o.") from exc
+
+
+def _out_of_space(exc: BaseException | None) -> bool:
+    """ENOSPC/EDQUOT anywhere in the chain, or in the text of a library that reports it as a string."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False

@@ -13,7 +13,10 @@ Precision:
   (a QDQ model from ``kit quantize --target tensorrt``, built strongly typed where
   supported) or, for a float model on a TensorRT that still has implicit calibrators
   (deprecated in 10.1, removed in 11; not in TensorRT-RTX), implicit entropy calibration
-  from the kit's calibration data (``calib``) with a calibration cache beside the engine.
+  from the kit's calibration data (``calib``) with a calibration cache beside the engine
+  (``ENGINE.calib.cache``, written with the engine). The manifest records the model's and the
+  data's SHA-256 the cache was made from; a rebuild reuses the cache only when both match
+  (and the TensorRT version), and otherwise calibrates again and says so.
 
 TensorRT's build log (info and up) is kept beside the engine as ``ENGINE.build.log``.
 The manifest (``ENGINE.kit.json``) records TensorRT's module and version, the target GPU
@@ -26,12 +29,13 @@ from __future__ import annotations
 
 import importlib
 import os
-
-import numpy as np
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+
+import numpy as np
 
 from kit import provenance
 from kit.errors import ExportError, InputError, RuntimeUnavailableError
@@ -42,6 +46,9 @@ PRECISIONS = ("fp32", "fp16", "int8")
 MODULES = ("tensorrt", "tensorrt_rtx")  # the standard one first: it can also run engines
 DEFAULT_MAX_BATCH = 8
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
+CALIBRATION_CACHE = ".calib.cache"  # beside the engine, as its manifest (.kit.json) and build log (.build.log)
+COMPANIONS = (".kit.json", ".build.log", CALIBRATION_CACHE)
+MAGIC_BYTES = 4  # a serialized timing cache starts with its format's magic (what an empty one starts with)
 
 
 @dataclass
@@ -50,10 +57,11 @@ class EngineResult:
     manifest: dict[str, Any]
     seconds: float
     log: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "manifest": self.manifest, "seconds": round(self.seconds, 3),
-                "log": self.log[-50:]}
+                "log": self.log[-50:], "notes": self.notes}
 
 
 def tensorrt_module():
@@ -103,13 +111,12 @@ def build_engine(
         raise InputError(f"expected an output ending in .engine or .plan, found {output}.", hint="Name it model.engine.")
     check_output_path(output, model)
     if timing_cache is not None:
-        check_output_path(timing_cache, model, output)
-        if Path(timing_cache).resolve() == output.resolve():
-            raise InputError("--timing-cache and the engine are the same path.", hint="Give the cache its own file.")
+        _check_timing_cache_path(Path(timing_cache), model, output, calib)
     graph = _read_graph(model)
     trt = tensorrt_module()
     implicit = _int8_path(graph, precision, model, trt, calib) == "implicit"
     log: list[str] = []
+    notes: list[str] = []
     logger = _collecting_logger(trt, log)
     builder = trt.Builder(logger)
     strongly_typed = (precision == "int8" and not implicit) or not hasattr(trt.BuilderFlag, "FP16")
@@ -141,22 +148,25 @@ def build_engine(
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = dla_core
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
-    cache = _timing_cache(config, timing_cache)
+    cache = _timing_cache(trt, config, timing_cache, notes)
     target = _target(trt, config, compute_capability)
     profile_shapes = _profile(builder, config, network, min_shapes, opt_shapes, max_shapes)
-    calibration = None
+    calibration = calibrator = None
     if implicit:
         say("calibrating (implicit int8, entropy)")
-        calibration, reader = _attach_calibrator(trt, builder, config, network, model, calib, output, profile_shapes)
+        calibration, calibrator = _attach_calibrator(trt, builder, config, network, model, calib, output,
+                                                     profile_shapes, notes)
     say("building the engine")
-    serialized = builder.build_serialized_network(network, config)
+    try:
+        serialized = builder.build_serialized_network(network, config)
+    finally:
+        if calibrator is not None:
+            calibrator.free()  # the device buffers calibration filled
     if serialized is None:
         errors = [line for line in log if line.startswith(("[E]", "[F]"))]
         raise ExportError(f"TensorRT could not build {model.name}: {'; '.join(errors[-3:]) or 'no error logged'}",
                           hint="The errors above name the failing layer; try another --opset, --precision fp32, "
                                "or a larger --workspace. Nothing was written.")
-    if implicit:
-        calibration.update(count=reader.count, sha256=reader.sha256())
     manifest = provenance.new(
         stage="build", format="tensorrt-engine", tensorrt_module=trt.__name__, tensorrt_version=trt.__version__,
         precision=precision, strongly_typed=bool(flags),
@@ -164,14 +174,17 @@ def build_engine(
         calibration=calibration,
         target=target, profile=profile_shapes, source_onnx=str(model.resolve()), source_onnx_sha256=sha256_of(model),
         dla_core=dla_core, workspace_mb=workspace_mb, parent=provenance.read(model) or None)
-    with atomic_output(output) as tmp:
+    with atomic_output(output) as tmp:  # the engine, its manifest, build log and calibration cache move together
         tmp.write_bytes(bytes(serialized))
         provenance.write_sidecar(tmp, manifest)
         tmp.with_name(tmp.name + ".build.log").write_text("\n".join(log) + "\n")  # TensorRT's own words
-    if cache is not None and timing_cache:
-        with atomic_output(timing_cache) as tmp:
+        if calibrator is not None and calibrator.cache:
+            tmp.with_name(tmp.name + CALIBRATION_CACHE).write_bytes(calibrator.cache)
+    if cache is not None:
+        with atomic_output(timing_cache) as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # TensorRT-RTX: timing caches are no-ops
             tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
-    return EngineResult(output, manifest, time.perf_counter() - started, log)
+    return EngineResult(output, manifest, time.perf_counter() - started, log, notes)
 
 
 def _read_graph(model: Path):
@@ -234,13 +247,46 @@ def _parser_error(error) -> str:
     return f"node {node!r} ({error.node_operator() if hasattr(error, 'node_operator') else '?'}): {reason[:400]}"
 
 
-def _timing_cache(config, path):
+def _check_timing_cache_path(path: Path, model: Path, output: Path, calib) -> None:
+    """The timing cache is read and rewritten: it may be no file the build reads or writes."""
+    taken = {"the model": model, "the engine": output}
+    taken.update({f"the engine's {suffix}": output.with_name(output.name + suffix) for suffix in COMPANIONS})
+    if isinstance(calib, (str, os.PathLike)) and Path(calib).is_file():
+        taken["the calibration data"] = Path(calib)
+    for role, other in taken.items():
+        if path.resolve() == other.resolve():  # through symbolic links; hard links are caught below
+            raise InputError(f"--timing-cache {path} is {role}; the cache would overwrite it.",
+                             hint="Give the timing cache a file of its own, e.g. model.timing.cache.")
+    check_output_path(path, *[other for other in taken.values() if other.exists()])
+
+
+def _timing_cache(trt, config, path, notes: list[str]):
+    """Read (and later rewrite) a timing cache file, refusing an existing file that is not one: TensorRT
+    would silently start an empty cache from anything, and the kit would then overwrite the file."""
     if path is None:
         return None
-    data = Path(path).read_bytes() if Path(path).is_file() else b""
-    cache = config.create_timing_cache(data)
-    config.set_timing_cache(cache, ignore_mismatch=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TensorRT-RTX: timing caches are no-ops
+        magic = bytes(config.create_timing_cache(b"").serialize())[:MAGIC_BYTES]
+        data = _timing_cache_bytes(Path(path), magic, trt)
+        cache = config.create_timing_cache(data)
+        config.set_timing_cache(cache, ignore_mismatch=False)
+    if trt.__name__ == "tensorrt_rtx":
+        notes.append(f"{trt.__name__} {trt.__version__} does not use timing caches (its timing-cache calls do "
+                     f"nothing); {path} is written empty for a TensorRT that does.")
     return cache
+
+
+def _timing_cache_bytes(path: Path, magic: bytes, trt) -> bytes:
+    if not path.is_file():
+        return b""
+    with open(path, "rb") as handle:
+        head = handle.read(len(magic))
+    if head != magic:
+        raise InputError(f"--timing-cache {path} exists and is not a {trt.__name__} timing cache (it starts with "
+                         f"{head!r}, a timing cache with {magic!r}); the kit will not overwrite it.",
+                         hint="Give a new file name, or a timing cache an earlier kit build (or trtexec) wrote.")
+    return path.read_bytes()
 
 
 def _target(trt, config, compute_capability: str | None) -> dict[str, Any]:
@@ -348,10 +394,11 @@ def _named(items: list[str] | None, network) -> dict[str, list[int]]:
     return named
 
 
-def _attach_calibrator(trt, builder, config, network, model: Path, calib, output: Path, profile_shapes):
-    """Implicit int8 (TensorRT before 11): an entropy calibrator over the kit's data, one sample per
-    batch, with its cache beside the engine (``ENGINE.calib.cache``) so a rebuild need not recalibrate."""
-    from kit.data import calibration_feeds
+def _attach_calibrator(trt, builder, config, network, model: Path, calib, output: Path, profile_shapes,
+                       notes: list[str]):
+    """Implicit int8 (TensorRT before 11): an entropy calibrator over the kit's data, with the
+    calibration cache beside the engine reused when it was made from this model and this data."""
+    from kit.data import FeedReader, calibration_data
     from kit.specs import TensorSpec
 
     cudart = cuda_runtime()
@@ -364,16 +411,68 @@ def _attach_calibrator(trt, builder, config, network, model: Path, calib, output
         tensor = network.get_input(index)
         dims = tuple(d if d >= 0 else "batch" for d in tensor.shape)
         inputs.append(TensorSpec(tensor.name, dims, "float32"))
-    reader = calibration_feeds(calib, inputs, provenance.read(model).get("preprocess"), batch_size=1)
-    cache_path = output.with_name(output.name + ".calib.cache")
+    data = calibration_data(calib, inputs, provenance.read(model).get("preprocess"))
+    # A dynamic network calibrates at batch 1 (its calibration profile); a fixed batch axis at its size.
+    key = calibration_key(trt, model, FeedReader(data, inputs=inputs, batch_size=1))
+    cache = reusable_cache(output, key, notes)
+    calibrator = _calibrator(trt, cudart, FeedReader(data, inputs=inputs, batch_size=1), cache)
+    config.set_flag(trt.BuilderFlag.INT8)
+    config.int8_calibrator = calibrator
+    if profile_shapes:  # a dynamic network calibrates at one fixed shape: batch 1
+        profile = builder.create_optimization_profile()
+        for name, shapes in profile_shapes.items():
+            profile.set_shape(name, shapes["min"], shapes["min"], shapes["min"])
+        config.set_calibration_profile(profile)
+    source = str(calib) if isinstance(calib, (str, os.PathLike)) else data.description
+    return {"method": "entropy (IInt8EntropyCalibrator2)", "cache": str(output) + CALIBRATION_CACHE,
+            "source": source, "count": key["count"], "sha256": key["sha256"]}, calibrator
+
+
+def calibration_key(trt, model: Path, reader) -> dict[str, Any]:
+    """What a calibration cache depends on: the model, every calibration array (their SHA-256 and
+    count, from one pass of ``reader`` before TensorRT asks for the cache) and TensorRT's version."""
+    for _ in reader:
+        pass
+    return {"source_onnx_sha256": sha256_of(model), "sha256": reader.sha256(), "count": reader.count,
+            "tensorrt": f"{trt.__name__} {trt.__version__}"}
+
+
+def reusable_cache(output: Path, key: dict[str, Any], notes: list[str]) -> bytes | None:
+    """The calibration cache beside the engine, when the engine's manifest (written with it) says it
+    was made from what ``key`` describes; None (calibrate again, the new engine replaces it) otherwise."""
+    path = output.with_name(output.name + CALIBRATION_CACHE)
+    if not path.is_file():
+        return None
+    manifest = provenance.read(output) or {}
+    calibration = manifest.get("calibration") or {}
+    recorded = {"source_onnx_sha256": manifest.get("source_onnx_sha256"), "sha256": calibration.get("sha256"),
+                "count": calibration.get("count"),
+                "tensorrt": f"{manifest.get('tensorrt_module')} {manifest.get('tensorrt_version')}"}
+    differs = [what for field, what in (("source_onnx_sha256", "another model"), ("sha256", "other data"),
+                                        ("count", "another sample count"), ("tensorrt", "another TensorRT"))
+               if recorded[field] != key[field]]
+    if differs:
+        why = ("no manifest beside it says what it was made from" if not calibration
+               else "it was made from " + ", ".join(differs))
+        notes.append(f"calibrated again: {path.name} does not fit this build ({why}); the new engine replaces it.")
+        return None
+    notes.append(f"reused {path.name}: made from this model and these {key['count']} samples.")
+    return path.read_bytes()
+
+
+def _calibrator(trt, cudart, reader, cache: bytes | None):
+    """TensorRT's entropy calibrator over a FeedReader. ``cache`` is what read_calibration_cache gives
+    TensorRT (it then skips calibration); what TensorRT writes is kept in ``.cache`` for the caller to
+    write with the engine. ``free()`` releases the device buffers."""
 
     class Calibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self):
             trt.IInt8EntropyCalibrator2.__init__(self)
             self.device: dict[str, int] = {}
+            self.cache = cache
 
         def get_batch_size(self):
-            return 1
+            return 1  # explicit-batch networks: the buffers hold the whole input shape
 
         def get_batch(self, names):
             feeds = reader.get_next()
@@ -383,23 +482,30 @@ def _attach_calibrator(trt, builder, config, network, model: Path, calib, output
             for name in names:
                 array = np.ascontiguousarray(feeds[name], dtype=np.float32)
                 if name not in self.device:
-                    self.device[name] = int(cudart.cudaMalloc(array.nbytes)[1])
-                cudart.cudaMemcpy(self.device[name], array.ctypes.data, array.nbytes,
-                                  cudart.cudaMemcpyKind.cudaMemcpyHostToDevice)
+                    self.device[name] = _cuda(cudart.cudaMalloc(array.nbytes))
+                _cuda(cudart.cudaMemcpy(self.device[name], array.ctypes.data, array.nbytes,
+                                        cudart.cudaMemcpyKind.cudaMemcpyHostToDevice))
                 pointers.append(self.device[name])
             return pointers
 
         def read_calibration_cache(self):
-            return cache_path.read_bytes() if cache_path.is_file() else None
+            return self.cache
 
-        def write_calibration_cache(self, cache):
-            cache_path.write_bytes(bytes(cache))
+        def write_calibration_cache(self, written):
+            self.cache = bytes(written)
 
-    config.set_flag(trt.BuilderFlag.INT8)
-    config.int8_calibrator = Calibrator()
-    if profile_shapes:  # a dynamic network calibrates at one fixed shape: batch 1
-        profile = builder.create_optimization_profile()
-        for name, shapes in profile_shapes.items():
-            profile.set_shape(name, shapes["min"], shapes["min"], shapes["min"])
-        config.set_calibration_profile(profile)
-    return {"method": "entropy (IInt8EntropyCalibrator2)", "cache": str(cache_path), "source": str(calib)}, reader
+        def free(self):
+            for pointer in self.device.values():
+                cudart.cudaFree(pointer)
+            self.device.clear()
+
+    return Calibrator()
+
+
+def _cuda(result):
+    """The value of a cuda-python call, or a clear error with its code."""
+    error, *values = result if isinstance(result, tuple) else (result,)
+    if int(error) != 0:
+        raise RuntimeUnavailableError(f"a CUDA call failed during calibration ({error}).",
+                                      hint="Check the GPU driver and the CUDA runtime.")
+    return values[0] if values else None

@@ -174,17 +174,25 @@ def _parser() -> argparse.ArgumentParser:
     quantize = commands.add_parser("quantize", parents=[common], help="quantize an ONNX model (INT8, FP16)")
     quantize.add_argument("model", help="the float32 .onnx model")
     quantize.add_argument("-o", "--output", required=True, help="output .onnx path")
-    quantize.add_argument("--precision", choices=["int8", "int8-dynamic", "fp16"], default="int8")
+    quantize.add_argument("--precision", choices=["int8", "int8-dynamic", "fp16"], default="int8",
+                          help="int8: static, calibrated on --calib (default); int8-dynamic: int8 weights, "
+                               "activations quantized at run time (MatMul-heavy models); fp16: half the size")
     quantize.add_argument("--calib", metavar="DATA",
                           help="calibration data: image folder, .npy, .npz (x or per-input arrays), or random:N")
-    quantize.add_argument("--calib-limit", type=int, help="use at most this many calibration samples")
-    quantize.add_argument("--method", choices=["minmax", "entropy", "percentile"], default="minmax")
+    quantize.add_argument("--calib-limit", type=int, metavar="N", help="use at most N calibration samples")
+    quantize.add_argument("--method", choices=["minmax", "entropy", "percentile"], default="minmax",
+                          help="how int8 ranges are chosen from calibration: minmax (default: the observed "
+                               "range), entropy or percentile (99.999; both clip outliers)")
+    quantize.add_argument("--preprocess", metavar="KEY=VALUE,...",
+                          help="image preprocessing for a model that records none (calibration images), e.g. "
+                               "size=224,mean=0.485/0.456/0.406,std=0.229/0.224/0.225; recorded in the output")
     quantize.add_argument("--target", choices=["auto", "avx2", "vnni", "arm64", "tensorrt"], default="auto",
                           help="hardware preset (auto: detect this machine)")
     channel = quantize.add_mutually_exclusive_group()
     channel.add_argument("--per-channel", dest="per_channel", action="store_true", default=True,
                          help="per-channel weight scales (default)")
-    channel.add_argument("--per-tensor", dest="per_channel", action="store_false")
+    channel.add_argument("--per-tensor", dest="per_channel", action="store_false",
+                         help="one weight scale per tensor (per-channel is usually more accurate)")
     quantize.add_argument("--exclude", nargs="+", default=[], metavar="NODE", help="node names to keep in float")
     budget = quantize.add_mutually_exclusive_group()
     budget.add_argument("--max-drop", type=_fraction, help="accuracy budget: keep layers in float until top-1 drops "
@@ -276,7 +284,8 @@ def _parser() -> argparse.ArgumentParser:
         build.add_argument(f"--{key}-shape", action="append", metavar="[NAME=]SHAPE",
                            help=f"{key} shape of a dynamic input (default batch {'8' if key == 'max' else '1'})")
     build.add_argument("--workspace", type=_positive_int, metavar="MB", help="workspace memory limit")
-    build.add_argument("--timing-cache", metavar="FILE", help="read and update a timing cache file")
+    build.add_argument("--timing-cache", metavar="FILE",
+                       help="read and update a TensorRT timing cache (an existing file must be one)")
     build.add_argument("--dla-core", type=_non_negative_int, help="build for this DLA core, GPU fallback on")
     build.add_argument("--compute-capability", metavar="SM86",
                        help="build ahead of time for this GPU (TensorRT-RTX; no GPU needed)")
@@ -390,6 +399,8 @@ def _build(args) -> int:
     for name, shapes in manifest["profile"].items():
         console.print(f"profile {name}: min {shapes['min']}, opt {shapes['opt']}, max {shapes['max']}")
     console.print(f"manifest: {data['path']}.kit.json; TensorRT's build log: {data['path']}.build.log")
+    for note in data["notes"]:
+        console.print(_styled("note:", "yellow"), note)
     return 0
 
 
@@ -479,7 +490,8 @@ def _quantize(args) -> int:
     from kit.export.quantize import quantize, quantize_to_budget
 
     options = dict(precision=args.precision, calib=args.calib, method=args.method, target=args.target,
-                   per_channel=args.per_channel, exclude=args.exclude, calib_limit=args.calib_limit)
+                   per_channel=args.per_channel, exclude=args.exclude, calib_limit=args.calib_limit,
+                   preprocess=args.preprocess)
     budgeted = args.max_drop is not None or args.min_ratio is not None
     if budgeted != (args.eval is not None):
         raise InputError("an accuracy budget needs both --max-drop/--min-ratio and --eval DATA.",

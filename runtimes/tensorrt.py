@@ -20,7 +20,7 @@ import numpy as np
 
 from kit import provenance
 from kit.fileio import sha256_of
-from kit.errors import InputError, ModelFileError, RuntimeUnavailableError
+from kit.errors import InputError, ModelFileError, RunError, RuntimeUnavailableError
 from kit.runtimes.base import Availability, Runtime
 from kit.specs import TensorSpec
 
@@ -71,18 +71,29 @@ class TensorRTRuntime(Runtime):
             raise RuntimeUnavailableError(f"{no_gpu_reason()}; TensorRT engines run only on the GPU they were "
                                           "built for.", hint="Run on the Jetson or GPU machine, or use the ONNX model "
                                                              "with --runtime onnxruntime here.")
-        cudart = cuda_runtime()
-        self._cudart = cudart
+        self._cudart = cuda_runtime()
+        self._buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, bytes)
+        self._events: list = []
+        self._stream = None
+        self.last_timings: dict[str, float] = {}
+        try:
+            inputs, outputs = self._open_engine(trt)
+            self._stream = _check(self._cudart.cudaStreamCreate())
+            for _ in range(4):
+                self._events.append(_check(self._cudart.cudaEventCreate()))
+        except BaseException:
+            self._close()  # the base class calls _close only for a loaded runtime: free what this one took
+            raise
+        self._manifest = manifest
+        return inputs, outputs
+
+    def _open_engine(self, trt):
         self._engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(
             Path(self.model_path).read_bytes())
         if self._engine is None:
             raise ModelFileError(f"TensorRT could not deserialize {self.model_path}.",
                                  hint="Rebuild it with kit build on this device.")
         self._context = self._engine.create_execution_context()
-        self._stream = _check(cudart.cudaStreamCreate())
-        self._events = [_check(cudart.cudaEventCreate()) for _ in range(4)]
-        self._buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, bytes)
-        self.last_timings: dict[str, float] = {}
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
         inputs, outputs = [], []
         for name in names:
@@ -91,7 +102,6 @@ class TensorRTRuntime(Runtime):
             spec = TensorSpec(name, shape, np.dtype(trt.nptype(self._engine.get_tensor_dtype(name))).name)
             is_input = self._engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
             (inputs if is_input else outputs).append(spec)
-        self._manifest = manifest
         return inputs, outputs
 
     def _run(self, feeds):
@@ -116,13 +126,16 @@ class TensorRTRuntime(Runtime):
             self._context.set_tensor_address(name, self._buffer(name, array.nbytes))
         cudart.cudaEventRecord(copied_in, self._stream)
         if not self._context.execute_async_v3(self._stream):
-            raise ModelFileError(f"TensorRT failed to execute {self.model_path}.", hint="See TensorRT's log above.")
+            cudart.cudaStreamSynchronize(self._stream)  # the copies queued before read ``staged``: let them end
+            raise RunError(f"TensorRT failed to execute {self.model_path} on inputs "
+                           f"{', '.join(f'{k}{list(v.shape)}' for k, v in feeds.items())}.",
+                           hint="TensorRT's log above names the cause; check the inputs and the GPU's free memory.")
         cudart.cudaEventRecord(computed, self._stream)
         for name, array in results.items():
             cudart.cudaMemcpyAsync(array.ctypes.data, self._buffers[name][0], array.nbytes,
                                    cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, self._stream)
         cudart.cudaEventRecord(copied_out, self._stream)
-        _check(cudart.cudaStreamSynchronize(self._stream))
+        _check(cudart.cudaStreamSynchronize(self._stream), RunError)
         self.last_timings = {"h2d_ms": _elapsed(cudart, start, copied_in), "compute_ms": _elapsed(cudart, copied_in,
                              computed), "d2h_ms": _elapsed(cudart, computed, copied_out)}
         return results
@@ -132,17 +145,17 @@ class TensorRTRuntime(Runtime):
         pointer, capacity = self._buffers.get(name, (0, 0))
         if size > capacity:
             if pointer:
-                self._cudart.cudaFree(pointer)
-            pointer, capacity = _check(self._cudart.cudaMalloc(size)), size
-            self._buffers[name] = (pointer, capacity)
+                self._cudart.cudaFree(self._buffers.pop(name)[0])
+            pointer = _check(self._cudart.cudaMalloc(size), RunError)
+            self._buffers[name] = (pointer, size)
         return pointer
 
     def _close(self):
-        for pointer, _ in getattr(self, "_buffers", {}).values():
+        for pointer, _ in self._buffers.values():
             self._cudart.cudaFree(pointer)
-        for event in getattr(self, "_events", []):
+        for event in self._events:
             self._cudart.cudaEventDestroy(event)
-        if getattr(self, "_stream", None) is not None:
+        if self._stream is not None:
             self._cudart.cudaStreamDestroy(self._stream)
         self._buffers, self._events, self._stream, self._context, self._engine = {}, [], None, None, None
 
@@ -201,10 +214,12 @@ def _module():
     return None
 
 
-def _check(result):
+def _check(result, error_class=RuntimeUnavailableError):
+    """The value of a cuda-python call; a failure while loading means the GPU is not usable, while
+    running it is a RunError."""
     error, *values = result if isinstance(result, tuple) else (result,)
     if int(error) != 0:
-        raise RuntimeUnavailableError(f"CUDA call failed with {error}.", hint="Check the GPU driver and CUDA runtime.")
+        raise error_class(f"CUDA call failed with {error}.", hint="Check the GPU driver and CUDA runtime.")
     return values[0] if values else None
 
 

@@ -2,6 +2,10 @@
 the accuracy-budgeted mode, and bad input."""
 
 import hashlib
+import os
+import re
+import shutil
+import subprocess
 
 import numpy as np
 import onnx
@@ -149,6 +153,260 @@ def test_per_layer_diagnosis_finds_the_outlier(sensitive, tmp_path):
     assert worst.keep_in_float[0] == depthwise and len(worst.keep_in_float) == 3
 
 
+# ----- third-party graphs ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def third_party(tmp_path_factory):
+    """A CNN as other tools write them: opset 11, weights in Constant nodes, unknown (``?``) dims, and
+    bias added after each Conv, which ONNX Runtime's pre-processing fuses into the Conv. Per-channel
+    int8 of it used to give a graph ONNX Runtime refuses (DequantizeLinear's axis needs opset 13)."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(0)
+
+    def constant(name, shape, scale):
+        value = numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32), name)
+        return helper.make_node("Constant", [], [name], value=value)
+
+    nodes = [constant("w1", (8, 3, 3, 3), 0.3), constant("b1", (1, 8, 1, 1), 0.1),
+             helper.make_node("Conv", ["input", "w1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+             helper.make_node("Add", ["c1", "b1"], ["a1"], name="add1"),
+             helper.make_node("Relu", ["a1"], ["r1"], name="relu1"),
+             constant("w2", (8, 8, 3, 3), 0.2), constant("b2", (8, 1, 1), 0.1),
+             helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1], name="conv2"),
+             helper.make_node("Add", ["c2", "b2"], ["a2"], name="add2"),
+             helper.make_node("Relu", ["a2"], ["r2"], name="relu2"),
+             helper.make_node("GlobalAveragePool", ["r2"], ["pooled"], name="pool"),
+             helper.make_node("Flatten", ["pooled"], ["flat"], name="flatten"),
+             constant("wf", (8, 10), 0.3), constant("bf", (10,), 0.1),
+             helper.make_node("Gemm", ["flat", "wf", "bf"], ["output"], name="fc")]
+    image = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["?", 3, "?", "?"])
+    for axis in (0, 2, 3):
+        image.type.tensor_type.shape.dim[axis].ClearField("dim_param")  # unknown, not named
+    scores = helper.make_tensor_value_info("output", TensorProto.FLOAT, [None, None])
+    model = helper.make_model(helper.make_graph(nodes, "third-party", [image], [scores]),
+                              opset_imports=[helper.make_opsetid("", 11)], producer_name="another-tool", ir_version=6)
+    onnx.checker.check_model(model)
+    folder = tmp_path_factory.mktemp("third-party")
+    onnx.save(model, folder / "cnn.onnx")
+    np.savez(folder / "calib.npz", x=rng.random((300, 3, 16, 16)).astype(np.float32))
+    return folder
+
+
+def test_an_opset_11_third_party_cnn_quantizes_per_channel(third_party, tmp_path):
+    result = quantize(third_party / "cnn.onnx", tmp_path / "int8.onnx", calib=str(third_party / "calib.npz"))
+    assert result.per_channel is True
+    assert result.notes == ["converted the graph from opset 11 to 13: per-channel int8 needs DequantizeLinear's axis, "
+                            "and ONNX Runtime's quantizer would otherwise write a graph it cannot load."]
+    quantized = onnx.load(str(result.path))
+    assert next(o.version for o in quantized.opset_import if o.domain in ("", "ai.onnx")) == 13
+    scales = {t.name: numpy_helper.to_array(t) for t in quantized.graph.initializer}
+    weight_scale = next(scales[n.input[1]] for n in quantized.graph.node
+                        if n.op_type == "DequantizeLinear" and n.name == "w1_DequantizeLinear")
+    assert weight_scale.shape == (8,)  # one scale per output channel
+    assert result.fidelity[0].top1 >= 0.95 and result.fidelity[0].sqnr_db > 30  # measured 44 dB
+
+
+def test_third_party_recovery_is_said_on_the_command_line(third_party, tmp_path):
+    from helpers import run_kit
+
+    done = run_kit("quantize", third_party / "cnn.onnx", "-o", tmp_path / "int8.onnx", "--calib",
+                   third_party / "calib.npz")
+    assert done.returncode == 0, done.stderr
+    assert "note: converted the graph from opset 11 to 13" in done.stdout + done.stderr
+    assert ".tmp" not in done.stdout + done.stderr and files_in(tmp_path) == ["int8.onnx"]
+
+
+def test_per_tensor_when_the_opset_cannot_be_converted(third_party, tmp_path, monkeypatch):
+    def refuse(model, target):
+        raise RuntimeError("no adapter for this op")
+
+    monkeypatch.setattr(onnx.version_converter, "convert_version", refuse)
+    result = quantize(third_party / "cnn.onnx", tmp_path / "int8.onnx", calib=str(third_party / "calib.npz"))
+    assert result.per_channel is False
+    assert result.notes == ["quantized per-tensor: per-channel int8 needs opset 13 (DequantizeLinear's axis), and "
+                            "converting this opset-11 graph failed (RuntimeError: no adapter for this op)."]
+    assert provenance.read(result.path)["per_channel"] is False
+    assert result.fidelity[0].top1 >= 0.95
+
+
+def test_a_quantized_graph_onnx_runtime_refuses_is_named_without_temporary_paths(third_party, tmp_path, monkeypatch):
+    """The safety net behind the conversion: with it switched off, the original failure."""
+    from kit.export import quantize as module
+
+    monkeypatch.setattr(module, "_opset_for_per_channel", lambda prepared, converted, result: prepared)
+    with pytest.raises(KitError) as caught:
+        quantize(third_party / "cnn.onnx", tmp_path / "int8.onnx", calib=str(third_party / "calib.npz"))
+    message = str(caught.value)
+    assert re.search(r"ONNX Runtime's tools wrote an int8 graph of .*cnn.onnx that ONNX Runtime cannot load: "
+                     r"node '\w+_DequantizeLinear' \(DequantizeLinear\): Unrecognized attribute: axis", message)
+    assert re.search(r"Keep (conv1|conv2|fc) in float with --exclude, or try --per-tensor", message)
+    assert ".tmp" not in message and files_in(tmp_path) == []
+
+
+def test_symbolic_shape_inference_leaves_nothing_in_the_working_folder(tmp_path, monkeypatch):
+    """When it gives up (here on a com.microsoft Inverse), ONNX Runtime's symbolic shape inference
+    saves sym_shape_infer_temp.onnx into the current folder, over a file of that name."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["m"]),
+         helper.make_node("Inverse", ["m"], ["y"], domain="com.microsoft")],
+        "inverse", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array((np.eye(4) * 2 + 0.1).astype(np.float32), "W")])
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    onnx.save(helper.make_model(graph, opset_imports=opsets), tmp_path / "inverse.onnx")
+    x = np.eye(4, dtype=np.float32) + 0.1 * np.random.default_rng(0).standard_normal((200, 4, 4)).astype(np.float32)
+    (tmp_path / "sym_shape_infer_temp.onnx").write_text("the user's own file")
+    monkeypatch.chdir(tmp_path)
+    result = quantize("inverse.onnx", "inverse.int8.onnx", calib={"x": x})
+    assert result.notes == ["pre-processing ran without symbolic shape inference, which failed on this graph."]
+    assert (tmp_path / "sym_shape_infer_temp.onnx").read_text() == "the user's own file"
+    assert files_in(tmp_path) == ["inverse.int8.onnx", "inverse.onnx", "sym_shape_infer_temp.onnx"]
+
+
+# ----- the command line ------------------------------------------------------------------------
+
+
+def unknown_op_model(path):
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("NoSuchOp", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", r"error: .*empty.onnx holds no ONNX graph \(it is empty or not an ONNX model\)"),
+    (b"model", r"error: .*empty.onnx holds no ONNX graph"),  # text that parses as an empty ModelProto
+    (b"hello\n", r"error: .*empty.onnx is not a readable ONNX model \(DecodeError"),
+    (None, r"error: onnxruntime could not load .*empty.onnx: .*NoSuchOp"),
+])
+@pytest.mark.parametrize("precision", ["int8", "fp16"])
+def test_a_model_that_is_not_one_is_one_line_on_the_terminal(tmp_path, digits, content, message, precision):
+    """ONNX Runtime's pre-processing logged a traceback (13 lines) before the kit's own line."""
+    from helpers import run_kit
+
+    model = tmp_path / "empty.onnx"
+    model.write_bytes(content) if content is not None else unknown_op_model(model)
+    done = run_kit("quantize", model, "-o", tmp_path / "out.onnx", "--calib", digits.calib, "--precision", precision)
+    assert done.returncode == 2 and done.stdout == ""
+    assert len(done.stderr.splitlines()) == 1 and re.match(message, done.stderr), done.stderr
+    assert files_in(tmp_path) == ["empty.onnx"]
+
+
+def test_library_log_lines_stay_off_the_terminal(digits, tmp_path):
+    """An unused initializer makes ONNX Runtime's C++ logger warn on every session it opens."""
+    model = onnx.load(str(digits.onnx))
+    model.graph.initializer.append(numpy_helper.from_array(np.zeros(3, np.float32), "unused"))
+    onnx.save(model, tmp_path / "model.onnx")
+    from helpers import run_kit
+
+    done = run_kit("quantize", tmp_path / "model.onnx", "-o", tmp_path / "int8.onnx", "--calib", digits.calib)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert done.stdout.startswith("quantized ")
+
+
+def test_quantize_help_explains_every_option():
+    from helpers import run_kit
+
+    text = " ".join(run_kit("quantize", "-h").stdout.split())
+    for wanted in ("int8: static, calibrated on --calib (default)", "int8-dynamic: int8 weights",
+                   "fp16: half the size", "minmax (default: the observed range)", "percentile (99.999",
+                   "--preprocess KEY=VALUE,... image preprocessing for a model that records none",
+                   "--per-tensor one weight scale per tensor"):
+        assert wanted in text, wanted
+
+
+@pytest.fixture(scope="module")
+def digit_images(digits, tmp_path_factory):
+    import cv2
+
+    folder = tmp_path_factory.mktemp("digit-images")
+    for index, image in enumerate(digits.calib_x[:40]):
+        cv2.imwrite(str(folder / f"{index:03d}.png"), np.round(image[0] * 255).astype(np.uint8))
+    return folder
+
+
+def test_preprocess_states_how_calibration_images_become_inputs(digits, digit_images, tmp_path):
+    """The digits model records no preprocessing; --preprocess scale=0.5 puts pixels in [0, 127.5]."""
+    from kit.preprocess import Preprocess
+
+    result = quantize(digits.onnx, tmp_path / "int8.onnx", calib=str(digit_images), preprocess="scale=0.5",
+                      target="vnni")
+    graph = onnx.load(str(result.path)).graph
+    initializers = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    quantize_input = next(n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "input")
+    assert float(initializers[quantize_input.input[1]]) == pytest.approx(127.5 / 255)  # uint8 over [0, 127.5]
+    stated = Preprocess.for_input(kit_input(digits.onnx), "scale=0.5").to_dict()
+    assert provenance.read(result.path)["preprocess"] == stated and result.calibration["count"] == 40
+
+
+def kit_input(model):
+    from kit.runtimes.ort import OnnxRuntime
+
+    with OnnxRuntime(model) as rt:
+        return rt.inputs[0]
+
+
+def test_preprocess_is_refused_where_it_means_nothing(digits, conv_onnx, digit_images, tmp_path):
+    from helpers import run_kit
+
+    with pytest.raises(InputError, match="records its own preprocessing; --preprocess is for models that record none"):
+        quantize(conv_onnx, tmp_path / "a.onnx", calib="random:8", preprocess="size=8")
+    with pytest.raises(InputError, match=r"--preprocess describes how calibration images become the model's input; "
+                                         r".*calib.npz is not a folder of images \(arrays are fed as they are\)"):
+        quantize(digits.onnx, tmp_path / "a.onnx", calib=str(digits.calib), preprocess="scale=0.5")
+    done = run_kit("quantize", digits.onnx, "-o", tmp_path / "a.onnx", "--precision", "fp16", "--preprocess",
+                   "scale=0.5")
+    assert done.returncode == 2 and "and --precision fp16 calibrates on nothing" in done.stderr
+    done = run_kit("quantize", digits.onnx, "-o", tmp_path / "a.onnx", "--calib", digit_images, "--preprocess",
+                   "sizes=8")
+    assert done.returncode == 2 and "expected key=value with a key among size" in done.stderr
+    assert files_in(tmp_path) == []
+
+
+def full_disk_run(tmp_path, script: str) -> subprocess.CompletedProcess:
+    """Run ``script`` in a private mount namespace where ``$DISK`` is a 20 KB tmpfs (needs root, as CI has)."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("a full disk is made with a tmpfs mount, which needs root and unshare")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    done = subprocess.run(["unshare", "--mount", "sh", "-c", f"mount -t tmpfs -o size=20k tmpfs {disk} && {script}"],
+                          capture_output=True, text=True, env={**os.environ, "COLUMNS": "80", "DISK": str(disk)})
+    if "mount:" in done.stderr:
+        pytest.skip(f"could not mount a tmpfs here: {done.stderr.strip()}")
+    return done
+
+
+def test_a_full_output_disk_is_one_line_and_leaves_nothing(digits, tmp_path):
+    from helpers import KIT
+
+    done = full_disk_run(tmp_path, f'{KIT} quantize {digits.onnx} -o "$DISK/int8.onnx" --calib {digits.calib}; '
+                                   'echo "exit $?"; ls -A "$DISK"')
+    lines = done.stdout.splitlines()
+    assert lines == ["exit 2"], done.stdout + done.stderr  # and the disk is empty
+    assert done.stderr == (f"error: no space left on the disk holding {tmp_path / 'disk'} while writing int8.onnx. "
+                           "Nothing was written. Free some space there, or write the output to another disk with -o.\n")
+
+
+def test_a_full_temporary_disk_is_named_as_such(digits, tmp_path):
+    from helpers import KIT
+
+    done = full_disk_run(tmp_path, f'TMPDIR="$DISK" {KIT} quantize {digits.onnx} -o {tmp_path / "int8.onnx"} '
+                                   f'--calib {digits.calib}; echo "exit $?"; ls -A "$DISK"')
+    assert done.stdout.splitlines()[0] == "exit 2" and not (tmp_path / "int8.onnx").exists()
+    left = done.stdout.splitlines()[1:]
+    assert set(left) <= {".ses"}, left  # ONNX Runtime's own session-id file, kept there on purpose
+    assert re.fullmatch(r"error: no space left on the disk holding .*disk, where ONNX Runtime writes its working "
+                        r"files, while quantizing model.onnx. Nothing was written. Free some space there, or point "
+                        r"TMPDIR at a disk with room.\n", done.stderr), done.stderr
+    assert sorted(files_in(tmp_path)) == ["disk"]
+
+
 # ----- bad input ------------------------------------------------------------------------------
 
 
@@ -203,26 +461,141 @@ def test_every_calibration_sample_counts(digits, tmp_path):
     assert scale == pytest.approx(40.0 / 255, rel=0.01)  # uint8 over [0, 40]
 
 
-def test_any_iterable_of_feeds_or_reader_calibrates(digits, tmp_path):
-    """DESIGN: an object with get_next() (ONNX Runtime's reader protocol) or any iterable of feed dicts."""
-    batches = [{"input": digits.calib_x[i:i + 10]} for i in range(0, 300, 10)]
+def quantized_graph(path) -> tuple[list, dict[str, np.ndarray]]:
+    """The nodes and initializers of a model, without its provenance (which names the data's source)."""
+    graph = onnx.load(str(path)).graph
+    return ([(n.op_type, list(n.input), list(n.output)) for n in graph.node],
+            {t.name: numpy_helper.to_array(t) for t in graph.initializer})
 
-    class Reader:
+
+def calibration_forms(x: np.ndarray) -> dict:
+    """The same 300 samples in every form a Python user can give them (batches of 10, not the kit's 1 or 16)."""
+    from kit.data import open_data
+    from kit.specs import TensorSpec
+
+    batches = [{"input": x[i:i + 10]} for i in range(0, len(x), 10)]
+
+    class Reader:  # ONNX Runtime's CalibrationDataReader protocol
         def __init__(self):
             self.items = iter(batches)
 
         def get_next(self):
             return next(self.items, None)
 
-    from_list = quantize(digits.onnx, tmp_path / "a.onnx", calib=batches)
-    from_reader = quantize(digits.onnx, tmp_path / "b.onnx", calib=Reader())
-    for result in (from_list, from_reader):
-        assert result.calibration["count"] == 300
-        assert result.calibration["sha256"] == hashlib.sha256(digits.calib_x.tobytes()).hexdigest()
-        assert result.fidelity[0].shape == (64, 10) and result.fidelity[0].top1 >= 0.95
-    with pytest.raises(InputError, match=r"calibration feed for input 'input' float32\[batch,1,8,8\] expected dtype"):
-        quantize(digits.onnx, tmp_path / "c.onnx", calib=[{"input": digits.calib_x[:4].astype(np.float64)}])
-    assert sorted(files_in(tmp_path)) == ["a.onnx", "b.onnx"]
+    return {"list": batches, "generator": (feeds for feeds in batches), "reader": Reader(),
+            "dict of arrays": {"input": x}, "array": x,
+            "Dataset": open_data("random:300", [TensorSpec("input", ("batch", 1, 8, 8))])}
+
+
+@pytest.mark.parametrize("form", ["list", "generator", "reader", "dict of arrays", "array"])
+def test_every_form_of_python_calibration_gives_the_npz_result(digits, tmp_path, form):
+    """The same samples give the same quantized graph and calibration record, whatever their form."""
+    expected = quantize(digits.onnx, tmp_path / "npz.onnx", calib=str(digits.calib), method="entropy")
+    result = quantize(digits.onnx, tmp_path / "python.onnx", calib=calibration_forms(digits.calib_x)[form],
+                      method="entropy")
+    assert result.calibration["count"] == expected.calibration["count"] == 300
+    assert result.calibration["sha256"] == expected.calibration["sha256"]
+    nodes, initializers = quantized_graph(result.path)
+    expected_nodes, expected_initializers = quantized_graph(expected.path)
+    assert nodes == expected_nodes and initializers.keys() == expected_initializers.keys()
+    for name, array in expected_initializers.items():
+        np.testing.assert_array_equal(initializers[name], array, err_msg=name)
+    assert result.fidelity[0].sqnr_db == expected.fidelity[0].sqnr_db
+
+
+def test_python_feeds_of_a_two_input_model_are_batched_as_an_npz_is(tmp_path):
+    """The calibration hash runs over each batch's inputs in turn, so it is the .npz's only when
+    Python feeds given in batches of 10 are fed in the kit's batches of 16, as the .npz is."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["a", "b"], ["sum"]), helper.make_node("MatMul", ["sum", "W"], ["y"])], "two",
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", 4]) for name in ("a", "b")],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
+        [numpy_helper.from_array(np.arange(12, dtype=np.float32).reshape(4, 3) / 10, "W")])
+    model = tmp_path / "two.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), model)
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((2, 300, 4)).astype(np.float32)
+    np.savez(tmp_path / "calib.npz", a=a, b=b)
+    batches = [{"a": a[i:i + 10], "b": b[i:i + 10]} for i in range(0, 300, 10)]
+
+    expected = quantize(model, tmp_path / "npz.int8.onnx", calib=str(tmp_path / "calib.npz"))
+    for name, calib in (("list", batches), ("generator", iter(batches))):
+        result = quantize(model, tmp_path / f"{name}.int8.onnx", calib=calib)
+        assert result.calibration["sha256"] == expected.calibration["sha256"], name
+        assert quantized_graph(result.path)[0] == quantized_graph(expected.path)[0]
+
+
+def test_a_dataset_calibrates_like_its_data_string(digits, tmp_path):
+    expected = quantize(digits.onnx, tmp_path / "str.onnx", calib="random:300")
+    result = quantize(digits.onnx, tmp_path / "dataset.onnx", calib=calibration_forms(digits.calib_x)["Dataset"])
+    assert result.calibration == expected.calibration
+    assert quantized_graph(result.path)[0] == quantized_graph(expected.path)[0]
+
+
+def test_a_generator_is_read_only_up_to_the_limit(digits, tmp_path):
+    pulled = []
+
+    def endless():
+        while True:
+            pulled.append(1)
+            yield {"input": digits.calib_x[:10]}
+
+    with pytest.warns(KitWarning, match="only 40 calibration samples"):
+        result = quantize(digits.onnx, tmp_path / "int8.onnx", calib=endless(), calib_limit=40)
+    assert result.calibration["count"] == 40 and len(pulled) == 4
+
+
+@pytest.mark.parametrize("calib, message", [
+    ([{"input": np.zeros((4, 1, 8, 8))}], r"calibration feed for input 'input' float32\[batch,1,8,8\] expected dtype"),
+    ([{"image": np.zeros((4, 1, 8, 8), np.float32)}], "calibration feeds hold image; the model takes input"),
+    ([np.zeros((4, 1, 8, 8), np.float32)], "expected each calibration item to be a dict of input name to array, "
+                                           "found ndarray"),
+    ([{"input": np.zeros((4, 1, 8, 8), np.float32)}, {"input": np.zeros((4, 1, 9, 9), np.float32)}],
+     r"calibration feed for input 'input' float32\[batch,1,8,8\] expected shape"),
+    ([{"input": np.zeros((0, 1, 8, 8), np.float32)}], "holds no samples"),
+    ([], "the calibration list of feeds from Python yielded no samples"),
+    (42, "expected calibration data as a data path, a Dataset, arrays, or feed dicts; found int"),
+])
+def test_bad_python_calibration_feeds(digits, tmp_path, calib, message):
+    with pytest.raises(InputError, match=message):
+        quantize(digits.onnx, tmp_path / "int8.onnx", calib=calib)
+    assert files_in(tmp_path) == []
+
+
+@pytest.mark.parametrize("form", ["list", "generator"])
+def test_budget_takes_python_feeds(sensitive, tmp_path, form):
+    """The budget calibrates on every try and ranks layers on the same data: a generator must last."""
+    batches = [{"input": sensitive.calib_x[i:i + 10]} for i in range(0, 300, 10)]
+    calib = batches if form == "list" else (feeds for feeds in batches)
+    result = quantize_to_budget(sensitive.onnx, tmp_path / "budget.onnx", eval_data=str(sensitive.test),
+                                max_drop=0.01, calib=calib)
+    expected = quantize_to_budget(sensitive.onnx, tmp_path / "npz.onnx", eval_data=str(sensitive.test),
+                                  max_drop=0.01, calib=str(sensitive.calib))
+    assert result.budget["passed"] and len(result.budget["steps"]) == 2
+    assert result.budget["kept_in_float"] == expected.budget["kept_in_float"]
+    assert result.budget["top1"] == expected.budget["top1"]
+    assert result.calibration["count"] == 300 and result.calibration["sha256"] == expected.calibration["sha256"]
+
+
+def test_a_fixed_batch_of_4_calibrates_in_batches_of_4(digits, tmp_path):
+    """A model exported with --static at batch 4 takes exactly 4 samples per run."""
+    from kit.export import export_onnx
+
+    static = tmp_path / "static4.onnx"
+    export_onnx(digits.module, static, input_shapes="4x1x8x8", static=True)
+    result = quantize(static, tmp_path / "int8.onnx", calib=str(digits.calib))
+    assert result.calibration["count"] == 300
+    assert result.calibration["sha256"] == hashlib.sha256(digits.calib_x.tobytes()).hexdigest()
+    assert result.fidelity[0].shape == (64, 10) and result.fidelity[0].top1 >= 0.95
+    assert onnx.load(str(result.path)).graph.input[0].type.tensor_type.shape.dim[0].dim_value == 4
+    assert result.notes == []
+
+    limited = quantize(static, tmp_path / "limited.onnx", calib=str(digits.calib), calib_limit=298)
+    assert limited.calibration["count"] == 296
+    assert limited.notes == ["the model's batch axis is fixed at 4: calibrated on 296 samples, leaving out the "
+                             "last 2 that do not fill a batch."]
 
 
 def test_fp16_keeps_excluded_nodes_in_float(digits, tmp_path):

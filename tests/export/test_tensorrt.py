@@ -131,7 +131,7 @@ def test_build_options_and_bad_files(digits, tmp_path, capsys):
     assert built["manifest"]["workspace_mb"] == 256 and cache.stat().st_size > 0
     assert main(["build", str(digits.onnx), "-o", str(tmp_path / "m2.engine"), "--compute-capability", TARGET,
                  "--timing-cache", str(digits.onnx)]) == 2  # would overwrite the model
-    assert "same file as the input" in capsys.readouterr().err
+    assert "model.onnx is the model; the cache would overwrite it" in capsys.readouterr().err
     assert main(["build", str(digits.onnx), "-o", str(tmp_path / "m3.engine"), "--compute-capability", TARGET,
                  "--dla-core", "0"]) == 2
     assert "sees 0 DLA cores here" in capsys.readouterr().err
@@ -141,3 +141,44 @@ def test_build_options_and_bad_files(digits, tmp_path, capsys):
     assert "is not a readable ONNX model" in capsys.readouterr().err
     assert sorted(files_in(tmp_path)) == ["broken.onnx", "m.engine", "m.engine.build.log", "m.engine.kit.json",
                                           "trt.cache"]
+
+
+def test_the_timing_cache_is_never_another_file(digits, tmp_path):
+    """`kit build --timing-cache precious.npz` replaced the file with an empty timing cache."""
+    import numpy as np
+    from helpers import run_kit
+
+    precious = tmp_path / "precious.npz"
+    np.savez(precious, x=np.arange(5))
+    before = precious.read_bytes()
+    done = run_kit("build", digits.onnx, "-o", tmp_path / "m.engine", "--compute-capability", TARGET,
+                   "--timing-cache", precious)
+    assert done.returncode == 2 and done.stdout == ""
+    assert "precious.npz exists and is not a tensorrt_rtx timing cache (it starts with b'PK\\x03\\x04'" in done.stderr
+    assert precious.read_bytes() == before and files_in(tmp_path) == ["precious.npz"]
+
+    for cache, role in ((tmp_path / "m.engine.kit.json", "the engine's .kit.json"),
+                        (tmp_path / "m.engine.build.log", "the engine's .build.log"),
+                        (digits.calib, "the calibration data")):
+        with pytest.raises(InputError, match=f"--timing-cache .*{cache.name} is {role}; the cache would overwrite it"):
+            build_engine(digits.onnx, tmp_path / "m.engine", compute_capability=TARGET, timing_cache=cache,
+                         calib=str(digits.calib))
+
+    cache = tmp_path / "model.timing.cache"
+    first = build_engine(digits.onnx, tmp_path / "a.engine", compute_capability=TARGET, timing_cache=cache)
+    assert first.notes == [f"tensorrt_rtx {trt.__version__} does not use timing caches (its timing-cache calls do "
+                           f"nothing); {cache} is written empty for a TensorRT that does."]
+    build_engine(digits.onnx, tmp_path / "b.engine", compute_capability=TARGET, timing_cache=cache)  # read back
+    assert cache.read_bytes()[:4] == b"ptrt"
+
+
+def test_a_fixed_batch_of_4_quantizes_for_tensorrt_and_builds(digits, tmp_path):
+    """A model exported with --static at batch 4, calibrated from a 300-sample .npz."""
+    from kit.export import export_onnx
+
+    static = tmp_path / "static4.onnx"
+    export_onnx(digits.module, static, input_shapes="4x1x8x8", static=True)
+    int8 = quantize(static, tmp_path / "int8.onnx", calib=str(digits.calib), target="tensorrt")
+    assert int8.calibration["count"] == 300 and int8.fidelity[0].top1 >= 0.95
+    result = build_engine(int8.path, tmp_path / "m.engine", precision="int8", compute_capability=TARGET)
+    assert result.manifest["profile"] == {} and result.manifest["quantization"] == "explicit QDQ"

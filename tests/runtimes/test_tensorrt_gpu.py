@@ -36,6 +36,16 @@ def test_implicit_calibration_on_tensorrt_before_11(digits, tmp_path):
     result = build_engine(digits.onnx, tmp_path / "m.engine", precision="int8", calib=str(digits.calib))
     assert result.manifest["quantization"].startswith("implicit") and result.manifest["calibration"]["count"] == 300
     assert (tmp_path / "m.engine.calib.cache").stat().st_size > 0
+    # The cache is reused for the same model and data, and recorded as what it was made from ...
+    again = build_engine(digits.onnx, tmp_path / "m.engine", precision="int8", calib=str(digits.calib))
+    assert again.notes == ["reused m.engine.calib.cache: made from this model and these 300 samples."]
+    assert again.manifest["calibration"]["count"] == 300
+    # ... and not for other data.
+    np.savez(tmp_path / "fewer.npz", x=np.load(digits.calib)["x"][:200])
+    other = build_engine(digits.onnx, tmp_path / "m.engine", precision="int8", calib=str(tmp_path / "fewer.npz"))
+    assert other.notes[0].startswith("calibrated again: m.engine.calib.cache does not fit this build (it was made "
+                                     "from other data, another sample count)")
+    assert other.manifest["calibration"]["count"] == 200
     x, y = np.load(digits.test)["x"], np.load(digits.test)["y"]
     with kit.load(tmp_path / "m.engine") as engine:
         logits = np.concatenate([engine.run({"input": x[i:i + 8]})["output"] for i in range(0, 448, 8)])
