@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,50 +25,109 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     _exit_cleanly_on_sigterm()
+    from kit.quiet import native_stderr
+
+    # Native libraries' log lines (absl, oneDNN, XNNPACK, ONNX Runtime) stay off the terminal;
+    # with --debug they show as they happen.
+    with native_stderr(enabled=not args.debug) as native_log:
+        return _run_command(args, native_log)
+
+
+# Exit codes: 0 ok; 1 a check failed (compare, eval budget, bench regression); 2 bad input or an
+# unusable runtime; 3 an export that does not match PyTorch; 70 an internal error; 130 interrupted
+# (SIGINT, Ctrl-C); 143 terminated (SIGTERM).
+EXIT_INTERNAL = 70
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+
+def _run_command(args, native_log) -> int:
+    """Run the handler; print the warnings it raised, then, if it failed, its error as one line."""
     import warnings
 
     from kit.errors import KitWarning
 
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", KitWarning)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", KitWarning)
+        try:
             code = args.handler(args) or 0
-        for warning in caught:  # the kit's warnings as the CLI's own lines, not Python's
-            if issubclass(warning.category, KitWarning):
-                _console(stderr=True).print(_styled("note:", "yellow"), str(warning.message), soft_wrap=True)
-        return code
-    except BrokenPipeError:  # `kit ... | head`: the reader left; nothing went wrong here
+        except BaseException as error:  # noqa: BLE001 - every way out gets its exit code and one line
+            _print_warnings(caught)
+            return _failed(error, args.debug, native_log)
+    _print_warnings(caught)
+    return code
+
+
+def _failed(error: BaseException, debug: bool, native_log) -> int:
+    if isinstance(error, BrokenPipeError):  # `kit ... | head`: the reader left; nothing went wrong here
+        _discard_stdout()
         return 0
-    except KitError as error:
-        if args.debug:
-            raise
+    if isinstance(error, KeyboardInterrupt):
+        _error_line("interrupted; nothing was left half-written.")
+        return EXIT_INTERRUPTED
+    if isinstance(error, _Terminated):
+        _error_line("terminated; nothing was left half-written.")
+        return EXIT_TERMINATED
+    if debug or not isinstance(error, Exception):  # --debug, or a SystemExit of the handler's own
+        raise error
+    if isinstance(error, KitError):
         _error_line(str(error))
         return error.exit_code
-    except KeyboardInterrupt:
-        _error_line("interrupted; nothing was left half-written.")
-        return 130
-    except Exception as error:  # a bug or a library failure the kit did not anticipate
-        if args.debug:
-            raise
-        _error_line(f"unexpected {type(error).__name__}: {first_line(error)} (rerun with --debug for the traceback)")
-        return EXIT_INTERNAL
+    # A bug or a library failure the kit did not anticipate: what the library logged natively may say why.
+    for line in native_log.tail():
+        _console(stderr=True).print(line, soft_wrap=True, highlight=False)
+    _error_line(f"unexpected {type(error).__name__}: {first_line(error)} (rerun with --debug for the traceback)")
+    return EXIT_INTERNAL
 
 
-# Exit codes: 0 ok; 1 a check failed (compare, eval budget, bench regression); 2 bad input or an
-# unusable runtime; 3 an export that does not match PyTorch; 70 an internal error; 130 interrupted.
-EXIT_INTERNAL = 70
+_NOISE = (DeprecationWarning, PendingDeprecationWarning, FutureWarning, ImportWarning, ResourceWarning,
+          SyntaxWarning, BytesWarning)
+
+
+def _print_warnings(caught) -> None:
+    """The kit's warnings as ``warning:``/``note:`` lines; another library's warning (a numeric
+    RuntimeWarning, a UserWarning) once, as ``warning: CATEGORY: first line``. Notices aimed at
+    the libraries' own developers (deprecations, future changes, imports) stay out."""
+    from kit.errors import KitNote, KitWarning
+
+    shown = set()
+    for warning in caught:
+        category = warning.category
+        if issubclass(category, KitWarning):
+            line = ("note:" if issubclass(category, KitNote) else "warning:", str(warning.message))
+        elif not issubclass(category, _NOISE):
+            line = ("warning:", f"{category.__name__}: {first_line(warning.message)}")
+        else:
+            continue
+        if line not in shown:
+            shown.add(line)
+            _console(stderr=True).print(_styled(line[0], "yellow"), line[1], soft_wrap=True)
 
 
 def _error_line(message: str) -> None:
     _console(stderr=True).print(_styled("error:", "bold red"), message, soft_wrap=True)
 
 
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null so Python's flush at exit does not fail on the closed pipe again."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real descriptor (a test's capture)
+        pass
+
+
+class _Terminated(SystemExit):
+    """SIGTERM, raised in the main thread so every ``finally`` removes its temporary output."""
+
+    def __init__(self):
+        super().__init__(EXIT_TERMINATED)
+
+
 def _exit_cleanly_on_sigterm() -> None:
-    """Turn SIGTERM into SystemExit so temporary outputs are removed on the way out."""
     import signal
 
     def stop(signum, frame):
-        raise SystemExit(128 + signum)
+        raise _Terminated()
 
     try:
         signal.signal(signal.SIGTERM, stop)
