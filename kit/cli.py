@@ -20,8 +20,8 @@ from kit.formatting import decibels, percent, size
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "command", None):
+    args = _parse(parser, sys.argv[1:] if argv is None else list(argv))
+    if args is None:
         parser.print_help()
         return 0
     _exit_cleanly_on_sigterm()
@@ -135,6 +135,13 @@ def _exit_cleanly_on_sigterm() -> None:
         pass
 
 
+def _thread_count(text: str) -> int:
+    """--threads: at most the CPUs this process may use (thousands of threads exhaust memory)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return _number(text, int, lambda v: 0 <= v <= cpus,
+                   f"a whole number from 0 (the runtime's default) to {cpus} (the CPUs available here)")
+
+
 def _positive_int(text: str) -> int:
     return _number(text, int, lambda v: v >= 1, "a whole number >= 1")
 
@@ -170,22 +177,70 @@ def _number(text: str, kind, valid, wanted: str):
 # ----- parsing -----------------------------------------------------------------------
 
 
-def _parser() -> argparse.ArgumentParser:
+class _Parser(argparse.ArgumentParser):
+    """argparse with the kit's error style: one ``error:`` line on stderr and exit 2, no usage dump."""
+
+    def error(self, message: str):
+        _error_line(f"{self.prog}: {message} (see {self.prog} --help).")
+        sys.exit(2)
+
+
+def _parse(parser: _Parser, argv: list[str]) -> argparse.Namespace | None:
+    """The command, then its own options and arguments in any order (None: no command given).
+
+    argparse reads options and positionals intermixed (``kit bench a.py:f --input-shape 1x8 b.onnx``)
+    only in a parser without subcommands, so the command word is found first and its own parser
+    reads everything else with parse_intermixed_args.
+    """
+    position = next((i for i, word in enumerate(argv) if not word.startswith("-")), None)
+    if position is None or {"-h", "--help", "--version"} & set(argv[:position]):
+        parser.parse_args(argv[:position])  # kit's own -h/--version, or an option without a command
+        return None
+    command = argv[position]
+    if command not in parser.commands.choices:
+        parser.error(f"unknown command {command!r}; expected one of {', '.join(parser.commands.choices)}")
+    args = parser.commands.choices[command].parse_intermixed_args(argv[:position] + argv[position + 1:])
+    args.command = command
+    return args
+
+
+def _shared_options() -> dict[str, argparse.ArgumentParser]:
+    """Flags several commands take, each declared once here so it means one thing everywhere
+    (Polygraphy's argument groups); a command subscribes with ``parents=[...]``."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="print machine-readable JSON to stdout")
-    common.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    reporting = common.add_argument_group("output and errors")
+    reporting.add_argument("--json", action="store_true", help="print machine-readable JSON to stdout")
+    reporting.add_argument("--debug", action="store_true",
+                           help="show the full traceback on errors, and native libraries' log lines")
     # How to open a PyTorch source (.pt, .pt2, file.py:factory) on the torch reference runtime.
     torch_source = argparse.ArgumentParser(add_help=False)
-    torch_source.add_argument("--input-shape", action="append", metavar="[NAME=]SHAPE[:DTYPE]",
-                              help="input shapes for a PyTorch source (repeat per input)")
-    torch_source.add_argument("--weights", help="state_dict for a factory source (loaded with weights_only=True)")
-    torch_source.add_argument("--allow-pickle", action="store_true",
-                              help="allow a whole pickled model (runs code from the file: trusted files only)")
+    source = torch_source.add_argument_group("PyTorch sources (.pt, .pt2, file.py:factory)")
+    source.add_argument("--input-shape", action="append", metavar="[NAME=]SHAPE[:DTYPE]",
+                        help="input shapes for a PyTorch source (repeat per input)")
+    source.add_argument("--weights", help="state_dict for a factory source (loaded with weights_only=True)")
+    source.add_argument("--allow-pickle", action="store_true",
+                        help="allow a whole pickled model (runs code from the file: trusted files only)")
+    preprocess = argparse.ArgumentParser(add_help=False)
+    preprocess.add_argument_group("image preprocessing").add_argument(
+        "--preprocess", metavar="KEY=VALUE,...",
+        help="for a model that stores none, e.g. size=224,mean=0.485/0.456/0.406,std=0.229/0.224/0.225,"
+             "color=rgb,layout=nchw,resize=letterbox")
+    threads = argparse.ArgumentParser(add_help=False)
+    threads.add_argument_group("threads").add_argument(
+        "--threads", type=_thread_count, help="intra-op threads per runtime (0: the runtime's default; at most "
+                                              "the CPUs available here)")
+    return {"common": common, "torch_source": torch_source, "preprocess": preprocess, "threads": threads}
 
-    parser = argparse.ArgumentParser(
-        prog="kit", description="Export PyTorch models, run them on edge runtimes, and measure them.")
+
+def _parser() -> _Parser:
+    shared = _shared_options()
+    common, torch_source = shared["common"], shared["torch_source"]
+
+    parser = _Parser(
+        prog="kit", description="Export PyTorch models, run them on edge runtimes, and measure them. "
+                                "Options may come before or after a command's arguments.")
     parser.add_argument("--version", action="version", version=f"kit {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     export = commands.add_parser("export", parents=[common], help="export a PyTorch model to ONNX (validated)")
     export.add_argument("source", help="model.pt (TorchScript), model.pt2 (torch.export), or file.py:factory")
@@ -214,18 +269,19 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--rtol", type=_tolerance, default=1e-3, help="validation relative tolerance (default 1e-3)")
     export.set_defaults(handler=_export)
 
-    run = commands.add_parser("run", parents=[common, torch_source], help="run a model once and save its outputs")
+    run = commands.add_parser("run", parents=[common, torch_source, shared["preprocess"], shared["threads"]],
+                              help="run a model once and save its outputs")
     run.add_argument("model", help="model file (or file.py:factory for the torch runtime)")
     run.add_argument("--runtime", help="backend name (default: the first usable one for the file)")
     feed = run.add_mutually_exclusive_group(required=True)
     feed.add_argument("--input", action="append", metavar="[NAME=]FILE",
                       help=".npy per input (NAME=file.npy), or one .npz keyed by input name")
     feed.add_argument("--image", help="an image, decoded with OpenCV and preprocessed as the model records")
-    feed.add_argument("--random", action="store_true", help="random inputs (seeded)")
-    run.add_argument("--batch", type=_positive_int, default=1, help="batch size for --random (default 1)")
+    feed.add_argument("--random", type=_positive_int, nargs="?", const=_ONE_BATCH, metavar="N",
+                      help="N random samples, seeded (default: one batch): one batch of N when the batch axis is "
+                           "dynamic, else one call per batch the model fixes")
     run.add_argument("--seed", type=int, default=0, help="seed for --random")
     run.add_argument("-o", "--output", help="save outputs to this .npz, keyed by output name")
-    run.add_argument("--threads", type=_non_negative_int, help="intra-op threads (0: the runtime's default)")
     run.add_argument("--optimization", choices=["disable", "basic", "extended", "all"],
                      help="ONNX Runtime graph optimization level (default all)")
     run.add_argument("--rebuild-if-stale", action="store_true",
@@ -336,7 +392,8 @@ def _parser() -> argparse.ArgumentParser:
     runtimes.set_defaults(handler=_runtimes)
 
     demo = commands.add_parser("demo", parents=[common], help="train, export and run a digits CNN end to end")
-    demo.add_argument("--out", default="kit-demo", help="folder for the demo's files (default ./kit-demo)")
+    demo.add_argument("-o", "--output", "--out", default="kit-demo", metavar="DIR",
+                      help="folder for the demo's files (default ./kit-demo)")
     demo.set_defaults(handler=_demo)
     return parser
 
@@ -470,16 +527,17 @@ def _check(args) -> int:
 def _run(args) -> int:
     import numpy as np
 
-    from kit import provenance
     from kit.feeds import feeds_from_files, feeds_from_image
     from kit.fileio import atomic_output, check_output_path
     from kit.runtimes.registry import load
-    from kit.specs import batch_feeds
 
     if args.output:
         if Path(args.output).suffix != ".npz":
             raise InputError(f"expected an output path ending in .npz, found {args.output}.", hint="Use -o out.npz.")
-        check_output_path(args.output, args.model)
+        check_output_path(args.output, *_files_run_reads(args))
+    if args.preprocess and not args.image:
+        raise InputError("--preprocess describes how an image becomes the model's input; found no --image.",
+                         hint="Add --image FILE, or drop --preprocess.")
     options = _open_options(args, args.model, args.runtime)
     if args.threads is not None:
         options["threads"] = args.threads
@@ -489,31 +547,120 @@ def _run(args) -> int:
         options["rebuild_if_stale"] = True
     with load(args.model, args.runtime, **options) as rt:
         if args.image:
-            feeds = feeds_from_image(rt.inputs, args.image, provenance.read(args.model).get("preprocess"))
-        elif args.random:
-            feeds = batch_feeds(rt.inputs, args.batch, seed=args.seed)
+            outputs = rt.run(feeds_from_image(rt.inputs, args.image, _image_preprocessing(args, rt.inputs)))
+        elif args.random is not None:
+            outputs = _run_random(rt, args.random, args.seed)
         else:
-            feeds = feeds_from_files(rt.inputs, args.input)
-        outputs = rt.run(feeds)
+            outputs = rt.run(feeds_from_files(rt.inputs, args.input))
         info = rt.info
     if args.output:
-        with atomic_output(args.output) as tmp, open(tmp, "wb") as handle:
-            np.savez(handle, **outputs)
+        try:
+            with atomic_output(args.output) as tmp, open(tmp, "wb") as handle:
+                np.savez(handle, **outputs)
+        except OSError as exc:  # a full disk or a quota: the temporary file is gone, nothing is at -o
+            raise _write_failed(args.output, exc) from exc
     summary = {"model": args.model, "runtime": info, "output_file": args.output,
                "outputs": {name: _summarize(array) for name, array in outputs.items()}}
     if args.json:
         return _print_json(summary)
+    # One line per output rather than a table: output names and numbers are never cut at 80 columns.
     console = _console()
-    console.print(f"ran {args.model} on {info['runtime']} {info.get('version') or ''}")
-    table = _table(None, "output", "shape", "dtype", "min", "max", "mean", "top-5 (first row)")
+    console.print(f"ran {args.model} on {info['runtime']} {info.get('version') or ''}".rstrip())
     for name, stats in summary["outputs"].items():
-        top = ", ".join(f"{i}:{v:.3g}" for i, v in stats.get("top5", []))
-        table.add_row(name, str(stats["shape"]), stats["dtype"], f"{stats['min']:.4g}", f"{stats['max']:.4g}",
-                      f"{stats['mean']:.4g}", top)
-    console.print(table)
+        console.print(f"{name}: {stats['dtype']}{stats['shape']}, min {stats['min']:.4g}, max {stats['max']:.4g}, "
+                      f"mean {stats['mean']:.4g}")
+        if stats.get("top5"):
+            console.print("  top-5 of the first row (class:value): "
+                          + ", ".join(f"{i}:{v:.3g}" for i, v in stats["top5"]))
     if args.output:
         console.print(f"saved outputs to {args.output}")
     return 0
+
+
+def _files_run_reads(args) -> list[str]:
+    """Every file ``kit run`` reads, so that -o never replaces one. ``--input NAME=FILE`` counts
+    both ways: which reading applies is known only once the model's input names are."""
+    items = args.input or []
+    named = [item.partition("=")[2] for item in items if "=" in item]
+    return [path for path in (args.model, args.weights, args.image, *items, *named) if path]
+
+
+def _image_preprocessing(args, specs) -> dict | None:
+    """The preprocessing the model records, or --preprocess for a model that records none."""
+    from kit import provenance
+    from kit.preprocess import Preprocess
+
+    stored = provenance.read(args.model).get("preprocess")
+    if not args.preprocess or len(specs) != 1:  # several inputs: feeds_from_image says --image cannot feed them
+        return stored
+    if stored:
+        raise InputError(f"{args.model} records its own preprocessing; --preprocess is for models that record none.",
+                         hint="Drop --preprocess: the recorded steps are the ones the model was exported with.")
+    return Preprocess.for_input(specs[0], args.preprocess).to_dict()
+
+
+_ONE_BATCH = 0  # --random without N: one call at the model's own batch
+
+
+def _run_random(rt, count: int, seed: int) -> dict:
+    """--random N: N seeded samples. One batch of N when every input's batch axis is dynamic; else
+    one call per batch the model fixes (TFLite models are static), outputs joined along axis 0."""
+    import numpy as np
+
+    from kit.specs import batch_feeds, describe_specs
+
+    specs = rt.inputs
+    if all(spec.dynamic_batch for spec in specs):
+        count = count or 1
+        _check_fits_in_memory(batch_feeds(specs, 1, seed=seed), count, count)
+        return rt.run(batch_feeds(specs, count, seed=seed))
+    fixed = next((spec.shape[0] for spec in specs if spec.shape and isinstance(spec.shape[0], int)), 1)
+    count = count or fixed
+    if count % fixed:
+        raise InputError(f"--random {count} does not divide into the batches of {fixed} this model fixes "
+                         f"({describe_specs(specs)}).", hint=f"Use a multiple of {fixed}.")
+    calls = count // fixed
+    first = batch_feeds(specs, seed=seed)
+    _check_fits_in_memory(first, calls, count)
+    results = [rt.run(first), *(rt.run(batch_feeds(specs, seed=seed + i)) for i in range(1, calls))]
+    if calls == 1:
+        return results[0]
+    return {name: np.concatenate([r[name] for r in results]) if array.ndim else np.stack([r[name] for r in results])
+            for name, array in results[0].items()}
+
+
+def _check_fits_in_memory(feeds: dict, copies: int, count: int) -> None:
+    """Refuse --random N before allocating when N samples would take over half the free memory."""
+    needed = copies * sum(array.nbytes for array in feeds.values())
+    available = _available_memory()
+    if available is not None and needed > available // 2:
+        raise InputError(f"--random {count} needs {size(needed)} of inputs; {size(available)} of memory is "
+                         "available here.", hint="Ask for fewer samples.")
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available to new allocations (Linux MemAvailable), or None when unknown."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _write_failed(path, exc: OSError) -> InputError:
+    """An output that could not be written (full disk, quota, permissions), without the temporary path."""
+    import errno
+
+    full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return InputError(f"could not write {path} ({exc.strerror or type(exc).__name__}); nothing was written.",
+                      hint="Free some space there or choose another folder." if full else
+                      "Choose a folder you can write to.")
 
 
 def _quantize(args) -> int:
@@ -815,7 +962,7 @@ def _demo(args) -> int:
     from kit.demo import run_demo
 
     with _progress(args) as say:
-        data = run_demo(args.out, progress=say)
+        data = run_demo(args.output, progress=say)
     if args.json:
         return _print_json(data)
     console = _console()

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from helpers import KIT, factory, files_in, run_kit
 
-from kit.cli import main
+from kit.cli import _parse, _parser, main
 from kit.specs import random_feeds
 
 
@@ -144,6 +144,164 @@ def test_an_unexpected_error_shows_what_native_code_logged(monkeypatch, capsys):
     assert main(["runtimes"]) == 70
     assert capsys.readouterr().err.splitlines() == [
         "native: the real reason", "error: unexpected RuntimeError: boom (rerun with --debug for the traceback)"]
+
+
+# ----- parsing ----------------------------------------------------------------------------------
+
+ANY_ORDER = {  # the same command with its options first and last
+    "bench": (["a.py:f", "b.onnx"], ["--input-shape", "1x3x8x8", "--threads", "1"]),
+    "run": (["m.onnx"], ["--random", "2", "--threads", "1", "--json"]),
+    "compare": (["a.onnx", "b.onnx"], ["--random", "3", "--json"]),
+    "eval": (["m.onnx"], ["--data", "d.npz", "--json"]),
+    "export": (["a.py:f"], ["-o", "m.onnx", "--input-shape", "1x3"]),
+    "quantize": (["m.onnx"], ["-o", "q.onnx", "--json"]),
+    "inspect": (["m.onnx"], ["--json"]),
+    "check": (["edgetpu", "m.tflite"], ["--json"]),
+    "build": (["m.onnx"], ["-o", "m.engine", "--json"]),
+}
+
+
+@pytest.mark.parametrize("command", sorted(ANY_ORDER))
+def test_options_and_arguments_in_any_order(command):
+    positionals, options = ANY_ORDER[command]
+    parser = _parser()
+    last = vars(_parse(parser, [command, *positionals, *options]))
+    first = vars(_parse(parser, [command, *options, *positionals]))
+    between = vars(_parse(parser, [command, positionals[0], *options, *positionals[1:]]))
+    assert first == last == between
+
+
+def test_bench_models_around_their_options_as_the_readme_shows():
+    args = _parse(_parser(), ["bench", "models.py:make_model", "--input-shape", "1x3x224x224", "model.onnx"])
+    assert args.models == ["models.py:make_model", "model.onnx"] and args.input_shape == ["1x3x224x224"]
+
+
+def test_demo_writes_to_o_and_still_takes_out():
+    parser = _parser()
+    assert _parse(parser, ["demo", "-o", "here"]).output == "here"
+    assert _parse(parser, ["demo", "--out", "there"]).output == "there"
+    assert _parse(parser, ["demo"]).output == "kit-demo"
+
+
+def test_usage_errors_are_one_line(tiny_onnx):
+    assert error_line(run_kit("run", "--random")) == (
+        "error: kit run: the following arguments are required: model (see kit run --help).")
+    assert error_line(run_kit("runn", "m.onnx")).startswith("error: kit: unknown command 'runn'; expected one of")
+    assert run_kit("run", "--random").returncode == 2
+    assert error_line(run_kit("run", tiny_onnx, "--random", "--no-such-flag")) == (
+        "error: kit run: unrecognized arguments: --no-such-flag (see kit run --help).")
+
+
+def test_threads_are_bounded_by_the_machine(tiny_onnx):
+    cpus = len(os.sched_getaffinity(0))
+    refused = run_kit("run", tiny_onnx, "--random", "--threads", "100000")
+    assert refused.returncode == 2
+    assert error_line(refused) == (
+        f"error: kit run: argument --threads: expected a whole number from 0 (the runtime's default) to {cpus} "
+        "(the CPUs available here), found '100000' (see kit run --help).")
+    ran = run_kit("run", tiny_onnx, "--random", "--threads", str(cpus), "--json")
+    assert ran.returncode == 0 and json.loads(ran.stdout)["runtime"]["threads"] == cpus
+
+
+# ----- kit run: --random N, --preprocess, outputs ---------------------------------------------------
+
+
+def test_random_n_is_one_batch_of_n_on_a_dynamic_batch(tiny_onnx, tmp_path):
+    ran = run_kit("run", "--random", "3", "--seed", "5", tiny_onnx, "-o", tmp_path / "o.npz")
+    assert ran.returncode == 0, ran.stderr
+    x = random_feeds([_spec("x", "batch")], seed=5, batch=3)["x"]
+    saved = np.load(tmp_path / "o.npz")
+    np.testing.assert_allclose(saved["y"], tiny_outputs(x)["y"], rtol=1e-6)
+    assert saved["z"].shape == (3, 3)
+
+
+def test_random_n_runs_a_fixed_batch_model_n_times(tmp_path):
+    model = tiny_graph(tmp_path, batch=1)
+    ran = run_kit("run", model, "--random", "3", "--seed", "5", "-o", tmp_path / "o.npz")
+    assert ran.returncode == 0, ran.stderr
+    x = np.concatenate([random_feeds([_spec("x", 1)], seed=seed)["x"] for seed in (5, 6, 7)])
+    np.testing.assert_allclose(np.load(tmp_path / "o.npz")["y"], tiny_outputs(x)["y"], rtol=1e-6)
+
+    pairs = tiny_graph(tmp_path, batch=2, name="pairs.onnx")
+    assert json.loads(run_kit("run", pairs, "--random", "--json").stdout)["outputs"]["y"]["shape"] == [2, 2]
+    assert json.loads(run_kit("run", pairs, "--random", "4", "--json").stdout)["outputs"]["y"]["shape"] == [4, 2]
+    assert "--random 3 does not divide into the batches of 2 this model fixes" in error_line(
+        run_kit("run", pairs, "--random", "3"))
+
+
+def test_random_n_beyond_memory_is_refused_before_allocating(tiny_onnx):
+    refused = run_kit("run", tiny_onnx, "--random", "100000000000000")
+    assert refused.returncode == 2
+    assert error_line(refused).startswith("error: --random 100000000000000 needs 1117587.1 GB of inputs; ")
+    assert error_line(refused).endswith("of memory is available here. Ask for fewer samples.")
+
+
+def _spec(name, batch):
+    from kit.specs import TensorSpec
+
+    return TensorSpec(name, (batch, 3))
+
+
+def image_model(folder):
+    """image float32[1,3,4,4] -> output (Identity): shows exactly what preprocessing fed it."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["image"], ["output"])], "identity",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 4, 4])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, 4, 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, folder / "identity.onnx")
+    return folder / "identity.onnx"
+
+
+def test_preprocess_for_a_model_that_stores_none(tmp_path, conv_onnx):
+    model = image_model(tmp_path)
+    pixels = np.random.default_rng(0).integers(0, 256, (4, 4, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "cat.png"), pixels)
+    rgb = pixels[:, :, ::-1].astype(np.float32).transpose(2, 0, 1)[None]
+    ran = run_kit("run", model, "--image", tmp_path / "cat.png", "--preprocess", "mean=0.5,std=0.25",
+                  "-o", tmp_path / "given.npz")
+    assert ran.returncode == 0, ran.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "given.npz")["output"], (rgb / 255 - 0.5) / 0.25, rtol=1e-5)
+    assert run_kit("run", model, "--image", tmp_path / "cat.png", "-o", tmp_path / "default.npz").returncode == 0
+    np.testing.assert_allclose(np.load(tmp_path / "default.npz")["output"], rgb / 255, rtol=1e-5)
+
+    assert error_line(run_kit("run", conv_onnx, "--image", tmp_path / "cat.png", "--preprocess", "std=2")) == (
+        f"error: {conv_onnx} records its own preprocessing; --preprocess is for models that record none. "
+        "Drop --preprocess: the recorded steps are the ones the model was exported with.")
+    assert "found no --image" in error_line(run_kit("run", model, "--random", "--preprocess", "std=2"))
+
+
+def test_run_never_writes_over_a_file_it_reads(tiny_onnx, tmp_path):
+    feeds = tmp_path / "feeds.npz"
+    np.savez(feeds, x=np.ones((1, 3), np.float32))
+    (tmp_path / "link.npz").symlink_to(feeds)
+    before = feeds.read_bytes()
+    for output in (feeds, tmp_path / "link.npz"):
+        for given in (str(feeds), f"x={feeds}"):
+            refused = run_kit("run", tiny_onnx, "--input", given, "-o", output)
+            assert refused.returncode == 2
+            assert "is the same file as the input" in error_line(refused)
+    assert feeds.read_bytes() == before and files_in(tmp_path) == ["feeds.npz", "link.npz"]
+
+
+def test_run_on_a_full_disk_is_a_clean_error_and_leaves_nothing(tiny_onnx, tmp_path):
+    """A 16 KB tmpfs in a private mount namespace (no root needed where user namespaces are allowed)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mount = 'mount -t tmpfs -o size=16k tmpfs "$1"'
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rm", "sh", "-c", mount, "sh", str(disk)],
+                                                         capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here")
+    script = f'{mount} && "$2" run "$3" --random 4000 -o "$1/out.npz"; code=$?; ls -A "$1"; exit $code'
+    result = subprocess.run(["unshare", "-rm", "sh", "-c", script, "sh", str(disk), str(KIT), str(tiny_onnx)],
+                            capture_output=True, text=True, env={**os.environ, "COLUMNS": "80"})
+    assert result.returncode == 2
+    assert result.stdout == ""  # neither the output nor a temporary file is left on the full disk
+    assert error_line(result) == (f"error: could not write {disk}/out.npz (No space left on device); nothing was "
+                                  "written. Free some space there or choose another folder.")
 
 
 # ----- signals ----------------------------------------------------------------------------------
