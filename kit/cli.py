@@ -950,11 +950,22 @@ def _runtimes(args) -> int:
                          "detail": str(error), "install": ""})
     if args.json:
         return _print_json(rows)
-    table = _table("runtimes", "name", "usable", "version", "opens", "detail / how to install")
+    # Short fields in aligned columns, then the detail and the install command each on a line of their
+    # own: a table cell would cut or fold them at 80 columns, and a command must copy as one line.
+    from rich.text import Text
+
+    console = _console()
+    name_width = max(len(row["name"]) for row in rows)
+    version_width = max(len(row["version"] or "-") for row in rows)
+    console.print(f"{'runtime':<{name_width}}  usable  {'version':<{version_width}}  opens")
     for row in rows:
-        table.add_row(row["name"], _styled("yes", "green") if row["usable"] else _styled("no", "red"), row["version"] or "-",
-                      " ".join(row["suffixes"]), row["detail"] if row["usable"] else f"{row['install']}  ({row['detail']})")
-    _console().print(table)
+        usable = ("yes   ", "green") if row["usable"] else ("no    ", "red")
+        console.print(Text.assemble(f"{row['name']:<{name_width}}  ", usable,
+                                    f"  {row['version'] or '-':<{version_width}}  ", " ".join(row["suffixes"]) or "-"))
+        if row["detail"]:
+            console.print(f"    {row['detail']}", highlight=False)
+        if not row["usable"] and row["install"]:
+            console.print(f"    install: {row['install']}", highlight=False)
     return 0
 
 
@@ -1002,7 +1013,9 @@ def _table(title, *columns):
 
     table = Table(title=title, title_justify="left")
     for column in columns:
-        table.add_column(column)
+        # A value wider than its column wraps onto the next line ("fold"): rich's default would cut
+        # it with an ellipsis, and at 80 columns that cut numbers, node names and paths.
+        table.add_column(column, overflow="fold")
     return table
 
 

@@ -337,3 +337,45 @@ def test_an_interrupted_command_exits_with_one_line_and_leaves_nothing(tmp_path,
     assert files_in(out) == []
 
 
+# ----- 80 columns ----------------------------------------------------------------------------------
+
+
+def first_column(text: str) -> str:
+    """The first column of every table row joined: a value folded over several lines is whole again."""
+    return "".join(line.split("│")[1].strip() for line in text.splitlines() if line.startswith("│"))
+
+
+def test_runtimes_at_80_columns_cut_nothing():
+    result = run_kit("runtimes")
+    rows = json.loads(run_kit("runtimes", "--json").stdout)
+    assert result.returncode == 0 and "…" not in result.stdout
+    lines = result.stdout.splitlines()
+    for row in rows:
+        assert any(line.split()[:2] == [row["name"], "yes" if row["usable"] else "no"] for line in lines)
+        assert f"    {row['detail']}" in lines
+        if not row["usable"] and row["install"]:
+            assert f"    install: {row['install']}" in lines  # one line, whole, ready to copy
+
+
+def test_tables_and_run_output_at_80_columns_cut_nothing(tmp_path):
+    long_input = "an_input_name_long_enough_to_overflow_any_table_column_at_eighty_columns_" + "x" * 30
+    long_node = "/backbone/stage_4/block_12/depthwise_separable/pointwise/MatMul_with_a_long_name_" + "n" * 30
+    model = tiny_graph(tmp_path, input_name=long_input, node_name=long_node)
+    inspected = run_kit("inspect", model, "--nodes")
+    assert inspected.returncode == 0, inspected.stderr
+    assert "…" not in inspected.stdout
+    assert long_input in first_column(inspected.stdout) and long_node in first_column(inspected.stdout)
+
+    feeds = tmp_path / "feeds.npz"
+    np.savez(feeds, **{long_input: np.full((1, 3), 1e-7, np.float32)})
+    ran = run_kit("run", model, "--input", feeds)
+    assert ran.returncode == 0, ran.stderr
+    assert "…" not in ran.stdout
+    assert "z: float32[1, 3], min 2e-07, max 2e-07, mean 2e-07" in ran.stdout.splitlines()
+
+
+def test_an_error_line_keeps_a_long_path_whole(tmp_path):
+    missing = tmp_path / ("a_folder_with_a_name_much_longer_than_a_terminal_line_" * 2) / "model.onnx"
+    result = run_kit("run", missing, "--random")
+    assert result.returncode == 2
+    assert error_line(result) == f"error: model file {missing} does not exist. Check the path."
