@@ -24,13 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     if args is None:
         parser.print_help()
         return 0
-    _exit_cleanly_on_sigterm()
-    from kit.quiet import native_stderr
+    from kit.quiet import captured_stderr
 
-    # Native libraries' log lines (absl, oneDNN, XNNPACK, ONNX Runtime) stay off the terminal;
-    # with --debug they show as they happen.
-    with native_stderr(enabled=not args.debug) as native_log:
-        return _run_command(args, native_log)
+    # Libraries' log lines (absl, oneDNN, XNNPACK, ONNX Runtime, torch's logging) stay off the
+    # terminal; with --debug they show as they happen.
+    with _Interrupts() as interrupts, captured_stderr(enabled=not args.debug) as library_log:
+        return _run_command(args, library_log, interrupts)
 
 
 # Exit codes: 0 ok; 1 a check failed (compare, eval budget, bench regression); 2 bad input or an
@@ -41,7 +40,7 @@ EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 
 
-def _run_command(args, native_log) -> int:
+def _run_command(args, library_log, interrupts) -> int:
     """Run the handler; print the warnings it raised, then, if it failed, its error as one line."""
     import warnings
 
@@ -53,28 +52,26 @@ def _run_command(args, native_log) -> int:
             code = args.handler(args) or 0
         except BaseException as error:  # noqa: BLE001 - every way out gets its exit code and one line
             _print_warnings(caught)
-            return _failed(error, args.debug, native_log)
+            return _failed(error, args.debug, library_log, interrupts)
     _print_warnings(caught)
-    return code
+    return _interrupted(interrupts.received) if interrupts.received else code
 
 
-def _failed(error: BaseException, debug: bool, native_log) -> int:
+def _failed(error: BaseException, debug: bool, library_log, interrupts) -> int:
+    import signal
+
     if isinstance(error, BrokenPipeError):  # `kit ... | head`: the reader left; nothing went wrong here
         _discard_stdout()
         return 0
-    if isinstance(error, KeyboardInterrupt):
-        _error_line("interrupted; nothing was left half-written.")
-        return EXIT_INTERRUPTED
-    if isinstance(error, _Terminated):
-        _error_line("terminated; nothing was left half-written.")
-        return EXIT_TERMINATED
+    if interrupts.received or isinstance(error, KeyboardInterrupt):
+        return _interrupted(interrupts.received or signal.SIGINT)
     if debug or not isinstance(error, Exception):  # --debug, or a SystemExit of the handler's own
         raise error
     if isinstance(error, KitError):
         _error_line(str(error))
         return error.exit_code
-    # A bug or a library failure the kit did not anticipate: what the library logged natively may say why.
-    for line in native_log.tail():
+    # A bug or a library failure the kit did not anticipate: what the library logged may say why.
+    for line in library_log.tail():
         _console(stderr=True).print(line, soft_wrap=True, highlight=False)
     _error_line(f"unexpected {type(error).__name__}: {first_line(error)} (rerun with --debug for the traceback)")
     return EXIT_INTERNAL
@@ -123,16 +120,42 @@ class _Terminated(SystemExit):
         super().__init__(EXIT_TERMINATED)
 
 
-def _exit_cleanly_on_sigterm() -> None:
+class _Interrupts:
+    """SIGINT and SIGTERM become exceptions in the main thread (KeyboardInterrupt, _Terminated), so
+    every ``finally`` removes its temporary output, and are remembered: a library that swallows the
+    exception, or wraps it in an error of its own, cannot turn an interrupted command into a
+    success or an unrelated error."""
+
+    def __enter__(self):
+        import signal
+
+        self.received = None
+        self.previous = {}
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self.previous[signum] = signal.signal(signum, self._raise)
+            except ValueError:  # not the main thread (e.g. called from a test runner's worker)
+                pass
+        return self
+
+    def _raise(self, signum, frame):
+        import signal
+
+        self.received = self.received or signum
+        raise KeyboardInterrupt if signum == signal.SIGINT else _Terminated()
+
+    def __exit__(self, *exc_info):
+        import signal
+
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+
+def _interrupted(signum: int) -> int:
     import signal
 
-    def stop(signum, frame):
-        raise _Terminated()
-
-    try:
-        signal.signal(signal.SIGTERM, stop)
-    except ValueError:  # not the main thread (e.g. called from a test runner's worker)
-        pass
+    _error_line(f"{'interrupted' if signum == signal.SIGINT else 'terminated'}; nothing was left half-written.")
+    return EXIT_INTERRUPTED if signum == signal.SIGINT else EXIT_TERMINATED
 
 
 def _thread_count(text: str) -> int:
@@ -997,9 +1020,11 @@ def _demo(args) -> int:
 def _console(stderr: bool = False):
     from rich.console import Console
 
+    from kit.quiet import terminal
+
     # No markup: shapes like [batch, 3] and user paths must print as they are. Soft wrap: a line of
     # text is never broken by rich (which splits paths and numbers mid-word); the terminal wraps it.
-    return Console(stderr=stderr, markup=False, soft_wrap=True)
+    return Console(file=terminal() if stderr else None, markup=False, soft_wrap=True)
 
 
 def _styled(text: str, style: str):

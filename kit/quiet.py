@@ -1,9 +1,11 @@
 """Keep third-party output off the user's terminal: the kit reports its own progress and errors.
 
 Two layers. ``silenced`` hushes Python-level chatter (warnings, prints, loggers) around one
-converter call. ``native_stderr`` keeps what C and C++ libraries write straight to file
-descriptor 2 (absl, oneDNN, XNNPACK, ONNX Runtime) away from the terminal for a whole command,
-which Python's sys.stderr cannot do: those libraries never go through it.
+converter call. ``captured_stderr`` keeps everything third parties write to stderr away from
+the terminal for a whole command: C and C++ libraries (absl, oneDNN, XNNPACK, ONNX Runtime)
+write to file descriptor 2 directly, past anything Python can redirect, and Python libraries'
+log handlers (torch's ``W1128 ... _pytree.py``) hold on to the sys.stderr they started with.
+The kit's own lines go to ``terminal()``.
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ def silenced(*logger_names: str) -> Iterator[None]:
             logger.setLevel(level)
 
 
-class NativeLog:
-    """What native code wrote to file descriptor 2 during a ``native_stderr`` block."""
+class CapturedLog:
+    """What third parties wrote to stderr during a ``captured_stderr`` block."""
 
     def __init__(self, capture=None):
         self._capture = capture
@@ -47,7 +49,8 @@ class NativeLog:
         """The last lines worth showing when a command failed: libraries' start-up banners left out."""
         if self._capture is None:
             return []
-        self._capture.flush()
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
         size = self._capture.seek(0, os.SEEK_END)
         self._capture.seek(max(0, size - limit))
         text = self._capture.read().decode("utf-8", "replace")
@@ -58,33 +61,42 @@ class NativeLog:
 # records (I0000 00:00:...), TFLite's "INFO: Created TensorFlow Lite XNNPACK delegate".
 _BANNER = re.compile(r"WARNING: All log messages before absl::InitializeLog|I\d{4} |INFO: ")
 
+_terminal = None  # the user's real stderr while captured_stderr holds descriptor 2
+
+
+def terminal():
+    """Where the kit's own stderr lines go: the user's terminal, also during ``captured_stderr``."""
+    return _terminal or sys.stderr
+
 
 @contextlib.contextmanager
-def native_stderr(enabled: bool = True) -> Iterator[NativeLog]:
-    """Send file descriptor 2 to an anonymous temporary file for the block.
+def captured_stderr(enabled: bool = True) -> Iterator[CapturedLog]:
+    """Send file descriptor 2, and with it sys.stderr, to an anonymous temporary file for the block.
 
-    Python's own stderr is rebound to a duplicate of the original descriptor, so the kit's lines,
-    warnings and tracebacks still reach the terminal, and faulthandler reports a native crash
-    (segfault, abort) there too. The capture has no name on disk: nothing is left behind, even
-    after a kill. Yields a NativeLog to show the captured tail when a command fails. When
-    Python's stderr is not descriptor 2 (a test's capture), only descriptor 2 moves.
+    ``terminal()`` writes to a duplicate of the original descriptor, so the kit's own lines still
+    reach the user, and faulthandler reports a native crash (segfault, abort) there too. The
+    capture has no name on disk: nothing is left behind, even after a kill. Yields a CapturedLog
+    to show the captured tail when a command fails. When sys.stderr is not descriptor 2 (a test's
+    capture), it stays where it is and only descriptor 2 moves.
     """
     if not enabled:
-        yield NativeLog()
+        yield CapturedLog()
         return
     try:
         sys.stderr.flush()
         saved = os.dup(2)
     except (OSError, ValueError, AttributeError):  # no descriptor 2 at all (a detached process)
-        yield NativeLog()
+        yield CapturedLog()
         return
     capture = tempfile.TemporaryFile()
     try:
-        with _python_stderr_on(saved):
+        with _terminal_on(saved):
             os.dup2(capture.fileno(), 2)
             try:
-                yield NativeLog(capture)
+                yield CapturedLog(capture)
             finally:
+                with contextlib.suppress(Exception):
+                    sys.stderr.flush()
                 os.dup2(saved, 2)
     finally:
         os.close(saved)
@@ -92,25 +104,24 @@ def native_stderr(enabled: bool = True) -> Iterator[NativeLog]:
 
 
 @contextlib.contextmanager
-def _python_stderr_on(fd: int) -> Iterator[None]:
-    """Point sys.stderr (when it writes to descriptor 2) and faulthandler at ``fd`` for the block."""
-    previous = sys.stderr
+def _terminal_on(fd: int) -> Iterator[None]:
+    """Make ``fd`` the kit's terminal and faulthandler's file, when sys.stderr is descriptor 2."""
+    global _terminal
     try:
-        writes_fd2 = previous.fileno() == 2
+        stderr_is_fd2 = sys.stderr.fileno() == 2
     except (AttributeError, OSError, ValueError):  # io.StringIO, pytest's capture: not descriptor 2
-        writes_fd2 = False
-    if not writes_fd2:
+        stderr_is_fd2 = False
+    if not stderr_is_fd2:
         yield
         return
-    terminal = open(fd, "w", buffering=1, encoding=previous.encoding, errors="backslashreplace", closefd=False)
+    _terminal = open(fd, "w", buffering=1, encoding=sys.stderr.encoding, errors="backslashreplace", closefd=False)
     crash_reports_were_on = faulthandler.is_enabled()
-    faulthandler.enable(file=terminal)
-    sys.stderr = terminal
+    faulthandler.enable(file=_terminal)
     try:
         yield
     finally:
-        sys.stderr = previous
-        terminal.flush()
+        _terminal.flush()
+        _terminal = None
         faulthandler.disable()
         if crash_reports_were_on:
-            faulthandler.enable(file=previous)
+            faulthandler.enable(file=sys.stderr)
