@@ -60,8 +60,8 @@ def _run_command(args, library_log, interrupts) -> int:
 def _failed(error: BaseException, debug: bool, library_log, interrupts) -> int:
     import signal
 
-    if isinstance(error, BrokenPipeError):  # `kit ... | head`: the reader left; nothing went wrong here
-        _discard_stdout()
+    if BrokenPipeError in (type(error), type(error.__context__)):  # rich turns it into SystemExit(1)
+        _discard_stdout()  # `kit ... | head`: the reader left; nothing went wrong here
         return 0
     if interrupts.received or isinstance(error, KeyboardInterrupt):
         return _interrupted(interrupts.received or signal.SIGINT)

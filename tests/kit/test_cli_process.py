@@ -402,6 +402,23 @@ def test_tables_and_run_output_at_80_columns_cut_nothing(tmp_path):
     assert "z: float32[1, 3], min 2e-07, max 2e-07, mean 2e-07" in ran.stdout.splitlines()
 
 
+def test_a_reader_that_leaves_early_is_no_failure(tmp_path):
+    """``kit inspect --nodes big.onnx | head -1``: more output than a pipe holds, and the reader goes."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Identity", [f"t{i}"], [f"t{i + 1}"], name=f"identity_node_number_{i}")
+             for i in range(3000)]
+    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("t0", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("t3000", TensorProto.FLOAT, [1])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "chain.onnx")
+    process = subprocess.Popen([str(KIT), "inspect", str(tmp_path / "chain.onnx"), "--nodes"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline().startswith(str(tmp_path / "chain.onnx"))
+    process.stdout.close()
+    assert (process.wait(timeout=120), process.stderr.read()) == (0, "")
+
+
 def test_an_error_line_keeps_a_long_path_whole(tmp_path):
     missing = tmp_path / ("a_folder_with_a_name_much_longer_than_a_terminal_line_" * 2) / "model.onnx"
     result = run_kit("run", missing, "--random")
