@@ -158,11 +158,17 @@ def _interrupted(signum: int) -> int:
     return EXIT_INTERRUPTED if signum == signal.SIGINT else EXIT_TERMINATED
 
 
+# The runtimes' own rule (runtimes/base.py): a few threads per CPU still let a user measure
+# oversubscription; --threads 100000 once started 9,000+ threads and was killed for memory.
+THREADS_PER_CPU = 4
+
+
 def _thread_count(text: str) -> int:
-    """--threads: at most the CPUs this process may use (thousands of threads exhaust memory)."""
+    """--threads: from 0 (the runtime's default) to THREADS_PER_CPU x the CPUs this process may use."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return _number(text, int, lambda v: 0 <= v <= cpus,
-                   f"a whole number from 0 (the runtime's default) to {cpus} (the CPUs available here)")
+    return _number(text, int, lambda v: 0 <= v <= THREADS_PER_CPU * cpus,
+                   f"a whole number from 0 (the runtime's default) to {THREADS_PER_CPU * cpus} "
+                   f"({THREADS_PER_CPU} per CPU; this machine gives the kit {cpus})")
 
 
 def _positive_int(text: str) -> int:
@@ -251,7 +257,7 @@ def _shared_options() -> dict[str, argparse.ArgumentParser]:
     threads = argparse.ArgumentParser(add_help=False)
     threads.add_argument_group("threads").add_argument(
         "--threads", type=_thread_count, help="intra-op threads per runtime (0: the runtime's default; at most "
-                                              "the CPUs available here)")
+                                              f"{THREADS_PER_CPU} per CPU)")
     return {"common": common, "torch_source": torch_source, "preprocess": preprocess, "threads": threads}
 
 

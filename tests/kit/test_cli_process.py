@@ -202,8 +202,9 @@ def test_threads_are_bounded_by_the_machine(tiny_onnx):
     refused = run_kit("run", tiny_onnx, "--random", "--threads", "100000")
     assert refused.returncode == 2
     assert error_line(refused) == (
-        f"error: kit run: argument --threads: expected a whole number from 0 (the runtime's default) to {cpus} "
-        "(the CPUs available here), found '100000' (see kit run --help).")
+        f"error: kit run: argument --threads: expected a whole number from 0 (the runtime's default) to {4 * cpus} "
+        f"(4 per CPU; this machine gives the kit {cpus}), found '100000' (see kit run --help).")
+    assert run_kit("run", tiny_onnx, "--random", "--threads", str(4 * cpus + 1)).returncode == 2
     ran = run_kit("run", tiny_onnx, "--random", "--threads", str(cpus), "--json")
     assert ran.returncode == 0 and json.loads(ran.stdout)["runtime"]["threads"] == cpus
 
