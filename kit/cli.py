@@ -659,11 +659,14 @@ def _run_random(rt, count: int, seed: int) -> dict:
 
 
 def _check_fits_in_memory(feeds: dict, copies: int, count: int) -> None:
-    """Refuse --random N before allocating when N samples would take over half the free memory."""
+    """Refuse --random N before allocating when N samples would not fit in the free memory.
+
+    (The same rule and words as kit.specs.check_memory on the tflite-prov branch, which can replace it.)
+    """
     needed = copies * sum(array.nbytes for array in feeds.values())
     available = _available_memory()
-    if available is not None and needed > available // 2:
-        raise InputError(f"--random {count} needs {size(needed)} of inputs; {size(available)} of memory is "
+    if available is not None and needed > available:
+        raise InputError(f"--random {count} would take {size(needed)}, more than the {size(available)} of memory "
                          "available here.", hint="Ask for fewer samples.")
 
 
