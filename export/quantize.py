@@ -30,7 +30,7 @@ import numpy as np
 
 from kit import provenance
 from kit.compare import OutputDiff, compare_outputs
-from kit.data import Dataset, FeedReader, any_batch, calibration_data
+from kit.data import Dataset, FeedReader, free_batch, calibration_data
 from kit.errors import (InputError, KitError, KitWarning, ModelFileError, RuntimeUnavailableError, first_line,
                         root_cause)
 from kit.fileio import atomic_output, check_output_path, sha256_of
@@ -579,7 +579,7 @@ def _fidelity(model: Path, quantized: Path, samples: dict[str, np.ndarray],
         with _quiet():
             rt.load()
         with rt:
-            data = from_arrays(samples, [any_batch(spec) for spec in rt.inputs], "calibration samples")
+            data = from_arrays(samples, [free_batch(spec) for spec in rt.inputs], "calibration samples")
             outputs.append(run_dataset(rt, data, batch_size=static_batch or 64)[0])
     return compare_outputs(*outputs, atol=0.0, rtol=0.0, stat="mean")
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,60 +20,158 @@ from kit.formatting import decibels, percent, size
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "command", None):
+    args = _parse(parser, sys.argv[1:] if argv is None else list(argv))
+    if args is None:
         parser.print_help()
         return 0
-    _exit_cleanly_on_sigterm()
+    from kit.quiet import captured_stderr
+
+    # Libraries' log lines (absl, oneDNN, XNNPACK, ONNX Runtime, torch's logging) stay off the
+    # terminal; with --debug they show as they happen.
+    with _Interrupts() as interrupts, captured_stderr(enabled=not args.debug) as library_log:
+        return _run_command(args, library_log, interrupts)
+
+
+# Exit codes: 0 ok; 1 a check failed (compare, eval budget, bench regression); 2 bad input or an
+# unusable runtime; 3 an export that does not match PyTorch; 70 an internal error; 130 interrupted
+# (SIGINT, Ctrl-C); 143 terminated (SIGTERM).
+EXIT_INTERNAL = 70
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+
+def _run_command(args, library_log, interrupts) -> int:
+    """Run the handler; print the warnings it raised, then, if it failed, its error as one line."""
     import warnings
 
     from kit.errors import KitWarning
 
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", KitWarning)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", KitWarning)
+        try:
             code = args.handler(args) or 0
-        for warning in caught:  # the kit's warnings as the CLI's own lines, not Python's
-            if issubclass(warning.category, KitWarning):
-                _console(stderr=True).print(_styled("note:", "yellow"), str(warning.message), soft_wrap=True)
-        return code
-    except BrokenPipeError:  # `kit ... | head`: the reader left; nothing went wrong here
+        except BaseException as error:  # noqa: BLE001 - every way out gets its exit code and one line
+            _print_warnings(caught)
+            return _failed(error, args.debug, library_log, interrupts)
+    _print_warnings(caught)
+    return _interrupted(interrupts.received) if interrupts.received else code
+
+
+def _failed(error: BaseException, debug: bool, library_log, interrupts) -> int:
+    import signal
+
+    if BrokenPipeError in (type(error), type(error.__context__)):  # rich turns it into SystemExit(1)
+        _discard_stdout()  # `kit ... | head`: the reader left; nothing went wrong here
         return 0
-    except KitError as error:
-        if args.debug:
-            raise
+    if interrupts.received or isinstance(error, KeyboardInterrupt):
+        return _interrupted(interrupts.received or signal.SIGINT)
+    if debug or not isinstance(error, Exception):  # --debug, or a SystemExit of the handler's own
+        raise error
+    if isinstance(error, KitError):
         _error_line(str(error))
         return error.exit_code
-    except KeyboardInterrupt:
-        _error_line("interrupted; nothing was left half-written.")
-        return 130
-    except Exception as error:  # a bug or a library failure the kit did not anticipate
-        if args.debug:
-            raise
-        _error_line(f"unexpected {type(error).__name__}: {first_line(error)} (rerun with --debug for the traceback)")
-        return EXIT_INTERNAL
+    # A bug or a library failure the kit did not anticipate: what the library logged may say why.
+    for line in library_log.tail():
+        _console(stderr=True).print(line, soft_wrap=True, highlight=False)
+    _error_line(f"unexpected {type(error).__name__}: {first_line(error)} (rerun with --debug for the traceback)")
+    return EXIT_INTERNAL
 
 
-# Exit codes: 0 ok; 1 a check failed (compare, eval budget, bench regression); 2 bad input or an
-# unusable runtime; 3 an export that does not match PyTorch; 70 an internal error; 130 interrupted.
-EXIT_INTERNAL = 70
+_NOISE = (DeprecationWarning, PendingDeprecationWarning, FutureWarning, ImportWarning, ResourceWarning,
+          SyntaxWarning, BytesWarning)
+
+
+def _print_warnings(caught) -> None:
+    """The kit's warnings as ``warning:``/``note:`` lines; another library's warning (a numeric
+    RuntimeWarning, a UserWarning) once, as ``warning: CATEGORY: first line``. Notices aimed at
+    the libraries' own developers (deprecations, future changes, imports) stay out."""
+    from kit.errors import KitNote, KitWarning
+
+    shown = set()
+    for warning in caught:
+        category = warning.category
+        if issubclass(category, KitWarning):
+            line = ("note:" if issubclass(category, KitNote) else "warning:", str(warning.message))
+        elif not issubclass(category, _NOISE):
+            line = ("warning:", f"{category.__name__}: {first_line(warning.message)}")
+        else:
+            continue
+        if line not in shown:
+            shown.add(line)
+            _console(stderr=True).print(_styled(line[0], "yellow"), line[1], soft_wrap=True)
 
 
 def _error_line(message: str) -> None:
     _console(stderr=True).print(_styled("error:", "bold red"), message, soft_wrap=True)
 
 
-def _exit_cleanly_on_sigterm() -> None:
-    """Turn SIGTERM into SystemExit so temporary outputs are removed on the way out."""
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null so Python's flush at exit does not fail on the closed pipe again."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real descriptor (a test's capture)
+        pass
+
+
+class _Terminated(SystemExit):
+    """SIGTERM, raised in the main thread so every ``finally`` removes its temporary output."""
+
+    def __init__(self):
+        super().__init__(EXIT_TERMINATED)
+
+
+class _Interrupts:
+    """SIGINT and SIGTERM become exceptions in the main thread (KeyboardInterrupt, _Terminated), so
+    every ``finally`` removes its temporary output, and are remembered: a library that swallows the
+    exception, or wraps it in an error of its own, cannot turn an interrupted command into a
+    success or an unrelated error."""
+
+    def __enter__(self):
+        import signal
+
+        self.received = None
+        self.previous = {}
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self.previous[signum] = signal.signal(signum, self._raise)
+            except ValueError:  # not the main thread (e.g. called from a test runner's worker)
+                pass
+        return self
+
+    def _raise(self, signum, frame):
+        import signal
+
+        self.received = self.received or signum
+        raise KeyboardInterrupt if signum == signal.SIGINT else _Terminated()
+
+    def __exit__(self, *exc_info):
+        import signal
+
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+
+def _interrupted(signum: int) -> int:
     import signal
 
-    def stop(signum, frame):
-        raise SystemExit(128 + signum)
+    _error_line(f"{'interrupted' if signum == signal.SIGINT else 'terminated'}; nothing was left half-written.")
+    return EXIT_INTERRUPTED if signum == signal.SIGINT else EXIT_TERMINATED
 
+
+# The runtimes' own rule (runtimes/base.py): a few threads per CPU still let a user measure
+# oversubscription; --threads 100000 once started 9,000+ threads and was killed for memory.
+THREADS_PER_CPU = 4  # a copy, so that `kit --help` imports no numpy; --threads checks with the runtimes' own
+
+
+def _thread_count(text: str) -> int:
+    """--threads: the runtimes' own bound (0 for the runtime's default, at most THREADS_PER_CPU per CPU)."""
+    from kit.runtimes.base import check_threads
+
+    value = _number(text, int, lambda v: True, "a whole number")
     try:
-        signal.signal(signal.SIGTERM, stop)
-    except ValueError:  # not the main thread (e.g. called from a test runner's worker)
-        pass
+        return check_threads(value)
+    except KitError as error:
+        raise argparse.ArgumentTypeError(error.message.rstrip(".")) from None
 
 
 def _positive_int(text: str) -> int:
@@ -109,22 +209,70 @@ def _number(text: str, kind, valid, wanted: str):
 # ----- parsing -----------------------------------------------------------------------
 
 
-def _parser() -> argparse.ArgumentParser:
+class _Parser(argparse.ArgumentParser):
+    """argparse with the kit's error style: one ``error:`` line on stderr and exit 2, no usage dump."""
+
+    def error(self, message: str):
+        _error_line(f"{self.prog}: {message} (see {self.prog} --help).")
+        sys.exit(2)
+
+
+def _parse(parser: _Parser, argv: list[str]) -> argparse.Namespace | None:
+    """The command, then its own options and arguments in any order (None: no command given).
+
+    argparse reads options and positionals intermixed (``kit bench a.py:f --input-shape 1x8 b.onnx``)
+    only in a parser without subcommands, so the command word is found first and its own parser
+    reads everything else with parse_intermixed_args.
+    """
+    position = next((i for i, word in enumerate(argv) if not word.startswith("-")), None)
+    if position is None or {"-h", "--help", "--version"} & set(argv[:position]):
+        parser.parse_args(argv[:position])  # kit's own -h/--version, or an option without a command
+        return None
+    command = argv[position]
+    if command not in parser.commands.choices:
+        parser.error(f"unknown command {command!r}; expected one of {', '.join(parser.commands.choices)}")
+    args = parser.commands.choices[command].parse_intermixed_args(argv[:position] + argv[position + 1:])
+    args.command = command
+    return args
+
+
+def _shared_options() -> dict[str, argparse.ArgumentParser]:
+    """Flags several commands take, each declared once here so it means one thing everywhere
+    (Polygraphy's argument groups); a command subscribes with ``parents=[...]``."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="print machine-readable JSON to stdout")
-    common.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    reporting = common.add_argument_group("output and errors")
+    reporting.add_argument("--json", action="store_true", help="print machine-readable JSON to stdout")
+    reporting.add_argument("--debug", action="store_true",
+                           help="show the full traceback on errors, and native libraries' log lines")
     # How to open a PyTorch source (.pt, .pt2, file.py:factory) on the torch reference runtime.
     torch_source = argparse.ArgumentParser(add_help=False)
-    torch_source.add_argument("--input-shape", action="append", metavar="[NAME=]SHAPE[:DTYPE]",
-                              help="input shapes for a PyTorch source (repeat per input)")
-    torch_source.add_argument("--weights", help="state_dict for a factory source (loaded with weights_only=True)")
-    torch_source.add_argument("--allow-pickle", action="store_true",
-                              help="allow a whole pickled model (runs code from the file: trusted files only)")
+    source = torch_source.add_argument_group("PyTorch sources (.pt, .pt2, file.py:factory)")
+    source.add_argument("--input-shape", action="append", metavar="[NAME=]SHAPE[:DTYPE]",
+                        help="input shapes for a PyTorch source (repeat per input)")
+    source.add_argument("--weights", help="state_dict for a factory source (loaded with weights_only=True)")
+    source.add_argument("--allow-pickle", action="store_true",
+                        help="allow a whole pickled model (runs code from the file: trusted files only)")
+    preprocess = argparse.ArgumentParser(add_help=False)
+    preprocess.add_argument_group("image preprocessing").add_argument(
+        "--preprocess", metavar="KEY=VALUE,...",
+        help="how images become inputs for a model that records no preprocessing, e.g. size=224,"
+             "mean=0.485/0.456/0.406,std=0.229/0.224/0.225,color=rgb,layout=nchw,resize=letterbox")
+    threads = argparse.ArgumentParser(add_help=False)
+    threads.add_argument_group("threads").add_argument(
+        "--threads", type=_thread_count, help="intra-op threads per runtime (0: the runtime's default; at most "
+                                              f"{THREADS_PER_CPU} per CPU)")
+    return {"common": common, "torch_source": torch_source, "preprocess": preprocess, "threads": threads}
 
-    parser = argparse.ArgumentParser(
-        prog="kit", description="Export PyTorch models, run them on edge runtimes, and measure them.")
+
+def _parser() -> _Parser:
+    shared = _shared_options()
+    common, torch_source = shared["common"], shared["torch_source"]
+
+    parser = _Parser(
+        prog="kit", description="Export PyTorch models, run them on edge runtimes, and measure them. "
+                                "Options may come before or after a command's arguments.")
     parser.add_argument("--version", action="version", version=f"kit {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     export = commands.add_parser("export", parents=[common], help="export a PyTorch model to ONNX (validated)")
     export.add_argument("source", help="model.pt (TorchScript), model.pt2 (torch.export), or file.py:factory")
@@ -153,25 +301,26 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--rtol", type=_tolerance, default=1e-3, help="validation relative tolerance (default 1e-3)")
     export.set_defaults(handler=_export)
 
-    run = commands.add_parser("run", parents=[common, torch_source], help="run a model once and save its outputs")
+    run = commands.add_parser("run", parents=[common, torch_source, shared["preprocess"], shared["threads"]],
+                              help="run a model once and save its outputs")
     run.add_argument("model", help="model file (or file.py:factory for the torch runtime)")
     run.add_argument("--runtime", help="backend name (default: the first usable one for the file)")
     feed = run.add_mutually_exclusive_group(required=True)
     feed.add_argument("--input", action="append", metavar="[NAME=]FILE",
                       help=".npy per input (NAME=file.npy), or one .npz keyed by input name")
     feed.add_argument("--image", help="an image, decoded with OpenCV and preprocessed as the model records")
-    feed.add_argument("--random", action="store_true", help="random inputs (seeded)")
-    run.add_argument("--batch", type=_positive_int, default=1, help="batch size for --random (default 1)")
+    feed.add_argument("--random", type=_positive_int, nargs="?", const=_ONE_BATCH, metavar="N",
+                      help="N random samples, seeded (default: one batch): one batch of N when the batch axis is "
+                           "dynamic, else one call per batch the model fixes")
     run.add_argument("--seed", type=int, default=0, help="seed for --random")
     run.add_argument("-o", "--output", help="save outputs to this .npz, keyed by output name")
-    run.add_argument("--threads", type=_non_negative_int, help="intra-op threads (0: the runtime's default)")
     run.add_argument("--optimization", choices=["disable", "basic", "extended", "all"],
                      help="ONNX Runtime graph optimization level (default all)")
     run.add_argument("--rebuild-if-stale", action="store_true",
                      help="TensorRT: rebuild an engine built for another TensorRT or GPU from its recorded ONNX")
     run.set_defaults(handler=_run)
 
-    quantize = commands.add_parser("quantize", parents=[common], help="quantize an ONNX model (INT8, FP16)")
+    quantize = commands.add_parser("quantize", parents=[common, shared["preprocess"]], help="quantize an ONNX model (INT8, FP16)")
     quantize.add_argument("model", help="the float32 .onnx model")
     quantize.add_argument("-o", "--output", required=True, help="output .onnx path")
     quantize.add_argument("--precision", choices=["int8", "int8-dynamic", "fp16"], default="int8",
@@ -183,9 +332,6 @@ def _parser() -> argparse.ArgumentParser:
     quantize.add_argument("--method", choices=["minmax", "entropy", "percentile"], default="minmax",
                           help="how int8 ranges are chosen from calibration: minmax (default: the observed "
                                "range), entropy or percentile (99.999; both clip outliers)")
-    quantize.add_argument("--preprocess", metavar="KEY=VALUE,...",
-                          help="image preprocessing for a model that records none (calibration images), e.g. "
-                               "size=224,mean=0.485/0.456/0.406,std=0.229/0.224/0.225; recorded in the output")
     quantize.add_argument("--target", choices=["auto", "avx2", "vnni", "arm64", "tensorrt"], default="auto",
                           help="hardware preset (auto: detect this machine)")
     channel = quantize.add_mutually_exclusive_group()
@@ -201,7 +347,7 @@ def _parser() -> argparse.ArgumentParser:
     quantize.add_argument("--eval", metavar="DATA", help="labelled data for the accuracy budget")
     quantize.set_defaults(handler=_quantize)
 
-    compare = commands.add_parser("compare", parents=[common, torch_source], help="compare two models' outputs (or golden files)")
+    compare = commands.add_parser("compare", parents=[common, torch_source, shared["preprocess"]], help="compare two models' outputs (or golden files)")
     compare.add_argument("models", nargs="+", metavar="MODEL",
                          help="reference then candidate; one model with --golden (to check it) or --save-golden "
                               "(to record its outputs)")
@@ -218,12 +364,9 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--layers", action="store_true", help="per-layer SQNR of a QDQ model against its float model")
     compare.add_argument("--runtime-a", help="backend for the reference")
     compare.add_argument("--runtime-b", help="backend for the candidate")
-    compare.add_argument("--preprocess", metavar="KEY=VALUE,...",
-                         help="image preprocessing for models that record none, e.g. size=224,mean=0.485/0.456/0.406,"
-                              "std=0.229/0.224/0.225")
     compare.set_defaults(handler=_compare)
 
-    evaluate = commands.add_parser("eval", parents=[common, torch_source], help="top-1/top-5 on labelled data, against a budget")
+    evaluate = commands.add_parser("eval", parents=[common, torch_source, shared["preprocess"]], help="top-1/top-5 on labelled data, against a budget")
     evaluate.add_argument("model")
     evaluate.add_argument("--data", required=True, help="labelled data: image folder (one subfolder per class) "
                                                         "or .npz with x and y")
@@ -233,13 +376,11 @@ def _parser() -> argparse.ArgumentParser:
     limit = evaluate.add_mutually_exclusive_group()
     limit.add_argument("--max-drop", type=_fraction, help="fail when top-1 drops more than this below the baseline")
     limit.add_argument("--min-ratio", type=_ratio, help="fail below this ratio of the baseline's top-1 (MLPerf)")
-    evaluate.add_argument("--preprocess", metavar="KEY=VALUE,...",
-                          help="image preprocessing for models that record none, e.g. size=224,mean=0.485/0.456/0.406,"
-                               "std=0.229/0.224/0.225")
     evaluate.set_defaults(handler=_eval)
 
     # No abbreviations: the old `--output NAME` must not silently become --output-name.
-    bench = commands.add_parser("bench", parents=[common, torch_source], allow_abbrev=False,
+    bench = commands.add_parser("bench", parents=[common, torch_source, shared["preprocess"], shared["threads"]],
+                                allow_abbrev=False,
                                 help="latency, memory, size and accuracy per model and runtime (pytest-benchmark)")
     bench.add_argument("models", nargs="+", metavar="MODEL")
     bench.add_argument("--runtime", help="comma-separated backends (default: every usable one that opens the model)")
@@ -247,11 +388,7 @@ def _parser() -> argparse.ArgumentParser:
                                           "(default: the first variant)")
     bench.add_argument("--data", help="inputs for accuracy: image folder, .npy, .npz (labels in y) or random:N "
                                       "(default random:16, fidelity only)")
-    bench.add_argument("--preprocess", metavar="KEY=VALUE,...",
-                       help="how --data images become inputs for models that record no preprocessing, "
-                            "e.g. size=224,mean=0.485/0.456/0.406,std=0.229/0.224/0.225")
     bench.add_argument("--batch", type=_positive_int, default=1, help="batch size for the latency rounds")
-    bench.add_argument("--threads", type=_non_negative_int, help="intra-op threads per runtime")
     bench.add_argument("--max-time", type=_tolerance, default=2.0,
                        help="seconds of timing rounds per variant (at most 3600; 10 to 20,000 rounds run)")
     bench.add_argument("--save-json", metavar="OUT.json",
@@ -300,7 +437,8 @@ def _parser() -> argparse.ArgumentParser:
     runtimes.set_defaults(handler=_runtimes)
 
     demo = commands.add_parser("demo", parents=[common], help="train, export and run a digits CNN end to end")
-    demo.add_argument("--out", default="kit-demo", help="folder for the demo's files (default ./kit-demo)")
+    demo.add_argument("-o", "--output", "--out", default="kit-demo", metavar="DIR",
+                      help="folder for the demo's files (default ./kit-demo)")
     demo.set_defaults(handler=_demo)
     return parser
 
@@ -441,12 +579,14 @@ def _run(args) -> int:
     from kit.fileio import atomic_output, check_output_path
     from kit.golden import save_arrays
     from kit.runtimes.registry import load
-    from kit.specs import batch_feeds
 
     if args.output:
         if Path(args.output).suffix != ".npz":
             raise InputError(f"expected an output path ending in .npz, found {args.output}.", hint="Use -o out.npz.")
-        check_output_path(args.output, args.model)
+        check_output_path(args.output, *_files_run_reads(args))
+    if args.preprocess and not args.image:
+        raise InputError("--preprocess describes how an image becomes the model's input; found no --image.",
+                         hint="Add --image FILE, or drop --preprocess.")
     options = _open_options(args, args.model, args.runtime)
     if args.threads is not None:
         options["threads"] = args.threads
@@ -456,31 +596,83 @@ def _run(args) -> int:
         options["rebuild_if_stale"] = True
     with load(args.model, args.runtime, **options) as rt:
         if args.image:
-            feeds = feeds_from_image(rt.inputs, args.image, provenance.read(args.model).get("preprocess"))
-        elif args.random:
-            feeds = batch_feeds(rt.inputs, args.batch, seed=args.seed)
+            outputs = rt.run(feeds_from_image(rt.inputs, args.image, provenance.read(args.model).get("preprocess"),
+                                              args.preprocess, model=args.model))
+        elif args.random is not None:
+            outputs = _run_random(rt, args.random, args.seed)
         else:
-            feeds = feeds_from_files(rt.inputs, args.input)
-        outputs = rt.run(feeds)
+            outputs = rt.run(feeds_from_files(rt.inputs, args.input))
         info = rt.info
     if args.output:
-        with atomic_output(args.output) as tmp, open(tmp, "wb") as handle:
-            save_arrays(handle, outputs)  # np.savez(handle, **outputs) breaks on an output named 'file'
+        try:
+            with atomic_output(args.output) as tmp, open(tmp, "wb") as handle:
+                save_arrays(handle, outputs)  # np.savez(handle, **outputs) breaks on an output named 'file'
+        except OSError as exc:  # a full disk or a quota: the temporary file is gone, nothing is at -o
+            raise _write_failed(args.output, exc) from exc
     summary = {"model": args.model, "runtime": info, "output_file": args.output,
                "outputs": {name: _summarize(array) for name, array in outputs.items()}}
     if args.json:
         return _print_json(summary)
+    # One line per output rather than a table: output names and numbers are never cut at 80 columns.
     console = _console()
-    console.print(f"ran {args.model} on {info['runtime']} {info.get('version') or ''}")
-    table = _table(None, "output", "shape", "dtype", "min", "max", "mean", "top-5 (first row)")
+    console.print(f"ran {args.model} on {info['runtime']} {info.get('version') or ''}".rstrip())
     for name, stats in summary["outputs"].items():
-        top = ", ".join(f"{i}:{v:.3g}" for i, v in stats.get("top5", []))
-        table.add_row(name, str(stats["shape"]), stats["dtype"], f"{stats['min']:.4g}", f"{stats['max']:.4g}",
-                      f"{stats['mean']:.4g}", top)
-    console.print(table)
+        console.print(f"{name}: {stats['dtype']}{stats['shape']}, min {stats['min']:.4g}, max {stats['max']:.4g}, "
+                      f"mean {stats['mean']:.4g}")
+        if stats.get("top5"):
+            console.print("  top-5 of the first row (class:value): "
+                          + ", ".join(f"{i}:{v:.3g}" for i, v in stats["top5"]))
     if args.output:
         console.print(f"saved outputs to {args.output}")
     return 0
+
+
+def _files_run_reads(args) -> list[str]:
+    """Every file ``kit run`` reads, so that -o never replaces one. ``--input NAME=FILE`` counts
+    both ways: which reading applies is known only once the model's input names are."""
+    items = args.input or []
+    named = [item.partition("=")[2] for item in items if "=" in item]
+    return [path for path in (args.model, args.weights, args.image, *items, *named) if path]
+
+
+_ONE_BATCH = 0  # --random without N: one call at the model's own batch
+
+
+def _run_random(rt, count: int, seed: int) -> dict:
+    """--random N: N seeded samples. One batch of N when every input's batch axis is dynamic; else
+    one call per batch the model fixes (TFLite models are static), outputs joined along axis 0."""
+    import numpy as np
+
+    from kit.specs import batch_feeds, check_memory, describe_specs
+
+    specs = rt.inputs
+    if all(spec.dynamic_batch for spec in specs):
+        count = count or 1
+        return rt.run(batch_feeds(specs, count, seed=seed))
+    fixed = next((spec.shape[0] for spec in specs if spec.shape and isinstance(spec.shape[0], int)), 1)
+    count = count or fixed
+    if count % fixed:
+        raise InputError(f"--random {count} does not divide into the batches of {fixed} this model fixes "
+                         f"({describe_specs(specs)}).", hint=f"Use a multiple of {fixed}.")
+    calls = count // fixed
+    first = batch_feeds(specs, seed=seed)
+    check_memory(calls * sum(array.nbytes for array in first.values()), f"--random {count}",
+                 hint="Ask for fewer samples.")
+    results = [rt.run(first), *(rt.run(batch_feeds(specs, seed=seed + i)) for i in range(1, calls))]
+    if calls == 1:
+        return results[0]
+    return {name: np.concatenate([r[name] for r in results]) if array.ndim else np.stack([r[name] for r in results])
+            for name, array in results[0].items()}
+
+
+def _write_failed(path, exc: OSError) -> InputError:
+    """An output that could not be written (full disk, quota, permissions), without the temporary path."""
+    import errno
+
+    full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return InputError(f"could not write {path} ({exc.strerror or type(exc).__name__}); nothing was written.",
+                      hint="Free some space there or choose another folder." if full else
+                      "Choose a folder you can write to.")
 
 
 def _quantize(args) -> int:
@@ -794,11 +986,22 @@ def _runtimes(args) -> int:
                          "detail": str(error), "install": ""})
     if args.json:
         return _print_json(rows)
-    table = _table("runtimes", "name", "usable", "version", "opens", "detail / how to install")
+    # Short fields in aligned columns, then the detail and the install command each on a line of their
+    # own: a table cell would cut or fold them at 80 columns, and a command must copy as one line.
+    from rich.text import Text
+
+    console = _console()
+    name_width = max(len(row["name"]) for row in rows)
+    version_width = max(len(row["version"] or "-") for row in rows)
+    console.print(f"{'runtime':<{name_width}}  usable  {'version':<{version_width}}  opens")
     for row in rows:
-        table.add_row(row["name"], _styled("yes", "green") if row["usable"] else _styled("no", "red"), row["version"] or "-",
-                      " ".join(row["suffixes"]), row["detail"] if row["usable"] else f"{row['install']}  ({row['detail']})")
-    _console().print(table)
+        usable = ("yes   ", "green") if row["usable"] else ("no    ", "red")
+        console.print(Text.assemble(f"{row['name']:<{name_width}}  ", usable,
+                                    f"  {row['version'] or '-':<{version_width}}  ", " ".join(row["suffixes"]) or "-"))
+        if row["detail"]:
+            console.print(f"    {row['detail']}", highlight=False)
+        if not row["usable"] and row["install"]:
+            console.print(f"    install: {row['install']}", highlight=False)
     return 0
 
 
@@ -806,7 +1009,7 @@ def _demo(args) -> int:
     from kit.demo import run_demo
 
     with _progress(args) as say:
-        data = run_demo(args.out, progress=say)
+        data = run_demo(args.output, progress=say)
     if args.json:
         return _print_json(data)
     console = _console()
@@ -830,9 +1033,11 @@ def _demo(args) -> int:
 def _console(stderr: bool = False):
     from rich.console import Console
 
+    from kit.quiet import terminal
+
     # No markup: shapes like [batch, 3] and user paths must print as they are. Soft wrap: a line of
     # text is never broken by rich (which splits paths and numbers mid-word); the terminal wraps it.
-    return Console(stderr=stderr, markup=False, soft_wrap=True)
+    return Console(file=terminal() if stderr else None, markup=False, soft_wrap=True)
 
 
 def _styled(text: str, style: str):
@@ -846,7 +1051,9 @@ def _table(title, *columns):
 
     table = Table(title=title, title_justify="left")
     for column in columns:
-        table.add_column(column)
+        # A value wider than its column wraps onto the next line ("fold"): rich's default would cut
+        # it with an ellipsis, and at 80 columns that cut numbers, node names and paths.
+        table.add_column(column, overflow="fold")
     return table
 
 

@@ -451,9 +451,10 @@ class FeedReader:
     def __init__(self, dataset: Dataset, *, batch_size: int = 16, limit: int | None = None,
                  inputs: list[TensorSpec] | None = None, keep: int = 0):
         self.description, self.synthetic = dataset.description, dataset.synthetic
-        self.static_batch = static_batch(inputs or dataset.inputs)
+        fixed = fixed_batch(inputs or dataset.inputs)
+        self.static_batch = fixed if fixed and fixed > 1 else None  # batch 1 streams like a free axis
         if self.static_batch:  # slice any number of samples; the fixed size is asked for below
-            dataset = replace(dataset, inputs=[any_batch(spec) for spec in dataset.inputs])
+            dataset = replace(dataset, inputs=[free_batch(spec) for spec in dataset.inputs])
         self._batches = (feeds for feeds, _ in dataset.batches(self.static_batch or batch_size, limit))
         self._keep = keep
         self._digest = hashlib.sha256()
@@ -510,11 +511,11 @@ def calibration_data(calib, inputs: list[TensorSpec], preprocess: dict | None = 
     give the same batches, hash and result in every form. A fixed batch axis in ``inputs``
     is opened as free: FeedReader batches to the fixed size.
     """
-    samples = [any_batch(spec) for spec in inputs]
+    samples = [free_batch(spec) for spec in inputs]
     if isinstance(calib, (str, os.PathLike)):
         return open_data(str(calib), samples, preprocess)
     if isinstance(calib, Dataset):
-        return replace(calib, inputs=[any_batch(spec) for spec in calib.inputs])
+        return replace(calib, inputs=[free_batch(spec) for spec in calib.inputs])
     if isinstance(calib, np.ndarray):
         if len(inputs) != 1:
             raise InputError(f"calibration data is one array, but the model takes {len(inputs)} inputs "
@@ -589,15 +590,3 @@ def _checked_feeds(feeds, inputs: list[TensorSpec], first: dict[str, np.ndarray]
                          f"({', '.join(f'{n}{list(a.shape)}' for n, a in arrays.items())}).",
                          hint="Every input needs the same number of samples along axis 0.")
     return arrays
-
-
-def static_batch(inputs: list[TensorSpec]) -> int | None:
-    """The fixed batch size of inputs whose axis 0 is fixed above 1 (None when it is free or 1)."""
-    sizes = {spec.shape[0] for spec in inputs if spec.shape and isinstance(spec.shape[0], int)}
-    size = max(sizes, default=1)
-    return size if size > 1 else None
-
-
-def any_batch(spec: TensorSpec) -> TensorSpec:
-    """The spec with axis 0 free: a sample set of any size fits it."""
-    return replace(spec, shape=("batch", *spec.shape[1:])) if spec.shape else spec

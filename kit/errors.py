@@ -45,7 +45,14 @@ class ExportError(KitError):
 
 
 class KitWarning(UserWarning):
-    """Something the user should know that does not stop the work (synthetic calibration data, ...)."""
+    """Something the user should know that does not stop the work (synthetic calibration data, ...).
+
+    The CLI prints it as a ``warning:`` line on stderr, also when the command then fails.
+    """
+
+
+class KitNote(KitWarning):
+    """Information that needs no action (a value capped, a default chosen): a ``note:`` line."""
 
 
 class ValidationError(KitError):

@@ -21,7 +21,7 @@ from kit.accuracy import Accuracy, accuracy, top_k_correct
 from kit.compare import Comparator, OutputDiff
 from kit.data import (Dataset, as_nchw, available_memory, fixed_batch, free_batch, from_arrays, open_data, pad_batch,
                       samples_in, to_channel_last)
-from kit.errors import InputError, KitWarning
+from kit.errors import InputError, KitNote, KitWarning
 from kit.formatting import size
 from kit.golden import GoldenWriter, check_golden_path, load_golden
 from kit.preprocess import Preprocess
@@ -279,7 +279,7 @@ def _note_if_elementwise_fails(result: Comparison, stat: str, quantized: list[st
     if quantized and stat == "elementwise" and not result.passed:
         warnings.warn("a quantized model is rarely within elementwise tolerances of a float one: judge it on real "
                       "data by a statistic (e.g. --stat mean --atol 0.1, sized from a run you trust) and by the "
-                      "top-1 agreement and SQNR columns.", KitWarning, stacklevel=3)
+                      "top-1 agreement and SQNR columns.", KitNote, stacklevel=3)
 
 
 def _is_quantized(model: str, runtime: Runtime) -> bool:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from kit import provenance
-from kit.errors import KitWarning, ModelFileError, RuntimeUnavailableError, first_line
+from kit.errors import KitNote, ModelFileError, RuntimeUnavailableError, first_line
 
 # What reading an ONNX graph needs without PyTorch: onnx (and onnxruntime), not the [export] extra.
 ONNX_INSTALL = 'pip install "edge-inference-kit[quantize]"'
@@ -74,7 +74,7 @@ def _inspect_onnx_on_a_device(path: Path, nodes: bool) -> dict[str, Any]:
         raise RuntimeUnavailableError("inspecting ONNX models needs the onnx package or ONNX Runtime; neither is "
                                       "installed.", hint=f"Install them (no PyTorch) with: {ONNX_INSTALL}")
     warnings.warn(f"the onnx package is not installed, so opsets, op counts{' and nodes' if nodes else ''} are not "
-                  f"shown (inputs and outputs come from ONNX Runtime); for them: {ONNX_INSTALL}", KitWarning,
+                  f"shown (inputs and outputs come from ONNX Runtime); for them: {ONNX_INSTALL}", KitNote,
                   stacklevel=3)
     return _inspect_with_runtime(path, "onnxruntime")
 

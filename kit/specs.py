@@ -168,7 +168,7 @@ def random_feeds(specs: list[TensorSpec], *, seed: int = 0, **sizes: int) -> dic
     # numpy draws float64/int64 and converts: 8 bytes per element beside the result's own
     needed = sum(math.prod(shape) * (8 + np.dtype(spec.dtype).itemsize) for spec, shape in zip(specs, shapes.values()))
     check_memory(needed, "random inputs " + ", ".join(f"'{name}' {list(shape)}" for name, shape in shapes.items()),
-                 hint="Use a smaller --batch or input shape.")
+                 hint="Ask for fewer samples or a smaller input shape.")
     feeds = {}
     for spec in specs:
         shape = shapes[spec.name]

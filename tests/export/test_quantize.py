@@ -316,7 +316,7 @@ def test_quantize_help_explains_every_option():
     text = " ".join(run_kit("quantize", "-h").stdout.split())
     for wanted in ("int8: static, calibrated on --calib (default)", "int8-dynamic: int8 weights",
                    "fp16: half the size", "minmax (default: the observed range)", "percentile (99.999",
-                   "--preprocess KEY=VALUE,... image preprocessing for a model that records none",
+                   "--preprocess KEY=VALUE,... how images become inputs for a model that records no preprocessing",
                    "--per-tensor one weight scale per tensor"):
         assert wanted in text, wanted
 

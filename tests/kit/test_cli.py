@@ -33,7 +33,7 @@ def test_export_then_run_then_inspect(tmp_path, capsys):
     assert [d["passed"] for d in exported["validation"]["outputs"]] == [True]
     assert exported["inputs"][0]["shape"] == ["batch", 3, 8, 8]
 
-    ran = cli_json(capsys, "run", str(model), "--random", "--batch", "2", "--seed", "5", "-o", str(tmp_path / "o.npz"))
+    ran = cli_json(capsys, "run", str(model), "--random", "2", "--seed", "5", "-o", str(tmp_path / "o.npz"))
     assert ran["outputs"]["output"]["shape"] == [2, 5]
     saved = np.load(tmp_path / "o.npz")
     from kit.specs import random_feeds
@@ -183,7 +183,7 @@ def test_error_exit_code_from_a_real_process(tmp_path):
 
 
 def test_demo_trains_exports_quantizes_and_agrees(tmp_path, capsys):
-    data = cli_json(capsys, "demo", "--out", str(tmp_path))
+    data = cli_json(capsys, "demo", "-o", str(tmp_path))
     rows = {(row["variant"], row["runtime"]): row for row in data["results"]}
     assert set(rows) == {("fp32", "torch"), ("fp32", "onnxruntime"), ("int8", "onnxruntime"), ("fp16", "onnxruntime"),
                          ("fp32", "tflite"), ("fp16", "tflite"), ("int8-dynamic", "tflite"), ("int8", "tflite")}

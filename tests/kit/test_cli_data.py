@@ -116,7 +116,7 @@ def test_run_saves_an_output_named_file(tmp_path):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, tmp_path / "m.onnx")
-    result = run_kit("run", tmp_path / "m.onnx", "--random", "--batch", "3", "-o", tmp_path / "out.npz")
+    result = run_kit("run", tmp_path / "m.onnx", "--random", "3", "-o", tmp_path / "out.npz")
     assert result.returncode == 0, result.stderr
     with np.load(tmp_path / "out.npz") as saved:
         assert saved.files == ["file"] and saved["file"].shape == (3, 2)
@@ -139,7 +139,7 @@ def test_run_names_a_mistyped_input_and_takes_the_x_y_layout(conv_onnx, tiny_onn
 def test_images_without_recorded_preprocessing_get_a_note(plain_conv, conv_onnx, tmp_path):
     (tmp_path / "images" / "0").mkdir(parents=True)
     cv2.imwrite(str(tmp_path / "images" / "0" / "a.png"), np.full((8, 8, 3), 90, np.uint8))
-    note = (f"note: {plain_conv} records no preprocessing; images are read with defaults for its input shape "
+    note = (f"warning: {plain_conv} records no preprocessing; images are read with defaults for its input shape "
             "(size=8x8,resize=stretch,color=rgb,scale=0.00392157,mean=0,std=1,layout=nchw,dtype=float32). "
             "State the model's own with --preprocess KEY=VALUE,...")
     result = run_kit("eval", plain_conv, "--data", tmp_path / "images")
@@ -175,7 +175,7 @@ def test_compare_names_the_failed_rule_and_warns_about_random_inputs(digits, int
                        r"more than atol 0.0001 \+ rtol 0.001 x \|reference\| \(largest difference [\d.]+\)\.",
                        result.stdout)
     assert failed and int(failed[1]) > 0, result.stdout
-    assert f"note: random inputs say little about a quantized model ({int8})" in result.stderr
+    assert f"warning: random inputs say little about a quantized model ({int8})" in result.stderr
     assert "note: a quantized model is rarely within elementwise tolerances of a float one" in result.stderr
     by_mean = run_kit("compare", digits.onnx, int8, "--data", digits.test, "--stat", "mean", "--atol", "0.001",
                       "--rtol", "0.001", columns=200)

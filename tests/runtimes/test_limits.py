@@ -124,6 +124,6 @@ def test_raw_integer_inputs_need_no_check(digits_tflite):
 
 
 def test_a_huge_random_batch_is_refused_before_allocating(tiny_onnx):
-    result = run_kit("run", tiny_onnx, "--random", "--batch", "1000000000000")
+    result = run_kit("run", tiny_onnx, "--random", "1000000000000")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "random inputs 'x' [1000000000000, 3] would take" in " ".join(result.stderr.split())
