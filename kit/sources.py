@@ -63,7 +63,7 @@ def load_torch_source(reference: str, *, weights: str | None = None, allow_pickl
             raise ModelFileError(f"model source {reference} does not exist.",
                                  hint="Give a .pt/.pt2 file or a factory like models.py:make_model.")
         if path.suffix.lower() == ".pt2":
-            source = _load_exported_program(path)
+            source = _load_exported_program(path, allow_pickle)
         elif path.suffix.lower() in (".pt", ".pth"):
             source = _load_pt(path, allow_pickle)
         else:
@@ -170,14 +170,10 @@ def _load_pt(path: Path, allow_pickle: bool) -> TorchSource:
                          hint="Expected TorchScript (.pt), torch.export (.pt2) or a factory.")
 
 
-def _load_exported_program(path: Path) -> TorchSource:
-    import torch
+def _load_exported_program(path: Path, allow_pickle: bool) -> TorchSource:
+    from kit.pt2 import load_exported_program
 
-    try:
-        program = torch.export.load(str(path))
-    except Exception as exc:
-        raise ModelFileError(f"{path} is not a torch.export program ({type(exc).__name__}).",
-                             hint="Write .pt2 files with torch.export.save(torch.export.export(model, args), path).") from exc
+    program = load_exported_program(path, allow_pickle)
     names = list(program.graph_signature.user_inputs)
     placeholders = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
     specs = []
