@@ -18,7 +18,7 @@ from kit.errors import ExportError, InputError, ValidationError, first_line, roo
 from kit.fileio import atomic_output, check_output_path
 from kit.preprocess import Preprocess
 from kit.quiet import silenced
-from kit.sources import TorchSource, input_specs, load_torch_source, source_from_module
+from kit.sources import TorchSource, input_specs, load_torch_source, reraise_interrupt, source_from_module
 from kit.specs import InputShape, TensorSpec, parse_dynamic_axes, parse_input_shapes, random_feeds
 
 EXPORTERS = ("auto", "dynamo", "torchscript")
@@ -161,6 +161,7 @@ def _export(source, specs, examples, output_names, path: Path, opset, exporter, 
                     opset_version=opset, external_data=external, optimize=True)
             return "dynamo", _opset_of(path)
         except Exception as exc:
+            reraise_interrupt(exc)  # an interrupt must stop the export, not start the fallback
             if exporter == "dynamo":
                 raise ExportError(f"the dynamo exporter failed: {root_cause(exc)}",
                                   hint="Try --exporter torchscript.") from exc
@@ -176,6 +177,7 @@ def _export(source, specs, examples, output_names, path: Path, opset, exporter, 
                 output_names=output_names, opset_version=opset or TORCHSCRIPT_DEFAULT_OPSET,
                 dynamic_axes={s.name: s.dynamic_axes for s in specs if s.dynamic_axes} or None)
     except Exception as exc:
+        reraise_interrupt(exc)
         raise ExportError(
             f"the TorchScript exporter failed: {root_cause(exc)}"
             + (f" (after: {notes[-1]})" if notes else ""),

@@ -120,10 +120,29 @@ def _load_factory(reference: str) -> TorchSource:
     return TorchSource(model, "factory", reference, file_hash)
 
 
+def reraise_interrupt(exc: BaseException) -> None:
+    """Raise the Ctrl-C or SIGTERM (SystemExit) hidden in ``exc``'s chain, if there is one.
+
+    An interrupt that lands inside an import leaves the module half-initialised; the library
+    then fails with another error (torch.onnx wraps an AttributeError about torch._dynamo),
+    and code that catches Exception would carry on (a fallback exporter, a clean error).
+    """
+    pending, seen = [exc], set()
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        if isinstance(current, (KeyboardInterrupt, SystemExit)):
+            raise current
+        seen.add(id(current))
+        pending += [current.__cause__, current.__context__]
+
+
 def _call_user_code(reference: str, doing: str, fn):
     try:
         return fn()
     except Exception as exc:
+        reraise_interrupt(exc)
         raise ExportError(f"{doing} the factory {reference} raised {type(exc).__name__}: {exc}",
                           hint="Fix the factory: it must build the model with no arguments.") from exc
 

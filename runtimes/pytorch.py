@@ -8,7 +8,7 @@ import numpy as np
 
 from kit.errors import InputError, KitError, first_line
 from kit.runtimes.base import Runtime
-from kit.sources import TORCH_SUFFIXES, is_factory_reference
+from kit.sources import TORCH_SUFFIXES, is_factory_reference, reraise_interrupt
 from kit.specs import TensorSpec, describe_specs, parse_input_shapes, random_feeds
 
 
@@ -66,6 +66,7 @@ class TorchRuntime(Runtime):
         except KitError:
             raise
         except Exception as exc:
+            reraise_interrupt(exc)
             raise InputError(f"the model rejected inputs {describe_specs(inputs)}: {type(exc).__name__}: "
                              f"{first_line(exc)}", hint="Check the input shapes against what forward() expects.") from exc
         return inputs, [_spec_like(name, array, inputs) for name, array in outputs.items()]
