@@ -8,6 +8,7 @@ these functions.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
 import importlib.util
 import inspect
@@ -93,27 +94,19 @@ def _load_factory(reference: str) -> TorchSource:
     import torch
 
     target, _, function = reference.rpartition(":")
-    file_hash = None
     if target.endswith(".py"):
         path = Path(target)
         if not path.is_file():
             raise ModelFileError(f"factory file {target} does not exist.", hint="Check the path before ':'.")
-        spec = importlib.util.spec_from_file_location(f"_kit_factory_{path.stem}", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses and pickling look modules up by name
-        with _on_sys_path(path.parent):  # so the factory's own sibling imports work
-            _call_user_code(reference, "importing", lambda: spec.loader.exec_module(module))
+        folder = path.resolve().parent
+        with _factory_folder(folder):  # its sibling imports work while it is imported and called
+            module = _call_user_code(reference, "importing", lambda: _import_file(path))
+            model = _call_user_code(reference, "calling", _factory_in(module, target, function))
         file_hash = sha256_of(path)
     else:
         module = _call_user_code(reference, "importing", lambda: importlib.import_module(target))
-        if getattr(module, "__file__", None):
-            file_hash = sha256_of(module.__file__)
-    factory = getattr(module, function, None)
-    if not callable(factory):
-        raise ExportError(f"expected a function {function!r} in {target}, found "
-                          f"{'nothing' if factory is None else type(factory).__name__}.",
-                          hint="Name a function that takes no arguments and returns a torch.nn.Module.")
-    model = _call_user_code(reference, "calling", factory)
+        model = _call_user_code(reference, "calling", _factory_in(module, target, function))
+        file_hash = sha256_of(module.__file__) if getattr(module, "__file__", None) else None
     if not isinstance(model, torch.nn.Module):
         raise ExportError(f"the factory {reference} returned {type(model).__name__}; expected a torch.nn.Module.",
                           hint="Return the model instance from the factory.")
@@ -138,6 +131,63 @@ def reraise_interrupt(exc: BaseException) -> None:
         pending += [current.__cause__, current.__context__]
 
 
+def _import_file(path: Path):
+    """Import a factory file under a name unique to its path: two folders' models.py stay two modules."""
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+    spec = importlib.util.spec_from_file_location(f"_kit_factory_{path.stem}_{digest}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses and pickling look modules up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def _factory_in(module, target: str, function: str):
+    factory = getattr(module, function, None)
+    if not callable(factory):
+        raise ExportError(f"expected a function {function!r} in {target}, found "
+                          f"{'nothing' if factory is None else type(factory).__name__}.",
+                          hint="Name a function that takes no arguments and returns a torch.nn.Module.")
+    return factory
+
+
+# Modules that factory files imported from their own folders (layers.py beside models.py), by name.
+_SIBLINGS: dict[str, Path] = {}
+
+
+@contextlib.contextmanager
+def _factory_folder(folder: Path):
+    """The factory's folder first on sys.path, as ``python models.py`` would have it, while its code runs.
+
+    Sibling modules another factory folder imported under the same name (both have a layers.py)
+    leave sys.modules first, so each factory gets its own; the modules already built keep theirs.
+    """
+    for name, origin in list(_SIBLINGS.items()):
+        if origin != folder:
+            sys.modules.pop(name, None)
+            del _SIBLINGS[name]
+    before = set(sys.modules)
+    sys.path.insert(0, str(folder))
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(str(folder))
+        for name in set(sys.modules) - before:
+            if _imported_from(folder, name):
+                _SIBLINGS[name] = folder
+
+
+def _imported_from(folder: Path, name: str) -> bool:
+    """Whether module ``name`` is folder/NAME.py or lives in the package folder/NAME/ (not, say, a
+    virtualenv inside the folder)."""
+    file = getattr(sys.modules.get(name), "__file__", None)
+    if not file or name.startswith("_kit_factory_"):
+        return False
+    top = name.partition(".")[0]
+    resolved = Path(file).resolve()
+    return resolved == folder / f"{top}.py" or resolved.is_relative_to(folder / top)
+
+
 def _call_user_code(reference: str, doing: str, fn):
     try:
         return fn()
@@ -145,16 +195,6 @@ def _call_user_code(reference: str, doing: str, fn):
         reraise_interrupt(exc)
         raise ExportError(f"{doing} the factory {reference} raised {type(exc).__name__}: {exc}",
                           hint="Fix the factory: it must build the model with no arguments.") from exc
-
-
-@contextlib.contextmanager
-def _on_sys_path(folder: Path):
-    sys.path.insert(0, str(folder))
-    try:
-        yield
-    finally:
-        with contextlib.suppress(ValueError):
-            sys.path.remove(str(folder))
 
 
 def _load_pt(path: Path, allow_pickle: bool) -> TorchSource:
