@@ -33,6 +33,7 @@ class TorchSource:
     kind: str  # "torchscript" | "exported-program" | "factory" | "module"
     reference: str  # the path or "file.py:function" the user gave
     sha256: str | None = None  # of the file (the .py file for a factory)
+    weights: str | None = None  # the --weights file as given
     weights_sha256: str | None = None
     input_names: list[str] = field(default_factory=list)
     program: Any = None  # the ExportedProgram for .pt2 sources
@@ -41,7 +42,7 @@ class TorchSource:
     def provenance(self) -> dict:
         data = {"source": self.reference, "source_kind": self.kind, "source_sha256": self.sha256}
         if self.weights_sha256:
-            data["weights_sha256"] = self.weights_sha256
+            data.update(weights=self.weights, weights_sha256=self.weights_sha256)
         return data
 
 
@@ -275,7 +276,7 @@ def _load_weights(source: TorchSource, weights: str, torch) -> None:
             f"weights {weights} do not fit {source.reference}: "
             f"missing {_few(result.missing_keys)}; unexpected {_few(result.unexpected_keys)}.",
             hint="Check that the factory builds the architecture these weights were trained with.")
-    source.weights_sha256 = sha256_of(path)
+    source.weights, source.weights_sha256 = weights, sha256_of(path)
 
 
 def _few(keys: list[str]) -> str:
