@@ -77,3 +77,14 @@ def test_comparing_a_weightless_factory_with_a_trained_export_says_so(tmp_path):
     assert notes == [f"note: {factory('make_linear')} has no --weights: it runs with the weights its factory "
                      "builds (random unless the factory loads trained ones)."]
     assert result.returncode == 1  # and the outputs differ, as they should
+
+
+def test_token_ids_without_a_dtype_get_the_fix_in_the_hint(tmp_path):
+    from kit.export import export_onnx
+
+    with pytest.raises(InputError, match=r"Expected tensor for argument #1 'indices'.* The model indexes with tokens "
+                                         r"\(token ids or indices\), which must be integers: give the dtype, e\.g\. "
+                                         r"--input-shape tokens=1x5:int64\.$"):
+        export_onnx(factory("make_token_classifier"), tmp_path / "m.onnx", input_shapes="1x5")
+    with pytest.raises(InputError, match="Check the input shapes against what forward"):  # a shape problem stays one
+        kit.load(factory("make_linear"), input_shapes="1x21")
