@@ -415,3 +415,11 @@ def test_a_full_file_system_through_the_cli(tmp_path):
     assert result.stderr.splitlines() == [f"error: no space left on {folder} while writing m.onnx. "
                                           "Free some space there or write to another folder; nothing was written."]
     assert left == []
+
+
+def test_export_help_names_both_formats():
+    from helpers import run_kit
+
+    commands, export = run_kit("--help"), run_kit("export", "--help")
+    assert "export a PyTorch model to ONNX or TFLite (validated)" in " ".join(commands.stdout.split())
+    assert "output file: model.onnx, or model.tflite (the suffix picks the format)" in " ".join(export.stdout.split())
