@@ -15,10 +15,10 @@ from typing import Any
 from kit import provenance
 from kit.compare import OutputDiff, compare_outputs, worst
 from kit.errors import ExportError, InputError, ValidationError, first_line, root_cause
-from kit.fileio import atomic_output, check_output_path
+from kit.fileio import atomic_output, check_output_path, disk_full, model_files, model_size, same_file
 from kit.preprocess import Preprocess
 from kit.quiet import silenced
-from kit.sources import TorchSource, input_specs, load_torch_source, source_from_module
+from kit.sources import TorchSource, input_specs, load_torch_source, reraise_interrupt, source_from_module
 from kit.specs import InputShape, TensorSpec, parse_dynamic_axes, parse_input_shapes, random_feeds
 
 EXPORTERS = ("auto", "dynamo", "torchscript")
@@ -80,7 +80,8 @@ def export_onnx(
     output = Path(output)
     if output.suffix.lower() != ".onnx":
         raise InputError(f"expected an output path ending in .onnx, found {output}.", hint="Name it model.onnx.")
-    check_output_path(output, None if isinstance(source, TorchSource) or _is_module(source) else source, weights)
+    inputs = [None if isinstance(source, TorchSource) or _is_module(source) else source, weights]
+    check_output_path(output, *inputs)
 
     say("loading the PyTorch model")
     if _is_module(source):
@@ -99,6 +100,7 @@ def export_onnx(
     reference = TorchRuntime.from_source(source, specs)
     output_names = [spec.name for spec in reference.outputs]
     notes: list[str] = []
+    replaced_companions = _companions_of(output)
     with atomic_output(output) as tmp:
         used, opset_used = _export(source, specs, examples, output_names, tmp, opset, exporter, notes, say)
         if opset is not None and opset_used != opset:
@@ -118,9 +120,25 @@ def export_onnx(
             simplified = True
         _write_provenance(tmp, source, used, opset_used, onnx_inputs, onnx_outputs, preprocess_spec,
                           validation, atol, rtol, simplified)
-    size = sum(p.stat().st_size for p in (output, output.with_name(output.name + ".data")) if p.exists())
+    _remove_stale_companions(output, replaced_companions, inputs)
+    size = model_size(output)
     return ExportResult(output, used, opset_used, onnx_inputs, onnx_outputs, validation, batches, simplified, size,
                         time.perf_counter() - started, notes)
+
+
+def _companions_of(output: Path) -> list[Path]:
+    """External data files that the model now at ``output`` references and that are named after it
+    (``model.onnx.data``): the export replaces that model, so they are its to replace or remove."""
+    return [p for p in model_files(output)[1:] if p.name.startswith(output.name + ".")] if output.is_file() else []
+
+
+def _remove_stale_companions(output: Path, replaced: list[Path], inputs: list) -> None:
+    """Remove the old model's external data that the new model does not use (a single-file export
+    over an external-data one would otherwise leave gigabytes that bench and inspect count)."""
+    kept = set(model_files(output))
+    for stale in replaced:
+        if stale not in kept and stale.is_file() and not any(same_file(stale, i) for i in inputs if i):
+            stale.unlink()
 
 
 def _is_module(source) -> bool:
@@ -161,7 +179,8 @@ def _export(source, specs, examples, output_names, path: Path, opset, exporter, 
                     opset_version=opset, external_data=external, optimize=True)
             return "dynamo", _opset_of(path)
         except Exception as exc:
-            if exporter == "dynamo":
+            reraise_interrupt(exc)  # an interrupt or a full disk must stop the export, not start the fallback
+            if exporter == "dynamo" or disk_full(exc):
                 raise ExportError(f"the dynamo exporter failed: {root_cause(exc)}",
                                   hint="Try --exporter torchscript.") from exc
             notes.append(f"dynamo exporter failed ({root_cause(exc)}); "
@@ -176,6 +195,7 @@ def _export(source, specs, examples, output_names, path: Path, opset, exporter, 
                 output_names=output_names, opset_version=opset or TORCHSCRIPT_DEFAULT_OPSET,
                 dynamic_axes={s.name: s.dynamic_axes for s in specs if s.dynamic_axes} or None)
     except Exception as exc:
+        reraise_interrupt(exc)
         raise ExportError(
             f"the TorchScript exporter failed: {root_cause(exc)}"
             + (f" (after: {notes[-1]})" if notes else ""),

@@ -274,9 +274,10 @@ def _parser() -> _Parser:
     parser.add_argument("--version", action="version", version=f"kit {__version__}")
     commands = parser.commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    export = commands.add_parser("export", parents=[common], help="export a PyTorch model to ONNX (validated)")
+    export = commands.add_parser("export", parents=[common], help="export a PyTorch model to ONNX or TFLite (validated)")
     export.add_argument("source", help="model.pt (TorchScript), model.pt2 (torch.export), or file.py:factory")
-    export.add_argument("-o", "--output", required=True, help="output .onnx path")
+    export.add_argument("-o", "--output", required=True,
+                        help="output file: model.onnx, or model.tflite (the suffix picks the format)")
     export.add_argument("--input-shape", action="append", metavar="[NAME=]SHAPE[:DTYPE]",
                         help="example shape, e.g. 1x3x224x224 or tokens=1x128:int64 (repeat per input)")
     export.add_argument("--static", action="store_true", help="keep the batch axis fixed (default: dynamic)")

@@ -1,11 +1,14 @@
-"""File helpers: content hashes and writes that never leave a half-written output."""
+"""File helpers: content hashes, output checks and writes that never leave a half-written output."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
+import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,13 +24,20 @@ def sha256_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def check_output_path(output: str | os.PathLike, *inputs: str | os.PathLike) -> Path:
-    """Refuse an output that would overwrite one of the inputs or land in a missing folder."""
+def check_output_path(output: str | os.PathLike, *inputs: str | os.PathLike | None) -> Path:
+    """Refuse an output that is one of the inputs or that cannot be written.
+
+    "The same file" is decided on the files themselves (device and inode), so an output that
+    reaches an input through a symbolic link, a hard link or another spelling of its path is
+    refused. An input may be a factory reference (``models.py:make_model``): its file counts.
+    """
     output = Path(output)
     for source in inputs:
-        if source is not None and Path(source).exists() and output.exists() and output.samefile(source):
+        source_file = _input_file(source)
+        if source_file is not None and same_file(output, source_file):
+            linked = output.is_symlink() or source_file.is_symlink() or output.resolve() != source_file.resolve()
             raise InputError(
-                f"output {output} is the same file as the input {source}.",
+                f"output {output} is the same file as the input {source}{' (through a link)' if linked else ''}.",
                 hint="Choose another output path; the kit never overwrites its input.",
             )
     if not output.parent.is_dir():
@@ -47,6 +57,27 @@ def check_output_path(output: str | os.PathLike, *inputs: str | os.PathLike) -> 
     return output
 
 
+def _input_file(source: str | os.PathLike | None) -> Path | None:
+    """The file behind an input argument, if there is one (a path, or the file of ``file.py:function``)."""
+    if source is None:
+        return None
+    path = Path(source)
+    if path.exists():
+        return path
+    left, sep, right = str(source).rpartition(":")
+    if sep and right.isidentifier() and Path(left).is_file():
+        return Path(left)
+    return None
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name one file (symlinks followed, hard links included); False if either is missing."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet): not the same file
+        return False
+
+
 @contextlib.contextmanager
 def atomic_output(output: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path to write ``output`` to; move it into place only if the block succeeds.
@@ -54,15 +85,107 @@ def atomic_output(output: str | os.PathLike) -> Iterator[Path]:
     The temporary path sits in a private folder inside the target folder, so the final
     rename is atomic on the same file system, and companion files written beside it (an
     ONNX model's external data) move with it. On any exception the folder is deleted and
-    ``output`` is left as it was.
+    ``output`` is left as it was; a full disk is reported as such. The folder's name holds
+    this process's id, so the leftovers of a killed process are removed on the next write of
+    the same output. Files land with the mode new files get (0666 less the umask), whatever
+    the library that wrote them chose.
     """
     output = Path(output)
-    workdir = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent))
+    _remove_stale_temporaries(output)
+    workdir = Path(tempfile.mkdtemp(prefix=f".{output.name}.{os.getpid()}.", suffix=".tmp", dir=output.parent))
     try:
+        mode = _new_file_mode(workdir)
         yield workdir / output.name
         # Companions first, the main file last: a reader never sees the model without its data.
         for companion in sorted(p for p in workdir.iterdir() if p.name != output.name):
+            _set_mode(companion, mode)
             os.replace(companion, output.parent / companion.name)
+        _set_mode(workdir / output.name, mode)
         os.replace(workdir / output.name, output)
+    except Exception as exc:
+        if disk_full(exc):
+            raise InputError(f"no space left on {output.parent.resolve()} while writing {output.name}.",
+                             hint="Free some space there or write to another folder; nothing was written.") from exc
+        raise
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _remove_stale_temporaries(output: Path) -> None:
+    """Delete ``.NAME.PID.XXXX.tmp`` folders of this output whose process no longer runs (it was killed)."""
+    pattern = re.compile(rf"\.{re.escape(output.name)}\.(\d+)\.\w+\.tmp")
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(output.parent):
+            match = pattern.fullmatch(entry.name)
+            if match and entry.is_dir(follow_symlinks=False) and not _process_exists(int(match.group(1))):
+                shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def _process_exists(pid: int) -> bool:
+    if pid == os.getpid():
+        return True  # another write of the same output in this process (a thread) is still running
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # alive, another user's; or a number no process has: leave it alone
+    return True
+
+
+def _new_file_mode(folder: Path) -> int:
+    """The mode this process gives new files (0666 less the umask), read without changing the umask."""
+    probe = folder / ".mode-probe"
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        return stat.S_IMODE(os.fstat(fd).st_mode)
+    finally:
+        os.close(fd)
+        os.unlink(probe)
+
+
+def _set_mode(path: Path, mode: int) -> None:
+    if path.is_file() and not path.is_symlink():  # tempfile and some converters create 0600 or 0755 files
+        os.chmod(path, mode)
+
+
+def disk_full(exc: BaseException) -> bool:
+    """A full disk (ENOSPC, or a quota) anywhere in the exception's chain: libraries wrap it."""
+    pending, seen = [exc], set()
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen.add(id(current))
+        pending += [current.__cause__, current.__context__]
+    return False
+
+
+def model_files(path: str | os.PathLike) -> list[Path]:
+    """The files a model is made of: the file and, for ONNX, the external data files it references.
+
+    A file merely named like a companion (a stale ``model.onnx.data``) is not part of the model.
+    """
+    path = Path(path)
+    return [path, *_external_data_files(path)] if path.suffix.lower() == ".onnx" else [path]
+
+
+def model_size(path: str | os.PathLike) -> int:
+    """Bytes of the model and the external data it references."""
+    return sum(p.stat().st_size for p in model_files(path) if p.is_file())
+
+
+def _external_data_files(path: Path) -> list[Path]:
+    """External data files in the model's folder that ``path`` references (none if it cannot be read)."""
+    try:
+        import onnx
+        from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # no onnx package here, or not a readable model: it references nothing we can name
+        return []
+    locations = {ExternalDataInfo(t).location for t in _get_all_tensors(model) if uses_external_data(t)}
+    # Only plain names: a location that climbs out of the folder belongs to no model of ours.
+    return sorted(path.with_name(name) for name in locations if name and Path(name).name == name and name != "..")

@@ -8,6 +8,7 @@ these functions.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
 import importlib.util
 import inspect
@@ -32,6 +33,7 @@ class TorchSource:
     kind: str  # "torchscript" | "exported-program" | "factory" | "module"
     reference: str  # the path or "file.py:function" the user gave
     sha256: str | None = None  # of the file (the .py file for a factory)
+    weights: str | None = None  # the --weights file as given
     weights_sha256: str | None = None
     input_names: list[str] = field(default_factory=list)
     program: Any = None  # the ExportedProgram for .pt2 sources
@@ -40,7 +42,7 @@ class TorchSource:
     def provenance(self) -> dict:
         data = {"source": self.reference, "source_kind": self.kind, "source_sha256": self.sha256}
         if self.weights_sha256:
-            data["weights_sha256"] = self.weights_sha256
+            data.update(weights=self.weights, weights_sha256=self.weights_sha256)
         return data
 
 
@@ -63,7 +65,7 @@ def load_torch_source(reference: str, *, weights: str | None = None, allow_pickl
             raise ModelFileError(f"model source {reference} does not exist.",
                                  hint="Give a .pt/.pt2 file or a factory like models.py:make_model.")
         if path.suffix.lower() == ".pt2":
-            source = _load_exported_program(path)
+            source = _load_exported_program(path, allow_pickle)
         elif path.suffix.lower() in (".pt", ".pth"):
             source = _load_pt(path, allow_pickle)
         else:
@@ -93,49 +95,107 @@ def _load_factory(reference: str) -> TorchSource:
     import torch
 
     target, _, function = reference.rpartition(":")
-    file_hash = None
     if target.endswith(".py"):
         path = Path(target)
         if not path.is_file():
             raise ModelFileError(f"factory file {target} does not exist.", hint="Check the path before ':'.")
-        spec = importlib.util.spec_from_file_location(f"_kit_factory_{path.stem}", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses and pickling look modules up by name
-        with _on_sys_path(path.parent):  # so the factory's own sibling imports work
-            _call_user_code(reference, "importing", lambda: spec.loader.exec_module(module))
+        folder = path.resolve().parent
+        with _factory_folder(folder):  # its sibling imports work while it is imported and called
+            module = _call_user_code(reference, "importing", lambda: _import_file(path))
+            model = _call_user_code(reference, "calling", _factory_in(module, target, function))
         file_hash = sha256_of(path)
     else:
         module = _call_user_code(reference, "importing", lambda: importlib.import_module(target))
-        if getattr(module, "__file__", None):
-            file_hash = sha256_of(module.__file__)
-    factory = getattr(module, function, None)
-    if not callable(factory):
-        raise ExportError(f"expected a function {function!r} in {target}, found "
-                          f"{'nothing' if factory is None else type(factory).__name__}.",
-                          hint="Name a function that takes no arguments and returns a torch.nn.Module.")
-    model = _call_user_code(reference, "calling", factory)
+        model = _call_user_code(reference, "calling", _factory_in(module, target, function))
+        file_hash = sha256_of(module.__file__) if getattr(module, "__file__", None) else None
     if not isinstance(model, torch.nn.Module):
         raise ExportError(f"the factory {reference} returned {type(model).__name__}; expected a torch.nn.Module.",
                           hint="Return the model instance from the factory.")
     return TorchSource(model, "factory", reference, file_hash)
 
 
-def _call_user_code(reference: str, doing: str, fn):
-    try:
-        return fn()
-    except Exception as exc:
-        raise ExportError(f"{doing} the factory {reference} raised {type(exc).__name__}: {exc}",
-                          hint="Fix the factory: it must build the model with no arguments.") from exc
+def reraise_interrupt(exc: BaseException) -> None:
+    """Raise the Ctrl-C or SIGTERM (SystemExit) hidden in ``exc``'s chain, if there is one.
+
+    An interrupt that lands inside an import leaves the module half-initialised; the library
+    then fails with another error (torch.onnx wraps an AttributeError about torch._dynamo),
+    and code that catches Exception would carry on (a fallback exporter, a clean error).
+    """
+    pending, seen = [exc], set()
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        if isinstance(current, (KeyboardInterrupt, SystemExit)):
+            raise current
+        seen.add(id(current))
+        pending += [current.__cause__, current.__context__]
+
+
+def _import_file(path: Path):
+    """Import a factory file under a name unique to its path: two folders' models.py stay two modules."""
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+    spec = importlib.util.spec_from_file_location(f"_kit_factory_{path.stem}_{digest}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses and pickling look modules up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def _factory_in(module, target: str, function: str):
+    factory = getattr(module, function, None)
+    if not callable(factory):
+        raise ExportError(f"expected a function {function!r} in {target}, found "
+                          f"{'nothing' if factory is None else type(factory).__name__}.",
+                          hint="Name a function that takes no arguments and returns a torch.nn.Module.")
+    return factory
+
+
+# Modules that factory files imported from their own folders (layers.py beside models.py), by name.
+_SIBLINGS: dict[str, Path] = {}
 
 
 @contextlib.contextmanager
-def _on_sys_path(folder: Path):
+def _factory_folder(folder: Path):
+    """The factory's folder first on sys.path, as ``python models.py`` would have it, while its code runs.
+
+    Sibling modules another factory folder imported under the same name (both have a layers.py)
+    leave sys.modules first, so each factory gets its own; the modules already built keep theirs.
+    """
+    for name, origin in list(_SIBLINGS.items()):
+        if origin != folder:
+            sys.modules.pop(name, None)
+            del _SIBLINGS[name]
+    before = set(sys.modules)
     sys.path.insert(0, str(folder))
     try:
         yield
     finally:
         with contextlib.suppress(ValueError):
             sys.path.remove(str(folder))
+        for name in set(sys.modules) - before:
+            if _imported_from(folder, name):
+                _SIBLINGS[name] = folder
+
+
+def _imported_from(folder: Path, name: str) -> bool:
+    """Whether module ``name`` is folder/NAME.py or lives in the package folder/NAME/ (not, say, a
+    virtualenv inside the folder)."""
+    file = getattr(sys.modules.get(name), "__file__", None)
+    if not file or name.startswith("_kit_factory_"):
+        return False
+    top = name.partition(".")[0]
+    resolved = Path(file).resolve()
+    return resolved == folder / f"{top}.py" or resolved.is_relative_to(folder / top)
+
+
+def _call_user_code(reference: str, doing: str, fn):
+    try:
+        return fn()
+    except Exception as exc:
+        reraise_interrupt(exc)
+        raise ExportError(f"{doing} the factory {reference} raised {type(exc).__name__}: {exc}",
+                          hint="Fix the factory: it must build the model with no arguments.") from exc
 
 
 def _load_pt(path: Path, allow_pickle: bool) -> TorchSource:
@@ -170,14 +230,10 @@ def _load_pt(path: Path, allow_pickle: bool) -> TorchSource:
                          hint="Expected TorchScript (.pt), torch.export (.pt2) or a factory.")
 
 
-def _load_exported_program(path: Path) -> TorchSource:
-    import torch
+def _load_exported_program(path: Path, allow_pickle: bool) -> TorchSource:
+    from kit.pt2 import load_exported_program
 
-    try:
-        program = torch.export.load(str(path))
-    except Exception as exc:
-        raise ModelFileError(f"{path} is not a torch.export program ({type(exc).__name__}).",
-                             hint="Write .pt2 files with torch.export.save(torch.export.export(model, args), path).") from exc
+    program = load_exported_program(path, allow_pickle)
     names = list(program.graph_signature.user_inputs)
     placeholders = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
     specs = []
@@ -220,7 +276,7 @@ def _load_weights(source: TorchSource, weights: str, torch) -> None:
             f"weights {weights} do not fit {source.reference}: "
             f"missing {_few(result.missing_keys)}; unexpected {_few(result.unexpected_keys)}.",
             hint="Check that the factory builds the architecture these weights were trained with.")
-    source.weights_sha256 = sha256_of(path)
+    source.weights, source.weights_sha256 = weights, sha256_of(path)
 
 
 def _few(keys: list[str]) -> str:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import warnings
 from typing import Any
 
 import numpy as np
 
-from kit.errors import InputError, KitError, first_line
+from kit.errors import InputError, KitError, KitWarning, first_line
 from kit.runtimes.base import Runtime
-from kit.sources import TORCH_SUFFIXES, is_factory_reference
+from kit.sources import TORCH_SUFFIXES, is_factory_reference, reraise_interrupt
 from kit.specs import TensorSpec, describe_specs, parse_input_shapes, random_feeds
 
 
@@ -52,6 +54,9 @@ class TorchRuntime(Runtime):
 
         if self.options.get("threads"):
             torch.set_num_threads(int(self.options["threads"]))
+        if "source" not in self.options and is_factory_reference(self.model_path) and not self.options.get("weights"):
+            warnings.warn(f"{self.model_path} has no --weights: it runs with the weights its factory builds "
+                          "(random unless the factory loads trained ones).", KitWarning, stacklevel=2)
         source = self.options.get("source") or load_torch_source(
             self.model_path, weights=self.options.get("weights"), allow_pickle=self.options.get("allow_pickle", False))
         inputs = self.options.get("inputs")
@@ -61,13 +66,15 @@ class TorchRuntime(Runtime):
                                     static=self.options.get("static", False))
         self._module = source.module
         self._input_names = [spec.name for spec in inputs]
+        feeds = random_feeds(inputs)
         try:  # a dry run names the outputs and finds their dtypes
-            outputs = self._call(random_feeds(inputs))
+            outputs = self._call(feeds)
         except KitError:
             raise
         except Exception as exc:
+            reraise_interrupt(exc)
             raise InputError(f"the model rejected inputs {describe_specs(inputs)}: {type(exc).__name__}: "
-                             f"{first_line(exc)}", hint="Check the input shapes against what forward() expects.") from exc
+                             f"{first_line(exc)}", hint=_rejection_hint(exc, feeds)) from exc
         return inputs, [_spec_like(name, array, inputs) for name, array in outputs.items()]
 
     def _run(self, feeds):
@@ -90,6 +97,20 @@ class TorchRuntime(Runtime):
         import torch
 
         return {"device": "cpu", "threads": torch.get_num_threads()}
+
+
+# torch's words when a float tensor reaches an embedding, a gather or an index (token ids without :int64).
+_NEEDS_INTEGERS = re.compile(r"'indices'|for index|used as indices|index tensor|int32 or int64|int32/int64")
+
+
+def _rejection_hint(exc: Exception, feeds: dict[str, np.ndarray]) -> str:
+    floats = [name for name, array in feeds.items() if array.dtype.kind == "f"]
+    if floats and _NEEDS_INTEGERS.search(first_line(exc)):
+        example = f"--input-shape {floats[0]}={'x'.join(map(str, feeds[floats[0]].shape))}:int64"
+        which = floats[0] if len(floats) == 1 else f"one of {', '.join(floats)}"
+        return f"The model indexes with {which} (token ids or indices), which must be integers: give the dtype, " \
+               f"e.g. {example}."
+    return "Check the input shapes against what forward() expects."
 
 
 def _writable(array: np.ndarray) -> np.ndarray:

@@ -1,6 +1,7 @@
 """PyTorch -> ONNX export: architectures, source kinds, validation, provenance, bad input."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -346,3 +347,79 @@ def test_exporter_can_be_forced(tmp_path):
     with pytest.raises(ExportError, match="the dynamo exporter failed: .*Try --exporter torchscript"):
         export_onnx(factory("make_item_in_forward"), tmp_path / "m.onnx", input_shapes="1x4", exporter="dynamo")
     assert files_in(tmp_path) == []
+
+
+# ----- what lands beside the model ----------------------------------------------------------
+
+
+def _save_with_external_data(path):
+    """Rewrite the model at ``path`` with its weights in ``path.data``, as big models are exported."""
+    import onnx
+    from onnx.external_data_helper import convert_model_to_external_data
+
+    model = onnx.load(path)
+    convert_model_to_external_data(model, location=path.name + ".data", size_threshold=0)
+    onnx.save(model, path)
+
+
+def test_a_single_file_export_removes_the_data_of_the_model_it_replaces(tmp_path):
+    out = tmp_path / "m.onnx"
+    export_onnx(factory("make_conv"), out, input_shapes="1x3x8x8")
+    _save_with_external_data(out)
+    (tmp_path / "notes.data").write_text("unrelated")
+    assert files_in(tmp_path) == ["m.onnx", "m.onnx.data", "notes.data"]
+
+    result = export_onnx(factory("make_conv"), out, input_shapes="1x3x8x8")
+    assert files_in(tmp_path) == ["m.onnx", "notes.data"]
+    assert result.size_bytes == out.stat().st_size
+
+
+def test_a_data_file_the_old_model_did_not_reference_is_kept_and_not_counted(tmp_path):
+    out = tmp_path / "m.onnx"
+    (tmp_path / "m.onnx.data").write_bytes(b"\0" * 5_000_000)  # someone else's file with a companion's name
+    result = export_onnx(factory("make_conv"), out, input_shapes="1x3x8x8")
+    assert files_in(tmp_path) == ["m.onnx", "m.onnx.data"]
+    assert result.size_bytes == out.stat().st_size < 100_000
+
+
+def test_a_full_disk_during_export_is_named_and_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+
+    import onnx
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(onnx, "save_model", full)
+    with pytest.raises(InputError, match=rf"^no space left on {tmp_path} while writing m.onnx\. Free some space"):
+        export_onnx(factory("make_conv"), tmp_path / "m.onnx", input_shapes="1x3x8x8")
+    assert files_in(tmp_path) == []
+
+
+def test_a_full_file_system_through_the_cli(tmp_path):
+    import subprocess
+
+    from helpers import run_kit
+
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", str(folder)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        result = run_kit("export", factory("make_depthwise"), "--input-shape", "1x3x8x8", "-o", folder / "m.onnx")
+        left = files_in(folder)
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [f"error: no space left on {folder} while writing m.onnx. "
+                                          "Free some space there or write to another folder; nothing was written."]
+    assert left == []
+
+
+def test_export_help_names_both_formats():
+    from helpers import run_kit
+
+    commands, export = run_kit("--help"), run_kit("export", "--help")
+    assert "export a PyTorch model to ONNX or TFLite (validated)" in " ".join(commands.stdout.split())
+    assert "output file: model.onnx, or model.tflite (the suffix picks the format)" in " ".join(export.stdout.split())

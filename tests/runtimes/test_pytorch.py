@@ -43,3 +43,48 @@ def test_torch_runtime_checks_feeds_too():
     with kit.load(factory("make_linear"), input_shapes="1x20") as rt, \
             pytest.raises(InputError, match=r"expected shape \[batch,20\], found \[1, 19\]"):
         rt.run({"input": np.zeros((1, 19), np.float32)})
+
+
+def test_a_factory_without_weights_is_named_as_such(tmp_path):
+    import warnings
+
+    from kit.errors import KitWarning
+
+    with pytest.warns(KitWarning, match=r"make_linear has no --weights: it runs with the weights its factory builds"):
+        kit.load(factory("make_linear"), input_shapes="1x20").close()
+    torch.save(models.make_linear().state_dict(), tmp_path / "w.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", KitWarning)
+        kit.load(factory("make_linear"), input_shapes="1x20", weights=str(tmp_path / "w.pt")).close()
+
+
+def test_comparing_a_weightless_factory_with_a_trained_export_says_so(tmp_path):
+    from helpers import run_kit
+
+    from kit import provenance
+    from kit.export import export_onnx
+
+    trained = models.make_linear()
+    with torch.no_grad():
+        for parameter in trained.parameters():
+            parameter.mul_(3)
+    torch.save(trained.state_dict(), tmp_path / "w.pt")
+    export_onnx(factory("make_linear"), tmp_path / "m.onnx", input_shapes="1x20", weights=str(tmp_path / "w.pt"))
+    assert provenance.read(tmp_path / "m.onnx")["weights"] == str(tmp_path / "w.pt")
+
+    result = run_kit("compare", factory("make_linear"), tmp_path / "m.onnx", "--input-shape", "1x20")
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note:")]
+    assert notes == [f"note: {factory('make_linear')} has no --weights: it runs with the weights its factory "
+                     "builds (random unless the factory loads trained ones)."]
+    assert result.returncode == 1  # and the outputs differ, as they should
+
+
+def test_token_ids_without_a_dtype_get_the_fix_in_the_hint(tmp_path):
+    from kit.export import export_onnx
+
+    with pytest.raises(InputError, match=r"Expected tensor for argument #1 'indices'.* The model indexes with tokens "
+                                         r"\(token ids or indices\), which must be integers: give the dtype, e\.g\. "
+                                         r"--input-shape tokens=1x5:int64\.$"):
+        export_onnx(factory("make_token_classifier"), tmp_path / "m.onnx", input_shapes="1x5")
+    with pytest.raises(InputError, match="Check the input shapes against what forward"):  # a shape problem stays one
+        kit.load(factory("make_linear"), input_shapes="1x21")
