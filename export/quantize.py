@@ -13,7 +13,6 @@ breaks uint8 models.
 from __future__ import annotations
 
 import contextlib
-import errno
 import io
 import os
 import platform
@@ -31,9 +30,9 @@ import numpy as np
 from kit import provenance
 from kit.compare import OutputDiff, compare_outputs
 from kit.data import Dataset, FeedReader, free_batch, calibration_data
-from kit.errors import (InputError, KitError, KitWarning, ModelFileError, RuntimeUnavailableError, first_line,
-                        root_cause)
-from kit.fileio import atomic_output, check_output_path, sha256_of
+from kit.errors import (DiskFullError, InputError, KitError, KitWarning, ModelFileError, RuntimeUnavailableError,
+                        first_line, root_cause)
+from kit.fileio import atomic_output, check_output_path, disk_full, disk_full_error, sha256_of
 
 PRECISIONS = ("int8", "int8-dynamic", "fp16")
 METHODS = ("minmax", "entropy", "percentile")
@@ -145,7 +144,7 @@ def quantize(
     parent = provenance.read(model)
     stated = _stated_preprocess(preprocess, parent, model, calib, precision)
     result = QuantizeResult(output, precision, 0, _size(model), 0.0, excluded=list(exclude or []))
-    with _clean_full_disk(model, output), tempfile.TemporaryDirectory() as scratch, atomic_output(output) as tmp:
+    with _clean_full_disk(output), tempfile.TemporaryDirectory() as scratch, atomic_output(output) as tmp:
         scratch = Path(scratch)
         if precision == "fp16":
             say("converting to float16")
@@ -222,7 +221,7 @@ def quantize_to_budget(
         _, baseline = evaluate(model, eval_data, runtime="onnxruntime")
     excluded = list(options.pop("exclude", None) or [])
     steps: list[dict[str, Any]] = []
-    with _clean_full_disk(model, output), tempfile.TemporaryDirectory() as scratch:
+    with _clean_full_disk(output), tempfile.TemporaryDirectory() as scratch:
         trial = Path(scratch) / "trial.onnx"
 
         def attempt(extra: list[str]):
@@ -444,7 +443,7 @@ def _preprocess(model: Path, prepared: Path, result: QuantizeResult, say) -> Pat
                                         "graph.")
                 return prepared
             except Exception as exc:
-                if _out_of_space(exc):
+                if disk_full(exc):
                     raise
                 failure = root_cause(exc)
     result.notes.append(f"pre-processing failed ({failure}); quantized the model as exported.")
@@ -627,37 +626,17 @@ def _quiet():
         onnxruntime.set_default_logger_severity(2)  # ONNX Runtime's default (warnings)
 
 
-class DiskFullError(KitError):
-    """No space was left on a disk the work writes to."""
-
-
 @contextlib.contextmanager
-def _clean_full_disk(model: Path, output: Path):
-    """A full disk (or quota) anywhere in the work is one line naming the folder that filled up,
-    with nothing left behind (the temporary files are gone by the time this sees the error)."""
+def _clean_full_disk(output: Path):
+    """A full disk (or quota) anywhere in the work, ONNX Runtime's own files included, is one line
+    naming the disk that filled up, with nothing left behind."""
     try:
         yield
     except DiskFullError:
         raise
     except Exception as exc:
-        if not _out_of_space(exc):
+        if not disk_full(exc):
             raise
-        folder, temporary = output.resolve().parent, Path(tempfile.gettempdir()).resolve()
-        if shutil.disk_usage(temporary).free < shutil.disk_usage(folder).free:
-            raise DiskFullError(f"no space left on the disk holding {temporary}, where ONNX Runtime writes its "
-                                f"working files, while quantizing {model.name}. Nothing was written.",
-                                hint="Free some space there, or point TMPDIR at a disk with room.") from exc
-        raise DiskFullError(f"no space left on the disk holding {folder} while writing {output.name}. "
-                            "Nothing was written.",
-                            hint="Free some space there, or write the output to another disk with -o.") from exc
+        raise disk_full_error(output) from exc
 
 
-def _out_of_space(exc: BaseException | None) -> bool:
-    """ENOSPC/EDQUOT anywhere in the chain, or in the text of a library that reports it as a string."""
-    while exc is not None:
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        if "No space left on device" in str(exc):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False

@@ -28,7 +28,7 @@ from kit.accuracy import accuracy, top_k_correct
 from kit.compare import compare_outputs
 from kit.harness import scores_of
 from kit.errors import InputError, KitError, KitWarning, RunError, RuntimeUnavailableError
-from kit.fileio import atomic_output, check_output_path
+from kit.fileio import atomic_output, check_output_path, model_size
 from kit.sources import is_factory_reference
 from kit.stats import latency_stats
 
@@ -275,10 +275,7 @@ def _fidelity(diff) -> dict[str, Any]:
 
 
 def _size(model: str) -> int | None:
-    path = Path(model)
-    if not path.is_file():
-        return None
-    return sum(p.stat().st_size for p in (path, path.with_name(path.name + ".data")) if p.exists())
+    return model_size(model) if Path(model).is_file() else None
 
 
 # ----- outputs ---------------------------------------------------------------------------

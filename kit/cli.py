@@ -667,13 +667,10 @@ def _run_random(rt, count: int, seed: int) -> dict:
 
 
 def _write_failed(path, exc: OSError) -> InputError:
-    """An output that could not be written (full disk, quota, permissions), without the temporary path."""
-    import errno
-
-    full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    """An output that could not be written (permissions, a vanished folder), without the temporary path.
+    (A full disk is atomic_output's DiskFullError.)"""
     return InputError(f"could not write {path} ({exc.strerror or type(exc).__name__}); nothing was written.",
-                      hint="Free some space there or choose another folder." if full else
-                      "Choose a folder you can write to.")
+                      hint="Choose a folder you can write to.")
 
 
 def _quantize(args) -> int:

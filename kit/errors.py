@@ -44,6 +44,10 @@ class ExportError(KitError):
     """A model could not be loaded from its source or exported."""
 
 
+class DiskFullError(KitError):
+    """No space (or quota) was left on a disk the work writes to; nothing was written."""
+
+
 class KitWarning(UserWarning):
     """Something the user should know that does not stop the work (synthetic calibration data, ...).
 

@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from kit.errors import InputError
+from kit.errors import DiskFullError, InputError
 
 
 def sha256_of(path: str | os.PathLike) -> str:
@@ -104,8 +104,7 @@ def atomic_output(output: str | os.PathLike) -> Iterator[Path]:
         os.replace(workdir / output.name, output)
     except Exception as exc:
         if disk_full(exc):
-            raise InputError(f"no space left on {output.parent.resolve()} while writing {output.name}.",
-                             hint="Free some space there or write to another folder; nothing was written.") from exc
+            raise disk_full_error(output) from exc
         raise
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -149,6 +148,20 @@ def _set_mode(path: Path, mode: int) -> None:
         os.chmod(path, mode)
 
 
+def disk_full_error(output: Path) -> DiskFullError:
+    """What filled up while writing ``output``: its folder's disk, or the one holding the temporary
+    folder (TMPDIR), where the kit and libraries such as ONNX Runtime keep working files; the
+    one with less room left is the one that ran out."""
+    folder, temporary = output.resolve().parent, Path(tempfile.gettempdir()).resolve()
+    with contextlib.suppress(OSError):
+        if shutil.disk_usage(temporary).free < shutil.disk_usage(folder).free:
+            return DiskFullError(f"no space left on the disk holding {temporary}, where working files are kept, "
+                                 f"while writing {output.name}. Nothing was written.",
+                                 hint="Free some space there, or point TMPDIR at a disk with room.")
+    return DiskFullError(f"no space left on the disk holding {folder} while writing {output.name}. "
+                         "Nothing was written.", hint="Free some space there, or write the output to another disk.")
+
+
 def disk_full(exc: BaseException) -> bool:
     """A full disk (ENOSPC, or a quota) anywhere in the exception's chain: libraries wrap it."""
     pending, seen = [exc], set()
@@ -157,6 +170,8 @@ def disk_full(exc: BaseException) -> bool:
         if current is None or id(current) in seen:
             continue
         if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(current):  # libraries that report it as text (ONNX Runtime)
             return True
         seen.add(id(current))
         pending += [current.__cause__, current.__context__]
@@ -169,7 +184,15 @@ def model_files(path: str | os.PathLike) -> list[Path]:
     A file merely named like a companion (a stale ``model.onnx.data``) is not part of the model.
     """
     path = Path(path)
-    return [path, *_external_data_files(path)] if path.suffix.lower() == ".onnx" else [path]
+    if path.suffix.lower() != ".onnx":
+        return [path]
+    try:
+        import onnx
+
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # no onnx package here, or not a readable model: it references nothing we can name
+        return [path]
+    return [path, *external_data_files(model, path, strict=False)]
 
 
 def model_size(path: str | os.PathLike) -> int:
@@ -177,15 +200,30 @@ def model_size(path: str | os.PathLike) -> int:
     return sum(p.stat().st_size for p in model_files(path) if p.is_file())
 
 
-def _external_data_files(path: Path) -> list[Path]:
-    """External data files in the model's folder that ``path`` references (none if it cannot be read)."""
-    try:
-        import onnx
-        from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+def external_data_files(model, path: str | os.PathLike, *, strict: bool = True) -> list[Path]:
+    """The existing files an onnx.ModelProto loaded from ``path`` keeps tensors in.
 
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception:  # no onnx package here, or not a readable model: it references nothing we can name
-        return []
-    locations = {ExternalDataInfo(t).location for t in _get_all_tensors(model) if uses_external_data(t)}
-    # Only plain names: a location that climbs out of the folder belongs to no model of ours.
-    return sorted(path.with_name(name) for name in locations if name and Path(name).name == name and name != "..")
+    A location outside the model's folder (absolute, or climbing with ``..``) is never one of
+    them: ``strict`` refuses the model for it, otherwise it is left out.
+    """
+    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+
+    from kit.errors import ModelFileError
+
+    path = Path(path)
+    folder = path.parent.resolve()
+    files: list[Path] = []
+    for tensor in _get_all_tensors(model):
+        if not uses_external_data(tensor):
+            continue
+        location = ExternalDataInfo(tensor).location
+        file = (folder / location).resolve()
+        if os.path.isabs(location) or not file.is_relative_to(folder):
+            if not strict:
+                continue
+            raise ModelFileError(f"{path} keeps tensor {tensor.name!r} in {location!r}, outside the model's folder; "
+                                 "the kit does not read it.",
+                                 hint="Use a model whose external data sits beside it (re-save it with onnx).")
+        if file not in files and file.is_file():
+            files.append(file)
+    return files

@@ -27,6 +27,7 @@ from kit.golden import GoldenWriter, check_golden_path, load_golden
 from kit.preprocess import Preprocess
 from kit.runtimes.base import Runtime
 from kit.runtimes.registry import load
+from kit.sources import is_factory_reference
 
 Progress = Callable[[int, int], None]  # (samples done, samples in all)
 
@@ -184,6 +185,7 @@ def compare_models(
             raise InputError("--layers compares two models; found one.", hint="Give the float and the QDQ model.")
         _check_layer_comparison(reference, candidate)
     models = [model for model in (reference, candidate) if model is not None]
+    _warn_if_untrained_factory(models, options)
     layouts = [_layout(provenance.read(model)) for model in models]
     images = _image_preprocessing(models, data)
     with contextlib.ExitStack() as stack:
@@ -266,6 +268,21 @@ def _check_memory(comparator: Comparator, done: int, dataset: Dataset) -> None:
         raise InputError(f"comparing {dataset.count:,} samples of {dataset.description} would keep {size(needed)} of "
                          f"output errors in memory; {size(free)} is available here.",
                          hint="Compare on fewer samples (a smaller --data or --random N).")
+
+
+def _warn_if_untrained_factory(models: list[str], options) -> None:
+    """A factory without weights runs with the weights it builds; compared with a model exported
+    from trained weights (its provenance says which), that comparison measures nothing."""
+    for index, model in enumerate(models):
+        if not is_factory_reference(str(model)) or options[index].get("weights"):
+            continue
+        for other in models[:index] + models[index + 1:]:
+            recorded = provenance.read(other)
+            if recorded.get("weights_sha256"):
+                weights = recorded.get("weights") or f"sha256 {recorded['weights_sha256'][:12]}"
+                warnings.warn(f"{model} runs without weights, but {other} was exported from trained weights "
+                              f"({weights}): pass them with --weights to compare the same model.", KitWarning,
+                              stacklevel=3)
 
 
 def _warn_if_random(synthetic: bool, quantized: list[str]) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from kit import provenance
 from kit.errors import KitNote, ModelFileError, RuntimeUnavailableError, first_line
+from kit.fileio import external_data_files
 
 # What reading an ONNX graph needs without PyTorch: onnx (and onnxruntime), not the [export] extra.
 ONNX_INSTALL = 'pip install "edge-inference-kit[quantize]"'
@@ -77,26 +78,6 @@ def _inspect_onnx_on_a_device(path: Path, nodes: bool) -> dict[str, Any]:
                   f"shown (inputs and outputs come from ONNX Runtime); for them: {ONNX_INSTALL}", KitNote,
                   stacklevel=3)
     return _inspect_with_runtime(path, "onnxruntime")
-
-
-def external_data_files(model, path: Path) -> list[Path]:
-    """The files an ONNX model keeps its tensors in; a location outside the model's folder is refused."""
-    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
-
-    folder = path.parent.resolve()
-    files = []
-    for tensor in _get_all_tensors(model):
-        if not uses_external_data(tensor):
-            continue
-        location = ExternalDataInfo(tensor).location
-        file = (folder / location).resolve()
-        if os.path.isabs(location) or not file.is_relative_to(folder):
-            raise ModelFileError(f"{path} keeps tensor {tensor.name!r} in {location!r}, outside the model's folder; "
-                                 "the kit does not read it.",
-                                 hint="Use a model whose external data sits beside it (re-save it with onnx).")
-        if file not in files and file.is_file():
-            files.append(file)
-    return files
 
 
 def _inspect_tflite(path: Path, nodes: bool = False) -> dict[str, Any]:

@@ -217,7 +217,7 @@ def _require_inside(model: Path, file: Path) -> None:
     folder = model.parent.resolve()
     if file.resolve().parent != folder:
         raise ModelFileError(f"{file} leads outside the model's folder {model.parent or '.'}; the kit does not "
-                             "follow it.", hint=f"Replace the link with the file itself, or delete it.")
+                             "follow it.", hint="Replace the link with the file itself, or delete it.")
 
 
 # ----- helpers -------------------------------------------------------------------------------

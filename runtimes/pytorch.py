@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from kit.errors import InputError, KitError, KitWarning, first_line
+from kit.errors import InputError, KitError, KitNote, first_line
 from kit.runtimes.base import Runtime
 from kit.sources import TORCH_SUFFIXES, is_factory_reference, reraise_interrupt
 from kit.specs import TensorSpec, describe_specs, parse_input_shapes, random_feeds
@@ -56,7 +56,7 @@ class TorchRuntime(Runtime):
             torch.set_num_threads(int(self.options["threads"]))
         if "source" not in self.options and is_factory_reference(self.model_path) and not self.options.get("weights"):
             warnings.warn(f"{self.model_path} has no --weights: it runs with the weights its factory builds "
-                          "(random unless the factory loads trained ones).", KitWarning, stacklevel=2)
+                          "(random unless the factory loads trained ones).", KitNote, stacklevel=2)
         source = self.options.get("source") or load_torch_source(
             self.model_path, weights=self.options.get("weights"), allow_pickle=self.options.get("allow_pickle", False))
         inputs = self.options.get("inputs")

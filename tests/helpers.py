@@ -33,3 +33,26 @@ def run_kit(*argv, columns: int = 80, timeout: float = 600, **kwargs) -> subproc
     env = {**os.environ, "COLUMNS": str(columns), **kwargs.pop("env", {})}
     return subprocess.run([str(KIT), *map(str, argv)], capture_output=True, text=True, env=env, timeout=timeout,
                           **kwargs)
+
+
+def run_on_full_disk(tmp_path: Path, script: str, size: str = "8k") -> subprocess.CompletedProcess:
+    """Run the shell ``script`` with ``$DISK`` a tiny tmpfs in a private mount namespace, so writes there
+    fail with ENOSPC; ``$KIT`` is the kit command. Skips where such a mount is not allowed."""
+    import shutil
+
+    import pytest
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mount = f'mount -t tmpfs -o size={size} tmpfs "$DISK"'
+    env = {**os.environ, "COLUMNS": "80", "DISK": str(disk), "KIT": str(KIT)}
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rm", "sh", "-c", mount], env=env,
+                                                         capture_output=True).returncode != 0:
+        pytest.skip("a full disk is a small tmpfs mounted in a private namespace, which is not allowed here")
+    return subprocess.run(["unshare", "-rm", "sh", "-c", f"{mount} && {script}"], capture_output=True, text=True,
+                          env=env, timeout=600)
+
+
+def disk_full_line(folder: Path, name: str) -> str:
+    return (f"error: no space left on the disk holding {folder} while writing {name}. Nothing was written. "
+            "Free some space there, or write the output to another disk.")

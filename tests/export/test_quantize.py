@@ -2,10 +2,7 @@
 the accuracy-budgeted mode, and bad input."""
 
 import hashlib
-import os
 import re
-import shutil
-import subprocess
 
 import numpy as np
 import onnx
@@ -369,41 +366,27 @@ def test_preprocess_is_refused_where_it_means_nothing(digits, conv_onnx, digit_i
     assert files_in(tmp_path) == []
 
 
-def full_disk_run(tmp_path, script: str) -> subprocess.CompletedProcess:
-    """Run ``script`` in a private mount namespace where ``$DISK`` is a 20 KB tmpfs (needs root, as CI has)."""
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        pytest.skip("a full disk is made with a tmpfs mount, which needs root and unshare")
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    done = subprocess.run(["unshare", "--mount", "sh", "-c", f"mount -t tmpfs -o size=20k tmpfs {disk} && {script}"],
-                          capture_output=True, text=True, env={**os.environ, "COLUMNS": "80", "DISK": str(disk)})
-    if "mount:" in done.stderr:
-        pytest.skip(f"could not mount a tmpfs here: {done.stderr.strip()}")
-    return done
-
-
 def test_a_full_output_disk_is_one_line_and_leaves_nothing(digits, tmp_path):
-    from helpers import KIT
+    from helpers import disk_full_line, run_on_full_disk
 
-    done = full_disk_run(tmp_path, f'{KIT} quantize {digits.onnx} -o "$DISK/int8.onnx" --calib {digits.calib}; '
-                                   'echo "exit $?"; ls -A "$DISK"')
+    done = run_on_full_disk(tmp_path, f'"$KIT" quantize {digits.onnx} -o "$DISK/int8.onnx" --calib {digits.calib}; '
+                                      'echo "exit $?"; ls -A "$DISK"')
     lines = done.stdout.splitlines()
     assert lines == ["exit 2"], done.stdout + done.stderr  # and the disk is empty
-    assert done.stderr == (f"error: no space left on the disk holding {tmp_path / 'disk'} while writing int8.onnx. "
-                           "Nothing was written. Free some space there, or write the output to another disk with -o.\n")
+    assert done.stderr == disk_full_line(tmp_path / "disk", "int8.onnx") + "\n"
 
 
 def test_a_full_temporary_disk_is_named_as_such(digits, tmp_path):
-    from helpers import KIT
+    from helpers import run_on_full_disk
 
-    done = full_disk_run(tmp_path, f'TMPDIR="$DISK" {KIT} quantize {digits.onnx} -o {tmp_path / "int8.onnx"} '
-                                   f'--calib {digits.calib}; echo "exit $?"; ls -A "$DISK"')
+    done = run_on_full_disk(tmp_path, f'TMPDIR="$DISK" "$KIT" quantize {digits.onnx} -o {tmp_path / "int8.onnx"} '
+                                      f'--calib {digits.calib}; echo "exit $?"; ls -A "$DISK"')
     assert done.stdout.splitlines()[0] == "exit 2" and not (tmp_path / "int8.onnx").exists()
     left = done.stdout.splitlines()[1:]
     assert set(left) <= {".ses"}, left  # ONNX Runtime's own session-id file, kept there on purpose
-    assert re.fullmatch(r"error: no space left on the disk holding .*disk, where ONNX Runtime writes its working "
-                        r"files, while quantizing model.onnx. Nothing was written. Free some space there, or point "
-                        r"TMPDIR at a disk with room.\n", done.stderr), done.stderr
+    assert re.fullmatch(r"error: no space left on the disk holding .*disk, where working files are kept, while "
+                        r"writing int8.onnx. Nothing was written. Free some space there, or point TMPDIR at a disk "
+                        r"with room.\n", done.stderr), done.stderr
     assert sorted(files_in(tmp_path)) == ["disk"]
 
 

@@ -68,6 +68,7 @@ def manifest_for(key):
 
 def test_a_calibration_cache_is_reused_only_for_its_model_and_data(digits, tmp_path):
     engine = tmp_path / "m.engine"
+    engine.write_bytes(b"an engine")  # the manifest describes an engine that exists
     (tmp_path / "m.engine.calib.cache").write_bytes(b"the cache")
     key = calibration_key(FAKE_TRT, digits.onnx, reader(digits.calib))
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from helpers import files_in
 
-from kit.errors import InputError
+from kit.errors import DiskFullError, InputError
 from kit.fileio import atomic_output, check_output_path, model_files, model_size
 
 
@@ -105,7 +105,8 @@ def test_outputs_get_the_mode_of_new_files_whatever_the_writer_chose(tmp_path, u
 
 def test_a_full_disk_is_named_and_leaves_the_old_output(tmp_path):
     (tmp_path / "m.onnx").write_text("old")
-    with pytest.raises(InputError, match=rf"no space left on {tmp_path} while writing m.onnx\. .*nothing was written"):
+    with pytest.raises(DiskFullError, match=rf"no space left on the disk holding {tmp_path} while writing m.onnx\. "
+                                            "Nothing was written"):
         with atomic_output(tmp_path / "m.onnx") as tmp:
             tmp.write_text("half")
             try:

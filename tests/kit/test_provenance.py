@@ -229,7 +229,6 @@ def test_a_file_that_is_not_onnx_is_a_clean_error_everywhere(digits, tmp_path):
 
 
 def test_onnx_external_data_outside_the_folder_is_refused(tmp_path):
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     weights = np.arange(6, dtype=np.float32).reshape(3, 2)

@@ -48,9 +48,9 @@ def test_torch_runtime_checks_feeds_too():
 def test_a_factory_without_weights_is_named_as_such(tmp_path):
     import warnings
 
-    from kit.errors import KitWarning
+    from kit.errors import KitNote, KitWarning
 
-    with pytest.warns(KitWarning, match=r"make_linear has no --weights: it runs with the weights its factory builds"):
+    with pytest.warns(KitNote, match=r"make_linear has no --weights: it runs with the weights its factory builds"):
         kit.load(factory("make_linear"), input_shapes="1x20").close()
     torch.save(models.make_linear().state_dict(), tmp_path / "w.pt")
     with warnings.catch_warnings():
@@ -73,9 +73,11 @@ def test_comparing_a_weightless_factory_with_a_trained_export_says_so(tmp_path):
     assert provenance.read(tmp_path / "m.onnx")["weights"] == str(tmp_path / "w.pt")
 
     result = run_kit("compare", factory("make_linear"), tmp_path / "m.onnx", "--input-shape", "1x20")
-    notes = [line for line in result.stderr.splitlines() if line.startswith("note:")]
-    assert notes == [f"note: {factory('make_linear')} has no --weights: it runs with the weights its factory "
-                     "builds (random unless the factory loads trained ones)."]
+    lines = result.stderr.splitlines()
+    assert f"warning: {factory('make_linear')} runs without weights, but {tmp_path / 'm.onnx'} was exported from " \
+           f"trained weights ({tmp_path / 'w.pt'}): pass them with --weights to compare the same model." in lines
+    assert f"note: {factory('make_linear')} has no --weights: it runs with the weights its factory builds (random " \
+           "unless the factory loads trained ones)." in lines
     assert result.returncode == 1  # and the outputs differ, as they should
 
 
