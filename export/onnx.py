@@ -14,11 +14,11 @@ from typing import Any
 
 from kit import provenance
 from kit.compare import OutputDiff, compare_outputs, worst
-from kit.errors import ExportError, InputError, ValidationError, first_line, root_cause
+from kit.errors import ExportError, InputError, ValidationError, first_line, reraise_interrupt, root_cause
 from kit.fileio import atomic_output, check_output_path, disk_full, model_files, model_size, same_file
 from kit.preprocess import Preprocess
 from kit.quiet import silenced
-from kit.sources import TorchSource, input_specs, load_torch_source, reraise_interrupt, source_from_module
+from kit.sources import TorchSource, input_specs, load_torch_source, source_from_module
 from kit.specs import InputShape, TensorSpec, parse_dynamic_axes, parse_input_shapes, random_feeds
 
 EXPORTERS = ("auto", "dynamo", "torchscript")

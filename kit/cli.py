@@ -674,9 +674,6 @@ def _write_failed(path, exc: OSError) -> InputError:
 
 
 def _quantize(args) -> int:
-    import warnings
-
-    from kit.errors import KitWarning
     from kit.export.quantize import quantize, quantize_to_budget
 
     options = dict(precision=args.precision, calib=args.calib, method=args.method, target=args.target,
@@ -689,8 +686,7 @@ def _quantize(args) -> int:
     if budgeted and args.precision != "int8":
         raise InputError(f"the accuracy budget applies to static int8, found --precision {args.precision}.",
                          hint="Drop --precision or the budget.")
-    with _progress(args) as say, warnings.catch_warnings():
-        warnings.simplefilter("ignore", KitWarning)  # printed below as the CLI's own lines
+    with _progress(args) as say:  # its warnings reach main, which prints them even when quantizing fails
         if budgeted:
             options.pop("precision")
             result = quantize_to_budget(args.model, args.output, eval_data=args.eval, max_drop=args.max_drop,
@@ -717,8 +713,6 @@ def _quantize(args) -> int:
         budget = data["budget"]
         console.print(f"budget {budget['rule']}: top-1 {budget['top1']:.2%} vs {budget['baseline_top1']:.2%} float "
                       f"(delta {budget['delta']:+.2%}); kept in float: {', '.join(budget['kept_in_float']) or 'none'}")
-    for message in data["warnings"]:
-        console.print(_styled("warning:", "yellow"), message)
     for note in data["notes"]:
         console.print(_styled("note:", "yellow"), note)
     return 0

@@ -79,3 +79,21 @@ def root_cause(exc: BaseException) -> str:
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def reraise_interrupt(exc: BaseException) -> None:
+    """Raise the Ctrl-C or SIGTERM (SystemExit) hidden in ``exc``'s chain, if there is one.
+
+    An interrupt that lands inside an import leaves the module half-initialised; the library
+    then fails with another error (torch.onnx wraps an AttributeError about torch._dynamo),
+    and code that catches Exception would carry on (a fallback exporter, a clean error).
+    """
+    pending, seen = [exc], set()
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        if isinstance(current, (KeyboardInterrupt, SystemExit)):
+            raise current
+        seen.add(id(current))
+        pending += [current.__cause__, current.__context__]

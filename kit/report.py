@@ -154,8 +154,7 @@ def require_matplotlib() -> None:
         import matplotlib  # noqa: F401
     except ImportError:
         raise RuntimeUnavailableError("--plot needs matplotlib, which is not installed.",
-                                      hint='Install it with: pip install "edge-inference-kit[bench]" '
-                                           '(or matplotlib alone), or drop --plot.') from None
+                                      hint='Install it with: pip install "edge-inference-kit[plot]", or drop --plot.') from None
 
 
 def time_unit(seconds: list[float]) -> tuple[str, float]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kit.errors import ExportError, InputError, ModelFileError, UnsafeFileError
+from kit.errors import ExportError, InputError, ModelFileError, UnsafeFileError, reraise_interrupt
 from kit.fileio import sha256_of
 from kit.specs import InputShape, TensorSpec
 
@@ -112,24 +112,6 @@ def _load_factory(reference: str) -> TorchSource:
         raise ExportError(f"the factory {reference} returned {type(model).__name__}; expected a torch.nn.Module.",
                           hint="Return the model instance from the factory.")
     return TorchSource(model, "factory", reference, file_hash)
-
-
-def reraise_interrupt(exc: BaseException) -> None:
-    """Raise the Ctrl-C or SIGTERM (SystemExit) hidden in ``exc``'s chain, if there is one.
-
-    An interrupt that lands inside an import leaves the module half-initialised; the library
-    then fails with another error (torch.onnx wraps an AttributeError about torch._dynamo),
-    and code that catches Exception would carry on (a fallback exporter, a clean error).
-    """
-    pending, seen = [exc], set()
-    while pending:
-        current = pending.pop()
-        if current is None or id(current) in seen:
-            continue
-        if isinstance(current, (KeyboardInterrupt, SystemExit)):
-            raise current
-        seen.add(id(current))
-        pending += [current.__cause__, current.__context__]
 
 
 def _import_file(path: Path):

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from kit.errors import InputError, KitError, KitNote, first_line
+from kit.errors import InputError, KitError, KitNote, first_line, reraise_interrupt
 from kit.runtimes.base import Runtime
-from kit.sources import TORCH_SUFFIXES, is_factory_reference, reraise_interrupt
+from kit.sources import TORCH_SUFFIXES, is_factory_reference
 from kit.specs import TensorSpec, describe_specs, parse_input_shapes, random_feeds
 
 

@@ -593,3 +593,21 @@ def test_fp16_keeps_excluded_nodes_in_float(digits, tmp_path):
     assert result.excluded == [first_conv]
     others = [n for n in graph.node if n.op_type == "Conv" and n.name != first_conv]
     assert others and all(n.input[1] not in casts for n in others)
+
+
+def test_quantize_warnings_are_printed_when_quantizing_fails(tiny_onnx, tmp_path, monkeypatch, capsys):
+    """The handler once swallowed the kit's warnings to print them with the result, so a failure lost them."""
+    import warnings
+
+    import kit.export.quantize
+    from kit.cli import main
+    from kit.errors import InputError, KitWarning
+
+    def warns_then_fails(*args, **kwargs):
+        warnings.warn("calibrated on synthetic data", KitWarning)
+        raise InputError("the budget cannot be met.", hint="Relax it.")
+
+    monkeypatch.setattr(kit.export.quantize, "quantize", warns_then_fails)
+    assert main(["quantize", str(tiny_onnx), "-o", str(tmp_path / "q.onnx"), "--calib", "random:8"]) == 2
+    assert capsys.readouterr().err.splitlines() == ["warning: calibrated on synthetic data",
+                                                    "error: the budget cannot be met. Relax it."]

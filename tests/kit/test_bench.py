@@ -431,8 +431,9 @@ def test_matplotlib_is_needed_only_for_plot(digits, tmp_path):
     assert "model.onnx[onnxruntime]" in (tmp_path / "run.md").read_text()
     result = run_kit("bench", digits.onnx, "--plot", tmp_path / "run.png", "--save-json", tmp_path / "run.json",
                      cwd=tmp_path, env=env)
-    assert result.returncode == 2 and result.stderr.startswith("error: --plot needs matplotlib, which is not "
-                                                               "installed.")
+    assert result.returncode == 2 and result.stderr == ('error: --plot needs matplotlib, which is not installed. '
+                                                        'Install it with: pip install "edge-inference-kit[plot]", '
+                                                        'or drop --plot.\n')
     assert files_in(tmp_path) == ["hide", "run.md"]  # refused before measuring: no JSON either
 
 
