@@ -48,15 +48,18 @@ def notes(report: BenchReport) -> list[str]:
     if rows and rows[0]["fidelity_data"].startswith("random:"):
         lines.append(f"agree/SQNR measured on {rows[0]['fidelity_data']} (random inputs): give --data with real "
                      "samples for numbers that describe a quantized model.")
+    capped = [row for row in rows if row.get("rounds_capped")]
+    if capped:  # one line for all: a fast model reaches the cap on every backend
+        shortest = min(row["latency_s"]["mean"] * row["latency_s"]["rounds"] for row in capped)
+        every = "every variant" if len(capped) == len(rows) else \
+            f"{len(capped)} of {len(rows)} variants ({', '.join(row['name'] for row in capped)})"
+        lines.append(f"{every} stopped at the cap of {capped[0]['latency_s']['rounds']:,} rounds before the "
+                     f"{capped[0]['max_time_s']:g} s of --max-time (the shortest after {seconds(shortest)}).")
     for row in rows:
         latency = row["latency_s"]
         if latency["median_ci"][1] - latency["median_ci"][0] > 0.1 * latency["median"]:
             lines.append(f"{row['name']}: the median's interval is wider than 10% of it; rerun on a quieter machine "
                          "or with --threads 1.")
-        if row.get("rounds_capped"):
-            timed = latency["mean"] * latency["rounds"]
-            lines.append(f"{row['name']}: {latency['rounds']:,} rounds (the cap) took {seconds(timed)} of the "
-                         f"{row['max_time_s']:g} s --max-time asked for.")
         if latency["rounds"] < P99_ROUNDS:
             lines.append(f"{row['name']}: {latency['rounds']} rounds, so p99 lies between the two slowest; "
                          "raise --max-time for a tail estimate.")
