@@ -336,8 +336,10 @@ def _resolve_excluded(graph_path: Path, excluded: list[str]) -> list[str]:
         if not matches:
             unknown.append(wanted)
     if unknown:
-        raise InputError(f"--exclude names {', '.join(unknown)}, which the graph does not have "
-                         f"(it has {', '.join(names[:12])}{' ...' if len(names) > 12 else ''}).",
+        named = [name for name in names if name]
+        has = (f"it has {', '.join(named[:12])}{' ...' if len(named) > 12 else ''}" if named else
+               "its nodes have no names")
+        raise InputError(f"--exclude names {', '.join(unknown)}, which the graph does not have ({has}).",
                          hint="Take node names from `kit inspect --nodes MODEL` or from the per-layer report.")
     return resolved
 

@@ -68,7 +68,9 @@ def plan(models: list[str], runtimes: list[str] | None = None, baseline: str | N
     variants: list[Variant] = []
     for model, is_baseline in [(baseline, True)] * bool(baseline) + [(m, False) for m in models]:
         if not (Path(model).exists() or is_factory_reference(model)):
-            raise InputError(f"model {model} does not exist.", hint="Check the path.")
+            raise InputError(f"model {model} does not exist.",
+                             hint="Check the path." + (" (--json is a switch; the report file is --save-json FILE.)"
+                                                       if str(model).endswith(".json") else ""))
         opening = [r for r in candidates(model) if get(r).availability().usable]
         chosen = [r for r in opening if runtimes is None or r in runtimes or is_baseline]
         if is_baseline:
@@ -297,6 +299,8 @@ STATS_FIELDS = ("min", "max", "mean", "median", "stddev", "iqr")  # what pytest-
 
 def load_previous(path: str | os.PathLike) -> dict[str, Any]:
     """An earlier --save-json document whose benchmarks carry positive medians (checked before measuring)."""
+    if not Path(path).is_file():
+        raise InputError(f"--compare file {path} does not exist.", hint="Give a file written by kit bench --save-json.")
     try:
         document = json.loads(Path(path).read_text())
         stats = {b["name"]: {key: float(b["stats"][key]) for key in STATS_FIELDS} for b in document["benchmarks"]}

@@ -210,7 +210,13 @@ def _number(text: str, kind, valid, wanted: str):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with the kit's error style: one ``error:`` line on stderr and exit 2, no usage dump."""
+    """argparse with the kit's error style: one ``error:`` line on stderr and exit 2, no usage dump.
+
+    No abbreviations: a prefix would silently become another flag (the old ``--output NAME`` of
+    eval and bench would be read as ``--output-name``)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
 
     def error(self, message: str):
         _error_line(f"{self.prog}: {message} (see {self.prog} --help).")
@@ -381,7 +387,6 @@ def _parser() -> _Parser:
 
     # No abbreviations: the old `--output NAME` must not silently become --output-name.
     bench = commands.add_parser("bench", parents=[common, torch_source, shared["preprocess"], shared["threads"]],
-                                allow_abbrev=False,
                                 help="latency, memory, size and accuracy per model and runtime (pytest-benchmark)")
     bench.add_argument("models", nargs="+", metavar="MODEL")
     bench.add_argument("--runtime", help="comma-separated backends (default: every usable one that opens the model)")

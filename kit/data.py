@@ -323,7 +323,7 @@ def load_npy(path: Path) -> np.ndarray:
     """An .npy file memory-mapped (never unpickled)."""
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, EOFError) as exc:  # EOFError: an empty file
         if "Python objects" in str(exc) or "allow_pickle" in str(exc):
             raise _objects_refused(path) from None
         raise InputError(f"could not read {path} as a numpy .npy file ({exc}).",
@@ -471,12 +471,21 @@ class FeedReader:
             return None
         feeds = {name: np.ascontiguousarray(array) for name, array in feeds.items()}
         for name in sorted(feeds):
+            self._check_finite(name, feeds[name], samples)
             self._digest.update(feeds[name].tobytes())
         if self.count < self._keep:  # whole batches for a fixed batch axis, else just what is asked
             for name, array in feeds.items():
                 self.kept.setdefault(name, []).append(array if self.static_batch else array[: self._keep - self.count])
         self.count += samples
         return feeds
+
+    def _check_finite(self, name: str, array: np.ndarray, samples: int) -> None:
+        """Ranges calibrated on NaN or Inf are NaN or Inf: ONNX Runtime then fails with "scale issue"."""
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            bad = int(array.size - np.isfinite(array).sum())
+            raise InputError(f"calibration data {self.description} holds {bad} NaN or Inf values in input '{name}' "
+                             f"(samples {self.count} to {self.count + samples - 1}); ranges calibrated on them are "
+                             "meaningless.", hint="Remove or repair those samples.")
 
     def __iter__(self):  # ORT's collect_activations iterates instead of calling get_next()
         return iter(self.get_next, None)

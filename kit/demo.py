@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from kit.errors import RuntimeUnavailableError
+from kit.errors import InputError, RuntimeUnavailableError
 from kit.fileio import atomic_output
 
 SEED = 0
@@ -84,6 +84,9 @@ def run_demo(out_dir: str | os.PathLike, progress: Callable[[str], None] | None 
     from kit.export.quantize import quantize
 
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"expected a folder for the demo's files, found the file {out}.",
+                         hint="Give a new or existing folder with -o DIR.")
     out.mkdir(parents=True, exist_ok=True)
     say("training a small CNN on scikit-learn's digits")
     x_train, x_test, y_train, y_test = digits_split()

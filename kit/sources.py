@@ -250,7 +250,7 @@ def _load_weights(source: TorchSource, weights: str, torch) -> None:
     try:
         result = source.module.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # strict=False still refuses tensors of the wrong shape
-        mismatches = [line.strip() for line in str(exc).splitlines() if "size mismatch" in line]
+        mismatches = [line.strip().rstrip(".") for line in str(exc).splitlines() if "size mismatch" in line]
         raise ExportError(f"weights {weights} do not fit {source.reference}: {_few(mismatches)}.",
                           hint="Check that the factory builds the architecture these weights were trained with.") from exc
     if result.missing_keys or result.unexpected_keys:
@@ -294,7 +294,7 @@ def input_specs(
             return specs, {s.name: s.concrete_shape(batch=2) for s in specs}
         raise InputError(
             f"expected --input-shape for the input{'s' if len(names) > 1 else ''} "
-            f"{', '.join(names) or '(unnamed)'} of {source.reference}; found none.",
+            f"{', '.join(map(repr, names)) or '(unnamed)'} of {source.reference}; found none.",
             hint="Give e.g. --input-shape 1x3x224x224, or NAME=1x3x224x224 per input.")
     if None in shapes:
         if len(names) > 1:

@@ -92,11 +92,12 @@ MAX_ELEMENTS = 1 << 31  # one example tensor; larger is a typo, not a model
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
-    text = text.strip().lower() if isinstance(text, str) else repr(text)
-    dims = [int(d) for d in text.split("x")] if _SHAPE.match(text) else []
+    given = text if isinstance(text, str) else repr(text)
+    normal = given.strip().lower()
+    dims = [int(d) for d in normal.split("x")] if _SHAPE.match(normal) else []
     if not dims or 0 in dims or math.prod(dims) > MAX_ELEMENTS:
         raise InputError(
-            f"expected a shape like 1x3x224x224 (positive sizes joined by 'x', under 2**31 elements), found {text!r}.",
+            f"expected a shape like 1x3x224x224 (positive sizes joined by 'x', under 2**31 elements), found {given!r}.",
             hint="Write the example shape with the batch first, e.g. --input-shape 1x3x224x224.",
         )
     return tuple(dims)

@@ -300,7 +300,7 @@ def test_file_that_is_no_model(tmp_path):
 
 
 @pytest.mark.parametrize("shapes, message", [
-    (None, "expected --input-shape for the input input"),
+    (None, "expected --input-shape for the input 'input'"),
     (["1x3x0"], "expected a shape like 1x3x224x224"),
     (["image=1x3x8x8"], r"takes the inputs image, extra; --input-shape gave image"),
     (["1x3x8x8"], "takes 2 inputs"),

@@ -35,7 +35,7 @@ def test_factory_reference_is_recognised_without_naming_the_runtime():
 
 
 def test_shapes_are_required_for_a_factory():
-    with pytest.raises(InputError, match="expected --input-shape for the input input"):
+    with pytest.raises(InputError, match="expected --input-shape for the input 'input'"):
         kit.load(factory("make_linear"), runtime="torch")
 
 
