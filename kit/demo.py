@@ -31,21 +31,23 @@ def digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
                             stratify=digits.target)
 
 
-def train_digits_cnn(x: np.ndarray, y: np.ndarray, epochs: int = 12, factory=None):
-    """Train (deterministically) the digits CNN, or the model ``factory()`` builds, on the given digits."""
+def train_digits_cnn(x: np.ndarray, y: np.ndarray, epochs: int = 12, factory=None, *, lr: float = 5e-3,
+                     batch_size: int = 64):
+    """Train (deterministically) the digits CNN, or the model ``factory()`` builds, on the given
+    images with Adam."""
     import torch
 
     from kit.models import make_digits_cnn
 
-    with _deterministic_torch(torch):
+    with deterministic_torch():
         torch.manual_seed(SEED)
         model = (factory or make_digits_cnn)()
-        optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
         generator = torch.Generator().manual_seed(SEED)
         xs, ys = torch.from_numpy(x), torch.from_numpy(y)
         model.train()
         for _ in range(epochs):
-            for batch in torch.randperm(len(xs), generator=generator).split(64):
+            for batch in torch.randperm(len(xs), generator=generator).split(batch_size):
                 optimizer.zero_grad()
                 torch.nn.functional.cross_entropy(model(xs[batch]), ys[batch]).backward()
                 optimizer.step()
@@ -53,10 +55,12 @@ def train_digits_cnn(x: np.ndarray, y: np.ndarray, epochs: int = 12, factory=Non
 
 
 @contextlib.contextmanager
-def _deterministic_torch(torch):
+def deterministic_torch():
     """One thread and deterministic kernels while training: the split of reductions across
     threads changes the rounding, and over 12 epochs that moved a MobileNet-style net from
     98.0% (one thread) to 94.9% (two threads) on another CPU. The caller's settings come back."""
+    import torch
+
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)

@@ -114,7 +114,9 @@ def digits_tflite(digits, tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="session")
 def stub_edgetpu_library(tmp_path_factory) -> Path:
-    """A delegate library that loads and finds no device, as libedgetpu does with nothing plugged in."""
+    """A delegate library that loads and finds no device, as libedgetpu does with nothing plugged in,
+    named as the real one (found through LD_LIBRARY_PATH). Each time a delegate (the device) is
+    opened it appends a line to the file $STUB_MARKER names, when that is set."""
     import shutil
     import subprocess
 
@@ -122,11 +124,15 @@ def stub_edgetpu_library(tmp_path_factory) -> Path:
         pytest.skip("gcc is needed to build the stub Edge TPU library")
     folder = tmp_path_factory.mktemp("stub")
     (folder / "stub.c").write_text(
-        "#include <stddef.h>\n"
+        "#include <stddef.h>\n#include <stdio.h>\n#include <stdlib.h>\n"
         "void *tflite_plugin_create_delegate(char **keys, char **values, size_t n, void (*report)(const char *)) {\n"
+        "  const char *path = getenv(\"STUB_MARKER\");\n"
+        "  FILE *marker = path ? fopen(path, \"a\") : NULL;\n"
+        "  if (marker) { fputs(\"opened\\n\", marker); fclose(marker); }\n"
         "  if (report) report(\"Failed to open device: no Edge TPU found\");\n"
         "  return NULL;\n"
         "}\n"
         "void tflite_plugin_destroy_delegate(void *delegate) {}\n")
-    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(folder / "libstub.so"), str(folder / "stub.c")], check=True)
-    return folder / "libstub.so"
+    library = folder / "libedgetpu.so.1"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(library), str(folder / "stub.c")], check=True)
+    return library

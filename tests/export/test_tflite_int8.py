@@ -54,25 +54,11 @@ def upsampled_digits(resolution: int, count: int | None = None):
 def train(factory, x, y, epochs: int, learning_rate: float) -> torch.nn.Module:
     """Adam on one thread with fixed seeds, then batch-norm statistics re-estimated over the
     training set (the running averages of a few hundred steps lag the final weights)."""
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
-    try:
-        torch.manual_seed(0)
-        model = factory()
-        optimizer = torch.optim.Adam(model.parameters(), learning_rate)
-        generator = torch.Generator().manual_seed(0)
-        xs, ys = torch.from_numpy(x), torch.from_numpy(y)
-        model.train()
-        for _ in range(epochs):
-            for batch in torch.randperm(len(xs), generator=generator).split(32):
-                optimizer.zero_grad()
-                torch.nn.functional.cross_entropy(model(xs[batch]), ys[batch]).backward()
-                optimizer.step()
+    from kit.demo import deterministic_torch, train_digits_cnn
+
+    model = train_digits_cnn(x, y, epochs, factory, lr=learning_rate, batch_size=32)
+    with deterministic_torch():
         return recalibrate_batch_norm(model, x)
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(deterministic)
 
 
 def recalibrate_batch_norm(model: torch.nn.Module, x: np.ndarray) -> torch.nn.Module:

@@ -60,34 +60,13 @@ def test_on_a_real_edge_tpu(mobilenet, tmp_path):
 # ----- availability never opens the device ---------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def libedgetpu_stub(tmp_path_factory):
-    """A libedgetpu.so.1 that finds no device and leaves a marker file each time a delegate (the device)
-    is opened; found through LD_LIBRARY_PATH, as the real library is after its package installs it."""
-    if shutil.which("gcc") is None:
-        pytest.skip("gcc is needed to build the stub Edge TPU library")
-    folder = tmp_path_factory.mktemp("libedgetpu")
-    (folder / "stub.c").write_text(
-        "#include <stddef.h>\n#include <stdio.h>\n#include <stdlib.h>\n"
-        "void *tflite_plugin_create_delegate(char **keys, char **values, size_t n, void (*report)(const char *)) {\n"
-        "  FILE *marker = fopen(getenv(\"STUB_MARKER\"), \"a\");\n"
-        "  if (marker) { fputs(\"opened\\n\", marker); fclose(marker); }\n"
-        "  if (report) report(\"Failed to open device: no Edge TPU found\");\n"
-        "  return NULL;\n"
-        "}\n"
-        "void tflite_plugin_destroy_delegate(void *delegate) {}\n")
-    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(folder / "libedgetpu.so.1"), str(folder / "stub.c")],
-                   check=True)
-    return folder
-
-
-def test_listing_runtimes_finds_the_library_without_opening_the_device(libedgetpu_stub, uncompiled, tmp_path):
+def test_listing_runtimes_finds_the_library_without_opening_the_device(stub_edgetpu_library, uncompiled, tmp_path):
     import json
 
     from helpers import run_kit
 
     marker = tmp_path / "opened"
-    env = {"LD_LIBRARY_PATH": str(libedgetpu_stub), "STUB_MARKER": str(marker)}
+    env = {"LD_LIBRARY_PATH": str(stub_edgetpu_library.parent), "STUB_MARKER": str(marker)}
     listed = run_kit("runtimes", "--json", env=env)
     assert listed.returncode == 0, listed.stderr
     (edgetpu,) = [row for row in json.loads(listed.stdout) if row["name"] == "edgetpu"]
