@@ -12,6 +12,7 @@ import pytest
 def millisecond_cnn(tmp_path_factory):
     """A MobileNet-style conv net that takes about a millisecond per image on one core."""
     from kit.export import export_onnx
+
     from kit.models import make_mobilenet_style
 
     path = tmp_path_factory.mktemp("bench-models") / "mobilenet_1ms.onnx"
@@ -23,6 +24,7 @@ def millisecond_cnn(tmp_path_factory):
 def digits_onnx(tmp_path_factory):
     """The demo's digits CNN (about 10 us per call): where fixed per-call costs show most."""
     from kit.export import export_onnx
+
     from kit.models import make_digits_cnn
 
     path = tmp_path_factory.mktemp("bench-models") / "digits.onnx"
@@ -33,8 +35,9 @@ def digits_onnx(tmp_path_factory):
 @pytest.fixture(scope="session")
 def digits_tflite(tmp_path_factory):
     """The digits CNN as TFLite fp32 (NCHW) and full int8 (NHWC, int8 I/O, calibrated on real digits)."""
-    from kit.demo import digits_split
     from kit.export.tflite import export_tflite
+
+    from kit.demo import digits_split
     from kit.models import make_digits_cnn
 
     folder = tmp_path_factory.mktemp("bench-tflite")
@@ -47,7 +50,7 @@ def digits_tflite(tmp_path_factory):
 
 
 def image_feeds(runtime):
-    from kit.specs import random_feeds
+    from kit.core.specs import random_feeds
 
     return random_feeds(runtime.inputs, seed=0)
 

@@ -20,8 +20,9 @@ GROUP = "INT8 QDQ vs FP32, ONNX Runtime CPU, MobileNet-style 3x64x64, 1 thread"
 
 @pytest.fixture(scope="module")
 def runtimes(tmp_path_factory, millisecond_cnn):
-    from kit.errors import KitWarning
     from kit.export.quantize import quantize
+
+    from kit.core.errors import KitWarning
 
     folder = tmp_path_factory.mktemp("int8-speed")
     paths = {"fp32": millisecond_cnn}

@@ -102,7 +102,7 @@ def test_soak_sees_a_leak_of_one_float_per_call(benchmark):
 
 def soak(benchmark, runtime, label: str) -> dict:
     """WARMUP untimed calls, then CALLS timed ones with the counters sampled; their growth, also in extra_info."""
-    from kit.specs import random_feeds
+    from kit.core.specs import random_feeds
 
     if benchmark.disabled:
         pytest.skip("the soak is pytest-benchmark's rounds; run it without --benchmark-disable")

@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kit import provenance
-from kit.compare import OutputDiff, compare_outputs, worst
-from kit.errors import ExportError, InputError, ValidationError, first_line, reraise_interrupt, root_cause
-from kit.fileio import atomic_output, check_output_path, disk_full, model_files, model_size, same_file
-from kit.preprocess import Preprocess
-from kit.quiet import silenced
-from kit.sources import TorchSource, input_specs, load_torch_source, source_from_module
-from kit.specs import InputShape, TensorSpec, parse_dynamic_axes, parse_input_shapes, random_feeds
+from kit.check.metrics import OutputDiff, compare_outputs, worst
+from kit.core import provenance
+from kit.core.errors import ExportError, InputError, ValidationError, first_line, reraise_interrupt, root_cause
+from kit.core.fileio import atomic_output, check_output_path, disk_full, model_files, model_size, same_file
+from kit.core.quiet import silenced
+from kit.core.specs import InputShape, TensorSpec, parse_dynamic_axes, parse_input_shapes, random_feeds
+from kit.data.preprocess import Preprocess
+from kit.data.sources import TorchSource, input_specs, load_torch_source, source_from_module
 
 EXPORTERS = ("auto", "dynamo", "torchscript")
 DYNAMO_MIN_OPSET = 18  # dynamo silently stays at 18 when asked for less

@@ -27,12 +27,20 @@ from typing import Any, Callable
 
 import numpy as np
 
-from kit import provenance
-from kit.compare import OutputDiff, compare_outputs
-from kit.data import Dataset, FeedReader, free_batch, calibration_data
-from kit.errors import (DiskFullError, InputError, KitError, KitWarning, ModelFileError, RuntimeUnavailableError,
-                        first_line, root_cause)
-from kit.fileio import atomic_output, check_output_path, disk_full, disk_full_error, sha256_of
+from kit.check.metrics import OutputDiff, compare_outputs
+from kit.core import provenance
+from kit.core.errors import (
+    DiskFullError,
+    InputError,
+    KitError,
+    KitWarning,
+    ModelFileError,
+    RuntimeUnavailableError,
+    first_line,
+    root_cause,
+)
+from kit.core.fileio import atomic_output, check_output_path, disk_full, disk_full_error, sha256_of
+from kit.data.datasets import Dataset, FeedReader, calibration_data, free_batch
 
 PRECISIONS = ("int8", "int8-dynamic", "fp16")
 METHODS = ("minmax", "entropy", "percentile")
@@ -131,7 +139,7 @@ def quantize(
 ) -> QuantizeResult:
     """Quantize ``model`` (.onnx, float32) to ``output``; nothing is written unless it all succeeds.
 
-    ``calib`` is calibration data in any form kit.data.calibration_data takes. ``preprocess``
+    ``calib`` is calibration data in any form kit.data.datasets.calibration_data takes. ``preprocess``
     (``--preprocess`` text) states how calibration images become the input of a model that
     records no preprocessing; the quantized model records it.
     """
@@ -202,9 +210,9 @@ def quantize_to_budget(
     Layers are tried in the order of the per-layer diagnosis (accumulated SQNR lost across
     each node, worst first); each step keeps one more layer, with its input chain, in float.
     """
-    from kit.accuracy import check_budget
-    from kit.export.layers import layer_errors
-    from kit.harness import evaluate
+    from kit.check.accuracy import check_budget
+    from kit.check.harness import evaluate
+    from kit.check.layers import layer_errors
 
     started = time.perf_counter()
     say = progress or (lambda message: None)
@@ -345,7 +353,7 @@ def _resolve_excluded(graph_path: Path, excluded: list[str]) -> list[str]:
 
 
 def _calibration_dataset(calib, model: Path, inputs, limit: int | None, stated: dict | None) -> Dataset:
-    """The calibration data in any form kit.data.calibration_data takes, for this model's inputs;
+    """The calibration data in any form kit.data.datasets.calibration_data takes, for this model's inputs;
     images preprocessed as the model records, or as ``stated`` with --preprocess."""
     if calib is None:
         raise InputError("static int8 needs calibration data; found no --calib.",
@@ -359,7 +367,7 @@ def _stated_preprocess(text: str | None, parent: dict, model: Path, calib, preci
     records none (the quantized model then records it)."""
     if text is None:
         return None
-    from kit.preprocess import Preprocess
+    from kit.data.preprocess import Preprocess
 
     if parent.get("preprocess"):
         raise InputError(f"{model} records its own preprocessing; --preprocess is for models that record none.",
@@ -570,9 +578,10 @@ def _fidelity(model: Path, quantized: Path, samples: dict[str, np.ndarray],
               static_batch: int | None) -> list[OutputDiff]:
     """Outputs of the quantized model against the float model on the first calibration samples
     (whole batches when the batch axis is fixed)."""
-    from kit.data import from_arrays
-    from kit.harness import run_dataset
     from kit.runtimes.ort import OnnxRuntime
+
+    from kit.check.harness import run_dataset
+    from kit.data.datasets import from_arrays
 
     outputs = []
     for path in (model, quantized):

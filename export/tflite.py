@@ -27,16 +27,23 @@ from typing import Any, Callable
 
 import numpy as np
 
-from kit import provenance
-from kit.compare import OutputDiff, compare_outputs
-from kit.data import FeedReader, calibration_feeds, open_data
-from kit.errors import (ExportError, InputError, KitError, KitWarning, RuntimeUnavailableError, ValidationError,
-                        root_cause)
-from kit.fileio import atomic_output, check_output_path
-from kit.preprocess import Preprocess
-from kit.quiet import silenced
-from kit.sources import TorchSource, input_specs, load_torch_source, source_from_module
-from kit.specs import TensorSpec, parse_input_shapes, random_feeds
+from kit.check.metrics import OutputDiff, compare_outputs
+from kit.core import provenance
+from kit.core.errors import (
+    ExportError,
+    InputError,
+    KitError,
+    KitWarning,
+    RuntimeUnavailableError,
+    ValidationError,
+    root_cause,
+)
+from kit.core.fileio import atomic_output, check_output_path
+from kit.core.quiet import silenced
+from kit.core.specs import TensorSpec, parse_input_shapes, random_feeds
+from kit.data.datasets import FeedReader, calibration_feeds, open_data
+from kit.data.preprocess import Preprocess
+from kit.data.sources import TorchSource, input_specs, load_torch_source, source_from_module
 
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8")
 LAYOUTS = ("nchw", "nhwc")
@@ -435,8 +442,9 @@ def _validation_feeds(reader: FeedReader | None, specs, examples) -> list[dict[s
 
 def _accuracy(path, reference, eval_data, specs, examples, channel_last, preprocess) -> dict[str, Any]:
     """Top-1 of PyTorch and of the export on labelled data, sample by sample (TFLite shapes are static)."""
-    from kit.accuracy import accuracy as score
     from kit.runtimes.tflite import TFLiteRuntime
+
+    from kit.check.accuracy import accuracy as score
 
     data = open_data(str(eval_data), [TensorSpec(s.name, examples[s.name], s.dtype) for s in specs], preprocess)
     if not data.has_labels:

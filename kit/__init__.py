@@ -5,8 +5,8 @@ inside the functions that need them.
 """
 
 from kit._version import __version__
-from kit.errors import KitError
-from kit.specs import TensorSpec
+from kit.core.errors import KitError
+from kit.core.specs import TensorSpec
 
 
 def load(path, runtime=None, **options):

@@ -13,8 +13,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from kit.errors import InputError, RuntimeUnavailableError
-from kit.fileio import atomic_output
+from kit.core.errors import InputError, RuntimeUnavailableError
+from kit.core.fileio import atomic_output
 
 SEED = 0
 FACTORY = "kit.models:make_digits_cnn"
@@ -83,7 +83,7 @@ def run_demo(out_dir: str | os.PathLike, progress: Callable[[str], None] | None 
     _require("torch", "sklearn", "onnx", "onnxruntime")
     import torch
 
-    from kit.bench import bench
+    from kit.bench.driver import bench
     from kit.export.onnx import export_onnx
     from kit.export.quantize import quantize
 

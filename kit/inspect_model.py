@@ -8,9 +8,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from kit import provenance
-from kit.errors import KitNote, ModelFileError, RuntimeUnavailableError, first_line
-from kit.fileio import external_data_files
+from kit.core import provenance
+from kit.core.errors import KitNote, ModelFileError, RuntimeUnavailableError, first_line
+from kit.core.fileio import external_data_files
 
 # What reading an ONNX graph needs without PyTorch: onnx (and onnxruntime), not the [export] extra.
 ONNX_INSTALL = 'pip install "edge-inference-kit[quantize]"'
@@ -82,7 +82,7 @@ def _inspect_onnx_on_a_device(path: Path, nodes: bool) -> dict[str, Any]:
 
 def _inspect_tflite(path: Path, nodes: bool = False) -> dict[str, Any]:
     """Integer I/O as stored (scale, zero point), op counts and versions, and Edge TPU readiness."""
-    from kit.export.edgetpu import check_edgetpu
+    from kit.runtimes.edgetpu.check import check_edgetpu
     from kit.runtimes.tflite import TFLiteRuntime
 
     readiness = check_edgetpu(path, run_compiler=False)

@@ -35,8 +35,16 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from kit.errors import InputError, KitError, ModelFileError, RunError, RuntimeUnavailableError, first_line, root_cause
-from kit.specs import DTYPES, TensorSpec, check_array, describe_specs
+from kit.core.errors import (
+    InputError,
+    KitError,
+    ModelFileError,
+    RunError,
+    RuntimeUnavailableError,
+    first_line,
+    root_cause,
+)
+from kit.core.specs import DTYPES, TensorSpec, check_array, describe_specs
 
 # Threads beyond the CPUs only contend; a few times over still lets a user measure oversubscription,
 # while keeping thread stacks and per-thread buffers far from exhausting memory (--threads 100000

@@ -11,9 +11,10 @@ from __future__ import annotations
 import mmap
 from typing import Any
 
-from kit.errors import InputError
 from kit.runtimes.base import Runtime, check_choice
-from kit.specs import TensorSpec
+
+from kit.core.errors import InputError
+from kit.core.specs import TensorSpec
 
 # ONNX Runtime names element types as "tensor(float)"; the kit uses numpy's names. Types
 # numpy lacks (bfloat16, string, float8) keep ORT's name and are refused by the feed check.

@@ -7,11 +7,11 @@ import warnings
 from typing import Any
 
 import numpy as np
-
-from kit.errors import InputError, KitError, KitNote, first_line, reraise_interrupt
 from kit.runtimes.base import Runtime
-from kit.sources import TORCH_SUFFIXES, is_factory_reference
-from kit.specs import TensorSpec, describe_specs, parse_input_shapes, random_feeds
+
+from kit.core.errors import InputError, KitError, KitNote, first_line, reraise_interrupt
+from kit.core.specs import TensorSpec, describe_specs, parse_input_shapes, random_feeds
+from kit.data.sources import TORCH_SUFFIXES, is_factory_reference
 
 
 class TorchRuntime(Runtime):
@@ -50,7 +50,7 @@ class TorchRuntime(Runtime):
     def _load(self):
         import torch
 
-        from kit.sources import input_specs, load_torch_source
+        from kit.data.sources import input_specs, load_torch_source
 
         if self.options.get("threads"):
             torch.set_num_threads(int(self.options["threads"]))
@@ -83,7 +83,7 @@ class TorchRuntime(Runtime):
     def _call(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
-        from kit.sources import flatten_outputs
+        from kit.data.sources import flatten_outputs
 
         args = [torch.from_numpy(_writable(feeds[name])) for name in self._input_names]
         with torch.inference_mode():

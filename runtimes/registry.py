@@ -12,8 +12,9 @@ import importlib.metadata
 import os
 from typing import Any
 
-from kit.errors import InputError, KitError, ModelFileError, RuntimeUnavailableError
 from kit.runtimes.base import Runtime
+
+from kit.core.errors import InputError, KitError, ModelFileError, RuntimeUnavailableError
 
 ENTRY_POINT_GROUP = "kit.runtimes"
 
@@ -21,9 +22,9 @@ ENTRY_POINT_GROUP = "kit.runtimes"
 BUILTIN: dict[str, str] = {
     "onnxruntime": "kit.runtimes.ort:OnnxRuntime",
     "torch": "kit.runtimes.pytorch:TorchRuntime",
-    "edgetpu": "kit.runtimes.edgetpu:EdgeTPURuntime",  # before tflite: it alone opens *_edgetpu.tflite
+    "edgetpu": "kit.runtimes.edgetpu.runtime:EdgeTPURuntime",  # before tflite: it alone opens *_edgetpu.tflite
     "tflite": "kit.runtimes.tflite:TFLiteRuntime",
-    "tensorrt": "kit.runtimes.tensorrt:TensorRTRuntime",
+    "tensorrt": "kit.runtimes.tensorrt.runtime:TensorRTRuntime",
 }
 
 

@@ -16,10 +16,10 @@ import os
 from typing import Any
 
 import numpy as np
-
-from kit.errors import ModelFileError
 from kit.runtimes.base import Availability, Runtime, check_flag
-from kit.specs import TensorSpec
+
+from kit.core.errors import ModelFileError
+from kit.core.specs import TensorSpec
 
 # The interpreter packages, preferred first: tflite_runtime 2.14 needs numpy<2, does not
 # delegate int8 to XNNPACK and rejects newer op versions.
@@ -128,7 +128,7 @@ class TFLiteRuntime(Runtime):
 
 def _io_names(path: str) -> dict[str, list[str]]:
     """The kit's input and output names, recorded at export (TFLite's own are args_0, output_0)."""
-    from kit import provenance
+    from kit.core import provenance
 
     stored = provenance.read(path)
     names = {}

@@ -357,7 +357,7 @@ def _build_inputs(folder: Path, tiny_onnx: Path, conv_onnx: Path, tflite: dict) 
     import torch
     from onnx import TensorProto, helper, numpy_helper
 
-    from kit import provenance
+    from kit.core import provenance
 
     shutil.copy(tiny_onnx, folder / "tiny.onnx")
     shutil.copy(conv_onnx, folder / "conv.onnx")

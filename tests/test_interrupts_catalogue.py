@@ -35,8 +35,8 @@ PAUSE = textwrap.dedent('''
             time.sleep(600)
 
     if POINT == "written":
-        import kit.fileio
-        real = kit.fileio.atomic_output
+        import kit.core.fileio
+        real = kit.core.fileio.atomic_output
 
         @contextlib.contextmanager
         def atomic_output(output):
@@ -44,7 +44,7 @@ PAUSE = textwrap.dedent('''
                 yield tmp
                 pause()  # the finished file sits in the temporary folder, not yet renamed
 
-        kit.fileio.atomic_output = atomic_output
+        kit.core.fileio.atomic_output = atomic_output
     elif POINT == "running":
         from kit.runtimes.base import Runtime
         run = Runtime.run
@@ -55,14 +55,14 @@ PAUSE = textwrap.dedent('''
 
         Runtime.run = paused_run
     elif POINT == "calibrating":
-        import kit.data
-        get_next = kit.data.FeedReader.get_next
+        import kit.data.datasets
+        get_next = kit.data.datasets.FeedReader.get_next
 
         def paused_get_next(self):
             pause()
             return get_next(self)
 
-        kit.data.FeedReader.get_next = paused_get_next
+        kit.data.datasets.FeedReader.get_next = paused_get_next
 ''')
 
 # (command, the point it is paused at, signal). {i}: inputs, {o}: the output folder, {m}: tests/models.py.

@@ -10,10 +10,10 @@ import shutil
 import numpy as np
 import pytest
 from helpers import files_in, run_kit
+from kit.runtimes.edgetpu.check import check_edgetpu
 
-from kit import provenance
-from kit.errors import ModelFileError
-from kit.export.edgetpu import check_edgetpu
+from kit.core import provenance
+from kit.core.errors import ModelFileError
 
 # Writes NAME_edgetpu.tflite (a copy) and NAME_edgetpu.log into -o DIR, as the real compiler does,
 # and records its arguments one per line.

@@ -2,17 +2,17 @@
 
 import json
 
+import models
 import numpy as np
 import pytest
 import torch
 from helpers import MODELS_FILE, factory, files_in
+from kit.export import export_onnx
 
 import kit
-import models
-from kit import provenance
-from kit.errors import DiskFullError, ExportError, InputError, ModelFileError, UnsafeFileError, ValidationError
-from kit.export import export_onnx
-from kit.fileio import sha256_of
+from kit.core import provenance
+from kit.core.errors import DiskFullError, ExportError, InputError, ModelFileError, UnsafeFileError, ValidationError
+from kit.core.fileio import sha256_of
 
 ARCHITECTURES = {
     "make_conv": ["1x3x8x8"],

@@ -8,12 +8,12 @@ import numpy as np
 import onnx
 import pytest
 from helpers import files_in
+from kit.export.quantize import PRESETS, detect_target, quantize, quantize_to_budget
 from onnx import numpy_helper
 
-from kit import provenance
-from kit.errors import InputError, KitError, KitWarning
-from kit.export.quantize import PRESETS, detect_target, quantize, quantize_to_budget
-from kit.harness import evaluate
+from kit.check.harness import evaluate
+from kit.core import provenance
+from kit.core.errors import InputError, KitError, KitWarning
 
 
 def top1(model, data) -> float:
@@ -134,9 +134,10 @@ def test_budget_that_cannot_be_met_writes_nothing(sensitive, tmp_path):
 
 
 def test_per_layer_diagnosis_finds_the_outlier(sensitive, tmp_path):
-    from kit.data import open_data
-    from kit.export.layers import layer_errors
     from kit.runtimes.ort import OnnxRuntime
+
+    from kit.check.layers import layer_errors
+    from kit.data.datasets import open_data
 
     plain = quantize(sensitive.onnx, tmp_path / "plain.onnx", calib=str(sensitive.calib))
     with OnnxRuntime(sensitive.onnx) as rt:
@@ -330,7 +331,7 @@ def digit_images(digits, tmp_path_factory):
 
 def test_preprocess_states_how_calibration_images_become_inputs(digits, digit_images, tmp_path):
     """The digits model records no preprocessing; --preprocess scale=0.5 puts pixels in [0, 127.5]."""
-    from kit.preprocess import Preprocess
+    from kit.data.preprocess import Preprocess
 
     result = quantize(digits.onnx, tmp_path / "int8.onnx", calib=str(digit_images), preprocess="scale=0.5",
                       target="vnni")
@@ -453,8 +454,8 @@ def quantized_graph(path) -> tuple[list, dict[str, np.ndarray]]:
 
 def calibration_forms(x: np.ndarray) -> dict:
     """The same 300 samples in every form a Python user can give them (batches of 10, not the kit's 1 or 16)."""
-    from kit.data import open_data
-    from kit.specs import TensorSpec
+    from kit.core.specs import TensorSpec
+    from kit.data.datasets import open_data
 
     batches = [{"input": x[i:i + 10]} for i in range(0, len(x), 10)]
 
@@ -600,8 +601,9 @@ def test_quantize_warnings_are_printed_when_quantizing_fails(tiny_onnx, tmp_path
     import warnings
 
     import kit.export.quantize
-    from kit.cli import main
-    from kit.errors import InputError, KitWarning
+
+    from kit.cli.main import main
+    from kit.core.errors import InputError, KitWarning
 
     def warns_then_fails(*args, **kwargs):
         warnings.warn("calibrated on synthetic data", KitWarning)

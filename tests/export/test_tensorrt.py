@@ -10,12 +10,13 @@ from helpers import files_in
 
 trt = pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX (pip install tensorrt-rtx) builds engines here")
 
-import kit  # noqa: E402
-from kit.errors import ExportError, InputError, ModelFileError, RuntimeUnavailableError  # noqa: E402
 from kit.export.quantize import quantize  # noqa: E402
-from kit.export.tensorrt import build_engine  # noqa: E402
-from kit.fileio import sha256_of  # noqa: E402
-from kit.runtimes.tensorrt import TensorRTRuntime  # noqa: E402
+from kit.runtimes.tensorrt.build import build_engine  # noqa: E402
+from kit.runtimes.tensorrt.runtime import TensorRTRuntime  # noqa: E402
+
+import kit  # noqa: E402
+from kit.core.errors import ExportError, InputError, ModelFileError, RuntimeUnavailableError  # noqa: E402
+from kit.core.fileio import sha256_of  # noqa: E402
 
 TARGET = "SM86"
 
@@ -114,7 +115,7 @@ def test_engine_without_manifest(digits, tmp_path):
 
 
 def test_kit_runtimes_explains_how_to_get_tensorrt(capsys):
-    from kit.cli import main
+    from kit.cli.main import main
 
     main(["runtimes", "--json"])
     row = next(r for r in json.loads(capsys.readouterr().out) if r["name"] == "tensorrt")
@@ -122,7 +123,7 @@ def test_kit_runtimes_explains_how_to_get_tensorrt(capsys):
 
 
 def test_build_options_and_bad_files(digits, tmp_path, capsys):
-    from kit.cli import main
+    from kit.cli.main import main
 
     cache = tmp_path / "trt.cache"
     assert main(["build", str(digits.onnx), "-o", str(tmp_path / "m.engine"), "--compute-capability", TARGET,

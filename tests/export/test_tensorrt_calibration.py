@@ -10,11 +10,11 @@ import hashlib
 from types import SimpleNamespace
 
 from fake_cuda import FakeCudart
+from kit.runtimes.tensorrt.build import _calibrator, calibration_key, reusable_cache
 
-from kit import provenance
-from kit.data import FeedReader, calibration_data
-from kit.export.tensorrt import _calibrator, calibration_key, reusable_cache
-from kit.specs import TensorSpec
+from kit.core import provenance
+from kit.core.specs import TensorSpec
+from kit.data.datasets import FeedReader, calibration_data
 
 
 class CalibratorBase:  # stands for tensorrt.IInt8EntropyCalibrator2, which TensorRT-RTX does not have

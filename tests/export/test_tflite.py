@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 from helpers import factory, files_in, run_kit
+from kit.export.tflite import export_tflite
+from kit.runtimes.edgetpu.check import check_edgetpu
 
 import kit
-from kit import provenance
-from kit.errors import ExportError, InputError, ModelFileError
-from kit.export.edgetpu import check_edgetpu
-from kit.export.tflite import export_tflite
-from kit.harness import compare_models, evaluate
+from kit.check.harness import compare_models, evaluate
+from kit.core import provenance
+from kit.core.errors import ExportError, InputError, ModelFileError
 
 
 def test_four_variants_against_pytorch(digits, digits_tflite):
@@ -123,7 +123,7 @@ def test_blockers_of_float_nchw_and_dynamic_models(digits, digits_tflite, tmp_pa
 
 
 def test_check_edgetpu_cli_exit_codes(mobilenet, digits_tflite, tmp_path, capsys):
-    from kit.cli import main
+    from kit.cli.main import main
 
     assert main(["check", "edgetpu", str(digits_tflite["fp32"].path), "--json"]) == 1
     report = json.loads(capsys.readouterr().out)
@@ -155,7 +155,7 @@ def test_bad_input(digits, tmp_path):
 
 
 def test_cli_export_and_eval_of_a_tflite_model(digits, tmp_path, capsys):
-    from kit.cli import main
+    from kit.cli.main import main
 
     out = tmp_path / "int8.tflite"
     assert main(["export", "kit.models:make_digits_cnn", "--weights", str(tmp_path / "w.pt"), "-o", str(out),
@@ -206,7 +206,6 @@ def test_images_preprocessed_the_same_for_onnx_and_tflite(digits, tmp_path):
     """Class folders of PNGs: the ONNX model (NCHW) and the int8 TFLite (NHWC) both read them through
     the recorded preprocessing, in either order of comparison."""
     import cv2
-
     from kit.export import export_onnx
 
     x, y = np.load(digits.test)["x"][:40], np.load(digits.test)["y"][:40]

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 from helpers import files_in, run_kit
+from kit.export.tflite import export_tflite
+from kit.runtimes.edgetpu.check import check_edgetpu
 
 from kit import models
-from kit.errors import KitWarning, ValidationError
-from kit.export.edgetpu import check_edgetpu
-from kit.export.tflite import export_tflite
+from kit.core.errors import KitWarning, ValidationError
 
 CALIBRATION_SAMPLES = 300
 # Relations that hold for a faithful int8 model (measured: top-1 agreement 98-100%, SQNR 24-34 dB).

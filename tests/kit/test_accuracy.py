@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from kit.accuracy import accuracy, bootstrap_ci, check_budget, paired_delta_ci, top_k_correct
-from kit.errors import InputError
+from kit.check.accuracy import accuracy, bootstrap_ci, check_budget, paired_delta_ci, top_k_correct
+from kit.core.errors import InputError
 
 LOGITS = np.array([[0.1, 0.9, 0.0, 0.0, 0.0, 0.0],    # predicts 1, label 1: top-1
                    [0.5, 0.4, 0.3, 0.2, 0.1, 0.0],    # predicts 0, label 4: top-5 only (rank 5)

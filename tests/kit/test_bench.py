@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from helpers import files_in
 
-from kit import bench
-from kit.cli import main
-from kit.errors import InputError, KitError, KitWarning
-from kit.harness import evaluate
-from kit.report import pareto_front
+from kit.bench.driver import driver as bench
+from kit.bench.report import pareto_front
+from kit.check.harness import evaluate
+from kit.cli.main import main
+from kit.core.errors import InputError, KitError, KitWarning
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +128,7 @@ def test_json_keeps_the_users_commit_info(measured, digits, tmp_path):
 
 
 def test_markdown_and_plot(measured, tmp_path):
-    from kit.report import write_markdown, write_plot
+    from kit.bench.report import write_markdown, write_plot
 
     report, _ = measured
     write_markdown(report, tmp_path / "bench.md")
@@ -158,13 +158,13 @@ def _synthetic_report(medians: list[float], top1s: list[float]):
 @pytest.mark.parametrize("seconds, unit", [([7e-6, 9e-6], ("us", 1e6)), ([0.0042, 0.5], ("ms", 1e3)),
                                            ([2.0, 30.0], ("s", 1.0)), ([3e-7], ("ns", 1e9))])
 def test_plot_units_follow_the_fastest_value(seconds, unit):
-    from kit.report import time_unit
+    from kit.bench.report import time_unit
 
     assert time_unit(seconds) == unit  # 7 us is drawn as 7 us, not as 0.0070 ms
 
 
 def test_plot_keeps_accuracy_within_0_to_100_percent_and_names_apart():
-    from kit.report import plot_figure, score_limits
+    from kit.bench.report import plot_figure, score_limits
 
     assert score_limits([0.99, 1.0, 1.0], 0, 1) == (pytest.approx(0.985), 1.0)  # margin >= 0.5 points; <= 100%
     assert score_limits([0.0, 0.5], 0, 1) == (0.0, pytest.approx(0.55))
@@ -220,7 +220,7 @@ def test_max_time_is_bounded(digits, tmp_path):
 
 
 def test_rounds_cap_is_reported(digits):
-    from kit.report import notes
+    from kit.bench.report import notes
 
     # 50 rounds of a ~10 us model take far less than the 1 s asked for, on any machine.
     report = bench.bench([str(digits.onnx)], max_time=1.0, max_rounds=50, threads=1)
@@ -234,8 +234,9 @@ def test_rounds_cap_is_reported(digits):
 
 
 def test_worker_failures_and_batches(digits, tmp_path):
-    from kit.errors import RunError
     from kit.export import export_onnx
+
+    from kit.core.errors import RunError
     from kit.models import make_digits_cnn
 
     static = tmp_path / "static.onnx"
@@ -439,7 +440,7 @@ def test_matplotlib_is_needed_only_for_plot(digits, tmp_path):
 
 def _assert_readable_at_80_columns(text: str, report) -> None:
     """Every cell of the table whole on one line, no line of the table wider than 80, no ellipsis."""
-    from kit.report import notes, table_rows
+    from kit.bench.report import notes, table_rows
 
     note_lines = notes(report)
     table = [line for line in text.splitlines() if line not in note_lines]
@@ -455,7 +456,7 @@ def test_table_at_80_columns(measured):
 
     from rich.console import Console
 
-    from kit.report import print_table
+    from kit.bench.report import print_table
 
     report, _ = measured
     for width in (80, 200):

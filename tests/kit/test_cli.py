@@ -10,7 +10,7 @@ import pytest
 from helpers import factory, files_in
 
 import kit
-from kit.cli import main
+from kit.cli.main import main
 
 
 def run_cli(capsys, *argv):
@@ -36,7 +36,7 @@ def test_export_then_run_then_inspect(tmp_path, capsys):
     ran = cli_json(capsys, "run", str(model), "--random", "2", "--seed", "5", "-o", str(tmp_path / "o.npz"))
     assert ran["outputs"]["output"]["shape"] == [2, 5]
     saved = np.load(tmp_path / "o.npz")
-    from kit.specs import random_feeds
+    from kit.core.specs import random_feeds
 
     with kit.load(model) as rt:
         expected = rt.run(random_feeds(rt.inputs, seed=5, batch=2))["output"]
@@ -143,9 +143,8 @@ def test_export_failures_exit_non_zero_and_write_nothing(tmp_path, capsys):
     assert "does not match PyTorch" in bad(
         capsys, "export", factory("make_batch_dependent"), "-o", out, "--input-shape", "1x4",
         "--exporter", "torchscript", code=3)
-    import torch
-
     import models
+    import torch
 
     torch.save(models.make_linear(), tmp_path / "whole.pt")
     assert "--allow-pickle" in bad(capsys, "export", str(tmp_path / "whole.pt"), "-o", out, "--input-shape", "1x20")
@@ -153,7 +152,7 @@ def test_export_failures_exit_non_zero_and_write_nothing(tmp_path, capsys):
 
 
 def test_debug_shows_the_exception(tmp_path):
-    from kit.errors import ExportError
+    from kit.core.errors import ExportError
 
     with pytest.raises(ExportError):
         main(["export", factory("make_raises"), "-o", str(tmp_path / "m.onnx"), "--input-shape", "1x4", "--debug"])
@@ -162,7 +161,7 @@ def test_debug_shows_the_exception(tmp_path):
 def test_runtime_not_installed(tiny_onnx):
     """Run the real CLI in a fresh interpreter where onnxruntime cannot be imported."""
     code = ("import sys; sys.modules['onnxruntime'] = None\n"
-            "from kit.cli import main\n"
+            "from kit.cli.main import main\n"
             f"sys.exit(main(['run', {str(tiny_onnx)!r}, '--random']))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 2

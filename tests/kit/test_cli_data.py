@@ -91,7 +91,7 @@ def test_a_huge_stored_preprocessing_is_refused_before_allocating(digits, tmp_pa
     """A .tflite sidecar asking for a 100000x100000 image got the process killed for memory."""
     import onnx
 
-    from kit import provenance
+    from kit.core import provenance
 
     model = onnx.load(str(digits.onnx))
     stored = provenance.read(digits.onnx) | {"preprocess": {"size": [100000, 100000], "color": "gray"}}

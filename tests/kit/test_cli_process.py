@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from helpers import KIT, disk_full_line, factory, files_in, run_kit, run_on_full_disk
 
-from kit.cli import _parse, _parser, main
-from kit.specs import random_feeds
+from kit.cli.main import _parse, _parser, main
+from kit.core.specs import random_feeds
 
 
 def error_line(result) -> str:
@@ -59,7 +59,7 @@ import logging
 import warnings
 import numpy as np
 import torch
-from kit.errors import KitNote, KitWarning
+from kit.core.errors import KitNote, KitWarning
 
 
 def _warn():
@@ -127,7 +127,7 @@ def test_native_log_lines_stay_off_the_terminal(tmp_path):
 def test_kit_lines_and_native_crashes_still_reach_the_terminal():
     """The kit's terminal() and faulthandler keep the real descriptor 2; a segfault is still reported."""
     code = ("import ctypes, os, sys\n"
-            "from kit.quiet import captured_stderr, terminal\n"
+            "from kit.core.quiet import captured_stderr, terminal\n"
             "with captured_stderr():\n"
             "    os.write(2, b'native chatter\\n')\n"
             "    print('library chatter', file=sys.stderr)\n"
@@ -140,7 +140,7 @@ def test_kit_lines_and_native_crashes_still_reach_the_terminal():
 
 
 def test_an_unexpected_error_shows_what_libraries_logged(monkeypatch, capsys):
-    import kit.cli
+    import kit.cli.main
 
     def crash(args):
         os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
@@ -148,7 +148,7 @@ def test_an_unexpected_error_shows_what_libraries_logged(monkeypatch, capsys):
                     b"native: the real reason\n")
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(kit.cli, "_runtimes", crash)
+    monkeypatch.setattr(kit.cli.main, "_runtimes", crash)
     assert main(["runtimes"]) == 70
     assert capsys.readouterr().err.splitlines() == [
         "native: the real reason", "error: unexpected RuntimeError: boom (rerun with --debug for the traceback)"]
@@ -248,7 +248,7 @@ def test_random_n_beyond_memory_is_refused_before_allocating(tiny_onnx):
 
 
 def _spec(name, batch):
-    from kit.specs import TensorSpec
+    from kit.core.specs import TensorSpec
 
     return TensorSpec(name, (batch, 3))
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from kit.compare import compare_outputs, worst
-from kit.errors import InputError
+from kit.check.metrics import compare_outputs, worst
+from kit.core.errors import InputError
 
 
 def test_hand_computed_errors():

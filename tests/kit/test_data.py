@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from kit.data import FeedReader, npz_arrays, open_data
-from kit.errors import InputError, KitWarning
-from kit.specs import TensorSpec
+from kit.core.errors import InputError, KitWarning
+from kit.core.specs import TensorSpec
+from kit.data.datasets import FeedReader, npz_arrays, open_data
 
 IMAGE = [TensorSpec("image", ("batch", 1, 4, 4))]
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from helpers import files_in
 
-from kit.errors import DiskFullError, InputError
-from kit.fileio import atomic_output, check_output_path, model_files, model_size
+from kit.core.errors import DiskFullError, InputError
+from kit.core.fileio import atomic_output, check_output_path, model_files, model_size
 
 
 def test_atomic_output_moves_the_file_and_its_companions(tmp_path):
@@ -67,7 +67,7 @@ def _dead_pid() -> int:
 
 def test_leftovers_of_a_killed_write_are_removed_on_the_next_write(tmp_path):
     writer = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom kit.fileio import atomic_output\n"
+        [sys.executable, "-c", "import sys, time\nfrom kit.core.fileio import atomic_output\n"
          f"with atomic_output({str(tmp_path / 'm.onnx')!r}) as tmp:\n"
          "    tmp.write_text('half'); print('writing', flush=True); time.sleep(600)"],
         stdout=subprocess.PIPE, text=True)

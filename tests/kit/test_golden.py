@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from kit.errors import InputError
-from kit.golden import Golden, load_golden, save_golden
-from kit.harness import compare_models
+from kit.check.harness import compare_models
+from kit.core.errors import InputError
+from kit.data.golden import Golden, load_golden, save_golden
 
 
 def test_round_trip_is_exact(tmp_path):
@@ -47,7 +47,7 @@ def test_golden_never_overwrites_the_data_or_a_model(digits, tmp_path):
 
 
 def test_golden_is_written_only_after_the_candidate_ran(digits, tmp_path):
-    from kit.errors import ModelFileError
+    from kit.core.errors import ModelFileError
 
     with pytest.raises(ModelFileError):
         compare_models(str(digits.onnx), str(tmp_path / "absent.onnx"), save_golden_to=str(tmp_path / "g.npz"))

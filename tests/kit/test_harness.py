@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import kit
-from kit.errors import InputError
-from kit.golden import load_golden
-from kit.harness import compare_models, evaluate
+from kit.check.harness import compare_models, evaluate
+from kit.core.errors import InputError
+from kit.data.golden import load_golden
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +69,9 @@ def test_compare_streams_the_data_and_writes_the_golden_file_as_it_goes(conv_onn
 
 
 def test_a_comparison_too_big_for_memory_is_refused_naming_the_sizes(tiny_onnx, monkeypatch):
-    import kit.harness
+    import kit.check.harness
 
-    monkeypatch.setattr(kit.harness, "available_memory", lambda: 100_000)
+    monkeypatch.setattr(kit.check.harness, "available_memory", lambda: 100_000)
     with pytest.raises(InputError, match=r"comparing 1,000,000 samples of random:1000000 would keep 38.1 MB of "
                                          r"output errors in memory; 97.7 KB is available here"):
         compare_models(str(tiny_onnx), str(tiny_onnx), data="random:1000000", batch_size=10)
@@ -94,10 +94,10 @@ def test_nan_outputs_give_well_defined_numbers_and_say_why(tiny_onnx, tmp_path):
 def test_preprocess_text_reaches_images_through_the_harness(tmp_path):
     """--preprocess for a model that records none, through evaluate and compare_models."""
     import cv2
-
-    from kit.export import export_onnx
-    from kit.preprocess import Preprocess
     from helpers import factory
+    from kit.export import export_onnx
+
+    from kit.data.preprocess import Preprocess
 
     plain = export_onnx(factory("make_conv"), tmp_path / "plain.onnx", input_shapes="1x3x8x8").path
     for label, value in (("0", 30), ("1", 220)):

@@ -23,18 +23,18 @@ def heavy_modules_after(body: str) -> list[str]:
 
 def test_import_kit_and_every_runtime_module_is_light():
     body = ("import kit, kit.runtimes, kit.runtimes.base, kit.runtimes.registry, kit.runtimes.ort, "
-            "kit.runtimes.pytorch, kit.runtimes.tflite, kit.runtimes.edgetpu, kit.runtimes.tensorrt, kit.export, "
-            "kit.export.onnx, kit.export.tensorrt, "
-            "kit.export.quantize, kit.export.layers, kit.export.tflite, kit.export.edgetpu, kit.cli, "
-            "kit.sources, kit.preprocess, kit.data, kit.compare, kit.accuracy, kit.golden, kit.harness, kit.bench, "
-            "kit.bench_case, kit.report, kit.stats, kit.environment, kit.pytest_plugin, kit.feeds, kit.provenance\n"
+            "kit.runtimes.pytorch, kit.runtimes.tflite, kit.runtimes.edgetpu.runtime, kit.runtimes.tensorrt.runtime, kit.export, "
+            "kit.export.onnx, kit.runtimes.tensorrt.build, "
+            "kit.export.quantize, kit.check.layers, kit.export.tflite, kit.runtimes.edgetpu.check, kit.cli.main, "
+            "kit.data.sources, kit.data.preprocess, kit.data.datasets, kit.check.metrics, kit.check.accuracy, kit.data.golden, kit.check.harness, kit.bench.driver, "
+            "kit.bench.worker, kit.bench.report, kit.bench.stats, kit.core.environment, kit.bench.plugin, kit.data.feeds, kit.core.provenance\n"
             "from kit.runtimes import registry\n"
             "[registry.get(n) for n in registry.known()]")
     assert heavy_modules_after(body) == []
 
 
 def test_kit_help_is_light():
-    body = ("from kit.cli import main\n"
+    body = ("from kit.cli.main import main\n"
             "for argv in (['--help'], *([c, '--help'] for c in ('export', 'run', 'quantize', 'compare', 'eval', "
             "'bench', 'build', 'check', 'inspect', 'runtimes', 'demo'))):\n"
             "    try:\n        main(argv)\n    except SystemExit:\n        pass")

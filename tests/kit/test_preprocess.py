@@ -2,9 +2,9 @@ import cv2
 import numpy as np
 import pytest
 
-from kit.errors import InputError
-from kit.preprocess import Preprocess
-from kit.specs import TensorSpec
+from kit.core.errors import InputError
+from kit.core.specs import TensorSpec
+from kit.data.preprocess import Preprocess
 
 
 def test_defaults_are_read_off_the_input_shape():
@@ -90,8 +90,8 @@ def test_a_stored_spec_is_checked_before_any_image_is_read(stored, message):
 
 
 def test_falling_back_to_default_preprocessing_is_warned_once_and_names_the_defaults():
-    from kit.errors import KitWarning
-    from kit.preprocess import for_images
+    from kit.core.errors import KitWarning
+    from kit.data.preprocess import for_images
 
     spec = TensorSpec("x", ("batch", 3, 32, 48))
     with pytest.warns(KitWarning) as caught:

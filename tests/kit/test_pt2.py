@@ -10,8 +10,8 @@ import torch
 from helpers import files_in, run_kit
 from torch.export.pt2_archive import PT2ArchiveReader, PT2ArchiveWriter
 
-from kit.errors import ModelFileError, UnsafeFileError
-from kit.sources import load_torch_source
+from kit.core.errors import ModelFileError, UnsafeFileError
+from kit.data.sources import load_torch_source
 
 
 class WithConstant(torch.nn.Module):

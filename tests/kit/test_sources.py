@@ -5,7 +5,7 @@ import sys
 import pytest
 import torch
 
-from kit.sources import load_torch_source
+from kit.data.sources import load_torch_source
 
 # models.py imports its helper inside the function (the way a factory often defers imports) or
 # at the top; each folder's layers.py builds a different head, so a mix-up shows in the output width.

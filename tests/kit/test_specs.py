@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from kit.errors import InputError
-from kit.specs import InputShape, TensorSpec, parse_dynamic_axes, parse_input_shapes, parse_shape, random_feeds
+from kit.core.errors import InputError
+from kit.core.specs import InputShape, TensorSpec, parse_dynamic_axes, parse_input_shapes, parse_shape, random_feeds
 
 
 def test_parse_shape():

@@ -7,9 +7,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kit.errors import InputError
-from kit.specs import (DTYPES, MAX_ELEMENTS, InputShape, TensorSpec, batch_feeds, parse_dynamic_axes,
-                       parse_input_shapes, parse_shape, random_feeds)
+from kit.core.errors import InputError
+from kit.core.specs import (
+    DTYPES,
+    MAX_ELEMENTS,
+    InputShape,
+    TensorSpec,
+    batch_feeds,
+    parse_dynamic_axes,
+    parse_input_shapes,
+    parse_shape,
+    random_feeds,
+)
 
 SETTINGS = settings(max_examples=300, deadline=None, database=None)
 

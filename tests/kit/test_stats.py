@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from kit.errors import InputError
-from kit.stats import latency_stats, median_ci_ranks
+from kit.bench.stats import latency_stats, median_ci_ranks
+from kit.core.errors import InputError
 
 
 @pytest.mark.parametrize("n, ranks", [

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 from helpers import TINY_B, TINY_W
+from kit.runtimes.ort import OnnxRuntime
 
 import kit
-from kit.errors import InputError, KitError
-from kit.runtimes.ort import OnnxRuntime
+from kit.core.errors import InputError, KitError
 
 X = np.array([[1.0, 2.0, 3.0], [-1.0, 0.5, 0.0]], dtype=np.float32)
 
@@ -79,7 +79,7 @@ def test_a_failure_inside_the_runtime_becomes_a_run_error(tmp_path):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from kit.errors import RunError
+    from kit.core.errors import RunError
 
     graph = helper.make_graph(
         [helper.make_node("Gather", ["table", "ids"], ["vectors"])], "embedding",

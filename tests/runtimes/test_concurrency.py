@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import kit
-from kit.errors import RunError
+from kit.core.errors import RunError
 
 THREADS = 8
 

@@ -5,10 +5,10 @@ import shutil
 import subprocess
 
 import pytest
+from kit.runtimes.edgetpu.runtime import EdgeTPURuntime
 
 import kit
-from kit.errors import KitWarning, RuntimeUnavailableError
-from kit.runtimes.edgetpu import EdgeTPURuntime
+from kit.core.errors import KitWarning, RuntimeUnavailableError
 
 
 @pytest.fixture
@@ -46,7 +46,8 @@ def test_on_a_real_edge_tpu(mobilenet, tmp_path):
     if not EdgeTPURuntime.availability().usable or shutil.which("edgetpu_compiler") is None:
         pytest.skip("needs an Edge TPU with libedgetpu and edgetpu_compiler")
     from kit.export.tflite import export_tflite
-    from kit.harness import evaluate
+
+    from kit.check.harness import evaluate
 
     result = export_tflite(mobilenet.module, tmp_path / "m.tflite", precision="int8", input_shapes="1x1x8x8",
                            calib=str(mobilenet.calib))

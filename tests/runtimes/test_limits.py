@@ -4,11 +4,11 @@ types), and NaN/Inf refused by models that compute in integers."""
 import numpy as np
 import pytest
 from helpers import run_kit
-
-import kit
-from kit.errors import InputError
 from kit.runtimes.base import THREADS_PER_CPU, cpu_count
 from kit.runtimes.registry import get
+
+import kit
+from kit.core.errors import InputError
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "torch", "tflite", "edgetpu"])

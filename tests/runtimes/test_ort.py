@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
+from kit.runtimes.ort import OnnxRuntime
 
 import kit
-from kit.errors import InputError, ModelFileError
-from kit.runtimes.ort import OnnxRuntime
+from kit.core.errors import InputError, ModelFileError
 
 
 @pytest.mark.parametrize("level", ["disable", "basic", "extended", "all"])

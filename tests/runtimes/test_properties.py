@@ -7,10 +7,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from kit.runtimes.registry import get
 
 import kit
-from kit.errors import KitError
-from kit.runtimes.registry import get
+from kit.core.errors import KitError
 
 SETTINGS = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 

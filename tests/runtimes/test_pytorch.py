@@ -1,14 +1,14 @@
 """The torch reference runtime: same module, inputs and output names as the exporters use."""
 
+import models
 import numpy as np
 import pytest
 import torch
 from helpers import factory
+from kit.runtimes.pytorch import TorchRuntime
 
 import kit
-import models
-from kit.errors import InputError
-from kit.runtimes.pytorch import TorchRuntime
+from kit.core.errors import InputError
 
 
 def test_factory_with_named_shapes_matches_the_module():
@@ -48,7 +48,7 @@ def test_torch_runtime_checks_feeds_too():
 def test_a_factory_without_weights_is_named_as_such(tmp_path):
     import warnings
 
-    from kit.errors import KitNote, KitWarning
+    from kit.core.errors import KitNote, KitWarning
 
     with pytest.warns(KitNote, match=r"make_linear has no --weights: it runs with the weights its factory builds"):
         kit.load(factory("make_linear"), input_shapes="1x20").close()
@@ -60,9 +60,9 @@ def test_a_factory_without_weights_is_named_as_such(tmp_path):
 
 def test_comparing_a_weightless_factory_with_a_trained_export_says_so(tmp_path):
     from helpers import run_kit
-
-    from kit import provenance
     from kit.export import export_onnx
+
+    from kit.core import provenance
 
     trained = models.make_linear()
     with torch.no_grad():

@@ -5,17 +5,17 @@ import textwrap
 
 import numpy as np
 import pytest
+from kit.runtimes import registry
 
 import kit
-from kit.cli import main
-from kit.errors import InputError, ModelFileError, RuntimeUnavailableError
-from kit.runtimes import registry
+from kit.cli.main import main
+from kit.core.errors import InputError, ModelFileError, RuntimeUnavailableError
 
 PLUGIN = '''
 import json
 import numpy as np
 from kit.runtimes.base import Runtime
-from kit.specs import TensorSpec
+from kit.core.specs import TensorSpec
 
 
 class ToyRuntime(Runtime):
@@ -65,9 +65,9 @@ def plugin(tmp_path, monkeypatch):
 
 def test_builtins_are_lazy_strings():
     assert registry.BUILTIN == {"onnxruntime": "kit.runtimes.ort:OnnxRuntime", "torch": "kit.runtimes.pytorch:TorchRuntime",
-                                "edgetpu": "kit.runtimes.edgetpu:EdgeTPURuntime",
+                                "edgetpu": "kit.runtimes.edgetpu.runtime:EdgeTPURuntime",
                                 "tflite": "kit.runtimes.tflite:TFLiteRuntime",
-                                "tensorrt": "kit.runtimes.tensorrt:TensorRTRuntime"}
+                                "tensorrt": "kit.runtimes.tensorrt.runtime:TensorRTRuntime"}
     assert registry.get("onnxruntime").__name__ == "OnnxRuntime"
 
 

@@ -3,17 +3,17 @@ are present, and skips elsewhere. Run with: python -m pytest -m gpu"""
 
 import numpy as np
 import pytest
+from kit.runtimes.tensorrt.runtime import TensorRTRuntime
 
 import kit
-from kit.errors import InputError
-from kit.runtimes.tensorrt import TensorRTRuntime
+from kit.core.errors import InputError
 
 
 @pytest.mark.gpu
 def test_engine_matches_onnx_runtime_on_a_gpu(digits, tmp_path):
     if not TensorRTRuntime.availability().usable:
         pytest.skip("needs an NVIDIA GPU with TensorRT and cuda-python")
-    from kit.export.tensorrt import build_engine
+    from kit.runtimes.tensorrt.build import build_engine
 
     build_engine(digits.onnx, tmp_path / "m.engine", max_shapes=["8x1x8x8"])
     x = np.load(digits.test)["x"][:8]
@@ -29,7 +29,7 @@ def test_engine_matches_onnx_runtime_on_a_gpu(digits, tmp_path):
 @pytest.mark.gpu
 def test_implicit_calibration_on_tensorrt_before_11(digits, tmp_path):
     """A float model built to int8 with the kit's calibration data, where TensorRT still has calibrators."""
-    from kit.export.tensorrt import build_engine, tensorrt_module
+    from kit.runtimes.tensorrt.build import build_engine, tensorrt_module
 
     if not TensorRTRuntime.availability().usable or not hasattr(tensorrt_module(), "IInt8EntropyCalibrator2"):
         pytest.skip("needs a GPU and a TensorRT with implicit calibrators (before 11)")

@@ -14,7 +14,7 @@ import pytest
 from fake_cuda import FakeCudart
 
 import kit
-from kit.errors import RunError, RuntimeUnavailableError
+from kit.core.errors import RunError, RuntimeUnavailableError
 
 
 class FakeContext:

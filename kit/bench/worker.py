@@ -1,6 +1,6 @@
 """One benchmark variant, run by pytest with pytest-benchmark in a process of its own.
 
-``kit bench`` starts ``python -m pytest kit/bench_case.py`` once per (model, runtime) with
+``kit bench`` starts ``python -m pytest kit/bench/worker.py`` once per (model, runtime) with
 the variant described in the environment variable KIT_BENCH_SPEC (JSON), so backends
 never share a process (their thread pools slow each other). Each round is one call
 (``iterations=1``), so percentiles are of single calls, and the number of rounds comes
@@ -8,7 +8,7 @@ from the time budget. Besides the rounds it records load time, first-inference t
 peak memory, then the outputs on the fidelity data (saved to an .npz the parent compares
 with the baseline's).
 
-The module is also loaded as a pytest plugin (``-p kit.bench_case``): through
+The module is also loaded as a pytest plugin (``-p kit.bench.worker``): through
 pytest-benchmark's hooks the JSON it writes carries the variant's name, the kit's
 environment in ``machine_info`` and the git commit of the folder the user ran
 ``kit bench`` from (the worker itself runs in a scratch folder).
@@ -30,9 +30,9 @@ MIN_ROUNDS = 10  # even a slow model gets this many rounds: a median of fewer is
 
 
 def test_variant(benchmark):
-    from kit.harness import run_dataset
+    from kit.check.harness import run_dataset
+    from kit.core.specs import batch_feeds
     from kit.runtimes.registry import create
-    from kit.specs import batch_feeds
 
     spec = _spec()
     rss_before = _memory_mb("VmRSS")
@@ -43,7 +43,7 @@ def test_variant(benchmark):
     first_s = _timed(runtime.run, feeds)
     per_call = min(_timed(runtime.run, feeds) for _ in range(3))
     wanted = max(MIN_ROUNDS, spec["max_time"] / max(per_call, 1e-7))
-    rounds = int(min(spec["max_rounds"], wanted))  # the cap: see kit.bench.MAX_ROUNDS
+    rounds = int(min(spec["max_rounds"], wanted))  # the cap: see kit.bench.driver.MAX_ROUNDS
 
     benchmark.group = spec["group"]
     benchmark.pedantic(runtime.run, args=(feeds,), rounds=rounds, iterations=1, warmup_rounds=min(10, rounds))
@@ -71,7 +71,7 @@ def test_variant(benchmark):
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
-    from kit import environment
+    from kit.core import environment
 
     machine_info["kit_environment"] = environment.describe(_spec()["threads"])
 
@@ -108,10 +108,10 @@ def _working_directory(path: str):
 def _fidelity_dataset(spec: dict, runtime):
     """The fidelity data for this model: images preprocessed as it records, or, when it records
     nothing, as the parent decided for every such model (--preprocess text or another model's spec)."""
-    from kit import provenance
-    from kit.data import open_data
-    from kit.harness import open_model_data
-    from kit.preprocess import Preprocess
+    from kit.check.harness import open_model_data
+    from kit.core import provenance
+    from kit.data.datasets import open_data
+    from kit.data.preprocess import Preprocess
 
     shared, data = spec["preprocess"], spec["fidelity_data"]
     if shared is None or not Path(data).is_dir() or provenance.read(spec["model"]).get("preprocess"):

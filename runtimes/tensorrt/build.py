@@ -37,10 +37,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from kit import provenance
-from kit.errors import ExportError, InputError, RuntimeUnavailableError
-from kit.fileio import atomic_output, check_output_path, sha256_of
-from kit.specs import parse_shape
+from kit.core import provenance
+from kit.core.errors import ExportError, InputError, RuntimeUnavailableError
+from kit.core.fileio import atomic_output, check_output_path, sha256_of
+from kit.core.specs import parse_shape
 
 PRECISIONS = ("fp32", "fp16", "int8")
 MODULES = ("tensorrt", "tensorrt_rtx")  # the standard one first: it can also run engines
@@ -193,7 +193,7 @@ def _read_graph(model: Path):
     try:
         return onnx.load(str(model), load_external_data=False).graph
     except Exception as exc:
-        from kit.errors import ModelFileError, root_cause
+        from kit.core.errors import ModelFileError, root_cause
 
         raise ModelFileError(f"{model} is not a readable ONNX model ({root_cause(exc)}).",
                              hint="Re-export it with kit export.") from exc
@@ -398,8 +398,8 @@ def _attach_calibrator(trt, builder, config, network, model: Path, calib, output
                        notes: list[str]):
     """Implicit int8 (TensorRT before 11): an entropy calibrator over the kit's data, with the
     calibration cache beside the engine reused when it was made from this model and this data."""
-    from kit.data import FeedReader, calibration_data
-    from kit.specs import TensorSpec
+    from kit.core.specs import TensorSpec
+    from kit.data.datasets import FeedReader, calibration_data
 
     cudart = cuda_runtime()
     if cudart is None or gpu_description() is None:

@@ -24,9 +24,9 @@ import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from kit.data import Dataset, FeedReader
-from kit.errors import KitError, root_cause
-from kit.specs import TensorSpec
+from kit.core.errors import KitError, root_cause
+from kit.core.specs import TensorSpec
+from kit.data.datasets import Dataset, FeedReader
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,11 @@ def layer_errors(float_model: str | Path, qdq_model: str | Path, dataset: Datase
     when the Dataset's are not) set the batch size a fixed batch axis needs."""
     import onnx
     from onnxruntime.quantization.qdq_loss_debug import (
-        collect_activations, compute_activation_error, create_activation_matching,
-        modify_model_output_intermediate_tensors)
+        collect_activations,
+        compute_activation_error,
+        create_activation_matching,
+        modify_model_output_intermediate_tensors,
+    )
 
     graph = onnx.load(str(float_model), load_external_data=False).graph
     try:

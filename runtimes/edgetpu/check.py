@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kit import provenance
-from kit.errors import InputError, ModelFileError, root_cause
+from kit.core import provenance
+from kit.core.errors import InputError, ModelFileError, root_cause
 
 COMPILER_VERSION = 16
 # Builtin op -> the newest op version compiler 16 accepts: the versions the TensorFlow Lite of
@@ -137,7 +137,7 @@ def _read(path: Path):
     try:
         from ai_edge_litert import schema_py_generated as schema
     except ImportError as exc:
-        from kit.errors import RuntimeUnavailableError
+        from kit.core.errors import RuntimeUnavailableError
 
         raise RuntimeUnavailableError("reading .tflite files needs ai-edge-litert.",
                                       hint='Install it with: pip install "edge-inference-kit[tflite]"') from exc

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from kit.errors import InputError
+from kit.core.errors import InputError
 
 P99_ROUNDS = 100  # rounds from which p99 has at least one round above it
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kit.errors import InputError
+from kit.core.errors import InputError
 
 RESAMPLES = 2000
 LEVEL = 0.95

@@ -17,9 +17,9 @@ from typing import IO, Any
 
 import numpy as np
 
-from kit import provenance
-from kit.errors import InputError
-from kit.fileio import atomic_output, check_output_path
+from kit.core import provenance
+from kit.core.errors import InputError
+from kit.core.fileio import atomic_output, check_output_path
 
 
 @dataclass
@@ -128,7 +128,7 @@ class GoldenWriter:
 
 def load_golden(path: str | os.PathLike) -> Golden:
     """A golden file's arrays, memory-mapped (read as they are sliced); ``close()`` when done."""
-    from kit.data import npz_arrays
+    from kit.data.datasets import npz_arrays
 
     path = Path(path)
     hint = "Write one with: kit compare MODEL --save-golden golden.npz --data DATA"

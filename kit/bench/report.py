@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from kit.bench import BenchReport
-from kit.errors import RuntimeUnavailableError
-from kit.fileio import atomic_output
-from kit.formatting import decibels, percent, seconds, size
-from kit.stats import P99_ROUNDS
+from kit.bench.driver import BenchReport
+from kit.bench.stats import P99_ROUNDS
+from kit.core.errors import RuntimeUnavailableError
+from kit.core.fileio import atomic_output
+from kit.core.formatting import decibels, percent, seconds, size
 
 LATENCY_COLUMNS = ("median [95% CI]", "min / mean", "p90 / p99", "per s")
 MODEL_COLUMNS = ("load / first", "size", "peak RSS", "agree", "SQNR", "top-1 (vs base)")

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from kit import provenance
-from kit.fileio import sha256_of
-from kit.errors import InputError, ModelFileError, RunError, RuntimeUnavailableError
 from kit.runtimes.base import Availability, Runtime
-from kit.specs import TensorSpec
+
+from kit.core import provenance
+from kit.core.errors import InputError, ModelFileError, RunError, RuntimeUnavailableError
+from kit.core.fileio import sha256_of
+from kit.core.specs import TensorSpec
 
 MODULES = ("tensorrt", "tensorrt_rtx")
 INSTALL = ("on a Jetson, TensorRT comes with JetPack (apt install python3-libnvinfer; JetPack 6.x ships 10.3); on "
@@ -40,7 +40,7 @@ class TensorRTRuntime(Runtime):
 
     @classmethod
     def availability(cls) -> Availability:
-        from kit.export.tensorrt import gpu_description, no_gpu_reason
+        from kit.runtimes.tensorrt.build import gpu_description, no_gpu_reason
 
         module = _module()
         if module is None:
@@ -65,7 +65,7 @@ class TensorRTRuntime(Runtime):
     def _load(self):
         trt = _module()
         manifest = check_manifest(self.model_path, trt, rebuild=bool(self.options.get("rebuild_if_stale")))
-        from kit.export.tensorrt import cuda_runtime, gpu_description, no_gpu_reason
+        from kit.runtimes.tensorrt.build import cuda_runtime, gpu_description, no_gpu_reason
 
         if gpu_description() is None:
             raise RuntimeUnavailableError(f"{no_gpu_reason()}; TensorRT engines run only on the GPU they were "
@@ -166,7 +166,7 @@ class TensorRTRuntime(Runtime):
 
 def check_manifest(engine: str, trt, *, rebuild: bool = False) -> dict[str, Any]:
     """The engine's manifest, checked against the installed TensorRT and GPU (or rebuilt when stale)."""
-    from kit.export.tensorrt import build_engine, gpu_description
+    from kit.runtimes.tensorrt.build import build_engine, gpu_description
 
     manifest = provenance.read(engine)
     if not manifest or manifest.get("format") != "tensorrt-engine":

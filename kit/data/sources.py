@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kit.errors import ExportError, InputError, ModelFileError, UnsafeFileError, reraise_interrupt
-from kit.fileio import sha256_of
-from kit.specs import InputShape, TensorSpec
+from kit.core.errors import ExportError, InputError, ModelFileError, UnsafeFileError, reraise_interrupt
+from kit.core.fileio import sha256_of
+from kit.core.specs import InputShape, TensorSpec
 
 TORCH_SUFFIXES = (".pt", ".pth", ".pt2")
 
@@ -213,7 +213,7 @@ def _load_pt(path: Path, allow_pickle: bool) -> TorchSource:
 
 
 def _load_exported_program(path: Path, allow_pickle: bool) -> TorchSource:
-    from kit.pt2 import load_exported_program
+    from kit.data.pt2 import load_exported_program
 
     program = load_exported_program(path, allow_pickle)
     names = list(program.graph_signature.user_inputs)

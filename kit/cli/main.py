@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from kit._version import __version__
-from kit.errors import InputError, KitError, first_line
-from kit.formatting import decibels, percent, size
+from kit.core.errors import InputError, KitError, first_line
+from kit.core.formatting import decibels, percent, size
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     if args is None:
         parser.print_help()
         return 0
-    from kit.quiet import captured_stderr
+    from kit.core.quiet import captured_stderr
 
     # Libraries' log lines (absl, oneDNN, XNNPACK, ONNX Runtime, torch's logging) stay off the
     # terminal; with --debug they show as they happen.
@@ -44,7 +44,7 @@ def _run_command(args, library_log, interrupts) -> int:
     """Run the handler; print the warnings it raised, then, if it failed, its error as one line."""
     import warnings
 
-    from kit.errors import KitWarning
+    from kit.core.errors import KitWarning
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", KitWarning)
@@ -85,7 +85,7 @@ def _print_warnings(caught) -> None:
     """The kit's warnings as ``warning:``/``note:`` lines; another library's warning (a numeric
     RuntimeWarning, a UserWarning) once, as ``warning: CATEGORY: first line``. Notices aimed at
     the libraries' own developers (deprecations, future changes, imports) stay out."""
-    from kit.errors import KitNote, KitWarning
+    from kit.core.errors import KitNote, KitWarning
 
     shown = set()
     for warning in caught:
@@ -522,7 +522,7 @@ def _print_export(console, data: dict, validated: str) -> None:
 
 
 def _build(args) -> int:
-    from kit.export.tensorrt import build_engine
+    from kit.runtimes.tensorrt.build import build_engine
 
     with _progress(args) as say:
         result = build_engine(args.model, args.output, precision=args.precision, min_shapes=args.min_shape,
@@ -549,7 +549,7 @@ def _build(args) -> int:
 
 
 def _check(args) -> int:
-    from kit.export.edgetpu import check_edgetpu
+    from kit.runtimes.edgetpu.check import check_edgetpu
 
     result = check_edgetpu(args.model)
     data = result.to_dict()
@@ -580,10 +580,10 @@ def _check(args) -> int:
 
 
 def _run(args) -> int:
-    from kit import provenance
-    from kit.feeds import feeds_from_files, feeds_from_image
-    from kit.fileio import atomic_output, check_output_path
-    from kit.golden import save_arrays
+    from kit.core import provenance
+    from kit.core.fileio import atomic_output, check_output_path
+    from kit.data.feeds import feeds_from_files, feeds_from_image
+    from kit.data.golden import save_arrays
     from kit.runtimes.registry import load
 
     if args.output:
@@ -649,7 +649,7 @@ def _run_random(rt, count: int, seed: int) -> dict:
     one call per batch the model fixes (TFLite models are static), outputs joined along axis 0."""
     import numpy as np
 
-    from kit.specs import batch_feeds, check_memory, describe_specs
+    from kit.core.specs import batch_feeds, check_memory, describe_specs
 
     specs = rt.inputs
     if all(spec.dynamic_batch for spec in specs):
@@ -724,7 +724,7 @@ def _quantize(args) -> int:
 
 
 def _compare(args) -> int:
-    from kit.harness import compare_models
+    from kit.check.harness import compare_models
 
     if args.golden or (args.save_golden and len(args.models) == 1):
         if len(args.models) != 1:
@@ -785,8 +785,8 @@ def _compare(args) -> int:
 def _eval(args) -> int:
     import math
 
-    from kit.accuracy import check_budget
-    from kit.harness import evaluate
+    from kit.check.accuracy import check_budget
+    from kit.check.harness import evaluate
 
     budget = ({"max_drop": args.max_drop} if args.max_drop is not None else
               {"min_ratio": args.min_ratio} if args.min_ratio is not None else None)
@@ -856,7 +856,8 @@ def _tolerances(items: list[str] | None, default: float) -> dict[str, float]:
 
 
 def _bench(args) -> int:
-    from kit import bench, report
+    from kit.bench.driver import driver as bench
+    from kit.bench.driver import report
 
     # Everything that can fail is checked before the measuring starts.
     bench.require_pytest_benchmark()
@@ -1012,8 +1013,8 @@ def _demo(args) -> int:
     console = _console()
     console.print(f"trained on {data['train_samples']} digits, held out {data['test_samples']}; "
                   f"files in {data['out_dir']}")
-    from kit.bench import BenchReport
-    from kit.report import print_table
+    from kit.bench.driver import BenchReport
+    from kit.bench.report import print_table
 
     console.print("every variant on every usable backend, each in its own process; top-1 on the held-out digits, "
                   "agreement and SQNR against PyTorch FP32 (the baseline):")
@@ -1030,7 +1031,7 @@ def _demo(args) -> int:
 def _console(stderr: bool = False):
     from rich.console import Console
 
-    from kit.quiet import terminal
+    from kit.core.quiet import terminal
 
     # No markup: shapes like [batch, 3] and user paths must print as they are. Soft wrap: a line of
     # text is never broken by rich (which splits paths and numbers mid-word); the terminal wraps it.

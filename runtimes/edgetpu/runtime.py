@@ -23,9 +23,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from kit.errors import InputError, KitWarning, RuntimeUnavailableError
 from kit.runtimes.base import Availability
 from kit.runtimes.tflite import TFLiteRuntime
+
+from kit.core.errors import InputError, KitWarning, RuntimeUnavailableError
 
 LIBRARIES = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
 INSTALL = ("install libedgetpu (Coral's apt repository: libedgetpu1-std; macOS and Windows: Coral's runtime "

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kit.errors import InputError, KitWarning, RuntimeUnavailableError
-from kit.specs import TensorSpec
+from kit.core.errors import InputError, KitWarning, RuntimeUnavailableError
+from kit.core.specs import TensorSpec
 
 RESIZE_MODES = ("stretch", "letterbox", "crop")
 COLORS = ("rgb", "bgr", "gray")

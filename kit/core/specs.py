@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from kit.errors import InputError
-from kit.formatting import size
+from kit.core.errors import InputError
+from kit.core.formatting import size
 
 Dim = int | str  # a fixed size, or the name of a dynamic axis
 

@@ -1,7 +1,7 @@
 """``kit bench``: latency, memory, size and accuracy of each model on each runtime.
 
 pytest-benchmark is the timing engine: each (model, runtime) variant runs in its own
-process (kit/bench_case.py under pytest), and its JSON is merged into one report in
+process (kit/bench/worker.py under pytest), and its JSON is merged into one report in
 pytest-benchmark's own format, with the kit's fields under ``extra_info["kit"]``, so
 ``pytest-benchmark compare`` and its histograms work on it. Percentiles and the median's
 confidence interval are computed here from the raw per-round timings.
@@ -23,14 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from kit import provenance
-from kit.accuracy import accuracy, top_k_correct
-from kit.compare import compare_outputs
-from kit.harness import scores_of
-from kit.errors import InputError, KitError, KitWarning, RunError, RuntimeUnavailableError
-from kit.fileio import atomic_output, check_output_path, model_size
-from kit.sources import is_factory_reference
-from kit.stats import latency_stats
+from kit.bench.stats import latency_stats
+from kit.check.accuracy import accuracy, top_k_correct
+from kit.check.harness import scores_of
+from kit.check.metrics import compare_outputs
+from kit.core import provenance
+from kit.core.errors import InputError, KitError, KitWarning, RunError, RuntimeUnavailableError
+from kit.core.fileio import atomic_output, check_output_path, model_size
+from kit.data.sources import is_factory_reference
 
 GROUP = "kit bench"
 DEFAULT_COMPARE_FAIL = ("median:10%",)  # pytest-benchmark's rule syntax: a median 10% slower is a regression
@@ -169,7 +169,7 @@ def _image_preprocessing(models: list[str], data: str, text: str | None) -> str 
     """How images become inputs for the models that record no preprocessing: the --preprocess
     text, else what the other models record (they must agree), else None (each input's defaults)."""
     if text is not None:
-        from kit.preprocess import Preprocess
+        from kit.data.preprocess import Preprocess
 
         Preprocess(size=(1, 1)).updated(text)  # a typo fails now, not in every worker
         if not Path(data).is_dir():
@@ -199,8 +199,8 @@ def _run_variant(variant: Variant, scratch: Path, index: int, settings: dict[str
     spec = {**settings, "model": _absolute(variant.model), "runtime": variant.runtime, "options": options,
             "outputs_file": str(outputs_file), "name": variant.name, "display_model": variant.model}
     (scratch / "pytest.ini").write_text("[pytest]\n")  # keep the user's pytest configuration out
-    command = [sys.executable, "-m", "pytest", str(Path(__file__).with_name("bench_case.py")), "-q",
-               "-p", "pytest_benchmark.plugin", "-p", "kit.bench_case", "-p", "no:cacheprovider",
+    command = [sys.executable, "-m", "pytest", str(Path(__file__).with_name("worker.py")), "-q",
+               "-p", "pytest_benchmark.plugin", "-p", "kit.bench.worker", "-p", "no:cacheprovider",
                "-c", str(scratch / "pytest.ini"), "--rootdir", str(scratch), f"--benchmark-json={report}",
                "--benchmark-sort=name"]
     env = {key: value for key, value in os.environ.items() if key != "PYTEST_ADDOPTS"}

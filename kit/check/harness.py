@@ -16,18 +16,28 @@ from typing import Any
 
 import numpy as np
 
-from kit import provenance
-from kit.accuracy import Accuracy, accuracy, top_k_correct
-from kit.compare import Comparator, OutputDiff
-from kit.data import (Dataset, as_nchw, available_memory, fixed_batch, free_batch, from_arrays, open_data, pad_batch,
-                      samples_in, to_channel_last)
-from kit.errors import InputError, KitNote, KitWarning
-from kit.formatting import size
-from kit.golden import GoldenWriter, check_golden_path, load_golden
-from kit.preprocess import Preprocess
+from kit.check.accuracy import Accuracy, accuracy, top_k_correct
+from kit.check.metrics import Comparator, OutputDiff
+from kit.core import provenance
+from kit.core.errors import InputError, KitNote, KitWarning
+from kit.core.formatting import size
+from kit.data.datasets import (
+    Dataset,
+    as_nchw,
+    available_memory,
+    fixed_batch,
+    free_batch,
+    from_arrays,
+    open_data,
+    pad_batch,
+    samples_in,
+    to_channel_last,
+)
+from kit.data.golden import GoldenWriter, check_golden_path, load_golden
+from kit.data.preprocess import Preprocess
+from kit.data.sources import is_factory_reference
 from kit.runtimes.base import Runtime
 from kit.runtimes.registry import load
-from kit.sources import is_factory_reference
 
 Progress = Callable[[int, int], None]  # (samples done, samples in all)
 
@@ -216,7 +226,7 @@ def compare_models(
     result = Comparison(str(reference), str(candidate) if candidate else None, dataset.count, comparator.result())
     _note_if_elementwise_fails(result, stat, quantized)
     if layers:
-        from kit.export.layers import layer_errors
+        from kit.check.layers import layer_errors
 
         with load(reference, "onnxruntime") as rt, open_data(
                 data, rt.inputs, images, user_preprocess=preprocess if Path(data).is_dir() else None,

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from kit.data import LABEL_KEYS, load_npy, npz_arrays
-from kit.errors import InputError
-from kit.preprocess import Preprocess, for_images
-from kit.specs import TensorSpec
+from kit.core.errors import InputError
+from kit.core.specs import TensorSpec
+from kit.data.datasets import LABEL_KEYS, load_npy, npz_arrays
+from kit.data.preprocess import Preprocess, for_images
 
 
 def feeds_from_files(specs: list[TensorSpec], items: list[str]) -> dict[str, np.ndarray]:

@@ -24,7 +24,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from kit.errors import ModelFileError, UnsafeFileError, first_line
+from kit.core.errors import ModelFileError, UnsafeFileError, first_line
 
 # Strings torch reads as data only (tracebacks, module paths, pytree specs serialized as JSON).
 _FREE_TEXT_KEYS = frozenset({"stack_trace", "nn_module_stack", "torch_fn", "source_fn_stack", "custom",
@@ -63,7 +63,7 @@ def load_exported_program(path: Path, allow_pickle: bool = False):
     """The ExportedProgram in ``path``; UnsafeFileError when loading it could run code from the file."""
     import torch
 
-    from kit.quiet import silenced
+    from kit.core.quiet import silenced
 
     with open(path, "rb") as handle:  # one open file for the check and the load: a swapped path changes nothing
         if not zipfile.is_zipfile(handle):

@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from kit.errors import InputError
-from kit.preprocess import Preprocess, for_images
-from kit.specs import TensorSpec, check_array, describe_specs, random_feeds
+from kit.core.errors import InputError
+from kit.core.specs import TensorSpec, check_array, describe_specs, random_feeds
+from kit.data.preprocess import Preprocess, for_images
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 # random:N is generated and run sample by sample: past this it is hours of work that say no
@@ -66,7 +66,7 @@ class Dataset:
         ``batch_size`` says. With ``pad``, a short last batch is filled up to B by repeating
         its last sample, so such a model can run it; labels are never padded (``len(labels)``
         counts the real samples). Without ``pad`` the last batch may be short (the harness
-        pads per runtime and drops the padded outputs: see kit.harness.run_samples).
+        pads per runtime and drops the padded outputs: see kit.check.harness.run_samples).
         """
         fixed = fixed_batch(self.inputs)
         size = fixed or batch_size

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from kit.errors import InputError
+from kit.core.errors import InputError
 
 STATS = ("elementwise", "mean", "median", "max")
 

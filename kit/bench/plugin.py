@@ -41,7 +41,7 @@ UNBENCHMARKED_CALLS = 5
 
 @pytest.fixture
 def kit_latency(benchmark, kit_runtime):
-    """Time ``Runtime.run`` on random inputs with pytest-benchmark; returns kit.stats.LatencyStats
+    """Time ``Runtime.run`` on random inputs with pytest-benchmark; returns kit.bench.stats.LatencyStats
     (seconds: min, median, mean, p90, p99, max, median_ci).
 
     Under ``--benchmark-disable`` pytest-benchmark times nothing, so a few real calls are timed
@@ -49,8 +49,8 @@ def kit_latency(benchmark, kit_runtime):
     the test still runs its assertions, on numbers that are not a benchmark."""
 
     def measure(path, runtime=None, *, batch: int = 1, **options):
-        from kit.specs import batch_feeds
-        from kit.stats import latency_stats
+        from kit.bench.stats import latency_stats
+        from kit.core.specs import batch_feeds
 
         model = kit_runtime(path, runtime, **options)
         feeds = batch_feeds(model.inputs, batch)
@@ -74,12 +74,12 @@ def _timed(call, *args) -> float:
 @pytest.fixture
 def kit_accuracy():
     """Top-1/top-5 on labelled data; with ``baseline`` and a budget (``max_drop`` or ``min_ratio``)
-    the test fails when the budget does not hold. Returns kit.accuracy.Accuracy, or the
-    kit.accuracy.BudgetCheck against the baseline."""
+    the test fails when the budget does not hold. Returns kit.check.accuracy.Accuracy, or the
+    kit.check.accuracy.BudgetCheck against the baseline."""
 
     def check(model, data, *, baseline=None, max_drop=None, min_ratio=None, runtime=None, output=None, **options):
-        from kit.accuracy import check_budget
-        from kit.harness import evaluate
+        from kit.check.accuracy import check_budget
+        from kit.check.harness import evaluate
 
         result, correct = evaluate(model, data, runtime=runtime, output=output, **options)
         if baseline is None:

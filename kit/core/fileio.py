@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from kit.errors import DiskFullError, InputError
+from kit.core.errors import DiskFullError, InputError
 
 
 def sha256_of(path: str | os.PathLike) -> str:
@@ -208,7 +208,7 @@ def external_data_files(model, path: str | os.PathLike, *, strict: bool = True) 
     """
     from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
 
-    from kit.errors import ModelFileError
+    from kit.core.errors import ModelFileError
 
     path = Path(path)
     folder = path.parent.resolve()

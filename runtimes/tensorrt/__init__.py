@@ -1,0 +1,1 @@
+"""TensorRT: building engines (with their manifest and calibration) and running them."""
