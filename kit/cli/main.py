@@ -856,8 +856,8 @@ def _tolerances(items: list[str] | None, default: float) -> dict[str, float]:
 
 
 def _bench(args) -> int:
-    from kit.bench.driver import driver as bench
-    from kit.bench.driver import report
+    from kit.bench import driver as bench
+    from kit.bench import report
 
     # Everything that can fail is checked before the measuring starts.
     bench.require_pytest_benchmark()

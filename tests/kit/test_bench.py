@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from helpers import files_in
 
-from kit.bench.driver import driver as bench
+from kit.bench import driver as bench
 from kit.bench.report import pareto_front
 from kit.check.harness import evaluate
 from kit.cli.main import main
