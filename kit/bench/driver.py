@@ -231,7 +231,7 @@ def _worker_error(text: str) -> str:
     lines = [line.strip()[1:].strip() for line in text.splitlines() if line.strip().startswith("E ")]
     errors = [line for line in lines if re.match(r"[\w.]+(Error|Exception): ", line)]
     message = errors[0] if errors else lines[-1] if lines else (text.strip().splitlines() or ["no output"])[-1]
-    return re.sub(r"^kit\.errors\.\w+: ", "", message)
+    return re.sub(r"^kit\.[\w.]+: ", "", message)  # kit.core.errors.InputError: ...
 
 
 def _merge(results: list[dict[str, Any]]) -> dict[str, Any]:

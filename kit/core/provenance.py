@@ -3,8 +3,8 @@
 It travels inside the model file wherever the format has a place for it, so a model copied
 alone to a device keeps its input/output names and preprocessing:
 
-- ONNX: JSON in the metadata property ``kit.core.provenance`` (``attach_to_onnx``);
-- TFLite: JSON in a buffer named by the flatbuffer's metadata entry ``kit.core.provenance``
+- ONNX: JSON in the metadata property ``kit.provenance`` (``attach_to_onnx``);
+- TFLite: JSON in a buffer named by the flatbuffer's metadata entry ``kit.provenance``
   (``write_tflite``; the way TFLite's own metadata is stored; the interpreter ignores it);
 - formats without metadata (TensorRT engines): a sidecar ``MODEL.kit.json`` moved together
   with the model (``write_sidecar``).
@@ -30,7 +30,7 @@ from kit._version import __version__
 from kit.core.errors import KitWarning, ModelFileError, first_line, root_cause
 from kit.core.fileio import atomic_output
 
-KEY = "kit.core.provenance"
+KEY = "kit.provenance"
 TFLITE_IDENTIFIER = b"TFL3"
 _JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
 
@@ -44,7 +44,7 @@ def new(**fields: Any) -> dict[str, Any]:
 
 
 def attach_to_onnx(model, provenance: dict[str, Any]) -> None:
-    """Set ``kit.core.provenance`` on an onnx.ModelProto (the exporter saves it), replacing an older entry."""
+    """Set ``kit.provenance`` on an onnx.ModelProto (the exporter saves it), replacing an older entry."""
     for prop in list(model.metadata_props):
         if prop.key == KEY:
             model.metadata_props.remove(prop)
@@ -145,7 +145,7 @@ def _from_onnx_runtime(path: Path) -> dict[str, Any]:
 
 
 def _from_tflite(path: Path) -> dict[str, Any]:
-    """The JSON in the buffer that the metadata entry ``kit.core.provenance`` names, read in place."""
+    """The JSON in the buffer that the metadata entry ``kit.provenance`` names, read in place."""
     data = path.read_bytes()
     try:
         from ai_edge_litert import schema_py_generated as schema

@@ -92,7 +92,7 @@ def test_embedding_changes_nothing_else_in_the_model(legacy, digits, tmp_path):
     kit_buffer = after["buffers"].pop()
     kit_entry = after["metadata"].pop()
     assert after == before  # operators, tensors, weights, signatures and the converter's own metadata
-    assert kit_entry == {"name": b"kit.core.provenance", "buffer": len(before["buffers"])}
+    assert kit_entry == {"name": b"kit.provenance", "buffer": len(before["buffers"])}
     assert json.loads(bytes(kit_buffer["data"]))["note"].startswith("written twice")
     assert not provenance.sidecar(copy).exists()
 
@@ -176,7 +176,7 @@ def corrupt_onnx(folder, value):
     model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
     model.ir_version = 8
     entry = model.metadata_props.add()
-    entry.key, entry.value = "kit.core.provenance", value
+    entry.key, entry.value = "kit.provenance", value
     path = folder / "corrupt.onnx"
     onnx.save(model, path)
     return path
@@ -187,7 +187,7 @@ def corrupt_onnx(folder, value):
 def test_corrupt_provenance_inside_an_onnx(value, problem, digits, tmp_path):
     model = corrupt_onnx(tmp_path, value)
     with pytest.raises(ModelFileError, match=f"the kit provenance in .*corrupt.onnx is corrupt \\(its metadata "
-                                             f"property kit.core.provenance {problem}"):
+                                             f"property kit.provenance {problem}"):
         provenance.read(model)
     image = digit_image(digits, tmp_path)
     for argv in (("inspect", model), ("run", model, "--image", image), ("compare", model, model)):
@@ -199,12 +199,12 @@ def test_corrupt_provenance_inside_a_tflite(embedded, tmp_path):
     from ai_edge_litert.tools import flatbuffer_utils
 
     model = flatbuffer_utils.convert_bytearray_to_object(embedded.read_bytes())
-    (entry,) = [m for m in model.metadata if m.name == b"kit.core.provenance"]
+    (entry,) = [m for m in model.metadata if m.name == b"kit.provenance"]
     model.buffers[entry.buffer].data = np.frombuffer(b'{"inputs": [', np.uint8)
     path = tmp_path / "m.tflite"
     path.write_bytes(bytes(flatbuffer_utils.convert_object_to_bytearray(model)))
     one_error_line(run_kit("run", path, "--random"), f"the kit provenance in {path} is corrupt (its metadata entry "
-                                                     "kit.core.provenance is not valid JSON")
+                                                     "kit.provenance is not valid JSON")
 
 
 def test_a_corrupt_sidecar_is_named_not_the_model(legacy, tmp_path):
