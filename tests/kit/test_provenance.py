@@ -303,3 +303,11 @@ def test_every_tflite_export_is_an_ordinary_file(digits_tflite):
     its provenance makes every variant an ordinary, non-executable file."""
     for result in digits_tflite.values():
         assert result.path.stat().st_mode & 0o111 == 0, (result.precision, oct(result.path.stat().st_mode))
+
+
+def test_the_metadata_key_is_part_of_the_file_format():
+    """Models exported by every earlier version carry their provenance under this name: renaming
+    it (a module move once did) would make all of them unreadable."""
+    from kit.core import provenance
+
+    assert provenance.KEY == "kit.provenance"
