@@ -1,5 +1,6 @@
-"""The kit command."""
+"""The kit command: app.py assembles the parser from one module per command, which take
+their shared flags from args.py and print through render.py."""
 
-from kit.cli.main import main
+from kit.cli.app import main
 
 __all__ = ["main"]

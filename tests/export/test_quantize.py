@@ -602,7 +602,7 @@ def test_quantize_warnings_are_printed_when_quantizing_fails(tiny_onnx, tmp_path
 
     import kit.export.quantize
 
-    from kit.cli.main import main
+    from kit.cli import main
     from kit.core.errors import InputError, KitWarning
 
     def warns_then_fails(*args, **kwargs):

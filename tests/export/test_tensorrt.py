@@ -115,7 +115,7 @@ def test_engine_without_manifest(digits, tmp_path):
 
 
 def test_kit_runtimes_explains_how_to_get_tensorrt(capsys):
-    from kit.cli.main import main
+    from kit.cli import main
 
     main(["runtimes", "--json"])
     row = next(r for r in json.loads(capsys.readouterr().out) if r["name"] == "tensorrt")
@@ -123,7 +123,7 @@ def test_kit_runtimes_explains_how_to_get_tensorrt(capsys):
 
 
 def test_build_options_and_bad_files(digits, tmp_path, capsys):
-    from kit.cli.main import main
+    from kit.cli import main
 
     cache = tmp_path / "trt.cache"
     assert main(["build", str(digits.onnx), "-o", str(tmp_path / "m.engine"), "--compute-capability", TARGET,

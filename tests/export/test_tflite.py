@@ -123,7 +123,7 @@ def test_blockers_of_float_nchw_and_dynamic_models(digits, digits_tflite, tmp_pa
 
 
 def test_check_edgetpu_cli_exit_codes(mobilenet, digits_tflite, tmp_path, capsys):
-    from kit.cli.main import main
+    from kit.cli import main
 
     assert main(["check", "edgetpu", str(digits_tflite["fp32"].path), "--json"]) == 1
     report = json.loads(capsys.readouterr().out)
@@ -155,7 +155,7 @@ def test_bad_input(digits, tmp_path):
 
 
 def test_cli_export_and_eval_of_a_tflite_model(digits, tmp_path, capsys):
-    from kit.cli.main import main
+    from kit.cli import main
 
     out = tmp_path / "int8.tflite"
     assert main(["export", "kit.models:make_digits_cnn", "--weights", str(tmp_path / "w.pt"), "-o", str(out),

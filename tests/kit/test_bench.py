@@ -14,7 +14,7 @@ from helpers import files_in
 from kit.bench import driver as bench
 from kit.bench.report import pareto_front
 from kit.check.harness import evaluate
-from kit.cli.main import main
+from kit.cli import main
 from kit.core.errors import InputError, KitError, KitWarning
 
 

@@ -10,7 +10,7 @@ import pytest
 from helpers import factory, files_in
 
 import kit
-from kit.cli.main import main
+from kit.cli import main
 
 
 def run_cli(capsys, *argv):
@@ -161,7 +161,7 @@ def test_debug_shows_the_exception(tmp_path):
 def test_runtime_not_installed(tiny_onnx):
     """Run the real CLI in a fresh interpreter where onnxruntime cannot be imported."""
     code = ("import sys; sys.modules['onnxruntime'] = None\n"
-            "from kit.cli.main import main\n"
+            "from kit.cli import main\n"
             f"sys.exit(main(['run', {str(tiny_onnx)!r}, '--random']))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 2

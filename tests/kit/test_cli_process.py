@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from helpers import KIT, disk_full_line, factory, files_in, run_kit, run_on_full_disk
 
-from kit.cli.main import _parse, _parser, main
+from kit.cli import main
+from kit.cli.app import _parse, _parser
 from kit.core.specs import random_feeds
 
 
@@ -140,7 +141,7 @@ def test_kit_lines_and_native_crashes_still_reach_the_terminal():
 
 
 def test_an_unexpected_error_shows_what_libraries_logged(monkeypatch, capsys):
-    import kit.cli.main
+    import kit.cli.runtimes
 
     def crash(args):
         os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
@@ -148,7 +149,7 @@ def test_an_unexpected_error_shows_what_libraries_logged(monkeypatch, capsys):
                     b"native: the real reason\n")
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(kit.cli.main, "_runtimes", crash)
+    monkeypatch.setattr(kit.cli.runtimes, "handle", crash)
     assert main(["runtimes"]) == 70
     assert capsys.readouterr().err.splitlines() == [
         "native: the real reason", "error: unexpected RuntimeError: boom (rerun with --debug for the traceback)"]

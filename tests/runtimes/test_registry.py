@@ -8,7 +8,7 @@ import pytest
 from kit.runtimes import registry
 
 import kit
-from kit.cli.main import main
+from kit.cli import main
 from kit.core.errors import InputError, ModelFileError, RuntimeUnavailableError
 
 PLUGIN = '''

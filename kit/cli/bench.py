@@ -1,0 +1,118 @@
+"""kit bench: latency, memory, size and accuracy per model and runtime, each variant measured
+in its own process under pytest-benchmark; table, JSON, Markdown, plot and regressions."""
+
+from __future__ import annotations
+
+from kit.cli import args as flags
+from kit.cli import render
+from kit.core.errors import InputError
+
+
+def add_parser(commands, common) -> None:
+    parser = commands.add_parser("bench", parents=[common],
+                                 help="latency, memory, size and accuracy per model and runtime (pytest-benchmark)")
+    parser.add_argument("models", nargs="+", metavar="MODEL")
+    flags.add_runtime(parser, several=True)
+    flags.add_baseline(parser, default_text=" (default: the first variant)")
+    flags.add_data(parser, "--data", "inputs for accuracy, labels in y (default random:16, fidelity only)")
+    parser.add_argument("--batch", type=flags.positive_int, default=1, help="batch size for the latency rounds")
+    parser.add_argument("--max-time", type=flags.tolerance, default=2.0,
+                        help="seconds of timing rounds per variant (at most 3600; 10 to 20,000 rounds run)")
+    parser.add_argument("--save-json", metavar="OUT.json",
+                        help="pytest-benchmark JSON (raw timings; the kit's fields in extra_info) to this file")
+    flags.add_output_name(parser)
+    parser.add_argument("--markdown", metavar="OUT.md", help="the table as Markdown")
+    parser.add_argument("--plot", metavar="OUT.png", help="latency against accuracy (Pareto front) and distributions")
+    parser.add_argument("--compare", metavar="OLD.json",
+                        help="mark regressions against an earlier --save-json; exit 1 on any")
+    parser.add_argument("--compare-fail", action="append", metavar="FIELD:N%%",
+                        help="pytest-benchmark's regression rule, repeatable: median:10%% (the default; judged at "
+                             "the low end of the median's interval), mean:5%%, max:0.002 (seconds)")
+    flags.add_torch_source(parser)
+    flags.add_preprocess(parser)
+    flags.add_threads(parser)
+    parser.set_defaults(handler=handle)
+
+
+def handle(args) -> int:
+    from kit.bench import driver as bench
+    from kit.bench import report
+
+    # Everything that can fail is checked before the measuring starts.
+    bench.require_pytest_benchmark()
+    if args.plot:
+        report.require_matplotlib()
+    bench.check_outputs([args.save_json, args.markdown, args.plot],
+                        [*args.models, args.baseline, args.data, args.compare, args.weights])
+    if args.compare_fail and not args.compare:
+        raise InputError("--compare-fail judges a comparison; no --compare OLD.json was given.",
+                         hint="Add --compare OLD.json (a file written by --save-json).")
+    if args.compare:
+        bench.load_previous(args.compare)
+        bench.compare_checks(args.compare_fail)
+    torch_options = {}
+    for model in [*args.models, args.baseline]:
+        torch_options |= flags.torch_options(args, model, None, strict=False)
+    if not torch_options and (args.input_shape or args.weights or args.allow_pickle):
+        flags.torch_options(args, args.models[0], None)  # raises: no model here is a PyTorch source
+    runtimes = [name.strip() for name in args.runtime.split(",")] if args.runtime else None
+    with _bench_progress(enabled=not args.json) as progress:
+        result = bench.bench(args.models, runtimes=runtimes, baseline=args.baseline, data=args.data,
+                             preprocess=args.preprocess, batch=args.batch, threads=args.threads,
+                             max_time=args.max_time, options=torch_options, output_name=args.output_name,
+                             progress=progress.update)
+    if args.save_json:  # written before any verdict, so a failed comparison never loses the run
+        bench.write_json(result, args.save_json)
+    if args.markdown:
+        report.write_markdown(result, args.markdown)
+    if args.plot:
+        report.write_plot(result, args.plot)
+    found = bench.regressions(result, args.compare, args.compare_fail) if args.compare else []
+    failed = any(row["latency_regression"] or row["accuracy_regression"] for row in found)
+    if args.json:
+        render.print_json(result.document | ({"kit_regressions": found} if args.compare else {}))
+        return 1 if failed else 0
+    console = render.console()
+    report.print_table(result, console)
+    for row in found:
+        flag = row["latency_regression"] or row["accuracy_regression"]
+        change = "" if row["top1_change"] is None else f", top-1 {row['top1_change']:+.2%}"
+        rules = f" ({', '.join(row['failed_rules'])} failed)" if row["failed_rules"] else ""
+        console.print(render.styled("REGRESSION" if flag else "ok", "red" if flag else "green"),
+                      f"{row['name']}: median x{row['median_ratio']:.2f} against {args.compare}{change}{rules}")
+    for path in filter(None, (args.save_json, args.markdown, args.plot)):
+        console.print(f"wrote {path}")
+    return 1 if failed else 0
+
+
+class _bench_progress:
+    """A progress bar on stderr over the variants, each measured in its own process.
+
+    Only on a terminal (in a pipe or a CI log it would leave blank lines), and started at the
+    first variant, so input errors found before any measuring print alone."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.bar = self.task = None
+
+    def __enter__(self):
+        return self
+
+    def update(self, name: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from rich.progress import Progress
+
+            console = render.console(stderr=True)
+            if not console.is_terminal:
+                self.enabled = False
+                return
+            self.bar = Progress(console=console, transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("benchmarking", total=total)
+        self.bar.update(self.task, completed=done, description=f"benchmarking {name}")
+
+    def __exit__(self, *exc_info):
+        if self.bar is not None:
+            self.bar.stop()

@@ -1,0 +1,99 @@
+"""kit export: a PyTorch model to ONNX or TFLite, validated against PyTorch."""
+
+from __future__ import annotations
+
+from kit.cli import args as flags
+from kit.cli import render
+from kit.core.errors import InputError
+from kit.core.formatting import decibels, percent, size
+
+
+def add_parser(commands, common) -> None:
+    parser = commands.add_parser("export", parents=[common], help="export a PyTorch model to ONNX or TFLite (validated)")
+    parser.add_argument("source", help="model.pt (TorchScript), model.pt2 (torch.export), or file.py:factory")
+    flags.add_output(parser, "output file: model.onnx, or model.tflite (the suffix picks the format)", required=True)
+    flags.add_torch_source(parser)
+    parser.add_argument("--static", action="store_true", help="keep the batch axis fixed (default: dynamic)")
+    parser.add_argument("--dynamic", action="append", metavar="[NAME:]AXIS=DIMNAME",
+                        help="make another axis dynamic, e.g. images:2=height")
+    parser.add_argument("--opset", type=flags.positive_int, help="ONNX opset (below 18 uses the TorchScript exporter)")
+    parser.add_argument("--exporter", choices=["auto", "dynamo", "torchscript"], default="auto")
+    parser.add_argument("--format", choices=["onnx", "tflite"], help="default: from the output's suffix")
+    parser.add_argument("--precision", choices=["fp32", "fp16", "int8-dynamic", "int8"],
+                        help="TFLite only (default fp32); int8 is full integer, calibrated with --calib")
+    flags.add_data(parser, "--calib", "TFLite int8 calibration data (the source model's layout)")
+    parser.add_argument("--layout", choices=["nhwc", "nchw"], help="TFLite input layout (default nhwc for int8)")
+    flags.add_data(parser, "--eval", "TFLite: labelled data to report top-1 of PyTorch and the export")
+    parser.add_argument("--simplify", action="store_true", help="simplify with onnxslim (validated again)")
+    flags.add_preprocess(parser, stored=True)
+    flags.add_tolerances(parser, per_output=False)
+    parser.set_defaults(handler=handle)
+
+
+def handle(args) -> int:
+    fmt = args.format or ("tflite" if str(args.output).lower().endswith(".tflite") else "onnx")
+    if fmt == "tflite":
+        return _export_tflite(args)
+    if args.precision or args.calib or args.layout or args.eval:
+        raise InputError("--precision, --calib, --layout and --eval apply to --format tflite; ONNX exports are fp32.",
+                         hint="Quantize an ONNX model with kit quantize.")
+    from kit.export.onnx import export_onnx
+
+    with render.progress(args) as say:
+        result = export_onnx(
+            args.source, args.output, input_shapes=args.input_shape, static=args.static, dynamic=args.dynamic,
+            opset=args.opset, weights=args.weights, allow_pickle=args.allow_pickle, simplify=args.simplify,
+            preprocess=args.preprocess, atol=args.atol, rtol=args.rtol, exporter=args.exporter, progress=say)
+    data = result.to_dict()
+    if args.json:
+        return render.print_json(data)
+    console = render.console()
+    console.print(render.styled("exported", "green"), f"{data['path']} ({size(data['size_bytes'])}, {data['exporter']} exporter, "
+                  f"opset {data['opset']}{', simplified' if data['simplified'] else ''}) in {data['seconds']:.1f} s")
+    batches = ", ".join(map(str, data["validation"]["batches"]))
+    _print_export(console, data, f"validated against PyTorch on ONNX Runtime at batch {batches} "
+                                 f"(atol {args.atol:g}, rtol {args.rtol:g}):")
+    return 0
+
+
+def _export_tflite(args) -> int:
+    if args.opset or args.simplify or args.dynamic or args.exporter != "auto" or args.static:
+        raise InputError("--opset, --simplify, --dynamic, --static and --exporter apply to ONNX; a TFLite export "
+                         "has static shapes.", hint="Drop them for --format tflite.")
+    from kit.export.tflite import export_tflite
+
+    with render.progress(args) as say:
+        result = export_tflite(args.source, args.output, precision=args.precision or "fp32", layout=args.layout,
+                               calib=args.calib, eval_data=args.eval, input_shapes=args.input_shape,
+                               weights=args.weights,
+                               allow_pickle=args.allow_pickle, preprocess=args.preprocess, atol=args.atol,
+                               rtol=args.rtol, progress=say)
+    data = result.to_dict()
+    if args.json:
+        return render.print_json(data)
+    console = render.console()
+    console.print(render.styled("exported", "green"), f"{data['path']} ({size(data['size_bytes'])}, TFLite "
+                  f"{data['precision']}, {data['layout'].upper()} input) in {data['seconds']:.1f} s")
+    _print_export(console, data, "validated against PyTorch on the TFLite interpreter"
+                                 + (f" on {data['calibration']['count']} calibration samples:" if data["calibration"]
+                                    else ":"))
+    if data["accuracy"]:
+        acc = data["accuracy"]
+        console.print(f"top-1 on {acc['count']} samples of {acc['data']}: PyTorch {acc['pytorch_top1']:.2%}, "
+                      f"TFLite {acc['tflite_top1']:.2%} ({acc['delta']:+.2%})")
+    if data["precision"] == "int8":
+        console.print(f"next: kit check edgetpu {data['path']}")
+    return 0
+
+
+def _print_export(console, data: dict, validated: str) -> None:
+    console.print(render.spec_table("inputs", data["inputs"]), render.spec_table("outputs", data["outputs"]))
+    console.print(validated)
+    table = render.table(None, "output", "max abs error", "max rel error", "top-1 agreement", "SQNR", "result")
+    for diff in data["validation"]["outputs"]:
+        table.add_row(diff["name"], f"{diff['max_abs']:.3g}", f"{diff['max_rel']:.3g}", percent(diff.get("top1")),
+                      decibels(diff.get("sqnr_db")), render.styled("pass", "green") if diff["passed"] else
+                      render.styled("fail", "red"))
+    console.print(table)
+    for note in data["notes"]:
+        console.print(render.styled("note:", "yellow"), note)

@@ -1,0 +1,125 @@
+"""kit run: a model once, on given, image or random inputs; outputs summarized and saved."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kit.cli import args as flags
+from kit.cli import render
+from kit.core.errors import InputError
+
+_ONE_BATCH = 0  # --random without N: one call at the model's own batch
+
+
+def add_parser(commands, common) -> None:
+    parser = commands.add_parser("run", parents=[common], help="run a model once and save its outputs")
+    parser.add_argument("model", help="model file (or file.py:factory for the torch runtime)")
+    flags.add_runtime(parser)
+    feed = parser.add_mutually_exclusive_group(required=True)
+    feed.add_argument("--input", action="append", metavar="[NAME=]FILE",
+                      help=".npy per input (NAME=file.npy), or one .npz keyed by input name")
+    feed.add_argument("--image", help="an image, decoded with OpenCV and preprocessed as the model records")
+    feed.add_argument("--random", type=flags.positive_int, nargs="?", const=_ONE_BATCH, metavar="N",
+                      help="N random samples, seeded (default: one batch): one batch of N when the batch axis is "
+                           "dynamic, else one call per batch the model fixes")
+    parser.add_argument("--seed", type=int, default=0, help="seed for --random")
+    flags.add_output(parser, "save outputs to this .npz, keyed by output name")
+    parser.add_argument("--optimization", choices=["disable", "basic", "extended", "all"],
+                        help="ONNX Runtime graph optimization level (default all)")
+    parser.add_argument("--rebuild-if-stale", action="store_true",
+                        help="TensorRT: rebuild an engine built for another TensorRT or GPU from its recorded ONNX")
+    flags.add_torch_source(parser)
+    flags.add_preprocess(parser)
+    flags.add_threads(parser)
+    parser.set_defaults(handler=handle)
+
+
+def handle(args) -> int:
+    from kit.core import provenance
+    from kit.core.fileio import atomic_output, check_output_path
+    from kit.data.feeds import feeds_from_files, feeds_from_image
+    from kit.data.golden import save_arrays
+    from kit.runtimes.registry import load
+
+    if args.output:
+        if Path(args.output).suffix != ".npz":
+            raise InputError(f"expected an output path ending in .npz, found {args.output}.", hint="Use -o out.npz.")
+        check_output_path(args.output, *_files_run_reads(args))
+    if args.preprocess and not args.image:
+        raise InputError("--preprocess describes how an image becomes the model's input; found no --image.",
+                         hint="Add --image FILE, or drop --preprocess.")
+    options = flags.torch_options(args, args.model, args.runtime)
+    if args.threads is not None:
+        options["threads"] = args.threads
+    if args.optimization:
+        options["optimization"] = args.optimization
+    if args.rebuild_if_stale:
+        options["rebuild_if_stale"] = True
+    with load(args.model, args.runtime, **options) as rt:
+        if args.image:
+            outputs = rt.run(feeds_from_image(rt.inputs, args.image, provenance.read(args.model).get("preprocess"),
+                                              args.preprocess, model=args.model))
+        elif args.random is not None:
+            outputs = _run_random(rt, args.random, args.seed)
+        else:
+            outputs = rt.run(feeds_from_files(rt.inputs, args.input))
+        info = rt.info
+    if args.output:
+        try:
+            with atomic_output(args.output) as tmp, open(tmp, "wb") as handle:
+                save_arrays(handle, outputs)  # np.savez(handle, **outputs) breaks on an output named 'file'
+        except OSError as exc:  # a full disk or a quota: the temporary file is gone, nothing is at -o
+            raise render.write_failed(args.output, exc) from exc
+    summary = {"model": args.model, "runtime": info, "output_file": args.output,
+               "outputs": {name: render.summarize(array) for name, array in outputs.items()}}
+    if args.json:
+        return render.print_json(summary)
+    # One line per output rather than a table: output names and numbers are never cut at 80 columns.
+    console = render.console()
+    console.print(f"ran {args.model} on {info['runtime']} {info.get('version') or ''}".rstrip())
+    for name, stats in summary["outputs"].items():
+        console.print(f"{name}: {stats['dtype']}{stats['shape']}, min {stats['min']:.4g}, max {stats['max']:.4g}, "
+                      f"mean {stats['mean']:.4g}")
+        if stats.get("top5"):
+            console.print("  top-5 of the first row (class:value): "
+                          + ", ".join(f"{i}:{v:.3g}" for i, v in stats["top5"]))
+    if args.output:
+        console.print(f"saved outputs to {args.output}")
+    return 0
+
+
+def _files_run_reads(args) -> list[str]:
+    """Every file ``kit run`` reads, so that -o never replaces one. ``--input NAME=FILE`` counts
+    both ways: which reading applies is known only once the model's input names are."""
+    items = args.input or []
+    named = [item.partition("=")[2] for item in items if "=" in item]
+    return [path for path in (args.model, args.weights, args.image, *items, *named) if path]
+
+
+
+
+def _run_random(rt, count: int, seed: int) -> dict:
+    """--random N: N seeded samples. One batch of N when every input's batch axis is dynamic; else
+    one call per batch the model fixes (TFLite models are static), outputs joined along axis 0."""
+    import numpy as np
+
+    from kit.core.specs import batch_feeds, check_memory, describe_specs
+
+    specs = rt.inputs
+    if all(spec.dynamic_batch for spec in specs):
+        count = count or 1
+        return rt.run(batch_feeds(specs, count, seed=seed))
+    fixed = next((spec.shape[0] for spec in specs if spec.shape and isinstance(spec.shape[0], int)), 1)
+    count = count or fixed
+    if count % fixed:
+        raise InputError(f"--random {count} does not divide into the batches of {fixed} this model fixes "
+                         f"({describe_specs(specs)}).", hint=f"Use a multiple of {fixed}.")
+    calls = count // fixed
+    first = batch_feeds(specs, seed=seed)
+    check_memory(calls * sum(array.nbytes for array in first.values()), f"--random {count}",
+                 hint="Ask for fewer samples.")
+    results = [rt.run(first), *(rt.run(batch_feeds(specs, seed=seed + i)) for i in range(1, calls))]
+    if calls == 1:
+        return results[0]
+    return {name: np.concatenate([r[name] for r in results]) if array.ndim else np.stack([r[name] for r in results])
+            for name, array in results[0].items()}
