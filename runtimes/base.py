@@ -112,6 +112,10 @@ class Runtime:
     install_hint: ClassVar[str] = ""  # overrides the pip line where pip is not the way
     accepted_options: ClassVar[tuple[str, ...]] = ()  # the keyword options __init__ takes
     thread_safe: ClassVar[bool] = False  # may run() execute concurrently on one model? (else: a lock)
+    # Routing: when several usable backends open a file, the highest priority is the default
+    # (ties: by name). Built-ins declare 100, so a plugin (0 unless it says more) never takes over
+    # a built-in's files by accident.
+    priority: ClassVar[int] = 0
 
     def __init__(self, model_path: str | os.PathLike, **options: Any):
         unknown = sorted(set(options) - set(self.accepted_options))
@@ -126,6 +130,9 @@ class Runtime:
         self._finite_only: frozenset[str] = frozenset()  # float inputs a quantized model cannot take NaN/Inf in
         self._lock = threading.Lock()  # serializes run() unless thread_safe, and close() with it
         self._closed = False
+        # The last run()'s stages in milliseconds, for backends that measure them (TensorRT: h2d_ms,
+        # compute_ms, d2h_ms); empty for the others. kit bench records it with every variant.
+        self.stage_ms: dict[str, float] = {}
 
     def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
         """Validate option values before any work (a backend adds its own, calling super()); ``threads``

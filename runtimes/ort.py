@@ -27,6 +27,7 @@ class OnnxRuntime(Runtime):
     (disable/basic/extended/all, default all) and ``providers`` (default CPU only)."""
 
     name = "onnxruntime"
+    priority = 100  # the reference backend for .onnx
     suffixes = (".onnx",)
     extra = "onnxruntime"
     modules = ("onnxruntime",)

@@ -24,6 +24,7 @@ class TorchRuntime(Runtime):
     """
 
     name = "torch"
+    priority = 100  # the reference for PyTorch sources
     suffixes = TORCH_SUFFIXES
     extra = "torch"
     modules = ("torch",)

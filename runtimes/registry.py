@@ -18,7 +18,8 @@ from kit.core.errors import InputError, KitError, ModelFileError, RuntimeUnavail
 
 ENTRY_POINT_GROUP = "kit.runtimes"
 
-# Order matters: when several backends open a file, the first usable one is the default.
+# Which backend opens a file by default is each class's declared ``priority`` (see candidates()),
+# not this table's order.
 BUILTIN: dict[str, str] = {
     "onnxruntime": "kit.runtimes.ort:OnnxRuntime",
     "torch": "kit.runtimes.pytorch:TorchRuntime",
@@ -57,15 +58,17 @@ def get(name: str) -> type[Runtime]:
 
 
 def candidates(path: str | os.PathLike) -> list[str]:
-    """Names of the backends that open this kind of file, in preference order."""
-    names = []
+    """Names of the backends that open this kind of file, in preference order: highest declared
+    ``priority`` first, then by name (never by the order in which backends were registered)."""
+    found = []
     for name in known():
         try:
-            if get(name).can_open(str(path)):
-                names.append(name)
+            cls = get(name)
+            if cls.can_open(str(path)):
+                found.append((-cls.priority, name))
         except KitError:
             continue  # a broken plugin must not hide the working backends
-    return names
+    return [name for _, name in sorted(found)]
 
 
 def create(path: str | os.PathLike, runtime: str | None = None, **options: Any) -> Runtime:

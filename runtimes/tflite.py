@@ -31,6 +31,7 @@ class TFLiteRuntime(Runtime):
     and return integer tensors as stored)."""
 
     name = "tflite"
+    priority = 100
     suffixes = (".tflite",)
     extra = "tflite"
     modules = ("ai_edge_litert",)

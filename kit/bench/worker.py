@@ -65,7 +65,7 @@ def test_variant(benchmark):
         "rounds_capped": wanted > spec["max_rounds"], "fidelity_data": dataset.description,
         "inputs": [s.to_dict() for s in runtime.inputs], "outputs_file": spec["outputs_file"],
         # Backends that time their own stages (TensorRT: host-to-device, compute, device-to-host).
-        **({"stage_ms": runtime.last_timings} if getattr(runtime, "last_timings", None) else {}),
+        **({"stage_ms": runtime.stage_ms} if runtime.stage_ms else {}),
     }
     runtime.close()
 

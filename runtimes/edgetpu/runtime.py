@@ -38,6 +38,7 @@ class EdgeTPURuntime(TFLiteRuntime):
     ``library`` (the delegate library; default libedgetpu for this OS), ``threads``, ``raw``."""
 
     name = "edgetpu"
+    priority = 100  # it alone opens a compiled *_edgetpu.tflite
     suffixes = ("_edgetpu.tflite",)
     extra = "tflite"
     install_hint = INSTALL

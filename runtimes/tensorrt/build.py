@@ -27,7 +27,6 @@ not match the installed TensorRT or GPU, or rebuilds it from the recorded ONNX.
 
 from __future__ import annotations
 
-import importlib
 import os
 import time
 import warnings
@@ -35,7 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
+from kit.runtimes.tensorrt.calibrator import CALIBRATION_CACHE, attach_calibrator
+from kit.runtimes.tensorrt import cuda
+from kit.runtimes.tensorrt.modules import tensorrt_module
 
 from kit.core import provenance
 from kit.core.errors import ExportError, InputError, RuntimeUnavailableError
@@ -43,10 +44,8 @@ from kit.core.fileio import atomic_output, check_output_path, sha256_of
 from kit.core.specs import parse_shape
 
 PRECISIONS = ("fp32", "fp16", "int8")
-MODULES = ("tensorrt", "tensorrt_rtx")  # the standard one first: it can also run engines
 DEFAULT_MAX_BATCH = 8
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
-CALIBRATION_CACHE = ".calib.cache"  # beside the engine, as its manifest (.kit.json) and build log (.build.log)
 COMPANIONS = (".kit.json", ".build.log", CALIBRATION_CACHE)
 MAGIC_BYTES = 4  # a serialized timing cache starts with its format's magic (what an empty one starts with)
 
@@ -62,20 +61,6 @@ class EngineResult:
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "manifest": self.manifest, "seconds": round(self.seconds, 3),
                 "log": self.log[-50:], "notes": self.notes}
-
-
-def tensorrt_module():
-    """The TensorRT Python module installed here (standard first), or a clear error."""
-    for name in MODULES:
-        try:
-            return importlib.import_module(name)
-        except ImportError:
-            continue
-    raise RuntimeUnavailableError(
-        "TensorRT is not installed.",
-        hint="On a Jetson, TensorRT comes with JetPack (apt install python3-libnvinfer; JetPack 6.x ships 10.3), "
-             "not from pip; on an x86 GPU machine: pip install tensorrt; to build engines ahead of time without "
-             "a GPU: pip install tensorrt-rtx.")
 
 
 def build_engine(
@@ -154,7 +139,7 @@ def build_engine(
     calibration = calibrator = None
     if implicit:
         say("calibrating (implicit int8, entropy)")
-        calibration, calibrator = _attach_calibrator(trt, builder, config, network, model, calib, output,
+        calibration, calibrator = attach_calibrator(trt, builder, config, network, model, calib, output,
                                                      profile_shapes, notes)
     say("building the engine")
     try:
@@ -302,45 +287,12 @@ def _target(trt, config, compute_capability: str | None) -> dict[str, Any]:
         config.num_compute_capabilities = 1
         config.set_compute_capability(getattr(trt.ComputeCapability, compute_capability.upper()), 0)
         return {"gpu": None, "compute_capability": compute_capability.upper(), "ahead_of_time": True}
-    gpu = gpu_description()
+    gpu = cuda.gpu_description()
     if gpu is None:
-        raise RuntimeUnavailableError(f"{no_gpu_reason()}, and TensorRT builds for the GPU it runs on.",
+        raise RuntimeUnavailableError(f"{cuda.no_gpu_reason()}, and TensorRT builds for the GPU it runs on.",
                                       hint="Build on the device (a Jetson or a GPU machine), or with TensorRT-RTX "
                                            "ahead of time: --compute-capability SM86.")
     return {**gpu, "ahead_of_time": False}
-
-
-def cuda_runtime():
-    """cuda-python's runtime module (its new and old import paths), or None when it is not installed."""
-    try:
-        from cuda.bindings import runtime as cudart
-    except ImportError:
-        try:
-            from cuda import cudart  # cuda-python before 12.6
-        except ImportError:
-            return None
-    return cudart
-
-
-def no_gpu_reason() -> str:
-    """Why gpu_description() found nothing, in words for an error message."""
-    if cuda_runtime() is None:
-        return ("no CUDA GPU is visible (cuda-python, which the kit uses to see it, is not installed: "
-                'pip install "edge-inference-kit[tensorrt]"; JetPack does not ship it)')
-    return "no CUDA GPU is visible"
-
-
-def gpu_description() -> dict[str, Any] | None:
-    """Name and compute capability of CUDA device 0, or None when there is none."""
-    cudart = cuda_runtime()
-    if cudart is None:
-        return None
-    error, count = cudart.cudaGetDeviceCount()
-    if int(error) != 0 or count == 0:
-        return None
-    error, props = cudart.cudaGetDeviceProperties(0)
-    name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
-    return {"gpu": name.strip("\x00"), "compute_capability": f"SM{props.major}{props.minor}"}
 
 
 def _profile(builder, config, network, min_shapes, opt_shapes, max_shapes) -> dict[str, dict[str, list[int]]]:
@@ -394,118 +346,3 @@ def _named(items: list[str] | None, network) -> dict[str, list[int]]:
     return named
 
 
-def _attach_calibrator(trt, builder, config, network, model: Path, calib, output: Path, profile_shapes,
-                       notes: list[str]):
-    """Implicit int8 (TensorRT before 11): an entropy calibrator over the kit's data, with the
-    calibration cache beside the engine reused when it was made from this model and this data."""
-    from kit.core.specs import TensorSpec
-    from kit.data.datasets import FeedReader, calibration_data
-
-    cudart = cuda_runtime()
-    if cudart is None or gpu_description() is None:
-        raise RuntimeUnavailableError(f"implicit int8 calibration runs the model on the GPU: {no_gpu_reason()}.",
-                                      hint="Calibrate on the device, or quantize explicitly: kit quantize --target "
-                                           "tensorrt, then --precision int8.")
-    inputs = []
-    for index in range(network.num_inputs):
-        tensor = network.get_input(index)
-        dims = tuple(d if d >= 0 else "batch" for d in tensor.shape)
-        inputs.append(TensorSpec(tensor.name, dims, "float32"))
-    data = calibration_data(calib, inputs, provenance.read(model).get("preprocess"))
-    # A dynamic network calibrates at batch 1 (its calibration profile); a fixed batch axis at its size.
-    key = calibration_key(trt, model, FeedReader(data, inputs=inputs, batch_size=1))
-    cache = reusable_cache(output, key, notes)
-    calibrator = _calibrator(trt, cudart, FeedReader(data, inputs=inputs, batch_size=1), cache)
-    config.set_flag(trt.BuilderFlag.INT8)
-    config.int8_calibrator = calibrator
-    if profile_shapes:  # a dynamic network calibrates at one fixed shape: batch 1
-        profile = builder.create_optimization_profile()
-        for name, shapes in profile_shapes.items():
-            profile.set_shape(name, shapes["min"], shapes["min"], shapes["min"])
-        config.set_calibration_profile(profile)
-    source = str(calib) if isinstance(calib, (str, os.PathLike)) else data.description
-    return {"method": "entropy (IInt8EntropyCalibrator2)", "cache": str(output) + CALIBRATION_CACHE,
-            "source": source, "count": key["count"], "sha256": key["sha256"]}, calibrator
-
-
-def calibration_key(trt, model: Path, reader) -> dict[str, Any]:
-    """What a calibration cache depends on: the model, every calibration array (their SHA-256 and
-    count, from one pass of ``reader`` before TensorRT asks for the cache) and TensorRT's version."""
-    for _ in reader:
-        pass
-    return {"source_onnx_sha256": sha256_of(model), "sha256": reader.sha256(), "count": reader.count,
-            "tensorrt": f"{trt.__name__} {trt.__version__}"}
-
-
-def reusable_cache(output: Path, key: dict[str, Any], notes: list[str]) -> bytes | None:
-    """The calibration cache beside the engine, when the engine's manifest (written with it) says it
-    was made from what ``key`` describes; None (calibrate again, the new engine replaces it) otherwise."""
-    path = output.with_name(output.name + CALIBRATION_CACHE)
-    if not path.is_file():
-        return None
-    manifest = provenance.read(output) or {}
-    calibration = manifest.get("calibration") or {}
-    recorded = {"source_onnx_sha256": manifest.get("source_onnx_sha256"), "sha256": calibration.get("sha256"),
-                "count": calibration.get("count"),
-                "tensorrt": f"{manifest.get('tensorrt_module')} {manifest.get('tensorrt_version')}"}
-    differs = [what for field, what in (("source_onnx_sha256", "another model"), ("sha256", "other data"),
-                                        ("count", "another sample count"), ("tensorrt", "another TensorRT"))
-               if recorded[field] != key[field]]
-    if differs:
-        why = ("no manifest beside it says what it was made from" if not calibration
-               else "it was made from " + ", ".join(differs))
-        notes.append(f"calibrated again: {path.name} does not fit this build ({why}); the new engine replaces it.")
-        return None
-    notes.append(f"reused {path.name}: made from this model and these {key['count']} samples.")
-    return path.read_bytes()
-
-
-def _calibrator(trt, cudart, reader, cache: bytes | None):
-    """TensorRT's entropy calibrator over a FeedReader. ``cache`` is what read_calibration_cache gives
-    TensorRT (it then skips calibration); what TensorRT writes is kept in ``.cache`` for the caller to
-    write with the engine. ``free()`` releases the device buffers."""
-
-    class Calibrator(trt.IInt8EntropyCalibrator2):
-        def __init__(self):
-            trt.IInt8EntropyCalibrator2.__init__(self)
-            self.device: dict[str, int] = {}
-            self.cache = cache
-
-        def get_batch_size(self):
-            return 1  # explicit-batch networks: the buffers hold the whole input shape
-
-        def get_batch(self, names):
-            feeds = reader.get_next()
-            if feeds is None:
-                return None
-            pointers = []
-            for name in names:
-                array = np.ascontiguousarray(feeds[name], dtype=np.float32)
-                if name not in self.device:
-                    self.device[name] = _cuda(cudart.cudaMalloc(array.nbytes))
-                _cuda(cudart.cudaMemcpy(self.device[name], array.ctypes.data, array.nbytes,
-                                        cudart.cudaMemcpyKind.cudaMemcpyHostToDevice))
-                pointers.append(self.device[name])
-            return pointers
-
-        def read_calibration_cache(self):
-            return self.cache
-
-        def write_calibration_cache(self, written):
-            self.cache = bytes(written)
-
-        def free(self):
-            for pointer in self.device.values():
-                cudart.cudaFree(pointer)
-            self.device.clear()
-
-    return Calibrator()
-
-
-def _cuda(result):
-    """The value of a cuda-python call, or a clear error with its code."""
-    error, *values = result if isinstance(result, tuple) else (result,)
-    if int(error) != 0:
-        raise RuntimeUnavailableError(f"a CUDA call failed during calibration ({error}).",
-                                      hint="Check the GPU driver and the CUDA runtime.")
-    return values[0] if values else None

@@ -4,7 +4,7 @@ execute_async_v3 on a CUDA stream through cuda-python.
 Before touching the GPU, the engine's manifest is checked against the installed TensorRT
 and the GPU: an engine built for another TensorRT version or GPU gets a clear error that
 says to rebuild, or is rebuilt from the recorded ONNX with ``rebuild_if_stale=True``.
-Device buffers are allocated once per input shape. ``last_timings`` holds the last call's
+Device buffers are allocated once per input shape. ``stage_ms`` holds the last call's
 host-to-device, compute and device-to-host times measured with CUDA events (trtexec's
 split). Verified only on the CPU side here (no GPU); the GPU path is covered by tests
 marked ``gpu``.
@@ -12,27 +12,25 @@ marked ``gpu``.
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from kit.runtimes.base import Availability, Runtime
+from kit.runtimes.tensorrt import cuda
+from kit.runtimes.tensorrt.manifest import check_manifest
+from kit.runtimes.tensorrt import modules
+from kit.runtimes.tensorrt.modules import INSTALL
 
-from kit.core import provenance
 from kit.core.errors import InputError, ModelFileError, RunError, RuntimeUnavailableError
-from kit.core.fileio import sha256_of
 from kit.core.specs import TensorSpec
-
-MODULES = ("tensorrt", "tensorrt_rtx")
-INSTALL = ("on a Jetson, TensorRT comes with JetPack (apt install python3-libnvinfer; JetPack 6.x ships 10.3); on "
-           "an x86 GPU machine: pip install tensorrt cuda-python; engines also need an NVIDIA GPU and its driver")
 
 
 class TensorRTRuntime(Runtime):
     """Options: ``rebuild_if_stale`` (rebuild from the recorded ONNX when TensorRT or the GPU changed)."""
 
     name = "tensorrt"
+    priority = 100
     suffixes = (".engine", ".plan")
     extra = "tensorrt"
     install_hint = INSTALL
@@ -40,47 +38,44 @@ class TensorRTRuntime(Runtime):
 
     @classmethod
     def availability(cls) -> Availability:
-        from kit.runtimes.tensorrt.build import gpu_description, no_gpu_reason
 
-        module = _module()
+        module = modules.find_module()
         if module is None:
             return Availability(False, None, "no tensorrt or tensorrt_rtx module", INSTALL)
-        gpu = gpu_description()
+        gpu = cuda.gpu_description()
         if gpu is None:
             return Availability(False, module.__version__, f"{module.__name__} {module.__version__} is installed but "
-                                f"{no_gpu_reason()}: it can build engines ahead of time (kit build), not run them",
+                                f"{cuda.no_gpu_reason()}: it can build engines ahead of time (kit build), not run them",
                                 INSTALL)
         return Availability(True, module.__version__, f"{module.__name__} on {gpu['gpu']} ({gpu['compute_capability']})")
 
     @classmethod
     def version(cls) -> str | None:
-        module = _module()
+        module = modules.find_module()
         return module.__version__ if module else None
 
     def require(self) -> None:
-        if _module() is None:
+        if modules.find_module() is None:
             raise RuntimeUnavailableError("runtime 'tensorrt' is not usable here (TensorRT is not installed).",
                                           hint=f"To fix it, {INSTALL}.")
 
     def _load(self):
-        trt = _module()
+        trt = modules.find_module()
         manifest = check_manifest(self.model_path, trt, rebuild=bool(self.options.get("rebuild_if_stale")))
-        from kit.runtimes.tensorrt.build import cuda_runtime, gpu_description, no_gpu_reason
 
-        if gpu_description() is None:
-            raise RuntimeUnavailableError(f"{no_gpu_reason()}; TensorRT engines run only on the GPU they were "
+        if cuda.gpu_description() is None:
+            raise RuntimeUnavailableError(f"{cuda.no_gpu_reason()}; TensorRT engines run only on the GPU they were "
                                           "built for.", hint="Run on the Jetson or GPU machine, or use the ONNX model "
                                                              "with --runtime onnxruntime here.")
-        self._cudart = cuda_runtime()
+        self._cudart = cuda.cuda_runtime()
         self._buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, bytes)
         self._events: list = []
         self._stream = None
-        self.last_timings: dict[str, float] = {}
         try:
             inputs, outputs = self._open_engine(trt)
-            self._stream = _check(self._cudart.cudaStreamCreate())
+            self._stream = cuda.check(self._cudart.cudaStreamCreate())
             for _ in range(4):
-                self._events.append(_check(self._cudart.cudaEventCreate()))
+                self._events.append(cuda.check(self._cudart.cudaEventCreate()))
         except BaseException:
             self._close()  # the base class calls _close only for a loaded runtime: free what this one took
             raise
@@ -135,9 +130,9 @@ class TensorRTRuntime(Runtime):
             cudart.cudaMemcpyAsync(array.ctypes.data, self._buffers[name][0], array.nbytes,
                                    cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, self._stream)
         cudart.cudaEventRecord(copied_out, self._stream)
-        _check(cudart.cudaStreamSynchronize(self._stream), RunError)
-        self.last_timings = {"h2d_ms": _elapsed(cudart, start, copied_in), "compute_ms": _elapsed(cudart, copied_in,
-                             computed), "d2h_ms": _elapsed(cudart, computed, copied_out)}
+        cuda.check(cudart.cudaStreamSynchronize(self._stream), RunError)
+        self.stage_ms = {"h2d_ms": cuda.elapsed_ms(cudart, start, copied_in), "compute_ms": cuda.elapsed_ms(cudart, copied_in,
+                             computed), "d2h_ms": cuda.elapsed_ms(cudart, computed, copied_out)}
         return results
 
     def _buffer(self, name: str, size: int) -> int:
@@ -146,7 +141,7 @@ class TensorRTRuntime(Runtime):
         if size > capacity:
             if pointer:
                 self._cudart.cudaFree(self._buffers.pop(name)[0])
-            pointer = _check(self._cudart.cudaMalloc(size), RunError)
+            pointer = cuda.check(self._cudart.cudaMalloc(size), RunError)
             self._buffers[name] = (pointer, size)
         return pointer
 
@@ -161,67 +156,12 @@ class TensorRTRuntime(Runtime):
 
     def _info(self) -> dict[str, Any]:
         return {"device": self._manifest["target"], "precision": self._manifest["precision"],
-                "tensorrt_module": _module().__name__}
+                "tensorrt_module": modules.find_module().__name__}
 
 
-def check_manifest(engine: str, trt, *, rebuild: bool = False) -> dict[str, Any]:
-    """The engine's manifest, checked against the installed TensorRT and GPU (or rebuilt when stale)."""
-    from kit.runtimes.tensorrt.build import build_engine, gpu_description
-
-    manifest = provenance.read(engine)
-    if not manifest or manifest.get("format") != "tensorrt-engine":
-        raise ModelFileError(f"{engine} has no kit manifest ({Path(engine).name}.kit.json), so its TensorRT version "
-                             "and GPU are unknown.", hint="Build it with kit build, which writes the manifest.")
-    problems = []
-    if manifest["tensorrt_version"] != trt.__version__ or manifest["tensorrt_module"] != trt.__name__:
-        problems.append(f"built with {manifest['tensorrt_module']} {manifest['tensorrt_version']}, this machine has "
-                        f"{trt.__name__} {trt.__version__}")
-    gpu = gpu_description()
-    wanted = manifest["target"].get("compute_capability")
-    if gpu is not None and wanted and gpu["compute_capability"] != wanted:
-        problems.append(f"built for {wanted}, this GPU is {gpu['gpu']} ({gpu['compute_capability']})")
-    if not problems:
-        return manifest
-    if not rebuild:
-        raise ModelFileError(f"{engine} is stale: {'; '.join(problems)}. TensorRT engines only load where they were "
-                             "built.", hint=f"Rebuild: kit build {manifest['source_onnx']} --runtime tensorrt -o {engine} "
-                                            "(or pass --rebuild-if-stale).")
-    source = manifest["source_onnx"]
-    if not Path(source).is_file():
-        raise ModelFileError(f"{engine} is stale ({'; '.join(problems)}) and its ONNX source {source} is gone.",
-                             hint="Rebuild from the ONNX model with kit build.")
-    if sha256_of(source) != manifest["source_onnx_sha256"]:
-        raise ModelFileError(f"{engine} is stale ({'; '.join(problems)}), and {source} changed since the engine was "
-                             "built, so a rebuild would not be the same model.",
-                             hint=f"Rebuild deliberately: kit build {source} --runtime tensorrt -o {engine}")
-    shapes = manifest.get("profile") or {}
-    calibration = manifest.get("calibration") or {}
-    build_engine(source, engine, precision=manifest["precision"], workspace_mb=manifest.get("workspace_mb"),
-                 dla_core=manifest.get("dla_core"), calib=calibration.get("source"),
-                 min_shapes=[f"{n}={'x'.join(map(str, s['min']))}" for n, s in shapes.items()],
-                 opt_shapes=[f"{n}={'x'.join(map(str, s['opt']))}" for n, s in shapes.items()],
-                 max_shapes=[f"{n}={'x'.join(map(str, s['max']))}" for n, s in shapes.items()],
-                 compute_capability=None if gpu else wanted)
-    return provenance.read(engine)
 
 
-def _module():
-    for name in MODULES:
-        try:
-            return importlib.import_module(name)
-        except ImportError:
-            continue
-    return None
 
 
-def _check(result, error_class=RuntimeUnavailableError):
-    """The value of a cuda-python call; a failure while loading means the GPU is not usable, while
-    running it is a RunError."""
-    error, *values = result if isinstance(result, tuple) else (result,)
-    if int(error) != 0:
-        raise error_class(f"CUDA call failed with {error}.", hint="Check the GPU driver and CUDA runtime.")
-    return values[0] if values else None
 
 
-def _elapsed(cudart, start, end) -> float:
-    return float(_check(cudart.cudaEventElapsedTime(start, end)))

@@ -10,7 +10,7 @@ import hashlib
 from types import SimpleNamespace
 
 from fake_cuda import FakeCudart
-from kit.runtimes.tensorrt.build import _calibrator, calibration_key, reusable_cache
+from kit.runtimes.tensorrt.calibrator import _calibrator, calibration_key, reusable_cache
 
 from kit.core import provenance
 from kit.core.specs import TensorSpec

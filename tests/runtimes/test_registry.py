@@ -35,6 +35,18 @@ class ToyRuntime(Runtime):
         return {"y": feeds["x"] @ self._weight}
 
 
+class OnnxToo(ToyRuntime):
+    """A plugin that also claims .onnx files, at the default priority."""
+    name = "onnx-too"
+    suffixes = (".onnx",)
+
+
+class OnnxFirst(OnnxToo):
+    """A plugin that asks to be the default for .onnx, above the built-in."""
+    name = "onnx-first"
+    priority = 101
+
+
 class NeedsMissingLibrary(ToyRuntime):
     name = "needs-lib"
     suffixes = (".needs",)
@@ -56,6 +68,7 @@ def plugin(tmp_path, monkeypatch):
         needs-lib = kit_toy_plugin:NeedsMissingLibrary
         broken = kit_toy_plugin_missing_module:Whatever
         onnxruntime = kit_toy_plugin:ToyRuntime
+        a-onnx-too = kit_toy_plugin:OnnxToo
     """))
     monkeypatch.syspath_prepend(str(tmp_path))
     model = tmp_path / "double.toy"
@@ -123,3 +136,19 @@ def test_kit_runtimes_reports_every_backend(plugin, capsys):
     assert not rows["needs-lib"]["usable"]
     assert rows["needs-lib"]["install"] == 'pip install "edge-inference-kit[needs-lib]"'
     assert not rows["broken"]["usable"] and "could not be imported" in rows["broken"]["detail"]
+
+
+def test_routing_follows_declared_priority_not_registration_order(plugin):
+    """The plugin registered as "a-onnx-too" sorts before onnxruntime by name and comes after it in
+    the table, yet the built-in (priority 100) stays the default for .onnx over it (priority 0)."""
+    assert registry.candidates("m.onnx") == ["onnxruntime", "a-onnx-too"]
+
+
+def test_equal_priorities_go_by_name(plugin, monkeypatch):
+    monkeypatch.setitem(registry.BUILTIN, "b-onnx-too", "kit_toy_plugin:OnnxToo")  # in the table before a-
+    assert registry.candidates("m.onnx") == ["onnxruntime", "a-onnx-too", "b-onnx-too"]
+
+
+def test_a_plugin_that_declares_a_higher_priority_becomes_the_default(plugin, monkeypatch):
+    monkeypatch.setitem(registry.BUILTIN, "zz-onnx-first", "kit_toy_plugin:OnnxFirst")
+    assert registry.candidates("m.onnx") == ["zz-onnx-first", "onnxruntime", "a-onnx-too"]

@@ -19,7 +19,7 @@ def test_engine_matches_onnx_runtime_on_a_gpu(digits, tmp_path):
     x = np.load(digits.test)["x"][:8]
     with kit.load(tmp_path / "m.engine") as engine, kit.load(digits.onnx) as reference:
         got = engine.run({"input": x})["output"]
-        assert set(engine.last_timings) == {"h2d_ms", "compute_ms", "d2h_ms"}
+        assert set(engine.stage_ms) == {"h2d_ms", "compute_ms", "d2h_ms"}
         np.testing.assert_allclose(got, reference.run({"input": x})["output"], atol=1e-3, rtol=1e-3)
         assert engine.run({"input": x[:3]})["output"].shape == (3, 10)  # another batch in the profile
         with pytest.raises(InputError, match="outside the engine's optimization profile"):
@@ -29,7 +29,8 @@ def test_engine_matches_onnx_runtime_on_a_gpu(digits, tmp_path):
 @pytest.mark.gpu
 def test_implicit_calibration_on_tensorrt_before_11(digits, tmp_path):
     """A float model built to int8 with the kit's calibration data, where TensorRT still has calibrators."""
-    from kit.runtimes.tensorrt.build import build_engine, tensorrt_module
+    from kit.runtimes.tensorrt.build import build_engine
+    from kit.runtimes.tensorrt.modules import tensorrt_module
 
     if not TensorRTRuntime.availability().usable or not hasattr(tensorrt_module(), "IInt8EntropyCalibrator2"):
         pytest.skip("needs a GPU and a TensorRT with implicit calibrators (before 11)")

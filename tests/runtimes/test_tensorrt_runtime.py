@@ -76,8 +76,7 @@ def fake_tensorrt(executes: bool = True):
 @pytest.fixture
 def gpu(monkeypatch, tmp_path):
     """An engine file with its manifest, and a machine that seems to have TensorRT 10.3 on an SM87 GPU."""
-    from kit.export import tensorrt as export_tensorrt
-    from kit.runtimes import tensorrt as runtime_tensorrt
+    from kit.runtimes.tensorrt import cuda, modules
 
     engine = tmp_path / "m.engine"
     engine.write_bytes(b"an engine")
@@ -85,9 +84,9 @@ def gpu(monkeypatch, tmp_path):
         "format": "tensorrt-engine", "tensorrt_module": "tensorrt", "tensorrt_version": "10.3.0", "precision": "fp32",
         "target": {"gpu": "Orin", "compute_capability": "SM87", "ahead_of_time": False}}))
     state = SimpleNamespace(engine=engine, cudart=FakeCudart(), trt=fake_tensorrt())
-    monkeypatch.setattr(runtime_tensorrt, "_module", lambda: state.trt)
-    monkeypatch.setattr(export_tensorrt, "gpu_description", lambda: {"gpu": "Orin", "compute_capability": "SM87"})
-    monkeypatch.setattr(export_tensorrt, "cuda_runtime", lambda: state.cudart)
+    monkeypatch.setattr(modules, "find_module", lambda: state.trt)
+    monkeypatch.setattr(cuda, "gpu_description", lambda: {"gpu": "Orin", "compute_capability": "SM87"})
+    monkeypatch.setattr(cuda, "cuda_runtime", lambda: state.cudart)
     return state
 
 
@@ -97,7 +96,7 @@ def test_runs_reallocate_larger_buffers_and_close_frees_everything(gpu):
         assert engine.run({"input": np.ones((5, 3), np.float32)})["output"].shape == (5, 2)  # larger: new buffers
         assert engine.run({"input": np.ones((1, 3), np.float32)})["output"].shape == (1, 2)  # smaller: reused
         assert sorted(gpu.cudart.live.values()) == ["buffer", "buffer"] + ["event"] * 4 + ["stream"]
-        assert set(engine.last_timings) == {"h2d_ms", "compute_ms", "d2h_ms"}
+        assert set(engine.stage_ms) == {"h2d_ms", "compute_ms", "d2h_ms"}
     assert gpu.cudart.live == {}
 
 
