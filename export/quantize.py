@@ -39,7 +39,7 @@ from kit.core.errors import (
     first_line,
     root_cause,
 )
-from kit.core.fileio import atomic_output, check_output_path, disk_full, disk_full_error, sha256_of
+from kit.core.fileio import atomic_output, check_output_path, disk_full, disk_full_error, model_size, sha256_of
 from kit.data.datasets import Dataset, FeedReader, calibration_data, free_batch
 
 PRECISIONS = ("int8", "int8-dynamic", "fp16")
@@ -151,7 +151,7 @@ def quantize(
     inputs = _inputs(model)  # ONNX Runtime must load the float model, whatever the precision
     parent = provenance.read(model)
     stated = _stated_preprocess(preprocess, parent, model, calib, precision)
-    result = QuantizeResult(output, precision, 0, _size(model), 0.0, excluded=list(exclude or []))
+    result = QuantizeResult(output, precision, 0, model_size(model), 0.0, excluded=list(exclude or []))
     with _clean_full_disk(output), tempfile.TemporaryDirectory() as scratch, atomic_output(output) as tmp:
         scratch = Path(scratch)
         if precision == "fp16":
@@ -188,7 +188,7 @@ def quantize(
                 result.fidelity = _fidelity(model, tmp, reader.kept_arrays(), reader.static_batch)
                 _warn_if_unfaithful(result)
         _record(tmp, model, {**parent, "preprocess": stated} if stated else parent, result)
-    result.size_bytes = _size(output)
+    result.size_bytes = model_size(output)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -612,10 +612,6 @@ def _ort(model: Path):
     from kit.runtimes.ort import OnnxRuntime
 
     return OnnxRuntime(model)
-
-
-def _size(path: Path) -> int:
-    return sum(p.stat().st_size for p in (path, path.with_name(path.name + ".data")) if p.exists())
 
 
 @contextlib.contextmanager

@@ -82,7 +82,7 @@ def _inspect_onnx_on_a_device(path: Path, nodes: bool) -> dict[str, Any]:
 
 def _inspect_tflite(path: Path, nodes: bool = False) -> dict[str, Any]:
     """Integer I/O as stored (scale, zero point), op counts and versions, and Edge TPU readiness."""
-    from kit.runtimes.edgetpu.check import check_edgetpu
+    from kit.runtimes.edgetpu.readiness import check_edgetpu
     from kit.runtimes.tflite import TFLiteRuntime
 
     readiness = check_edgetpu(path, run_compiler=False)

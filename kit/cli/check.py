@@ -13,7 +13,7 @@ def add_parser(commands, common) -> None:
 
 
 def handle(args) -> int:
-    from kit.runtimes.edgetpu.check import check_edgetpu
+    from kit.runtimes.edgetpu.readiness import check_edgetpu
 
     result = check_edgetpu(args.model)
     data = result.to_dict()

@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 from helpers import files_in, run_kit
-from kit.runtimes.edgetpu.check import check_edgetpu
+from kit.runtimes.edgetpu.readiness import check_edgetpu
 
 from kit.core import provenance
 from kit.core.errors import ModelFileError

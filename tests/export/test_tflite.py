@@ -8,7 +8,7 @@ import pytest
 import torch
 from helpers import factory, files_in, run_kit
 from kit.export.tflite import export_tflite
-from kit.runtimes.edgetpu.check import check_edgetpu
+from kit.runtimes.edgetpu.readiness import check_edgetpu
 
 import kit
 from kit.check.harness import compare_models, evaluate

@@ -13,7 +13,7 @@ import pytest
 import torch
 from helpers import files_in, run_kit
 from kit.export.tflite import export_tflite
-from kit.runtimes.edgetpu.check import check_edgetpu
+from kit.runtimes.edgetpu.readiness import check_edgetpu
 
 from kit import models
 from kit.core.errors import KitWarning, ValidationError

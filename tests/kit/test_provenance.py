@@ -82,7 +82,7 @@ def test_a_tflite_copied_alone_keeps_its_names_and_preprocessing(embedded, digit
 
 
 def test_embedding_changes_nothing_else_in_the_model(legacy, digits, tmp_path):
-    from kit.runtimes.edgetpu.check import check_edgetpu
+    from kit.runtimes.edgetpu.readiness import check_edgetpu
 
     copy = tmp_path / "copy.tflite"
     shutil.copy(legacy, copy)

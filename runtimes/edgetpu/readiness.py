@@ -13,17 +13,14 @@ were not checked against the compiler itself, which cannot be installed here.
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import shutil
-import subprocess
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kit.core import provenance
 from kit.core.errors import InputError, ModelFileError, root_cause
+from kit.runtimes.edgetpu.compiler import compile_model, compiler_command
 
 COMPILER_VERSION = 16
 # Builtin op -> the newest op version compiler 16 accepts: the versions the TensorFlow Lite of
@@ -120,9 +117,13 @@ def check_edgetpu(path: str | os.PathLike, *, run_compiler: bool = True) -> Read
             first_blocked = index if first_blocked is None else first_blocked
     ready = not blockers
     mapped = len(ops) if first_blocked is None else first_blocked
-    result = Readiness(str(path), ready, blockers, ops, mapped, shlex.join(_compiler_command(path, path.parent)))
+    result = Readiness(str(path), ready, blockers, ops, mapped, shlex.join(compiler_command(path, path.parent)))
     if run_compiler and shutil.which("edgetpu_compiler"):
-        _compile(path, result)
+        compiled = compile_model(path)
+        result.compiler, result.compiled, result.notes = compiled.compiler, compiled.path, compiled.notes
+        if compiled.failure:
+            result.ready = False
+            result.blockers.append(Blocker("compiler", compiled.failure))
     elif not shutil.which("edgetpu_compiler"):
         result.notes.append("edgetpu_compiler is not on PATH (Coral's apt package edgetpu-compiler, x86-64 Linux "
                             "only); run the command above where it is installed.")
@@ -196,81 +197,3 @@ def _op_problem(name: str, version: int, custom: str | None, tensors, type_names
     if floats and (name not in ("QUANTIZE", "DEQUANTIZE") or "FLOAT16" in floats):
         return "float-tensor", "computes in float; the Edge TPU needs every tensor int8 (full-integer quantization)."
     return None
-
-
-def _compiler_command(model: Path, folder: Path) -> list[str]:
-    return ["edgetpu_compiler", "-s", "-o", _argument(folder), _argument(model)]
-
-
-def _argument(path: Path) -> str:
-    """A path the compiler cannot take for an option (-x.tflite becomes ./-x.tflite)."""
-    return f"./{path}" if str(path).startswith("-") else str(path)
-
-
-def _compile(path: Path, result: Readiness) -> None:
-    """Run the printed command with a private output folder beside the model, then move its files
-    (NAME_edgetpu.tflite, NAME_edgetpu.log) into place: an existing file is never replaced."""
-    try:
-        workdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    except OSError as exc:
-        result.notes.append(f"not compiled: cannot write beside {path} ({exc.strerror}); run the command above "
-                            "in a folder you can write to.")
-        return
-    try:
-        result.compiler = _run_compiler(_compiler_command(path, workdir))
-        result.compiler["log"] = result.compiler["log"].replace(str(workdir), str(path.parent))  # no temporary path
-        if result.compiler["returncode"] != 0:
-            result.ready = False
-            result.blockers.append(Blocker("compiler", f"edgetpu_compiler failed (exit {result.compiler['returncode']}): "
-                                                       f"{result.compiler['log'].strip().splitlines()[-1:]}"))
-            return
-        if result.compiler["ops_on_cpu"]:
-            result.notes.append(f"edgetpu_compiler left {result.compiler['ops_on_cpu']} ops on the CPU.")
-        compiled = workdir / f"{path.stem}_edgetpu.tflite"
-        if compiled.is_file():
-            _keep_provenance(path, compiled, result.compiler)
-        for produced in sorted(workdir.iterdir()):
-            target = path.parent / produced.name
-            if _move_without_replacing(produced, target):
-                result.compiled = str(target) if produced == compiled else result.compiled
-            else:
-                result.notes.append(f"kept the existing {target}: the kit never replaces a file, so this compile's "
-                                    f"{produced.name} was discarded; move the old one away and rerun to replace it.")
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _keep_provenance(original: Path, compiled: Path, compiler: dict[str, Any]) -> None:
-    """edgetpu_compiler drops metadata: give the compiled model the original's provenance."""
-    stored = provenance.read(original)
-    if stored:
-        provenance.write_tflite(compiled, {**stored, "stage": "edgetpu-compile", "parent": original.name,
-                                           "compiler": compiler["version"]})
-
-
-def _move_without_replacing(source: Path, target: Path) -> bool:
-    """Rename ``source`` to ``target`` unless something (a file, a link) is already there."""
-    try:
-        os.link(source, target)  # fails on an existing name, atomically
-    except FileExistsError:
-        return False
-    except OSError:  # a file system without hard links
-        if os.path.lexists(target):
-            return False
-        os.replace(source, target)
-    return True
-
-
-def _run_compiler(command: list[str]) -> dict[str, Any]:
-    """Run edgetpu_compiler and read its log: version, ops mapped, subgraphs, memory."""
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    log = finished.stdout + finished.stderr
-    number = lambda pattern: (int(m.group(1)) if (m := re.search(pattern, log)) else None)  # noqa: E731
-    text = lambda pattern: (m.group(1).strip() if (m := re.search(pattern, log)) else None)  # noqa: E731
-    return {"returncode": finished.returncode, "version": text(r"(Edge TPU Compiler version [^\n]+)"),
-            "ops_on_tpu": number(r"Number of operations that will run on Edge TPU:\s*(\d+)"),
-            "ops_on_cpu": number(r"Number of operations that will run on CPU:\s*(\d+)"),
-            "subgraphs": number(r"Number of Edge TPU subgraphs:\s*(\d+)"),
-            "on_chip_memory": text(r"On-chip memory used for caching model parameters:\s*([^\n]+)"),
-            "off_chip_memory": text(r"Off-chip memory used for streaming uncached model parameters:\s*([^\n]+)"),
-            "log": log[-4000:]}
