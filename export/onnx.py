@@ -8,15 +8,15 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kit.check.metrics import OutputDiff, compare_outputs, worst
+from kit.check.metrics import compare_outputs, worst
 from kit.core import provenance
 from kit.core.errors import ExportError, InputError, ValidationError, first_line, reraise_interrupt, root_cause
 from kit.core.fileio import atomic_output, check_output_path, disk_full, model_files, model_size, same_file
 from kit.core.quiet import silenced
+from kit.export.result import ExportResult
 from kit.core.specs import InputShape, TensorSpec, parse_dynamic_axes, parse_input_shapes, random_feeds
 from kit.data.preprocess import Preprocess
 from kit.data.sources import TorchSource, input_specs, load_torch_source, source_from_module
@@ -25,30 +25,6 @@ EXPORTERS = ("auto", "dynamo", "torchscript")
 DYNAMO_MIN_OPSET = 18  # dynamo silently stays at 18 when asked for less
 TORCHSCRIPT_DEFAULT_OPSET = 17
 EXTERNAL_DATA_BYTES = 1_900_000_000  # protobuf's 2 GB limit, with room for the graph
-
-
-@dataclass
-class ExportResult:
-    path: Path
-    exporter: str  # which exporter produced the file
-    opset: int
-    inputs: list[TensorSpec]
-    outputs: list[TensorSpec]
-    validation: list[OutputDiff]  # worst error per output over every validation batch
-    batches: list[int]  # the batch sizes validated
-    simplified: bool
-    size_bytes: int
-    seconds: float
-    notes: list[str] = field(default_factory=list)  # e.g. why the fallback exporter was used
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "path": str(self.path), "exporter": self.exporter, "opset": self.opset,
-            "inputs": [s.to_dict() for s in self.inputs], "outputs": [s.to_dict() for s in self.outputs],
-            "validation": {"batches": self.batches, "outputs": [d.to_dict() for d in self.validation]},
-            "simplified": self.simplified, "size_bytes": self.size_bytes, "seconds": round(self.seconds, 3),
-            "notes": self.notes,
-        }
 
 
 def export_onnx(
@@ -122,8 +98,8 @@ def export_onnx(
                           validation, atol, rtol, simplified)
     _remove_stale_companions(output, replaced_companions, inputs)
     size = model_size(output)
-    return ExportResult(output, used, opset_used, onnx_inputs, onnx_outputs, validation, batches, simplified, size,
-                        time.perf_counter() - started, notes)
+    return ExportResult(output, "onnx", onnx_inputs, onnx_outputs, validation, size, time.perf_counter() - started,
+                        notes, batches, exporter=used, opset=opset_used, simplified=simplified)
 
 
 def _companions_of(output: Path) -> list[Path]:

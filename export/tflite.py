@@ -21,7 +21,7 @@ import re
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -40,6 +40,7 @@ from kit.core.errors import (
 )
 from kit.core.fileio import atomic_output, check_output_path
 from kit.core.quiet import silenced
+from kit.export.result import ExportResult
 from kit.core.specs import TensorSpec, parse_input_shapes, random_feeds
 from kit.data.datasets import FeedReader, calibration_feeds, open_data
 from kit.data.preprocess import Preprocess
@@ -51,28 +52,6 @@ VALIDATION_SAMPLES = 64
 MIN_INT8_AGREEMENT = 0.9  # an int8 export fails below this top-1 agreement with PyTorch ...
 MIN_INT8_SQNR_DB = 20.0  # ... unless its outputs are this close (near-tied scores flip top-1 without harm)
 FP16_TOLERANCE = (1e-2, 1e-2)  # atol, rtol for fp16 weights
-
-
-@dataclass
-class TFLiteResult:
-    path: Path
-    precision: str
-    layout: str
-    inputs: list[TensorSpec]
-    outputs: list[TensorSpec]
-    validation: list[OutputDiff]
-    size_bytes: int
-    seconds: float
-    calibration: dict[str, Any] | None = None
-    accuracy: dict[str, Any] | None = None  # top-1 of PyTorch and of the TFLite model on --eval data
-    notes: list[str] = field(default_factory=list)  # what the user should know about this export
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"path": str(self.path), "format": "tflite", "precision": self.precision, "layout": self.layout,
-                "inputs": [s.to_dict() for s in self.inputs], "outputs": [s.to_dict() for s in self.outputs],
-                "validation": {"outputs": [d.to_dict() for d in self.validation]}, "size_bytes": self.size_bytes,
-                "seconds": round(self.seconds, 3), "calibration": self.calibration, "accuracy": self.accuracy,
-                "notes": list(self.notes)}
 
 
 def export_tflite(
@@ -90,7 +69,7 @@ def export_tflite(
     atol: float = 1e-4,
     rtol: float = 1e-3,
     progress: Callable[[str], None] | None = None,
-) -> TFLiteResult:
+) -> ExportResult:
     """Export ``source`` to a .tflite at ``output``; nothing is written unless validation passes.
 
     Calibration (``calib``) and ``eval_data`` (labelled: top-1 of PyTorch and of the export is
@@ -151,8 +130,8 @@ def export_tflite(
         _write_provenance(tmp, source, specs, precision, layout, preprocess_spec, calibration, output_names, inputs,
                        outputs, validation, integer_io, accuracy)
     size = output.stat().st_size
-    return TFLiteResult(output, precision, layout, inputs, outputs, validation, size, time.perf_counter() - started,
-                        calibration, accuracy, notes)
+    return ExportResult(output, "tflite", inputs, outputs, validation, size, time.perf_counter() - started, notes,
+                        precision=precision, layout=layout, calibration=calibration, accuracy=accuracy)
 
 
 # ----- checks and helpers -----------------------------------------------------------------

@@ -18,7 +18,7 @@ def add_parser(commands, common) -> None:
                         help="make another axis dynamic, e.g. images:2=height")
     parser.add_argument("--opset", type=flags.positive_int, help="ONNX opset (below 18 uses the TorchScript exporter)")
     parser.add_argument("--exporter", choices=["auto", "dynamo", "torchscript"], default="auto")
-    parser.add_argument("--format", choices=["onnx", "tflite"], help="default: from the output's suffix")
+    parser.add_argument("--format", choices=list(FORMATS), help="default: from the output's suffix")
     parser.add_argument("--precision", choices=["fp32", "fp16", "int8-dynamic", "int8"],
                         help="TFLite only (default fp32); int8 is full integer, calibrated with --calib")
     flags.add_data(parser, "--calib", "TFLite int8 calibration data (the source model's layout)")
@@ -31,46 +31,47 @@ def add_parser(commands, common) -> None:
 
 
 def handle(args) -> int:
-    fmt = args.format or ("tflite" if str(args.output).lower().endswith(".tflite") else "onnx")
-    if fmt == "tflite":
-        return _export_tflite(args)
-    if args.precision or args.calib or args.layout or args.eval:
-        raise InputError("--precision, --calib, --layout and --eval apply to --format tflite; ONNX exports are fp32.",
-                         hint="Quantize an ONNX model with kit quantize.")
-    from kit.export.onnx import export_onnx
+    from kit.export.registry import export, format_for
 
+    fmt = format_for(args.output, args.format)
+    options, printer = FORMATS[fmt]
     with render.progress(args) as say:
-        result = export_onnx(
-            args.source, args.output, input_shapes=args.input_shape, static=args.static, dynamic=args.dynamic,
-            opset=args.opset, weights=args.weights, allow_pickle=args.allow_pickle, simplify=args.simplify,
-            preprocess=args.preprocess, atol=args.atol, rtol=args.rtol, exporter=args.exporter, progress=say)
+        result = export(args.source, args.output, format=fmt, input_shapes=args.input_shape, weights=args.weights,
+                        allow_pickle=args.allow_pickle, preprocess=args.preprocess, atol=args.atol, rtol=args.rtol,
+                        progress=say, **options(args))
     data = result.to_dict()
     if args.json:
         return render.print_json(data)
-    console = render.console()
-    console.print(render.styled("exported", "green"), f"{data['path']} ({size(data['size_bytes'])}, {data['exporter']} exporter, "
-                  f"opset {data['opset']}{', simplified' if data['simplified'] else ''}) in {data['seconds']:.1f} s")
-    batches = ", ".join(map(str, data["validation"]["batches"]))
-    _print_export(console, data, f"validated against PyTorch on ONNX Runtime at batch {batches} "
-                                 f"(atol {args.atol:g}, rtol {args.rtol:g}):")
+    printer(args, data)
     return 0
 
 
-def _export_tflite(args) -> int:
+def _onnx_options(args) -> dict:
+    if args.precision or args.calib or args.layout or args.eval:
+        raise InputError("--precision, --calib, --layout and --eval apply to --format tflite; ONNX exports are fp32.",
+                         hint="Quantize an ONNX model with kit quantize.")
+    return dict(static=args.static, dynamic=args.dynamic, opset=args.opset, simplify=args.simplify,
+                exporter=args.exporter)
+
+
+def _print_onnx(args, data: dict) -> None:
+    console = render.console()
+    console.print(render.styled("exported", "green"), f"{data['path']} ({size(data['size_bytes'])}, "
+                  f"{data['exporter']} exporter, opset {data['opset']}{', simplified' if data['simplified'] else ''})"
+                  f" in {data['seconds']:.1f} s")
+    batches = ", ".join(map(str, data["validation"]["batches"]))
+    _print_export(console, data, f"validated against PyTorch on ONNX Runtime at batch {batches} "
+                                 f"(atol {args.atol:g}, rtol {args.rtol:g}):")
+
+
+def _tflite_options(args) -> dict:
     if args.opset or args.simplify or args.dynamic or args.exporter != "auto" or args.static:
         raise InputError("--opset, --simplify, --dynamic, --static and --exporter apply to ONNX; a TFLite export "
                          "has static shapes.", hint="Drop them for --format tflite.")
-    from kit.export.tflite import export_tflite
+    return dict(precision=args.precision or "fp32", layout=args.layout, calib=args.calib, eval_data=args.eval)
 
-    with render.progress(args) as say:
-        result = export_tflite(args.source, args.output, precision=args.precision or "fp32", layout=args.layout,
-                               calib=args.calib, eval_data=args.eval, input_shapes=args.input_shape,
-                               weights=args.weights,
-                               allow_pickle=args.allow_pickle, preprocess=args.preprocess, atol=args.atol,
-                               rtol=args.rtol, progress=say)
-    data = result.to_dict()
-    if args.json:
-        return render.print_json(data)
+
+def _print_tflite(args, data: dict) -> None:
     console = render.console()
     console.print(render.styled("exported", "green"), f"{data['path']} ({size(data['size_bytes'])}, TFLite "
                   f"{data['precision']}, {data['layout'].upper()} input) in {data['seconds']:.1f} s")
@@ -83,7 +84,11 @@ def _export_tflite(args) -> int:
                       f"TFLite {acc['tflite_top1']:.2%} ({acc['delta']:+.2%})")
     if data["precision"] == "int8":
         console.print(f"next: kit check edgetpu {data['path']}")
-    return 0
+
+
+# Each format: the options only it takes (given for another format, they are an error, not
+# ignored) and how its result prints. The registry (kit.export.registry) writes the file.
+FORMATS = {"onnx": (_onnx_options, _print_onnx), "tflite": (_tflite_options, _print_tflite)}
 
 
 def _print_export(console, data: dict, validated: str) -> None:
