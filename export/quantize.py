@@ -40,7 +40,9 @@ from kit.core.errors import (
     root_cause,
 )
 from kit.core.fileio import atomic_output, check_output_path, disk_full, disk_full_error, model_size, sha256_of
-from kit.data.datasets import Dataset, FeedReader, calibration_data, free_batch
+from kit.data.batching import free_batch
+from kit.data.calibration import FeedReader, calibration_data
+from kit.data.datasets import Dataset
 
 PRECISIONS = ("int8", "int8-dynamic", "fp16")
 METHODS = ("minmax", "entropy", "percentile")
@@ -139,7 +141,7 @@ def quantize(
 ) -> QuantizeResult:
     """Quantize ``model`` (.onnx, float32) to ``output``; nothing is written unless it all succeeds.
 
-    ``calib`` is calibration data in any form kit.data.datasets.calibration_data takes. ``preprocess``
+    ``calib`` is calibration data in any form kit.data.calibration.calibration_data takes. ``preprocess``
     (``--preprocess`` text) states how calibration images become the input of a model that
     records no preprocessing; the quantized model records it.
     """
@@ -353,7 +355,7 @@ def _resolve_excluded(graph_path: Path, excluded: list[str]) -> list[str]:
 
 
 def _calibration_dataset(calib, model: Path, inputs, limit: int | None, stated: dict | None) -> Dataset:
-    """The calibration data in any form kit.data.datasets.calibration_data takes, for this model's inputs;
+    """The calibration data in any form kit.data.calibration.calibration_data takes, for this model's inputs;
     images preprocessed as the model records, or as ``stated`` with --preprocess."""
     if calib is None:
         raise InputError("static int8 needs calibration data; found no --calib.",

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from kit.export.result import ExportResult
 
 from kit.check.metrics import OutputDiff, compare_outputs
 from kit.core import provenance
@@ -40,9 +41,9 @@ from kit.core.errors import (
 )
 from kit.core.fileio import atomic_output, check_output_path
 from kit.core.quiet import silenced
-from kit.export.result import ExportResult
 from kit.core.specs import TensorSpec, parse_input_shapes, random_feeds
-from kit.data.datasets import FeedReader, calibration_feeds, open_data
+from kit.data.calibration import FeedReader, calibration_feeds
+from kit.data.datasets import open_data
 from kit.data.preprocess import Preprocess
 from kit.data.sources import TorchSource, input_specs, load_torch_source, source_from_module
 

@@ -55,14 +55,14 @@ PAUSE = textwrap.dedent('''
 
         Runtime.run = paused_run
     elif POINT == "calibrating":
-        import kit.data.datasets
-        get_next = kit.data.datasets.FeedReader.get_next
+        import kit.data.calibration
+        get_next = kit.data.calibration.FeedReader.get_next
 
         def paused_get_next(self):
             pause()
             return get_next(self)
 
-        kit.data.datasets.FeedReader.get_next = paused_get_next
+        kit.data.calibration.FeedReader.get_next = paused_get_next
 ''')
 
 # (command, the point it is paused at, signal). {i}: inputs, {o}: the output folder, {m}: tests/models.py.

@@ -21,18 +21,8 @@ from kit.check.metrics import Comparator, OutputDiff
 from kit.core import provenance
 from kit.core.errors import InputError, KitNote, KitWarning
 from kit.core.formatting import size
-from kit.data.datasets import (
-    Dataset,
-    as_nchw,
-    available_memory,
-    fixed_batch,
-    free_batch,
-    from_arrays,
-    open_data,
-    pad_batch,
-    samples_in,
-    to_channel_last,
-)
+from kit.data.batching import as_nchw, available_memory, fixed_batch, free_batch, pad_batch, samples_in, to_channel_last
+from kit.data.datasets import Dataset, from_arrays, open_data
 from kit.data.golden import GoldenWriter, check_golden_path, load_golden
 from kit.data.preprocess import Preprocess
 from kit.data.sources import is_factory_reference

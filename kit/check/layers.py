@@ -26,7 +26,8 @@ from pathlib import Path
 
 from kit.core.errors import KitError, root_cause
 from kit.core.specs import TensorSpec
-from kit.data.datasets import Dataset, FeedReader
+from kit.data.calibration import FeedReader
+from kit.data.datasets import Dataset
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ import numpy as np
 
 from kit.core.errors import InputError
 from kit.core.specs import TensorSpec
-from kit.data.datasets import LABEL_KEYS, load_npy, npz_arrays
+from kit.data.arrays import load_npy, npz_arrays
+from kit.data.datasets import LABEL_KEYS
 from kit.data.preprocess import Preprocess, for_images
 
 

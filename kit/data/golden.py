@@ -128,7 +128,7 @@ class GoldenWriter:
 
 def load_golden(path: str | os.PathLike) -> Golden:
     """A golden file's arrays, memory-mapped (read as they are sliced); ``close()`` when done."""
-    from kit.data.datasets import npz_arrays
+    from kit.data.arrays import npz_arrays
 
     path = Path(path)
     hint = "Write one with: kit compare MODEL --save-golden golden.npz --data DATA"

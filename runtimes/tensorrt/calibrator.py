@@ -24,7 +24,7 @@ def attach_calibrator(trt, builder, config, network, model: Path, calib, output:
     """Implicit int8 (TensorRT before 11): an entropy calibrator over the kit's data, with the
     calibration cache beside the engine reused when it was made from this model and this data."""
     from kit.core.specs import TensorSpec
-    from kit.data.datasets import FeedReader, calibration_data
+    from kit.data.calibration import FeedReader, calibration_data
 
     cudart = cuda.cuda_runtime()
     if cudart is None or cuda.gpu_description() is None:

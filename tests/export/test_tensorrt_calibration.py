@@ -14,7 +14,7 @@ from kit.runtimes.tensorrt.calibrator import _calibrator, calibration_key, reusa
 
 from kit.core import provenance
 from kit.core.specs import TensorSpec
-from kit.data.datasets import FeedReader, calibration_data
+from kit.data.calibration import FeedReader, calibration_data
 
 
 class CalibratorBase:  # stands for tensorrt.IInt8EntropyCalibrator2, which TensorRT-RTX does not have

@@ -1,4 +1,4 @@
-"""Calibration data in every form (kit.data.datasets.calibration_data) and one pass over it (FeedReader),
+"""Calibration data in every form (kit.data.calibration.calibration_data) and one pass over it (FeedReader),
 including models whose batch axis is fixed above 1."""
 
 import hashlib
@@ -8,7 +8,7 @@ import pytest
 
 from kit.core.errors import InputError
 from kit.core.specs import TensorSpec
-from kit.data.datasets import FeedReader, calibration_data, calibration_feeds
+from kit.data.calibration import FeedReader, calibration_data, calibration_feeds
 
 FIXED_4 = [TensorSpec("image", (4, 1, 4, 4))]
 FREE = [TensorSpec("image", ("batch", 1, 4, 4))]

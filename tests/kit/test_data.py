@@ -8,7 +8,9 @@ import pytest
 
 from kit.core.errors import InputError, KitWarning
 from kit.core.specs import TensorSpec
-from kit.data.datasets import FeedReader, npz_arrays, open_data
+from kit.data.arrays import npz_arrays
+from kit.data.calibration import FeedReader
+from kit.data.datasets import open_data
 
 IMAGE = [TensorSpec("image", ("batch", 1, 4, 4))]
 
