@@ -14,6 +14,7 @@ from typing import Any
 from kit.runtimes.base import Runtime, check_choice
 
 from kit.core.errors import InputError
+from kit.core.onnx_ops import ACTIVATION_QUANTIZERS
 from kit.core.specs import TensorSpec
 
 # ONNX Runtime names element types as "tensor(float)"; the kit uses numpy's names. Types
@@ -98,10 +99,10 @@ class OnnxRuntime(Runtime):
 
 
 def _quantizes_activations(path: str) -> bool:
-    """Does the graph hold a QuantizeLinear or DynamicQuantizeLinear node? Op types are plain strings in
-    the protobuf, so a scan of the mapped file answers without the onnx package (a device may lack it)."""
+    """Does the graph hold a node that quantizes activations? Op types are plain strings in the
+    protobuf, so a scan of the mapped file answers without the onnx package (a device may lack it)."""
     with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        return data.find(b"QuantizeLinear") >= 0
+        return any(data.find(op.encode()) >= 0 for op in ACTIVATION_QUANTIZERS)
 
 
 def _specs(nodes) -> list[TensorSpec]:

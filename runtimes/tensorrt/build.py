@@ -41,11 +41,11 @@ from kit.runtimes.tensorrt.modules import tensorrt_module
 from kit.core import provenance
 from kit.core.errors import ExportError, InputError, RuntimeUnavailableError
 from kit.core.fileio import atomic_output, check_output_path, sha256_of
+from kit.core.onnx_ops import QDQ_OPS
 from kit.core.specs import parse_shape
 
 PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_MAX_BATCH = 8
-QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
 COMPANIONS = (".kit.json", ".build.log", CALIBRATION_CACHE)
 MAGIC_BYTES = 4  # a serialized timing cache starts with its format's magic (what an empty one starts with)
 

@@ -69,6 +69,11 @@ def test_tensorrt_preset_is_symmetric_with_float_bias(digits, tmp_path):
                    if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2]
     assert zero_points and all(np.all(z == 0) and z.dtype == np.int8 for z in zero_points)
     assert top1(result.path, digits.test) >= 0.99 * top1(digits.onnx, digits.test)
+    # The recipe is in the file verbatim: the preset's every setting, not only its name.
+    assert provenance.read(result.path)["recipe"] == {
+        "precision": "int8", "method": "minmax", "per_channel": True, "excluded": [],
+        "preset": {"name": "tensorrt", "activation_type": "int8", "reduce_range": False, "activation_symmetric": True,
+                   "weight_symmetric": True, "quantize_bias": False, "why": PRESETS["tensorrt"].why}}
 
 
 def test_avx2_preset_uses_seven_bit_weights_and_uint8_activations(digits, tmp_path):
@@ -231,9 +236,9 @@ def test_per_tensor_when_the_opset_cannot_be_converted(third_party, tmp_path, mo
 
 def test_a_quantized_graph_onnx_runtime_refuses_is_named_without_temporary_paths(third_party, tmp_path, monkeypatch):
     """The safety net behind the conversion: with it switched off, the original failure."""
-    from kit.export import quantize as module
+    from kit.export.quantize import core as module
 
-    monkeypatch.setattr(module, "_opset_for_per_channel", lambda prepared, converted, result: prepared)
+    monkeypatch.setattr(module, "opset_for_per_channel", lambda prepared, converted, result: prepared)
     with pytest.raises(KitError) as caught:
         quantize(third_party / "cnn.onnx", tmp_path / "int8.onnx", calib=str(third_party / "calib.npz"))
     message = str(caught.value)
