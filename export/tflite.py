@@ -28,6 +28,7 @@ from typing import Any, Callable
 import numpy as np
 from kit.export.result import ExportResult
 
+from kit.check.runner import Subject, run
 from kit.check.metrics import OutputDiff, compare_outputs
 from kit.core import provenance
 from kit.core.errors import (
@@ -371,23 +372,19 @@ def _validate(path, reference, specs, examples, channel_last, precision, reader,
     from kit.runtimes.tflite import TFLiteRuntime
 
     feeds_list = _validation_feeds(reader, specs, examples)
-    expected, got = [], []
     with TFLiteRuntime(path) as candidate:
-        for feeds in feeds_list:
-            expected.append(reference.run(feeds))
-            got.append(candidate.run({spec.name: _to_layout(feeds[spec.name], i in channel_last)
-                                      for i, spec in enumerate(candidate.inputs)}))
+        results = run([reference, Subject(candidate, "nhwc" if channel_last else None)],
+                      ((feeds, None) for feeds in feeds_list), keep=True)
         inputs, outputs = candidate.inputs, candidate.outputs
     with TFLiteRuntime(path, raw=True) as raw:  # the integer tensors as stored, with scale and zero point
         integer_io = [spec for spec in raw.inputs + raw.outputs if spec.scale is not None]
-    stack = lambda runs: {name: np.concatenate([run[name] for run in runs]) for name in runs[0]}  # noqa: E731
     if precision == "fp32":
         tolerance = (atol, rtol)
     elif precision == "fp16":
         tolerance = FP16_TOLERANCE
     else:
         tolerance = (0.0, 0.0)  # int8 is judged on agreement and SQNR instead of elementwise error
-    diffs = compare_outputs(stack(expected), stack(got), atol=tolerance[0], rtol=tolerance[1])
+    diffs = compare_outputs(results.outputs(0), results.outputs(1), atol=tolerance[0], rtol=tolerance[1])
     if precision.startswith("int8"):
         diffs = [replace(d, passed=not _unfaithful(d)) for d in diffs]
     failing = [d for d in diffs if not d.passed]
@@ -430,14 +427,9 @@ def _accuracy(path, reference, eval_data, specs, examples, channel_last, preproc
     if not data.has_labels:
         raise InputError(f"{eval_data} has no labels to measure accuracy on.",
                          hint="Give an .npz with x and y, or an image folder with one subfolder per class.")
-    expected, got, labels = [], [], []
-    with TFLiteRuntime(path) as candidate:
-        for feeds, batch_labels in data.batches(1):
-            expected.append(next(iter(reference.run(feeds).values())))
-            got.append(next(iter(candidate.run({spec.name: _to_layout(feeds[spec.name], i in channel_last)
-                                                for i, spec in enumerate(candidate.inputs)}).values())))
-            labels.append(batch_labels)
-    labels = np.concatenate(labels)
-    torch_result, tflite_result = score(np.concatenate(expected), labels), score(np.concatenate(got), labels)
+    with TFLiteRuntime(path) as candidate:  # sample by sample: TFLite shapes are static
+        results = run([reference, Subject(candidate, "nhwc" if channel_last else None)], data.batches(1), keep=True)
+    first = lambda outputs: next(iter(outputs.values()))  # noqa: E731 - the classification output
+    torch_result, tflite_result = (score(first(results.outputs(i)), results.labels) for i in (0, 1))
     return {"data": str(eval_data), "count": tflite_result.count, "pytorch_top1": torch_result.top1,
             "tflite_top1": tflite_result.top1, "delta": tflite_result.top1 - torch_result.top1}

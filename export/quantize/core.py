@@ -276,20 +276,19 @@ def _fidelity(model: Path, quantized: Path, samples: dict[str, np.ndarray],
               static_batch: int | None) -> list[OutputDiff]:
     """Outputs of the quantized model against the float model on the first calibration samples
     (whole batches when the batch axis is fixed)."""
+    from kit.check.runner import run
+    from kit.data.datasets import from_arrays
     from kit.runtimes.ort import OnnxRuntime
 
-    from kit.check.harness import run_dataset
-    from kit.data.datasets import from_arrays
-
-    outputs = []
-    for path in (model, quantized):
-        rt = OnnxRuntime(path, threads=1)
-        with quiet():
-            rt.load()
-        with rt:
-            data = from_arrays(samples, [free_batch(spec) for spec in rt.inputs], "calibration samples")
-            outputs.append(run_dataset(rt, data, batch_size=static_batch or 64)[0])
-    return compare_outputs(*outputs, atol=0.0, rtol=0.0, stat="mean")
+    runtimes = [OnnxRuntime(path, threads=1) for path in (model, quantized)]
+    with contextlib.ExitStack() as stack:
+        for rt in runtimes:
+            with quiet():
+                rt.load()
+            stack.callback(rt.close)
+        data = from_arrays(samples, [free_batch(spec) for spec in runtimes[0].inputs], "calibration samples")
+        results = run(runtimes, data.batches(static_batch or 64, pad=False), keep=True)
+    return compare_outputs(results.outputs(0), results.outputs(1), atol=0.0, rtol=0.0, stat="mean")
 
 
 def record(path: Path, source: Path, parent: dict[str, Any], result: QuantizeResult) -> None:

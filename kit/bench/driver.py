@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from kit.bench.stats import latency_stats
 from kit.check.accuracy import accuracy, top_k_correct
 from kit.check.harness import scores_of
 from kit.check.metrics import compare_outputs
+from kit.check.runner import RunResults
 from kit.core import provenance
 from kit.core.errors import InputError, KitError, KitWarning, RunError, RuntimeUnavailableError
 from kit.core.fileio import atomic_output, check_output_path, model_size
@@ -252,9 +252,8 @@ def _analyse(document: dict[str, Any], variants: list[Variant], output_name: str
         # Sustained rate: the mean includes every stall the median hides.
         info["throughput_per_s"] = (info["batch"] or 1) / stats.mean
         info["size_bytes"] = _size(variant.model) or _size(variant.options.get("weights") or "")
-        with np.load(info.pop("outputs_file")) as archive:
-            outputs = {k.removeprefix("output."): archive[k] for k in archive.files if k.startswith("output.")}
-            labels = archive["labels"] if "labels" in archive.files else None
+        results = RunResults.load(info.pop("outputs_file"), variant.name)
+        outputs, labels = results.outputs(), results.labels
         if baseline_outputs is None:
             baseline_outputs = outputs
         info["fidelity"] = [_fidelity(d) for d in compare_outputs(baseline_outputs, outputs, atol=0.0, rtol=0.0)]

@@ -23,14 +23,13 @@ import resource
 import time
 from pathlib import Path
 
-import numpy as np
 
 SPEC_VARIABLE = "KIT_BENCH_SPEC"
 MIN_ROUNDS = 10  # even a slow model gets this many rounds: a median of fewer is not worth printing
 
 
 def test_variant(benchmark):
-    from kit.check.harness import run_dataset
+    from kit.check.runner import run
     from kit.core.specs import batch_feeds
     from kit.runtimes.registry import create
 
@@ -50,12 +49,8 @@ def test_variant(benchmark):
     peak = _memory_mb("VmHWM")  # before the fidelity pass adds the kit's own arrays
 
     dataset = _fidelity_dataset(spec, runtime)
-    outputs, labels = run_dataset(runtime, dataset, batch_size=64)
-    arrays = {f"output.{name}": array for name, array in outputs.items()}
-    if labels is not None:
-        arrays["labels"] = labels
-    with open(spec["outputs_file"], "wb") as handle:
-        np.savez(handle, **arrays)
+    # Saved for the driver, which compares every variant's results with the baseline's.
+    run([runtime], dataset.batches(64, pad=False), keep=True).save(spec["outputs_file"])
     dynamic = all(s.dynamic_batch for s in runtime.inputs)
     benchmark.extra_info["kit"] = {
         "model": spec["display_model"], "runtime": spec["runtime"], "name": spec["name"],

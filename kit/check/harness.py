@@ -1,7 +1,6 @@
-"""Run models over data: the one loop behind calibration checks, compare, eval and the demo.
-
-Data is streamed: each batch is read, run and reduced before the next is read, so a data
-set never has to fit in memory (what a comparison keeps is bounded by the memory there is).
+"""compare and eval: models over data through the runner (kit.check.runner), judged by the
+metrics (kit.check.metrics) and task accuracy (kit.check.accuracy), with golden files and
+the per-layer diagnosis. What a comparison keeps is bounded by the memory there is.
 """
 
 from __future__ import annotations
@@ -9,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,8 @@ from kit.check.metrics import Comparator, OutputDiff
 from kit.core import provenance
 from kit.core.errors import InputError, KitNote, KitWarning
 from kit.core.formatting import size
-from kit.data.batching import as_nchw, available_memory, fixed_batch, free_batch, pad_batch, samples_in, to_channel_last
+from kit.check.runner import Progress, Stored, Subject, run
+from kit.data.batching import as_nchw, available_memory, free_batch, samples_in
 from kit.data.datasets import Dataset, from_arrays, open_data
 from kit.data.golden import GoldenWriter, check_golden_path, load_golden
 from kit.data.preprocess import Preprocess
@@ -29,43 +29,13 @@ from kit.data.sources import is_factory_reference
 from kit.runtimes.base import Runtime
 from kit.runtimes.registry import load
 
-Progress = Callable[[int, int], None]  # (samples done, samples in all)
-
-
-def run_samples(runtime: Runtime, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run any number of samples (stacked along axis 0): a model whose batch axis is fixed at B
-    gets them B at a time, the last batch padded by repeating its last sample, and the outputs
-    of the padding are dropped."""
-    batch = fixed_batch(runtime.inputs)
-    count = samples_in(feeds)
-    if batch is None or batch == count:
-        return runtime.run(feeds)
-    parts: dict[str, list[np.ndarray]] = {}
-    for start in range(0, count, batch):
-        chunk = {name: array[start:start + batch] for name, array in feeds.items()}
-        real = samples_in(chunk)
-        for name, array in runtime.run(pad_batch(chunk, batch)).items():
-            parts.setdefault(name, []).append(array[:real] if array.ndim and len(array) == batch else array)
-    return {name: np.concatenate(arrays) for name, arrays in parts.items()}
-
-
 def run_dataset(runtime: Runtime, dataset: Dataset, *, batch_size: int = 64, limit: int | None = None,
                 progress: Progress | None = None) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     """Every output over the dataset, concatenated along axis 0, and the labels if it has them."""
-    outputs: dict[str, list[np.ndarray]] = {}
-    labels: list[np.ndarray] = []
     total = dataset.count if limit is None else min(limit, dataset.count)
-    done = 0
-    for feeds, batch_labels in dataset.batches(batch_size, limit, pad=False):
-        for name, array in run_samples(runtime, feeds).items():
-            outputs.setdefault(name, []).append(array)
-        if batch_labels is not None:
-            labels.append(batch_labels)
-        done += samples_in(feeds)
-        if progress:
-            progress(done, total)
-    return ({name: np.concatenate(parts) for name, parts in outputs.items()},
-            np.concatenate(labels) if labels else None)
+    results = run([runtime], dataset.batches(batch_size, limit, pad=False), keep=True, total=total,
+                  progress=progress)
+    return results.outputs(0) if results.samples else {}, results.labels
 
 
 def scores_of(outputs: dict[str, np.ndarray], output: str | None = None) -> np.ndarray:
@@ -107,13 +77,16 @@ def evaluate(model: str | os.PathLike, data: str, *, runtime: str | None = None,
     states the image preprocessing of a model that records none.
     """
     scores, labels = [], []
+
+    def keep_scores(feeds, batch_labels, outputs):
+        scores.append(scores_of(outputs[0], output))
+        labels.append(batch_labels)
+
     with load(model, runtime, **options) as rt, open_model_data(model, data, rt, preprocess) as dataset:
         if not dataset.has_labels:
             raise InputError(f"{data} has no labels to evaluate against.",
                              hint="Give an .npz with x and y arrays, or an image folder with one subfolder per class.")
-        for feeds, batch_labels in dataset.batches(batch_size, pad=False):
-            scores.append(scores_of(run_samples(rt, feeds), output))
-            labels.append(batch_labels)
+        run([rt], dataset.batches(batch_size, pad=False), consumers=[keep_scores])
     scores, labels = np.concatenate(scores), np.concatenate(labels)
     return replace(accuracy(scores, labels), classes=dataset.classes), top_k_correct(scores, labels, 1)
 
@@ -202,17 +175,13 @@ def compare_models(
         writer = stack.enter_context(GoldenWriter(save_golden_to, dataset.count, {
             "model": str(reference), "runtime": loaded[0].info, "data": dataset.description})) \
             if save_golden_to else None
-        done = 0
-        for feeds, _ in dataset.batches(batch_size, pad=False):
-            expected, *got = [run_samples(rt, to_layout(feeds, layout)) for rt, layout in zip(loaded, layouts)]
-            done += samples_in(feeds)
-            if got:
-                comparator.add(expected, got[0])
-                _check_memory(comparator, done, dataset)
-            if writer:
-                writer.add(feeds, expected)
-            if progress:
-                progress(done, dataset.count)
+        consumers = []
+        if candidate is not None:
+            consumers.append(_comparing(comparator, dataset))
+        if writer:
+            consumers.append(lambda feeds, labels, outputs: writer.add(feeds, outputs[0]))
+        run([Subject(rt, layout) for rt, layout in zip(loaded, layouts)], dataset.batches(batch_size, pad=False),
+            consumers=consumers, total=dataset.count, progress=progress)
     result = Comparison(str(reference), str(candidate) if candidate else None, dataset.count, comparator.result())
     _note_if_elementwise_fails(result, stat, quantized)
     if layers:
@@ -238,15 +207,8 @@ def _compare_with_golden(candidate: str, golden: str, comparator: Comparator, ru
                                  hint="Write the golden file again with kit compare MODEL --save-golden.")
             quantized = [candidate] if _is_quantized(candidate, rt) else []
             _warn_if_random(str(stored.meta.get("data", "")).startswith("random:"), quantized)
-            done = 0
-            for feeds, _ in dataset.batches(batch_size, pad=False):
-                count = samples_in(feeds)
-                expected = {name: np.asarray(array[done:done + count]) for name, array in stored.outputs.items()}
-                comparator.add(expected, run_samples(rt, to_layout(feeds, layout)))
-                done += count
-                _check_memory(comparator, done, dataset)
-                if progress:
-                    progress(done, dataset.count)
+            done = run([Stored(stored.outputs, specs), Subject(rt, layout)], dataset.batches(batch_size, pad=False),
+                       consumers=[_comparing(comparator, dataset)], total=dataset.count, progress=progress).samples
     finally:
         stored.close()
     result = Comparison(f"{golden} ({stored.meta.get('model')})", candidate, done, comparator.result())
@@ -254,8 +216,18 @@ def _compare_with_golden(candidate: str, golden: str, comparator: Comparator, ru
     return result
 
 
-def to_layout(feeds: dict[str, np.ndarray], layout: str | None) -> dict[str, np.ndarray]:
-    return to_channel_last(feeds) if layout == "nhwc" else feeds
+def _comparing(comparator: Comparator, dataset: Dataset):
+    """A runner consumer: the first model is the reference, the second the candidate; the
+    comparison stops, clearly, before what it keeps outgrows the memory there is."""
+    done = 0
+
+    def consume(feeds, labels, outputs):
+        nonlocal done
+        comparator.add(outputs[0], outputs[1])
+        done += samples_in(feeds)
+        _check_memory(comparator, done, dataset)
+
+    return consume
 
 
 def _check_memory(comparator: Comparator, done: int, dataset: Dataset) -> None:

@@ -67,7 +67,7 @@ class Dataset:
         ``batch_size`` says. With ``pad``, a short last batch is filled up to B by repeating
         its last sample, so such a model can run it; labels are never padded (``len(labels)``
         counts the real samples). Without ``pad`` the last batch may be short (the harness
-        pads per runtime and drops the padded outputs: see kit.check.harness.run_samples).
+        pads per runtime and drops the padded outputs: see kit.check.runner.run_samples).
         """
         fixed = fixed_batch(self.inputs)
         size = fixed or batch_size
