@@ -36,7 +36,6 @@ def digits_onnx(tmp_path_factory):
 def digits_tflite(tmp_path_factory):
     """The digits CNN as TFLite fp32 (NCHW) and full int8 (NHWC, int8 I/O, calibrated on real digits)."""
     from kit.export.tflite import export_tflite
-
     from kit.demo import digits_split
     from kit.models import make_digits_cnn
 

@@ -11,37 +11,27 @@
 NHWC input (``layout="nhwc"``, the default for int8, which the Edge TPU needs) wraps the
 model with ``litert_torch.to_channel_last_io``; calibration and validation data stay in
 the source model's NCHW layout and the kit transposes them. Provenance, including the
-layout and the input/output quantization, is stored inside the .tflite (its metadata map).
-"""
+layout and the input/output quantization, is stored inside the .tflite (its metadata map)."""
 
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 import time
-import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from kit.export.litert import quiet_converters, to_layout
 from kit.export.result import ExportResult
+from kit.export.tflite_int8 import quantize_int8, quantize_recipe
 
-from kit.check.runner import Subject, run
 from kit.check.metrics import OutputDiff, compare_outputs
+from kit.check.runner import Subject, run
 from kit.core import provenance
-from kit.core.errors import (
-    ExportError,
-    InputError,
-    KitError,
-    KitWarning,
-    RuntimeUnavailableError,
-    ValidationError,
-    root_cause,
-)
+from kit.core.errors import ExportError, InputError, KitError, RuntimeUnavailableError, ValidationError, root_cause
 from kit.core.fileio import atomic_output, check_output_path
-from kit.core.quiet import silenced
 from kit.core.specs import TensorSpec, parse_input_shapes, random_feeds
 from kit.data.calibration import FeedReader, calibration_feeds
 from kit.data.datasets import open_data
@@ -49,10 +39,20 @@ from kit.data.preprocess import Preprocess
 from kit.data.sources import TorchSource, input_specs, load_torch_source, source_from_module
 
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8")
+
+
 LAYOUTS = ("nchw", "nhwc")
+
+
 VALIDATION_SAMPLES = 64
+
+
 MIN_INT8_AGREEMENT = 0.9  # an int8 export fails below this top-1 agreement with PyTorch ...
+
+
 MIN_INT8_SQNR_DB = 20.0  # ... unless its outputs are this close (near-tied scores flip top-1 without harm)
+
+
 FP16_TOLERANCE = (1e-2, 1e-2)  # atol, rtol for fp16 weights
 
 
@@ -113,16 +113,16 @@ def export_tflite(
         float_model = Path(scratch) / "fp32.tflite"
         say(f"converting with litert-torch ({layout.upper()} input)")
         wrapped = _wrap(module, channel_last)
-        args = tuple(_to_layout(_example(spec, examples[spec.name]), i in channel_last) for i, spec in enumerate(specs))
+        args = tuple(to_layout(_example(spec, examples[spec.name]), i in channel_last) for i, spec in enumerate(specs))
         # Read before converting: bad data fails fast; the reader keeps samples to validate on.
         reader = _calibration_reader(calib, specs, examples, source_preprocess) if calib is not None else None
         _convert(wrapped, args, float_model if precision != "fp32" else tmp)
         if precision == "int8":
             say("calibrating full-integer int8 (ai-edge-quantizer)")
-            calibration, notes = _quantize_int8(float_model, tmp, reader, specs, args, channel_last)
+            calibration, notes = quantize_int8(float_model, tmp, reader, specs, args, channel_last)
         elif precision != "fp32":
             say(f"applying the {precision} recipe (ai-edge-quantizer)")
-            _recipe(float_model, tmp, precision)
+            quantize_recipe(float_model, tmp, precision)
         _write_provenance(tmp, source, specs, precision, layout, preprocess_spec, calibration, output_names)
         say("validating against PyTorch")
         validation, inputs, outputs, integer_io = _validate(tmp, reference, specs, examples, channel_last, precision,
@@ -134,9 +134,6 @@ def export_tflite(
     size = output.stat().st_size
     return ExportResult(output, "tflite", inputs, outputs, validation, size, time.perf_counter() - started, notes,
                         precision=precision, layout=layout, calibration=calibration, accuracy=accuracy)
-
-
-# ----- checks and helpers -----------------------------------------------------------------
 
 
 def _check_arguments(output: Path, precision: str, layout: str, calib, source, weights) -> None:
@@ -157,7 +154,7 @@ def _check_arguments(output: Path, precision: str, layout: str, calib, source, w
 def _require_litert_torch() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the converter's C++ INFO lines say nothing to users
     try:
-        with _quiet():
+        with quiet_converters():
             import ai_edge_quantizer  # noqa: F401
             import litert_torch  # noqa: F401
     except ImportError as exc:
@@ -178,14 +175,6 @@ def _example(spec: TensorSpec, shape: tuple[int, ...]):
     return torch.from_numpy(random_feeds([TensorSpec(spec.name, shape, spec.dtype)], seed=0)[spec.name])
 
 
-def _to_layout(tensor_or_array, channel_last: bool):
-    """NCHW -> NHWC for an input the model takes channel-last (torch tensors and numpy arrays)."""
-    if not channel_last:
-        return tensor_or_array
-    return tensor_or_array.permute(0, 2, 3, 1) if hasattr(tensor_or_array, "permute") else \
-        np.ascontiguousarray(tensor_or_array.transpose(0, 2, 3, 1))
-
-
 def _wrap(module, channel_last: list[int]):
     import litert_torch
 
@@ -194,16 +183,11 @@ def _wrap(module, channel_last: list[int]):
     return litert_torch.to_channel_last_io(module, args=channel_last).eval()  # a new wrapper starts in training mode
 
 
-def _quiet():
-    """The converters' own chatter (warnings, progress, log lines) says nothing to our users."""
-    return silenced("absl", "torch.export", "torch._dynamo", "litert_torch")
-
-
 def _convert(module, args, path: Path) -> None:
     import litert_torch
 
     try:
-        with _quiet():
+        with quiet_converters():
             litert_torch.convert(module, args).export(str(path))
     except KitError:
         raise
@@ -219,126 +203,6 @@ def _calibration_reader(calib, specs, examples, preprocess: dict | None) -> Feed
     whatever form the data came in (a data string, a reader or Python feed dicts)."""
     batched = [TensorSpec(s.name, ("batch", *examples[s.name][1:]), s.dtype) for s in specs]
     return calibration_feeds(calib, batched, preprocess, batch_size=16, keep=VALIDATION_SAMPLES)
-
-
-def _quantize_int8(float_model: Path, path: Path, reader: FeedReader, specs, args, channel_last: list[int]):
-    """Full integer with ai-edge-quantizer's static int8 recipe (int8 per-channel weights, int8
-    activations, input and output), calibrated by running the fp32 TFLite on the user's data.
-
-    Activation ranges are the minimum and maximum over all samples: the library's default,
-    a moving average of each sample's range, clips what only some samples reach (measured on
-    MobileNetV2: 11 dB SQNR against 28 dB). Returns the calibration record and notes."""
-    from ai_edge_litert.interpreter import Interpreter
-    from ai_edge_quantizer import calibrator, quantizer, recipe, recipe_manager
-    from ai_edge_quantizer.utils import qsv_utils
-
-    try:
-        with _quiet():
-            manager = recipe_manager.RecipeManager()
-            manager.load_quantization_recipe(recipe.static_wi8_ai8())
-            signature, signature_inputs = _signature(Interpreter(model_path=str(float_model)))
-            calibration = calibrator.Calibrator(str(float_model), num_threads=os.cpu_count() or 1,
-                                                qsv_update_func=qsv_utils.min_max_update)
-            batch = len(args[0])
-            names = dict(zip((spec.name for spec in specs), signature_inputs))
-            for chunk in _chunks(_model_batches(reader, names, channel_last, batch), 16):
-                calibration.calibrate({signature: chunk}, manager)
-            if reader.count == 0:
-                raise InputError("the calibration set is empty.", hint="Give a few hundred representative samples.")
-            quantized = quantizer.Quantizer(str(float_model), manager.get_quantization_recipe()).quantize(
-                calibration.get_model_qsvs(), enable_progress_report=False).quantized_model
-            path.write_bytes(_with_op_versions(bytes(quantized)))
-    except KitError:
-        raise
-    except Exception as exc:
-        raise ExportError(f"full-integer int8 quantization failed: {root_cause(exc)}",
-                          hint="Try --precision int8-dynamic, or check the model exports with torch.export.") from exc
-    return {"count": reader.count, "sha256": reader.sha256()}, _float_ops_note(path)
-
-
-def _signature(interpreter) -> tuple[str, list[str]]:
-    """The converted model's signature and its input names in forward()'s order (args_0, args_1, ...)."""
-    (key, signature), = interpreter.get_signature_list().items()
-    names = signature["inputs"]
-    ordered = sorted(names, key=lambda name: int(name.rsplit("_", 1)[1])) \
-        if all(re.fullmatch(r"args_\d+", name) for name in names) else names
-    return key, ordered
-
-
-def _model_batches(reader: FeedReader, names: dict[str, str], channel_last: list[int], batch: int):
-    """Feeds for the converted model (its signature's names, its layout, its static batch) from
-    the reader's batches (the kit's input names, the source layout, any batch size)."""
-    pending: list[np.ndarray] | None = None
-    for feeds in reader:
-        arrays = [_to_layout(feeds[name], i in channel_last) for i, name in enumerate(names)]
-        pending = arrays if pending is None else [np.concatenate(pair) for pair in zip(pending, arrays)]
-        while len(pending[0]) >= batch:
-            yield dict(zip(names.values(), (array[:batch] for array in pending)))
-            pending = [array[batch:] for array in pending]
-
-
-def _chunks(items, size: int):
-    """Lists of up to ``size`` items: ai-edge-quantizer reads each calibration set twice, so
-    it gets a short list at a time and the data set is never held whole."""
-    chunk = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def _with_op_versions(model: bytes) -> bytes:
-    """The model re-serialised by LiteRT's own flatbuffer writer, which sets each op's version
-    from its tensor types. ai-edge-quantizer keeps the float model's versions (an int8 CONV_2D
-    stays v1, which declares float kernels); runtimes and the Edge TPU compiler read versions."""
-    from litert_converter.tools import model_utils
-
-    module, context = model_utils.read_flatbuffer(content=model)
-    return model_utils.write_flatbuffer(module, ir_context=context)
-
-
-def _float_ops_note(path: Path) -> list[str]:
-    """A note (and a warning) naming the ops the quantizer left in float, if any."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(path.read_bytes(), 0))
-    op_names = {value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
-    graph, floats = model.subgraphs[0], (schema.TensorType.FLOAT32, schema.TensorType.FLOAT16)
-    names = [op_names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "?")
-             for code in (model.operatorCodes[op.opcodeIndex] for op in graph.operators)]
-    left = sorted({name for name, op in zip(names, graph.operators) if name not in ("QUANTIZE", "DEQUANTIZE")
-                   and any(graph.tensors[i].type in floats for i in [*op.inputs, *op.outputs] if i >= 0)})
-    if not left:
-        return []
-    note = (f"not every op is int8: ai-edge-quantizer left {', '.join(left)} in float, between QUANTIZE and "
-            "DEQUANTIZE; the Edge TPU and integer-only accelerators stop at the first of them.")
-    warnings.warn(note, KitWarning)
-    return [note]
-
-
-def _recipe(float_model: Path, output: Path, precision: str) -> None:
-    from ai_edge_quantizer import qtyping, quantizer, recipe
-
-    try:
-        with _quiet():
-            engine = quantizer.Quantizer(str(float_model))
-            if precision == "int8-dynamic":
-                engine.load_quantization_recipe(recipe.dynamic_wi8_afp32())
-            else:  # fp16 weights, float compute
-                engine.update_quantization_recipe(
-                    regex=".*", algorithm_key=quantizer.AlgorithmName.FLOAT_CASTING,
-                    operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
-                    op_config=qtyping.OpQuantizationConfig(
-                        weight_tensor_config=qtyping.TensorQuantizationConfig(num_bits=16,
-                                                                              dtype=qtyping.TensorDataType.FLOAT),
-                        compute_precision=qtyping.ComputePrecision.FLOAT, explicit_dequantize=True))
-            engine.quantize().export_model(str(output), overwrite=True)
-    except Exception as exc:
-        raise ExportError(f"ai-edge-quantizer could not apply {precision}: {root_cause(exc)}",
-                          hint="Try another --precision.") from exc
 
 
 def _write_provenance(path: Path, source: TorchSource, specs, precision, layout, preprocess, calibration, output_names,

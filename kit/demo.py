@@ -138,7 +138,6 @@ def _tflite_variants(out: Path, weights: Path, say) -> dict:
         say("litert-torch is not installed: skipping the TFLite variants")
         return {}
     from kit.export.tflite import export_tflite
-
     variants = {}
     for precision in ("fp32", "fp16", "int8-dynamic", "int8"):
         say(f"exporting TFLite {precision}")

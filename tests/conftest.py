@@ -104,7 +104,6 @@ def sensitive(tmp_path_factory) -> Trained:
 def digits_tflite(digits, tmp_path_factory) -> dict:
     """The digits CNN exported to the four TFLite variants (NHWC for int8, NCHW otherwise)."""
     from kit.export.tflite import export_tflite
-
     folder = tmp_path_factory.mktemp("tflite")
     return {precision: export_tflite(digits.module, folder / f"digits.{precision}.tflite", precision=precision,
                                      input_shapes="1x1x8x8",

@@ -11,15 +11,22 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-
-from kit.core import provenance
-from kit.core.errors import (
-    KitError,
+from kit.export.quantize.core import (
+    calibration_dataset,
+    check_arguments,
+    clean_full_disk,
+    load_checked,
+    model_inputs,
+    quantize,
+    record,
+    stated_preprocess,
 )
-from kit.core.fileio import atomic_output
-from kit.export.quantize.core import calibration_dataset, check_arguments, clean_full_disk, model_inputs, load_checked, record, stated_preprocess, quantize
 from kit.export.quantize.passes import prepare, quiet
 from kit.export.quantize.result import QuantizeResult
+
+from kit.core import provenance
+from kit.core.errors import KitError
+from kit.core.fileio import atomic_output
 
 
 def quantize_to_budget(

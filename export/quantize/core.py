@@ -20,26 +20,27 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-
-from kit.check.metrics import OutputDiff, compare_outputs
-from kit.core import provenance
-from kit.core.errors import (
-    DiskFullError,
-    InputError,
-    KitWarning,
-    ModelFileError,
-    RuntimeUnavailableError,
-    root_cause,
+from kit.export.quantize.passes import (
+    check_loadable,
+    dynamic_int8,
+    opset_for_per_channel,
+    ort_runtime,
+    prepare,
+    quiet,
+    static_int8,
+    to_fp16,
 )
-from kit.core.onnx_ops import QUANTIZED_OPS
-from kit.core.fileio import atomic_output, check_output_path, disk_full, disk_full_error, model_size, sha256_of
-from kit.data.batching import free_batch
-from kit.data.calibration import FeedReader, calibration_data
-from kit.data.datasets import Dataset
-from kit.export.quantize.passes import check_loadable, dynamic_int8, opset_for_per_channel, ort_runtime, prepare, quiet, static_int8, to_fp16
 from kit.export.quantize.presets import METHODS, PRECISIONS, PRESETS, Recipe, detect_target
 from kit.export.quantize.result import QuantizeResult
 
+from kit.check.metrics import OutputDiff, compare_outputs
+from kit.core import provenance
+from kit.core.errors import DiskFullError, InputError, KitWarning, ModelFileError, RuntimeUnavailableError, root_cause
+from kit.core.fileio import atomic_output, check_output_path, disk_full, disk_full_error, model_size, sha256_of
+from kit.core.onnx_ops import QUANTIZED_OPS
+from kit.data.batching import free_batch
+from kit.data.calibration import FeedReader, calibration_data
+from kit.data.datasets import Dataset
 
 MIN_CALIBRATION = 200  # below this, CNN activation ranges are poorly estimated
 
@@ -276,9 +277,10 @@ def _fidelity(model: Path, quantized: Path, samples: dict[str, np.ndarray],
               static_batch: int | None) -> list[OutputDiff]:
     """Outputs of the quantized model against the float model on the first calibration samples
     (whole batches when the batch axis is fixed)."""
+    from kit.runtimes.ort import OnnxRuntime
+
     from kit.check.runner import run
     from kit.data.datasets import from_arrays
-    from kit.runtimes.ort import OnnxRuntime
 
     runtimes = [OnnxRuntime(path, threads=1) for path in (model, quantized)]
     with contextlib.ExitStack() as stack:

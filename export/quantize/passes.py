@@ -11,18 +11,12 @@ import re
 import warnings
 from pathlib import Path
 
-
-from kit.core.errors import (
-    KitError,
-    KitWarning,
-    first_line,
-    root_cause,
-)
-from kit.core.fileio import disk_full
-from kit.data.calibration import FeedReader
 from kit.export.quantize.presets import QuantPreset
 from kit.export.quantize.result import QuantizeResult
 
+from kit.core.errors import KitError, KitWarning, first_line, root_cause
+from kit.core.fileio import disk_full
+from kit.data.calibration import FeedReader
 
 PER_CHANNEL_OPSET = 13  # DequantizeLinear's axis (per-channel scales) arrived in opset 13
 

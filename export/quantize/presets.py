@@ -9,9 +9,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-
-
-
 PRECISIONS = ("int8", "int8-dynamic", "fp16")
 
 

@@ -17,10 +17,10 @@ import numpy as np
 
 from kit.check.accuracy import Accuracy, accuracy, top_k_correct
 from kit.check.metrics import Comparator, OutputDiff
+from kit.check.runner import Progress, Stored, Subject, run
 from kit.core import provenance
 from kit.core.errors import InputError, KitNote, KitWarning
 from kit.core.formatting import size
-from kit.check.runner import Progress, Stored, Subject, run
 from kit.data.batching import as_nchw, available_memory, free_batch, samples_in
 from kit.data.datasets import Dataset, from_arrays, open_data
 from kit.data.golden import GoldenWriter, check_golden_path, load_golden
@@ -28,6 +28,7 @@ from kit.data.preprocess import Preprocess
 from kit.data.sources import is_factory_reference
 from kit.runtimes.base import Runtime
 from kit.runtimes.registry import load
+
 
 def run_dataset(runtime: Runtime, dataset: Dataset, *, batch_size: int = 64, limit: int | None = None,
                 progress: Progress | None = None) -> tuple[dict[str, np.ndarray], np.ndarray | None]:

@@ -19,8 +19,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kit.core.errors import InputError, ModelFileError, root_cause
 from kit.runtimes.edgetpu.compiler import compile_model, compiler_command
+
+from kit.core.errors import InputError, ModelFileError, root_cause
 
 COMPILER_VERSION = 16
 # Builtin op -> the newest op version compiler 16 accepts: the versions the TensorFlow Lite of

@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from kit.runtimes.tensorrt.calibrator import CALIBRATION_CACHE, attach_calibrator
 from kit.runtimes.tensorrt import cuda
+from kit.runtimes.tensorrt.calibrator import CALIBRATION_CACHE, attach_calibrator
 from kit.runtimes.tensorrt.modules import tensorrt_module
 
 from kit.core import provenance

@@ -17,9 +17,8 @@ from typing import Any
 
 import numpy as np
 from kit.runtimes.base import Availability, Runtime
-from kit.runtimes.tensorrt import cuda
+from kit.runtimes.tensorrt import cuda, modules
 from kit.runtimes.tensorrt.manifest import check_manifest
-from kit.runtimes.tensorrt import modules
 from kit.runtimes.tensorrt.modules import INSTALL
 
 from kit.core.errors import InputError, ModelFileError, RunError, RuntimeUnavailableError

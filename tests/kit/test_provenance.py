@@ -21,7 +21,6 @@ PREPROCESS = "color=gray,scale=0.00392156862745098"
 def embedded(digits, tmp_path_factory):
     """An int8 export with stored preprocessing, as the kit writes it now."""
     from kit.export.tflite import export_tflite
-
     folder = tmp_path_factory.mktemp("embedded")
     return export_tflite(digits.module, folder / "digits.tflite", precision="int8", input_shapes="1x1x8x8",
                          calib=str(digits.calib), preprocess=PREPROCESS).path
@@ -31,7 +30,6 @@ def embedded(digits, tmp_path_factory):
 def legacy(digits, tmp_path_factory):
     """The same export as older kits wrote it: the converter's .tflite untouched, provenance in a sidecar."""
     from kit.export.tflite import export_tflite
-
     folder = tmp_path_factory.mktemp("legacy")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(provenance, "write_tflite", provenance.write_sidecar)

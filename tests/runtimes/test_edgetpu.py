@@ -46,7 +46,6 @@ def test_on_a_real_edge_tpu(mobilenet, tmp_path):
     if not EdgeTPURuntime.availability().usable or shutil.which("edgetpu_compiler") is None:
         pytest.skip("needs an Edge TPU with libedgetpu and edgetpu_compiler")
     from kit.export.tflite import export_tflite
-
     from kit.check.harness import evaluate
 
     result = export_tflite(mobilenet.module, tmp_path / "m.tflite", precision="int8", input_shapes="1x1x8x8",
