@@ -3,7 +3,6 @@
 
 def test_every_backend_on_the_same_conv_net(millisecond_cnn):
     from kit.bench.driver import bench
-
     # The factory builds the same architecture (untrained weights do not change the speed).
     report = bench(["kit.models:make_mobilenet_style", str(millisecond_cnn)], threads=1, max_time=1.0,
                    options={"input_shapes": "1x3x64x64"})

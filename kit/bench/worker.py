@@ -23,7 +23,6 @@ import resource
 import time
 from pathlib import Path
 
-
 SPEC_VARIABLE = "KIT_BENCH_SPEC"
 MIN_ROUNDS = 10  # even a slow model gets this many rounds: a median of fewer is not worth printing
 

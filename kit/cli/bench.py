@@ -36,6 +36,7 @@ def add_parser(commands, common) -> None:
 
 def handle(args) -> int:
     from kit.bench import driver as bench
+    from kit.bench import regressions as judge
     from kit.bench import report
 
     # Everything that can fail is checked before the measuring starts.
@@ -48,8 +49,8 @@ def handle(args) -> int:
         raise InputError("--compare-fail judges a comparison; no --compare OLD.json was given.",
                          hint="Add --compare OLD.json (a file written by --save-json).")
     if args.compare:
-        bench.load_previous(args.compare)
-        bench.compare_checks(args.compare_fail)
+        judge.load_previous(args.compare)
+        judge.compare_checks(args.compare_fail)
     torch_options = {}
     for model in [*args.models, args.baseline]:
         torch_options |= flags.torch_options(args, model, None, strict=False)
@@ -67,7 +68,7 @@ def handle(args) -> int:
         report.write_markdown(result, args.markdown)
     if args.plot:
         report.write_plot(result, args.plot)
-    found = bench.regressions(result, args.compare, args.compare_fail) if args.compare else []
+    found = judge.regressions(result, args.compare, args.compare_fail) if args.compare else []
     failed = any(row["latency_regression"] or row["accuracy_regression"] for row in found)
     if args.json:
         render.print_json(result.document | ({"kit_regressions": found} if args.compare else {}))

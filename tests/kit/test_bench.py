@@ -12,6 +12,7 @@ import pytest
 from helpers import files_in
 
 from kit.bench import driver as bench
+from kit.bench import regressions as judge
 from kit.bench.report import pareto_front
 from kit.check.harness import evaluate
 from kit.cli import main
@@ -74,21 +75,21 @@ def test_regressions_against_an_older_run(measured, tmp_path):
     (tmp_path / "old.json").write_text(json.dumps(old))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # same settings, same machine: nothing to note
-        rows = {row["name"]: row for row in bench.regressions(report, tmp_path / "old.json")}
+        rows = {row["name"]: row for row in judge.regressions(report, tmp_path / "old.json")}
     assert rows["model.onnx[onnxruntime]"]["latency_regression"]
     assert rows["model.onnx[onnxruntime]"]["failed_rules"] == ["median:10%"]
     assert rows["model.onnx[onnxruntime]"]["median_ratio"] == pytest.approx(2.0)
     assert not rows["fp16.onnx[onnxruntime]"]["latency_regression"]
     assert rows["fp16.onnx[onnxruntime]"]["accuracy_regression"]
     # pytest-benchmark's own rules: the old median halved is far beyond 10% but not beyond 1000%
-    rows = {row["name"]: row for row in bench.regressions(report, tmp_path / "old.json", ["median:1000%"])}
+    rows = {row["name"]: row for row in judge.regressions(report, tmp_path / "old.json", ["median:1000%"])}
     assert not rows["model.onnx[onnxruntime]"]["latency_regression"]
     with pytest.raises(InputError, match=r"expected a rule like median:10% or mean:0.0005 .*found 'p99:5%'"):
-        bench.regressions(report, tmp_path / "old.json", ["p99:5%"])
-    other = {"benchmarks": [{"name": "x[y]", "stats": dict.fromkeys(bench.STATS_FIELDS, 1.0)}]}
+        judge.regressions(report, tmp_path / "old.json", ["p99:5%"])
+    other = {"benchmarks": [{"name": "x[y]", "stats": dict.fromkeys(judge.STATS_FIELDS, 1.0)}]}
     (tmp_path / "other.json").write_text(json.dumps(other))
     with pytest.raises(KitError, match="no benchmark in .* matches"):
-        bench.regressions(report, tmp_path / "other.json")
+        judge.regressions(report, tmp_path / "other.json")
 
 
 def test_comparing_runs_of_other_settings_says_what_differs(measured, tmp_path):
@@ -101,7 +102,7 @@ def test_comparing_runs_of_other_settings_says_what_differs(measured, tmp_path):
     old["benchmarks"][1]["extra_info"]["kit"]["batch"] = 8
     (tmp_path / "old.json").write_text(json.dumps(old))
     with pytest.warns(KitWarning) as caught:
-        bench.regressions(report, tmp_path / "old.json")
+        judge.regressions(report, tmp_path / "old.json")
     now = report.document["machine_info"]["kit_environment"]
     ort = now["packages"]["onnxruntime"]
     assert [str(w.message) for w in caught] == [
