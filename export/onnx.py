@@ -17,7 +17,7 @@ from kit.core import provenance
 from kit.core.errors import ExportError, InputError, ValidationError, first_line, reraise_interrupt, root_cause
 from kit.core.fileio import atomic_output, check_output_path, disk_full, model_files, model_size, same_file
 from kit.core.quiet import silenced
-from kit.export.result import ExportResult
+from kit.export.result import ExportResult, task_settings
 from kit.core.specs import InputShape, TensorSpec, parse_dynamic_axes, parse_input_shapes, random_feeds
 from kit.data.preprocess import Preprocess
 from kit.data.sources import TorchSource, input_specs, load_torch_source, source_from_module
@@ -43,6 +43,7 @@ def export_onnx(
     atol: float = 1e-4,
     rtol: float = 1e-3,
     exporter: str = "auto",
+    task: Any = None,
     progress: Callable[[str], None] | None = None,
 ) -> ExportResult:
     """Export ``source`` (a .pt/.pt2 path, ``file.py:factory``, or a torch.nn.Module in memory) to ``output``.
@@ -52,6 +53,7 @@ def export_onnx(
     """
     started = time.perf_counter()
     say = progress or (lambda message: None)
+    task = task_settings(task)  # bad task settings fail before the work
     if exporter not in EXPORTERS:
         raise InputError(f"expected exporter among {', '.join(EXPORTERS)}, found {exporter!r}.", hint="Use auto.")
     output = Path(output)
@@ -96,11 +98,11 @@ def export_onnx(
                                                               notes)
             simplified = True
         _write_provenance(tmp, source, used, opset_used, onnx_inputs, onnx_outputs, preprocess_spec,
-                          validation, atol, rtol, simplified)
+                          validation, atol, rtol, simplified, task)
     _remove_stale_companions(output, replaced_companions, inputs)
     size = model_size(output)
     return ExportResult(output, "onnx", onnx_inputs, onnx_outputs, validation, size, time.perf_counter() - started,
-                        notes, batches, exporter=used, opset=opset_used, simplified=simplified)
+                        notes, batches, task, exporter=used, opset=opset_used, simplified=simplified)
 
 
 def _companions_of(output: Path) -> list[Path]:
@@ -313,7 +315,7 @@ def _simplify(path: Path) -> None:
 
 
 def _write_provenance(path, source, exporter, opset, inputs, outputs, preprocess, validation, atol, rtol,
-                      simplified) -> None:
+                      simplified, task) -> None:
     import onnx
 
     model = onnx.load(str(path))
@@ -321,7 +323,8 @@ def _write_provenance(path, source, exporter, opset, inputs, outputs, preprocess
         **source.provenance(), stage="export", format="onnx", precision="fp32", exporter=exporter, opset=opset,
         simplified=simplified, inputs=[s.to_dict() for s in inputs], outputs=[s.to_dict() for s in outputs],
         preprocess=preprocess.to_dict() if preprocess else None,
-        validation={"atol": atol, "rtol": rtol, "outputs": [d.to_dict() for d in validation]}))
+        validation={"atol": atol, "rtol": rtol, "outputs": [d.to_dict() for d in validation]},
+        task=task_settings(task)))
     _save(model, path)
 
 

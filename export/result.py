@@ -28,6 +28,7 @@ class ExportResult:
     seconds: float
     notes: list[str] = field(default_factory=list)  # what the user should know about this export
     batches: list[int] = field(default_factory=list)  # the batch sizes validated (when more than one can run)
+    task: dict[str, Any] | None = None  # what the outputs mean, as recorded (kit.tasks)
     # ONNX
     exporter: str | None = None  # which of torch's exporters produced the file
     opset: int | None = None
@@ -44,4 +45,15 @@ class ExportResult:
                 **{name: getattr(self, name) for name in FORMAT_FIELDS.get(self.format, ())},
                 "inputs": [s.to_dict() for s in self.inputs], "outputs": [s.to_dict() for s in self.outputs],
                 "validation": {**validation, "outputs": [d.to_dict() for d in self.validation]},
-                "size_bytes": self.size_bytes, "seconds": round(self.seconds, 3), "notes": list(self.notes)}
+                "size_bytes": self.size_bytes, "seconds": round(self.seconds, 3), "notes": list(self.notes),
+                **({"task": self.task} if self.task else {})}
+
+
+def task_settings(task: Any) -> dict[str, Any] | None:
+    """What an export records of the model's task: a kit.tasks Task or its dict (checked by
+    building it), or None."""
+    if task is None:
+        return None
+    from kit import tasks
+
+    return (task if hasattr(task, "to_dict") else tasks.from_dict(dict(task))).to_dict()

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 from kit.export.litert import quiet_converters, to_layout
-from kit.export.result import ExportResult
+from kit.export.result import ExportResult, task_settings
 from kit.export.tflite_int8 import quantize_int8, quantize_recipe
 
 from kit.check.metrics import OutputDiff, compare_outputs
@@ -70,6 +70,7 @@ def export_tflite(
     eval_data: str | None = None,
     atol: float = 1e-4,
     rtol: float = 1e-3,
+    task: Any = None,
     progress: Callable[[str], None] | None = None,
 ) -> ExportResult:
     """Export ``source`` to a .tflite at ``output``; nothing is written unless validation passes.
@@ -79,6 +80,7 @@ def export_tflite(
     """
     started = time.perf_counter()
     say = progress or (lambda message: None)
+    task = task_settings(task)  # bad task settings fail before the work
     output = Path(output)
     layout = layout or ("nhwc" if precision == "int8" else "nchw")
     _check_arguments(output, precision, layout, calib, source, weights)
@@ -123,17 +125,17 @@ def export_tflite(
         elif precision != "fp32":
             say(f"applying the {precision} recipe (ai-edge-quantizer)")
             quantize_recipe(float_model, tmp, precision)
-        _write_provenance(tmp, source, specs, precision, layout, preprocess_spec, calibration, output_names)
+        _write_provenance(tmp, source, specs, precision, layout, preprocess_spec, calibration, output_names, task=task)
         say("validating against PyTorch")
         validation, inputs, outputs, integer_io = _validate(tmp, reference, specs, examples, channel_last, precision,
                                                             reader, atol, rtol)
         accuracy = _accuracy(tmp, reference, eval_data, specs, examples, channel_last, source_preprocess) \
             if eval_data else None
         _write_provenance(tmp, source, specs, precision, layout, preprocess_spec, calibration, output_names, inputs,
-                       outputs, validation, integer_io, accuracy)
+                       outputs, validation, integer_io, accuracy, task=task)
     size = output.stat().st_size
     return ExportResult(output, "tflite", inputs, outputs, validation, size, time.perf_counter() - started, notes,
-                        precision=precision, layout=layout, calibration=calibration, accuracy=accuracy)
+                        task=task, precision=precision, layout=layout, calibration=calibration, accuracy=accuracy)
 
 
 def _check_arguments(output: Path, precision: str, layout: str, calib, source, weights) -> None:
@@ -206,7 +208,7 @@ def _calibration_reader(calib, specs, examples, preprocess: dict | None) -> Feed
 
 
 def _write_provenance(path: Path, source: TorchSource, specs, precision, layout, preprocess, calibration, output_names,
-                   inputs=None, outputs=None, validation=None, integer_io=None, accuracy=None) -> None:
+                   inputs=None, outputs=None, validation=None, integer_io=None, accuracy=None, task=None) -> None:
     """Provenance inside the .tflite (its metadata; the file is rewritten, so call this after the model
     is final). Written twice: names first (the runtime reads them to load the model for validation),
     then with what validation found."""
@@ -217,7 +219,7 @@ def _write_provenance(path: Path, source: TorchSource, specs, precision, layout,
         outputs=[s.to_dict() for s in outputs] if outputs else [{"name": name} for name in output_names],
         preprocess=preprocess.to_dict() if preprocess else None, calibration=calibration,
         validation={"outputs": [d.to_dict() for d in validation]} if validation else None,
-        integer_io=[spec.to_dict() for spec in integer_io or []], accuracy=accuracy))
+        integer_io=[spec.to_dict() for spec in integer_io or []], accuracy=accuracy, task=task_settings(task)))
 
 
 def _layout_shape(shape, layout: str):

@@ -14,6 +14,7 @@ FOLDERS = {"kit": "kit", "export": "kit.export", "runtimes": "kit.runtimes"}
 LAYERS = [
     ["kit._version", "kit.core", "kit.models"],
     ["kit.data"],
+    ["kit.tasks"],
     ["kit.runtimes"],
     ["kit.check"],
     ["kit.export"],

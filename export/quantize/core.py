@@ -298,7 +298,7 @@ def record(path: Path, source: Path, parent: dict[str, Any], result: QuantizeRes
 
     proto = onnx.load(str(path))
     inherited = {k: parent[k] for k in ("source", "source_kind", "source_sha256", "weights_sha256", "inputs",
-                                        "outputs", "preprocess") if k in parent}
+                                        "outputs", "preprocess", "task") if k in parent}
     provenance.attach_to_onnx(proto, provenance.new(
         **inherited, stage="quantize", format="onnx", precision=result.precision, parent=str(source),
         parent_sha256=sha256_of(source), target=result.target, method=result.method,

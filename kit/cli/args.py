@@ -159,6 +159,18 @@ def add_output_name(parser: argparse.ArgumentParser) -> None:
                         help="the classification output to score, when the model has several")
 
 
+def add_task(parser: argparse.ArgumentParser) -> None:
+    """What the model's outputs mean (recorded in provenance by export; overrides it elsewhere)."""
+    group = parser.add_argument_group("task (what the outputs mean)")
+    group.add_argument("--task", choices=["classify", "detect"], help="classify: class scores; detect: boxes")
+    group.add_argument("--labels", metavar="FILE", help="label names, one per line, class 0 first")
+    group.add_argument("--head", choices=["auto", "ultralytics", "ssd", "decoded"],
+                       help="detect: the output layout (default auto, told apart by shapes)")
+    group.add_argument("--score-threshold", type=fraction, metavar="X", help="detect: lowest score kept (0.25)")
+    group.add_argument("--iou-threshold", type=fraction, metavar="X", help="detect: NMS overlap (0.45)")
+    group.add_argument("--max-detections", type=positive_int, metavar="N", help="detect: per image (100)")
+
+
 # ----- from flags to the library's options -------------------------------------------
 
 
@@ -192,3 +204,28 @@ def tolerances(items: list[str] | None, default: float) -> dict[str, float]:
             raise InputError(f"expected a tolerance like 1e-3 or OUTPUT=1e-3 (finite, >= 0), found {item!r}.",
                              hint="Give a number, optionally prefixed by an output name.") from None
     return tolerances
+
+
+_DETECT_FLAGS = {"head": "--head", "score_threshold": "--score-threshold", "iou_threshold": "--iou-threshold",
+                 "max_detections": "--max-detections"}
+
+
+def task_from(args, stored: dict | None = None):
+    """The task the flags describe, over the one the model records (``stored``); None for neither."""
+    from kit import tasks
+
+    settings = dict(stored or {})
+    if args.task:
+        settings = {"name": args.task} if args.task != settings.get("name") else settings
+    given = {key: getattr(args, key) for key in _DETECT_FLAGS if getattr(args, key) is not None}
+    if given and settings.get("name") != "detect":
+        raise InputError(f"{', '.join(_DETECT_FLAGS[key] for key in given)} apply to detection; the task is "
+                         f"{settings.get('name') or 'not given'}.", hint="Add --task detect.")
+    if args.labels:
+        settings["labels"] = tasks.read_labels(args.labels)
+    if not settings:
+        return None
+    if "name" not in settings:
+        raise InputError("--labels names the classes of a task; found no --task and none recorded.",
+                         hint="Add --task classify or --task detect.")
+    return tasks.from_dict({**settings, **given})

@@ -26,6 +26,7 @@ def add_parser(commands, common) -> None:
     flags.add_data(parser, "--eval", "TFLite: labelled data to report top-1 of PyTorch and the export")
     parser.add_argument("--simplify", action="store_true", help="simplify with onnxslim (validated again)")
     flags.add_preprocess(parser, stored=True)
+    flags.add_task(parser)
     flags.add_tolerances(parser, per_output=False)
     parser.set_defaults(handler=handle)
 
@@ -35,10 +36,11 @@ def handle(args) -> int:
 
     fmt = format_for(args.output, args.format)
     options, printer = FORMATS[fmt]
+    task = flags.task_from(args)  # recorded with the model: run, eval, bench and the device read it back
     with render.progress(args) as say:
         result = export(args.source, args.output, format=fmt, input_shapes=args.input_shape, weights=args.weights,
                         allow_pickle=args.allow_pickle, preprocess=args.preprocess, atol=args.atol, rtol=args.rtol,
-                        progress=say, **options(args))
+                        task=task, progress=say, **options(args))
     data = result.to_dict()
     if args.json:
         return render.print_json(data)
@@ -100,5 +102,8 @@ def _print_export(console, data: dict, validated: str) -> None:
                       decibels(diff.get("sqnr_db")), render.styled("pass", "green") if diff["passed"] else
                       render.styled("fail", "red"))
     console.print(table)
+    if data.get("task"):
+        task = data["task"]
+        console.print(f"task: {task['name']}, {len(task['labels']) or 'no'} labels (recorded with the model)")
     for note in data["notes"]:
         console.print(render.styled("note:", "yellow"), note)

@@ -28,6 +28,8 @@ def add_parser(commands, common) -> None:
                         help="ONNX Runtime graph optimization level (default all)")
     parser.add_argument("--rebuild-if-stale", action="store_true",
                         help="TensorRT: rebuild an engine built for another TensorRT or GPU from its recorded ONNX")
+    parser.add_argument("--draw", metavar="OUT.jpg", help="with --image and a task: the image with its results drawn")
+    flags.add_task(parser)
     flags.add_torch_source(parser)
     flags.add_preprocess(parser)
     flags.add_threads(parser)
@@ -37,7 +39,7 @@ def add_parser(commands, common) -> None:
 def handle(args) -> int:
     from kit.core import provenance
     from kit.core.fileio import atomic_output, check_output_path
-    from kit.data.feeds import feeds_from_files, feeds_from_image
+    from kit.data.feeds import feeds_from_files, image_feed
     from kit.data.golden import save_arrays
     from kit.runtimes.registry import load
 
@@ -48,6 +50,10 @@ def handle(args) -> int:
     if args.preprocess and not args.image:
         raise InputError("--preprocess describes how an image becomes the model's input; found no --image.",
                          hint="Add --image FILE, or drop --preprocess.")
+    stored = provenance.read(args.model)
+    task = flags.task_from(args, stored.get("task"))
+    if args.draw:
+        _check_draw(args, task)
     options = flags.torch_options(args, args.model, args.runtime)
     if args.threads is not None:
         options["threads"] = args.threads
@@ -55,23 +61,31 @@ def handle(args) -> int:
         options["optimization"] = args.optimization
     if args.rebuild_if_stale:
         options["rebuild_if_stale"] = True
+    image = None
     with load(args.model, args.runtime, **options) as rt:
         if args.image:
-            outputs = rt.run(feeds_from_image(rt.inputs, args.image, provenance.read(args.model).get("preprocess"),
-                                              args.preprocess, model=args.model))
+            image = image_feed(rt.inputs, args.image, stored.get("preprocess"), args.preprocess, model=args.model)
+            outputs = rt.run(image.feeds)
         elif args.random is not None:
             outputs = _run_random(rt, args.random, args.seed)
         else:
             outputs = rt.run(feeds_from_files(rt.inputs, args.input))
-        info = rt.info
+        info, input_spec = rt.info, rt.inputs[0]
     if args.output:
         try:
             with atomic_output(args.output) as tmp, open(tmp, "wb") as handle:
                 save_arrays(handle, outputs)  # np.savez(handle, **outputs) breaks on an output named 'file'
         except OSError as exc:  # a full disk or a quota: the temporary file is gone, nothing is at -o
             raise render.write_failed(args.output, exc) from exc
+    results = _task_results(task, outputs, image, input_spec) if task else None
+    if args.draw:
+        _draw(args.draw, task.draw(image.image, results[0]))
     summary = {"model": args.model, "runtime": info, "output_file": args.output,
                "outputs": {name: render.summarize(array) for name, array in outputs.items()}}
+    if task:
+        # One image: its results (for a detector, [{"box", "score", "label", "class_id"}]); else one list per sample.
+        summary["task"] = task.name
+        summary["results"] = results[0] if image is not None else results
     if args.json:
         return render.print_json(summary)
     # One line per output rather than a table: output names and numbers are never cut at 80 columns.
@@ -80,12 +94,69 @@ def handle(args) -> int:
     for name, stats in summary["outputs"].items():
         console.print(f"{name}: {stats['dtype']}{stats['shape']}, min {stats['min']:.4g}, max {stats['max']:.4g}, "
                       f"mean {stats['mean']:.4g}")
-        if stats.get("top5"):
+        if stats.get("top5") and not task:
             console.print("  top-5 of the first row (class:value): "
                           + ", ".join(f"{i}:{v:.3g}" for i, v in stats["top5"]))
+    for index, sample in enumerate((results or [])[:MAX_SAMPLES_PRINTED]):
+        where = args.image if image is not None else f"sample {index}"
+        console.print(f"{task.name} {where}" + (" (boxes in the image's pixels):" if task.name == "detect" and image
+                                                 is not None else ":"))
+        for line in task.lines(sample):
+            console.print(f"  {line}", highlight=False)
+    if results and len(results) > MAX_SAMPLES_PRINTED:
+        console.print(f"(results of {len(results) - MAX_SAMPLES_PRINTED} more samples in --json)")
     if args.output:
         console.print(f"saved outputs to {args.output}")
+    if args.draw:
+        console.print(f"drew the results on {args.draw}")
     return 0
+
+
+MAX_SAMPLES_PRINTED = 4
+
+
+def _task_results(task, outputs, image, input_spec) -> list:
+    """Per sample, the task's results; for an image, in the image's pixels."""
+    if image is not None:
+        return task.results(outputs, input_hw=image.steps.size, image_hw=image.image.shape[:2],
+                            placement=image.placement)
+    return task.results(outputs, input_hw=_input_hw(input_spec))
+
+
+def _input_hw(spec) -> tuple[int, int] | None:
+    """Height and width of an image input (NCHW or NHWC), for boxes given as fractions of it."""
+    shape = spec.shape or ()
+    if len(shape) != 4:
+        return None
+    hw = shape[2:4] if shape[1] in (1, 3) else shape[1:3]
+    return tuple(hw) if all(isinstance(d, int) for d in hw) else None
+
+
+def _check_draw(args, task) -> None:
+    from kit.core.fileio import check_output_path
+
+    if not args.image or task is None:
+        raise InputError("--draw draws a task's results on the input image; it needs --image and a task (recorded "
+                         "with the model, or --task).", hint="Add --image FILE and --task classify|detect.")
+    if Path(args.draw).suffix.lower() not in (".jpg", ".jpeg", ".png", ".bmp", ".webp"):
+        raise InputError(f"expected --draw to end in .jpg, .png, .bmp or .webp, found {args.draw}.",
+                         hint="Use --draw out.jpg.")
+    check_output_path(args.draw, *_files_run_reads(args))
+
+
+def _draw(path: str, image) -> None:
+    import cv2
+
+    from kit.core.fileio import atomic_output
+
+    encoded, data = cv2.imencode(Path(path).suffix.lower(), image)
+    if not encoded:
+        raise InputError(f"OpenCV could not encode {path}.", hint="Use --draw out.jpg or out.png.")
+    try:
+        with atomic_output(path) as tmp:
+            tmp.write_bytes(data.tobytes())
+    except OSError as exc:
+        raise render.write_failed(path, exc) from exc
 
 
 def _files_run_reads(args) -> list[str]:
@@ -93,7 +164,7 @@ def _files_run_reads(args) -> list[str]:
     both ways: which reading applies is known only once the model's input names are."""
     items = args.input or []
     named = [item.partition("=")[2] for item in items if "=" in item]
-    return [path for path in (args.model, args.weights, args.image, *items, *named) if path]
+    return [path for path in (args.model, args.weights, args.image, args.labels, *items, *named) if path]
 
 
 

@@ -138,6 +138,10 @@ class Preprocess:
 
     def load_image(self, path: str | Path) -> np.ndarray:
         """Decode an image file and return a batch of one, ready to feed."""
+        return self.apply(self.read(path))
+
+    def read(self, path: str | Path) -> np.ndarray:
+        """Decode an image file as OpenCV does (BGR, or gray when the model takes one channel)."""
         try:
             import cv2
         except ImportError as exc:
@@ -151,7 +155,7 @@ class Preprocess:
         if image is None:
             raise InputError(f"could not decode {path} as an image.",
                              hint="Expected a PNG, JPEG, BMP or another format OpenCV reads.")
-        return self.apply(image)
+        return image
 
     def apply(self, image: np.ndarray) -> np.ndarray:
         """HxW (gray) or HxWx3 (BGR, as OpenCV decodes) uint8 -> a batch of one."""
@@ -169,23 +173,33 @@ class Preprocess:
         return np.ascontiguousarray(image[None], dtype=self.dtype)
 
 
+def placement(image_hw: tuple[int, int], size: tuple[int, int], mode: str) -> tuple[float, float, int, int]:
+    """Where an image of ``image_hw`` lands in the model's input of ``size`` after resizing:
+    (scale_x, scale_y, left, top), so input pixels map back to the image's as
+    ``x = (x_in - left) / scale_x``. One arithmetic for resizing and for mapping boxes back."""
+    height, width = size
+    h, w = image_hw
+    if mode == "stretch":
+        return width / w, height / h, 0, 0
+    ratio = min(height / h, width / w) if mode == "letterbox" else max(height / h, width / w)
+    new_h, new_w = max(1, round(h * ratio)), max(1, round(w * ratio))
+    if mode == "crop":  # cuts the centre: a negative offset
+        new_h, new_w = max(height, new_h), max(width, new_w)
+        return new_w / w, new_h / h, -((new_w - width) // 2), -((new_h - height) // 2)
+    return new_w / w, new_h / h, (width - new_w) // 2, (height - new_h) // 2  # letterbox pads
+
+
 def _resize(image: np.ndarray, size: tuple[int, int], mode: str, cv2) -> np.ndarray:
     height, width = size
-    if mode == "stretch":
-        return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
-    h, w = image.shape[:2]
+    scale_x, scale_y, left, top = placement(image.shape[:2], size, mode)
+    new_w, new_h = round(image.shape[1] * scale_x), round(image.shape[0] * scale_y)
+    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     if mode == "letterbox":  # fit inside, pad with gray as YOLO-style pipelines do
-        ratio = min(height / h, width / w)
-        new_h, new_w = max(1, round(h * ratio)), max(1, round(w * ratio))
-        resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-        top, left = (height - new_h) // 2, (width - new_w) // 2
         return cv2.copyMakeBorder(resized, top, height - new_h - top, left, width - new_w - left,
                                   cv2.BORDER_CONSTANT, value=(114, 114, 114))
-    ratio = max(height / h, width / w)  # crop: cover, then cut the centre
-    new_h, new_w = max(height, round(h * ratio)), max(width, round(w * ratio))
-    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-    top, left = (new_h - height) // 2, (new_w - width) // 2
-    return resized[top:top + height, left:left + width]
+    if mode == "crop":  # cover, then cut the centre
+        return resized[-top:-top + height, -left:-left + width]
+    return resized
 
 
 def _size(size) -> tuple[int, int]:
