@@ -8,7 +8,7 @@ import pytest
 from kit.cli.app import _parser
 
 # Every command's flags and positionals (as they were before kit/cli became a package, plus the
-# task flags of export and run since): a flag that disappears or is renamed fails here.
+# task flags of export, run and eval since): a flag that disappears or is renamed fails here.
 FLAGS = {
     "export": ["--allow-pickle", "--atol", "--calib", "--debug", "--dynamic", "--eval", "--exporter", "--format",
                "--head", "--help -h", "--input-shape", "--iou-threshold", "--json", "--labels", "--layout",
@@ -24,8 +24,9 @@ FLAGS = {
     "compare": ["--allow-pickle", "--atol", "--data", "--debug", "--golden", "--help -h", "--input-shape", "--json",
                 "--layers", "--preprocess", "--random", "--rtol", "--runtime-a", "--runtime-b", "--save-golden",
                 "--stat", "--weights", "models"],
-    "eval": ["--allow-pickle", "--baseline", "--data", "--debug", "--help -h", "--input-shape", "--json",
-             "--max-drop", "--min-ratio", "--output-name", "--preprocess", "--runtime", "--weights", "model"],
+    "eval": ["--allow-pickle", "--baseline", "--data", "--debug", "--head", "--help -h", "--input-shape",
+             "--iou-threshold", "--json", "--labels", "--max-detections", "--max-drop", "--min-ratio", "--output-name",
+             "--preprocess", "--runtime", "--save-predictions", "--score-threshold", "--task", "--weights", "model"],
     "bench": ["--allow-pickle", "--baseline", "--batch", "--compare", "--compare-fail", "--data", "--debug",
               "--help -h", "--input-shape", "--json", "--markdown", "--max-time", "--output-name", "--plot",
               "--preprocess", "--runtime", "--save-json", "--threads", "--weights", "models"],

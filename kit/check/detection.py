@@ -1,0 +1,109 @@
+"""kit eval for detectors: every image through the model (the one runner), its boxes mapped
+back to the image's pixels by the task, scored with the COCO protocol (kit.tasks.coco), and
+against a baseline the paired bootstrap difference and the budget."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from kit.check.runner import Progress, run
+from kit.core import provenance
+from kit.core.errors import InputError
+from kit.core.fileio import atomic_output
+from kit.data.preprocess import for_images, placement
+from kit.runtimes.registry import load
+from kit.tasks.coco import RESAMPLES, MeanAP, mean_ap, open_detection_data, resampled
+from kit.tasks.detect import Detect
+
+
+@dataclass
+class DetectionRun:
+    """A detector's predictions on a data set, in COCO results format, with the ground truth."""
+
+    model: str
+    ground_truth: dict[str, Any]
+    predictions: list[dict[str, Any]]
+
+    def score(self, seed: int = 0, resamples: int = RESAMPLES) -> MeanAP:
+        found, found50 = mean_ap(self.ground_truth, self.predictions)
+        samples = [mean_ap(*pair)[0] for pair in resampled(self.ground_truth, self.predictions, seed, resamples)]
+        return MeanAP(found, found50, len(self.ground_truth["images"]),
+                      (float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5))))
+
+    def save_predictions(self, path: str | os.PathLike) -> None:
+        """COCO results format: any COCO tool can score them again."""
+        with atomic_output(path) as tmp:
+            tmp.write_text(json.dumps(self.predictions))
+
+
+def detect_on(model: str, data: str, task: Detect, *, runtime: str | None = None, preprocess: str | None = None,
+              progress: Progress | None = None, **options: Any) -> DetectionRun:
+    """Run the detector over every image of ``data`` (COCO JSON or YOLO folder)."""
+    dataset = open_detection_data(data)
+    categories = _category_ids(task, dataset.categories)
+    stored = provenance.read(model)
+    truth_images, truth, predictions = [], [], []
+    with load(model, runtime, **options) as rt:
+        if len(rt.inputs) != 1:
+            raise InputError(f"a detector takes one image input; {model} takes {len(rt.inputs)}.",
+                             hint="Evaluate a single-input detector.")
+        steps = for_images(rt.inputs[0], stored.get("preprocess"), preprocess, model=model)
+        shapes: dict[int, tuple[int, int]] = {}
+
+        def images():
+            for image in dataset.images:
+                decoded = steps.read(image["path"])
+                height, width = decoded.shape[:2]
+                shapes[image["id"]] = (height, width)
+                truth_images.append({"id": image["id"], "width": width, "height": height})
+                truth.extend(dataset.annotations(image, height, width))
+                yield {rt.inputs[0].name: steps.apply(decoded)}, np.array([image["id"]])
+
+        def collect(feeds, image_ids, outputs):
+            image_id = int(image_ids[0])
+            hw = shapes[image_id]
+            (found,) = task.results(outputs[0], input_hw=steps.size, image_hw=hw,
+                                    placement=placement(hw, steps.size, steps.resize))
+            for box in found:
+                x1, y1, x2, y2 = box["box"]
+                category = categories.get(box["class_id"])
+                if category is not None:  # a class the data set does not have cannot be scored
+                    predictions.append({"image_id": image_id, "category_id": category,
+                                        "bbox": [x1, y1, x2 - x1, y2 - y1], "score": box["score"]})
+
+        run([rt], images(), consumers=[collect], total=len(dataset.images), progress=progress)
+    for number, annotation in enumerate(truth, start=1):
+        annotation.setdefault("area", annotation["bbox"][2] * annotation["bbox"][3])
+        annotation.setdefault("iscrowd", 0)
+        annotation["id"] = number
+    return DetectionRun(model, {"images": truth_images, "annotations": truth, "categories": dataset.categories},
+                        predictions)
+
+
+def _category_ids(task: Detect, categories: list[dict[str, Any]]) -> dict[int, int]:
+    """The data set's category id for each of the model's classes: by label name when the model
+    has labels, else by position (class i is the i-th category)."""
+    if not task.labels:
+        return {i: category["id"] for i, category in enumerate(categories)}
+    by_name = {category["name"]: category["id"] for category in categories}
+    mapped = {i: by_name[name] for i, name in enumerate(task.labels) if name in by_name}
+    if not mapped:
+        raise InputError(f"none of the model's labels ({', '.join(task.labels[:8])}) is a category of the data "
+                         f"({', '.join(by_name) or 'none'}).", hint="Give the data set's names with --labels.")
+    return mapped
+
+
+def paired_delta(baseline: DetectionRun, candidate: DetectionRun, seed: int = 0,
+                 resamples: int = RESAMPLES) -> tuple[float, tuple[float, float]]:
+    """candidate - baseline mAP@0.5:0.95 and its 95% interval, both on the same image resamples."""
+    delta = mean_ap(candidate.ground_truth, candidate.predictions)[0] - mean_ap(baseline.ground_truth,
+                                                                               baseline.predictions)[0]
+    pairs = zip(resampled(baseline.ground_truth, baseline.predictions, seed, resamples),
+                resampled(candidate.ground_truth, candidate.predictions, seed, resamples))
+    samples = [mean_ap(*c)[0] - mean_ap(*b)[0] for b, c in pairs]
+    return delta, (float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5)))
