@@ -47,7 +47,7 @@ def quantize_to_budget(
     each node, worst first); each step keeps one more layer, with its input chain, in float.
     """
     from kit.check.accuracy import check_budget
-    from kit.check.harness import evaluate
+    from kit.check.budgets import judge_for
     from kit.check.layers import layer_errors
 
     started = time.perf_counter()
@@ -60,9 +60,10 @@ def quantize_to_budget(
     # Read the calibration data once: every try calibrates again, and a generator is spent after one pass.
     stated = stated_preprocess(options.pop("preprocess", None), provenance.read(model), model, options.get("calib"))
     options["calib"] = calibration_dataset(options.get("calib"), model, inputs, options.get("calib_limit"), stated)
+    judge = judge_for(model, eval_data)  # top-1 for a classifier, mAP for a detector (the recorded task)
     say("evaluating the float model")
     with quiet():
-        _, baseline = evaluate(model, eval_data, runtime="onnxruntime")
+        baseline = judge.measure(model)
     excluded = list(options.pop("exclude", None) or [])
     steps: list[dict[str, Any]] = []
     with clean_full_disk(output), tempfile.TemporaryDirectory() as scratch:
@@ -72,9 +73,9 @@ def quantize_to_budget(
             result = quantize(model, trial, exclude=excluded + extra, progress=progress, **options)
             say(f"evaluating int8 with {len(excluded) + len(extra)} nodes in float")
             with quiet():
-                candidate = evaluate(trial, eval_data, runtime="onnxruntime")[1]
-            check = check_budget(baseline, candidate, max_drop=max_drop, min_ratio=min_ratio)
-            steps.append({"kept_in_float": excluded + extra, "top1": check.candidate, "passed": check.passed})
+                candidate = judge.measure(trial)
+            check = judge.check(baseline, candidate, max_drop=max_drop, min_ratio=min_ratio)
+            steps.append({"kept_in_float": excluded + extra, judge.metric: check.candidate, "passed": check.passed})
             return result, check
 
         result, check = attempt([])
@@ -99,7 +100,7 @@ def quantize_to_budget(
         if not check.passed:
             raise KitError(
                 f"the accuracy budget ({check.rule}) cannot be met: with {len(excluded + kept)} nodes in float "
-                f"int8 top-1 is {check.candidate:.4f} against {check.baseline:.4f} in float "
+                f"int8 {judge.label} is {check.candidate:.4f} against {check.baseline:.4f} in float "
                 f"(tried {len(steps)} configurations). Nothing was written.",
                 hint="Give more or better calibration data, try --method entropy/percentile, relax the budget, "
                      "or ship fp16.")

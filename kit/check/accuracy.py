@@ -46,10 +46,21 @@ class BudgetCheck:
     ratio: float
     passed: bool
     rule: str  # e.g. "drop <= 0.01" or "ratio >= 0.99"
+    metric: str = "top1"  # what baseline and candidate are: top1, or map (mAP@0.5:0.95) for a detector
 
     def to_dict(self) -> dict:
-        return {"baseline_top1": self.baseline, "top1": self.candidate, "delta": self.delta,
-                "delta_ci95": list(self.delta_ci), "ratio": self.ratio, "passed": self.passed, "rule": self.rule}
+        return {f"baseline_{self.metric}": self.baseline, self.metric: self.candidate, "metric": self.metric,
+                "delta": self.delta, "delta_ci95": list(self.delta_ci), "ratio": self.ratio, "passed": self.passed,
+                "rule": self.rule}
+
+
+def budget_rule(baseline: float, candidate: float, *, max_drop: float | None = None,
+                min_ratio: float | None = None) -> tuple[bool, str, float]:
+    """Does ``candidate`` keep the budget against ``baseline``? (passed, the rule in words, ratio)"""
+    ratio = candidate / baseline if baseline else 0.0
+    if max_drop is not None:
+        return baseline - candidate <= max_drop + 1e-12, f"drop <= {max_drop:g}", ratio
+    return ratio >= min_ratio - 1e-12, f"ratio >= {min_ratio:g}", ratio
 
 
 def top_k_correct(logits: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
@@ -109,10 +120,6 @@ def check_budget(baseline_correct: np.ndarray, candidate_correct: np.ndarray, *,
         raise InputError(f"expected --min-ratio above 0 and at most 1, found {min_ratio}.",
                          hint="E.g. 0.99 for 99% of the baseline's accuracy.")
     base, cand = float(np.mean(baseline_correct)), float(np.mean(candidate_correct))
-    ratio = cand / base if base else 0.0
-    if max_drop is not None:
-        passed, rule = base - cand <= max_drop + 1e-12, f"drop <= {max_drop:g}"
-    else:
-        passed, rule = ratio >= min_ratio - 1e-12, f"ratio >= {min_ratio:g}"
+    passed, rule, ratio = budget_rule(base, cand, max_drop=max_drop, min_ratio=min_ratio)
     return BudgetCheck(base, cand, cand - base, paired_delta_ci(baseline_correct, candidate_correct), ratio,
                        passed, rule)

@@ -72,8 +72,13 @@ def handle(args) -> int:
                                                          is not None else ""))
     if data["budget"]:
         budget = data["budget"]
-        console.print(f"budget {budget['rule']}: top-1 {budget['top1']:.2%} vs {budget['baseline_top1']:.2%} float "
-                      f"(delta {budget['delta']:+.2%}); kept in float: {', '.join(budget['kept_in_float']) or 'none'}")
+        metric = budget["metric"]
+        shown = (lambda v, sign="": f"{v:{sign}.2%}") if metric == "top1" else (  # noqa: E731
+            lambda v, sign="": f"{v:{sign}.4f}")
+        label = {"top1": "top-1", "map": "mAP@0.5:0.95"}[metric]
+        console.print(f"budget {budget['rule']}: {label} {shown(budget[metric])} vs {shown(budget['baseline_' + metric])}"
+                      f" float (delta {shown(budget['delta'], '+')}); kept in float: "
+                      f"{', '.join(budget['kept_in_float']) or 'none'}")
     for note in data["notes"]:
         console.print(render.styled("note:", "yellow"), note)
     return 0

@@ -131,3 +131,19 @@ def test_a_coco_file_that_names_a_missing_image(tmp_path):
                                                  "categories": [{"id": 1, "name": "a"}]}))
     with pytest.raises(InputError, match=r"lists gone\.png, which is neither beside it nor in images/"):
         open_detection_data(tmp_path / "x.json")
+
+
+def test_quantizing_a_detector_to_an_map_budget(detector, tmp_path):
+    """The budget of a model whose recorded task is detect is judged on mAP@0.5:0.95, not top-1."""
+    ran = run_kit("quantize", str(detector / "det.onnx"), "-o", str(tmp_path / "det.int8.onnx"),
+                  "--calib", str(detector / "images"), "--max-drop", "0.05", "--eval",
+                  str(detector / "instances.json"), "--json")
+    assert ran.returncode == 0, ran.stderr
+    budget = json.loads(ran.stdout)["budget"]
+    assert budget["metric"] == "map" and budget["passed"] and budget["rule"] == "drop <= 0.05"
+    assert budget["baseline_map"] == pytest.approx((1 + 51 / 101) / 2, abs=1e-4)
+    assert budget["baseline_map"] - budget["map"] <= 0.05
+    assert [step["map"] for step in budget["steps"]][-1] == budget["map"]
+    from kit.core import provenance
+
+    assert provenance.read(tmp_path / "det.int8.onnx")["task"]["name"] == "detect"  # carried to the int8 model
