@@ -24,6 +24,7 @@ from kit.bench.stats import latency_stats
 from kit.check.accuracy import accuracy, top_k_correct
 from kit.check.harness import scores_of
 from kit.check.metrics import compare_outputs
+from kit.check.detection import DetectionRun, paired_delta
 from kit.check.runner import RunResults
 from kit.core import provenance
 from kit.core.errors import InputError, KitWarning, RunError, RuntimeUnavailableError
@@ -40,6 +41,7 @@ WORKER_SECONDS = 300  # start-up, load and the fidelity pass; the timing rounds 
 # 20,000 rounds keep both small. A fast model reaches the cap before --max-time runs out; the
 # report says so (rounds_capped).
 MAX_ROUNDS = 20000
+DETECTIONS = ".detections.json"  # beside a worker's outputs: its boxes and the ground truth
 
 
 MAX_TIME_LIMIT = 3600.0  # seconds of rounds per variant: beyond an hour a run measures the machine's drift
@@ -153,7 +155,8 @@ def bench(
     # What every worker gets besides its variant (paths absolute: workers run in a scratch folder).
     settings = {"batch": batch, "group": GROUP, "fidelity_data": _absolute(fidelity_data),
                 "preprocess": _image_preprocessing([v.model for v in variants], fidelity_data, preprocess),
-                "max_time": max_time, "max_rounds": max_rounds, "threads": threads, "user_cwd": os.getcwd()}
+                "max_time": max_time, "max_rounds": max_rounds, "threads": threads, "user_cwd": os.getcwd(),
+                "detect": _detection_task([v.model for v in variants], fidelity_data)}
     results = []
     with tempfile.TemporaryDirectory() as scratch:
         for index, variant in enumerate(variants):
@@ -167,17 +170,35 @@ def bench(
     return BenchReport(document)
 
 
+def _detection_task(models: list[str], data: str) -> dict | None:
+    """The detect task a model records, when the data is detection data: then every variant
+    (the PyTorch one too, which records nothing) is scored on mAP with the same settings."""
+    from kit.check.detection import is_detection_data
+
+    if not is_detection_data(data):
+        return None
+    recorded = [provenance.read(model).get("task") for model in models if Path(model).is_file()]
+    task = next((task for task in recorded if task and task.get("name") == "detect"), None)
+    if task is None:
+        raise InputError(f"{data} is detection data, and no model here records the detect task.",
+                         hint="Export the model with --task detect --labels FILE.")
+    return task
+
+
 def _image_preprocessing(models: list[str], data: str, text: str | None) -> str | dict | None:
     """How images become inputs for the models that record no preprocessing: the --preprocess
     text, else what the other models record (they must agree), else None (each input's defaults)."""
+    from kit.check.detection import is_detection_data
+
+    images = Path(data).is_dir() or is_detection_data(data)
     if text is not None:
         from kit.data.preprocess import Preprocess
 
         Preprocess(size=(1, 1)).updated(text)  # a typo fails now, not in every worker
-        if not Path(data).is_dir():
+        if not images:
             raise InputError(f"--preprocess says how images become inputs; --data {data} is not an image folder.",
                              hint="Drop --preprocess, or give --data a folder of images.")
-    if not Path(data).is_dir():
+    if not images:
         return None
     recorded = {model: provenance.read(model).get("preprocess") for model in dict.fromkeys(models)}
     recorded = {model: steps for model, steps in recorded.items() if steps}
@@ -245,7 +266,7 @@ def _merge(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _analyse(document: dict[str, Any], variants: list[Variant], output_name: str | None) -> None:
     """Latency statistics from raw timings, size, fidelity and accuracy against the baseline."""
-    baseline_outputs, baseline_correct = None, None
+    baseline_outputs, baseline_correct, baseline_run = None, None, None
     for entry, variant in zip(document["benchmarks"], variants):
         info = entry["extra_info"]["kit"]
         stats = latency_stats(entry["stats"]["data"])
@@ -254,11 +275,17 @@ def _analyse(document: dict[str, Any], variants: list[Variant], output_name: str
         # Sustained rate: the mean includes every stall the median hides.
         info["throughput_per_s"] = (info["batch"] or 1) / stats.mean
         info["size_bytes"] = _size(variant.model) or _size(variant.options.get("weights") or "")
+        detections_file = info["outputs_file"] + DETECTIONS
         results = RunResults.load(info.pop("outputs_file"), variant.name)
         outputs, labels = results.outputs(), results.labels
         if baseline_outputs is None:
             baseline_outputs = outputs
         info["fidelity"] = [_fidelity(d) for d in compare_outputs(baseline_outputs, outputs, atol=0.0, rtol=0.0)]
+        if Path(detections_file).is_file():
+            found = DetectionRun.load(detections_file)
+            baseline_run = baseline_run or found
+            info["detection"] = {**found.score().to_dict(), **_against(baseline_run, found, info["baseline"])}
+            continue
         if labels is not None:
             try:
                 scores = scores_of(outputs, output_name)
@@ -269,6 +296,14 @@ def _analyse(document: dict[str, Any], variants: list[Variant], output_name: str
             correct = top_k_correct(scores, labels, 1)
             baseline_correct = correct if baseline_correct is None else baseline_correct
             info["accuracy"] = {**result.to_dict(), "delta": result.top1 - float(baseline_correct.mean())}
+
+
+def _against(baseline: DetectionRun, candidate: DetectionRun, is_baseline: bool) -> dict[str, Any]:
+    """mAP's paired difference from the baseline (on the same image resamples)."""
+    if is_baseline:
+        return {}
+    delta, delta_ci = paired_delta(baseline, candidate)
+    return {"delta": delta, "delta_ci": list(delta_ci)}
 
 
 def _fidelity(diff) -> dict[str, Any]:

@@ -25,6 +25,9 @@ def table_rows(report: BenchReport) -> list[list[str]]:
         top1 = percent(accuracy.get("top1"))
         if accuracy and not row["baseline"]:
             top1 += f" ({accuracy['delta']:+.2%})"
+        if row.get("detection"):  # a detector: mAP@0.5:0.95 in the same column, said so in the cell
+            detection = row["detection"]
+            top1 = f"mAP {detection['map']:.3f}" + ("" if row["baseline"] else f" ({detection['delta']:+.3f})")
         batch = f" x{row['batch']}" if (row["batch"] or 1) > 1 else ""
         rows.append([
             row["name"] + batch + (" (baseline)" if row["baseline"] else ""),
@@ -233,6 +236,8 @@ def write_plot(report: BenchReport, path: str | os.PathLike) -> None:
 
 def _plot_scores(rows: list[dict[str, Any]]) -> tuple[list[float], str, tuple[float, float]]:
     """The quality axis: top-1 accuracy, else top-1 agreement, else cosine; with the metric's range."""
+    if all(row.get("detection") for row in rows):
+        return [row["detection"]["map"] for row in rows], "mAP@0.5:0.95", (0.0, 1.0)
     if all(row.get("accuracy") for row in rows):
         return [row["accuracy"]["top1"] for row in rows], "top-1 accuracy", (0.0, 1.0)
     if all(row["fidelity"] and row["fidelity"][0].get("top1") is not None for row in rows):

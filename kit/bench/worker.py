@@ -47,16 +47,28 @@ def test_variant(benchmark):
     benchmark.pedantic(runtime.run, args=(feeds,), rounds=rounds, iterations=1, warmup_rounds=min(10, rounds))
     peak = _memory_mb("VmHWM")  # before the fidelity pass adds the kit's own arrays
 
-    dataset = _fidelity_dataset(spec, runtime)
     # Saved for the driver, which compares every variant's results with the baseline's.
-    run([runtime], dataset.batches(64, pad=False), keep=True).save(spec["outputs_file"])
+    if spec["detect"]:  # detection data: the images through the detector, its boxes saved beside
+        from kit import tasks
+        from kit.bench.driver import DETECTIONS
+        from kit.check.detection import detect_with
+
+        found, results = detect_with(runtime, spec["model"], spec["fidelity_data"], tasks.from_dict(spec["detect"]),
+                                     preprocess=_preprocess_of(spec), keep=True)
+        results.save(spec["outputs_file"])
+        found.save(spec["outputs_file"] + DETECTIONS)
+        description = spec["fidelity_data"]
+    else:
+        dataset = _fidelity_dataset(spec, runtime)
+        run([runtime], dataset.batches(64, pad=False), keep=True).save(spec["outputs_file"])
+        description = dataset.description
     dynamic = all(s.dynamic_batch for s in runtime.inputs)
     benchmark.extra_info["kit"] = {
         "model": spec["display_model"], "runtime": spec["runtime"], "name": spec["name"],
         "runtime_info": runtime.info,
         "batch": spec["batch"] if dynamic else None, "load_s": load_s, "first_inference_s": first_s,
         "peak_rss_mb": peak, "rss_before_load_mb": rss_before, "max_time_s": spec["max_time"],
-        "rounds_capped": wanted > spec["max_rounds"], "fidelity_data": dataset.description,
+        "rounds_capped": wanted > spec["max_rounds"], "fidelity_data": description,
         "inputs": [s.to_dict() for s in runtime.inputs], "outputs_file": spec["outputs_file"],
         # Backends that time their own stages (TensorRT: host-to-device, compute, device-to-host).
         **({"stage_ms": runtime.stage_ms} if runtime.stage_ms else {}),
@@ -115,6 +127,14 @@ def _fidelity_dataset(spec: dict, runtime):
     steps = defaults.updated(shared) if isinstance(shared, str) else Preprocess.from_dict({**shared,
                                                                                          "layout": defaults.layout})
     return open_data(data, runtime.inputs, steps.to_dict())
+
+
+def _preprocess_of(spec: dict):
+    """The shared image preprocessing for a model that records none (text, or another model's spec)."""
+    from kit.data.preprocess import Preprocess
+
+    shared = spec["preprocess"]
+    return Preprocess.from_dict(shared) if isinstance(shared, dict) else shared
 
 
 def _timed(call, *args) -> float:

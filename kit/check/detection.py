@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from kit.check.runner import Progress, run
+from kit.check.runner import Progress, RunResults, run
 from kit.core import provenance
 from kit.core.errors import InputError
 from kit.core.fileio import atomic_output
@@ -35,6 +36,16 @@ class DetectionRun:
         return MeanAP(found, found50, len(self.ground_truth["images"]),
                       (float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5))))
 
+    def save(self, path: str | os.PathLike) -> None:
+        """The ground truth and the predictions, for scoring elsewhere (kit bench's driver)."""
+        Path(path).write_text(json.dumps({"model": self.model, "ground_truth": self.ground_truth,
+                                          "predictions": self.predictions}))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> DetectionRun:
+        saved = json.loads(Path(path).read_text())
+        return cls(saved["model"], saved["ground_truth"], saved["predictions"])
+
     def save_predictions(self, path: str | os.PathLike) -> None:
         """COCO results format: any COCO tool can score them again."""
         with atomic_output(path) as tmp:
@@ -44,45 +55,58 @@ class DetectionRun:
 def detect_on(model: str, data: str, task: Detect, *, runtime: str | None = None, preprocess: str | None = None,
               progress: Progress | None = None, **options: Any) -> DetectionRun:
     """Run the detector over every image of ``data`` (COCO JSON or YOLO folder)."""
+    with load(model, runtime, **options) as rt:
+        return detect_with(rt, model, data, task, preprocess=preprocess, progress=progress)[0]
+
+
+def detect_with(rt, model: str, data: str, task: Detect, *, preprocess: str | dict | None = None, keep: bool = False,
+                progress: Progress | None = None) -> tuple[DetectionRun, RunResults]:
+    """A loaded runtime over every image of ``data``; with ``keep``, its raw outputs too."""
     dataset = open_detection_data(data)
     categories = _category_ids(task, dataset.categories)
     stored = provenance.read(model)
     truth_images, truth, predictions = [], [], []
-    with load(model, runtime, **options) as rt:
-        if len(rt.inputs) != 1:
-            raise InputError(f"a detector takes one image input; {model} takes {len(rt.inputs)}.",
-                             hint="Evaluate a single-input detector.")
-        steps = for_images(rt.inputs[0], stored.get("preprocess"), preprocess, model=model)
-        shapes: dict[int, tuple[int, int]] = {}
+    if len(rt.inputs) != 1:
+        raise InputError(f"a detector takes one image input; {model} takes {len(rt.inputs)}.",
+                         hint="Evaluate a single-input detector.")
+    steps = for_images(rt.inputs[0], stored.get("preprocess"), None if stored.get("preprocess") else preprocess,
+                       model=model)
+    shapes: dict[int, tuple[int, int]] = {}
 
-        def images():
-            for image in dataset.images:
-                decoded = steps.read(image["path"])
-                height, width = decoded.shape[:2]
-                shapes[image["id"]] = (height, width)
-                truth_images.append({"id": image["id"], "width": width, "height": height})
-                truth.extend(dataset.annotations(image, height, width))
-                yield {rt.inputs[0].name: steps.apply(decoded)}, np.array([image["id"]])
+    def images():
+        for image in dataset.images:
+            decoded = steps.read(image["path"])
+            height, width = decoded.shape[:2]
+            shapes[image["id"]] = (height, width)
+            truth_images.append({"id": image["id"], "width": width, "height": height})
+            truth.extend(dataset.annotations(image, height, width))
+            yield {rt.inputs[0].name: steps.apply(decoded)}, np.array([image["id"]])
 
-        def collect(feeds, image_ids, outputs):
-            image_id = int(image_ids[0])
-            hw = shapes[image_id]
-            (found,) = task.results(outputs[0], input_hw=steps.size, image_hw=hw,
-                                    placement=placement(hw, steps.size, steps.resize))
-            for box in found:
-                x1, y1, x2, y2 = box["box"]
-                category = categories.get(box["class_id"])
-                if category is not None:  # a class the data set does not have cannot be scored
-                    predictions.append({"image_id": image_id, "category_id": category,
-                                        "bbox": [x1, y1, x2 - x1, y2 - y1], "score": box["score"]})
+    def collect(feeds, image_ids, outputs):
+        image_id = int(image_ids[0])
+        hw = shapes[image_id]
+        (found,) = task.results(outputs[0], input_hw=steps.size, image_hw=hw,
+                                placement=placement(hw, steps.size, steps.resize))
+        for box in found:
+            x1, y1, x2, y2 = box["box"]
+            category = categories.get(box["class_id"])
+            if category is not None:  # a class the data set does not have cannot be scored
+                predictions.append({"image_id": image_id, "category_id": category,
+                                    "bbox": [x1, y1, x2 - x1, y2 - y1], "score": box["score"]})
 
-        run([rt], images(), consumers=[collect], total=len(dataset.images), progress=progress)
+    results = run([rt], images(), consumers=[collect], keep=keep, total=len(dataset.images), progress=progress)
     for number, annotation in enumerate(truth, start=1):
         annotation.setdefault("area", annotation["bbox"][2] * annotation["bbox"][3])
         annotation.setdefault("iscrowd", 0)
         annotation["id"] = number
-    return DetectionRun(model, {"images": truth_images, "annotations": truth, "categories": dataset.categories},
-                        predictions)
+    ground_truth = {"images": truth_images, "annotations": truth, "categories": dataset.categories}
+    return DetectionRun(model, ground_truth, predictions), results
+
+
+def is_detection_data(data: str) -> bool:
+    path = Path(data)
+    return (path.suffix.lower() == ".json" and path.is_file()) or (
+        path.is_dir() and (path / "images").is_dir() and (path / "labels").is_dir())
 
 
 def _category_ids(task: Detect, categories: list[dict[str, Any]]) -> dict[int, int]:

@@ -50,10 +50,8 @@ def handle(args) -> int:
     if args.preprocess and not args.image:
         raise InputError("--preprocess describes how an image becomes the model's input; found no --image.",
                          hint="Add --image FILE, or drop --preprocess.")
-    stored = provenance.read(args.model)
-    task = flags.task_from(args, stored.get("task"))
     if args.draw:
-        _check_draw(args, task)
+        _check_draw(args)
     options = flags.torch_options(args, args.model, args.runtime)
     if args.threads is not None:
         options["threads"] = args.threads
@@ -63,6 +61,11 @@ def handle(args) -> int:
         options["rebuild_if_stale"] = True
     image = None
     with load(args.model, args.runtime, **options) as rt:
+        stored = provenance.read(args.model)  # after loading: a broken file is the runtime's to explain
+        task = flags.task_from(args, stored.get("task"))
+        if args.draw and task is None:
+            raise InputError("--draw draws a task's results; this model records no task.",
+                             hint="Add --task classify or --task detect (and --labels FILE).")
         if args.image:
             image = image_feed(rt.inputs, args.image, stored.get("preprocess"), args.preprocess, model=args.model)
             outputs = rt.run(image.feeds)
@@ -132,10 +135,10 @@ def _input_hw(spec) -> tuple[int, int] | None:
     return tuple(hw) if all(isinstance(d, int) for d in hw) else None
 
 
-def _check_draw(args, task) -> None:
+def _check_draw(args) -> None:
     from kit.core.fileio import check_output_path
 
-    if not args.image or task is None:
+    if not args.image:
         raise InputError("--draw draws a task's results on the input image; it needs --image and a task (recorded "
                          "with the model, or --task).", hint="Add --image FILE and --task classify|detect.")
     if Path(args.draw).suffix.lower() not in (".jpg", ".jpeg", ".png", ".bmp", ".webp"):

@@ -147,3 +147,21 @@ def test_quantizing_a_detector_to_an_map_budget(detector, tmp_path):
     from kit.core import provenance
 
     assert provenance.read(tmp_path / "det.int8.onnx")["task"]["name"] == "detect"  # carried to the int8 model
+
+
+def test_bench_scores_detectors_on_map(detector, tmp_path):
+    """Every variant of a detector (the PyTorch factory too, which records no task) is scored on
+    mAP@0.5:0.95 with its paired difference from the baseline, in the table and the JSON."""
+    ran = run_kit("bench", f"{MODELS}:make_tiny_detector", str(detector / "det.onnx"), "--input-shape", "1x3x32x32",
+                  "--data", str(detector / "instances.json"), "--preprocess", "size=32,resize=letterbox",
+                  "--max-time", "0.05", "--save-json", str(tmp_path / "bench.json"))
+    assert ran.returncode == 0, ran.stderr
+    expected = (1 + 51 / 101) / 2
+    rows = {b["extra_info"]["kit"]["name"]: b["extra_info"]["kit"]
+            for b in json.loads((tmp_path / "bench.json").read_text())["benchmarks"]}
+    assert len(rows) == 2
+    for row in rows.values():
+        assert row["detection"]["map"] == pytest.approx(expected, abs=1e-4)
+    (candidate,) = [row for row in rows.values() if not row["baseline"]]
+    assert candidate["detection"]["delta"] == pytest.approx(0.0, abs=1e-6)
+    assert f"mAP {expected:.3f} (+0.000)" in ran.stdout
