@@ -132,10 +132,7 @@ def run_demo(out_dir: str | os.PathLike, progress: Callable[[str], None] | None 
 
 def _tflite_variants(out: Path, weights: Path, say) -> dict:
     """The four TFLite variants, when litert-torch is installed (a device-only install has none)."""
-    import importlib.util
-
-    if importlib.util.find_spec("litert_torch") is None or importlib.util.find_spec("ai_edge_litert") is None:
-        say("litert-torch is not installed: skipping the TFLite variants")
+    if not _tflite_available(say):
         return {}
     from kit.export.tflite import export_tflite
     variants = {}
@@ -146,6 +143,16 @@ def _tflite_variants(out: Path, weights: Path, say) -> dict:
             input_shapes="1x1x8x8", calib=str(out / "digits_calib.npz") if precision == "int8" else None,
             preprocess="color=gray,scale=0.00392156862745098")
     return variants
+
+
+def _tflite_available(say) -> bool:
+    """Can TFLite variants be made here? (a device-only install has no litert-torch)"""
+    import importlib.util
+
+    if importlib.util.find_spec("litert_torch") is None or importlib.util.find_spec("ai_edge_litert") is None:
+        say("litert-torch is not installed: skipping the TFLite variants")
+        return False
+    return True
 
 
 def _write_sample_images(out: Path, x: np.ndarray, y: np.ndarray, count: int = 5) -> None:

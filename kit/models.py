@@ -333,3 +333,41 @@ def _initialise(model: nn.Module, linear_std: float | None = 0.01) -> None:
         elif isinstance(layer, nn.Linear) and linear_std is not None:
             nn.init.normal_(layer.weight, 0, linear_std)
             nn.init.zeros_(layer.bias)
+
+
+class ShapeDetector(nn.Module):
+    """A small anchor-free detector (CenterNet-style: a class heatmap and a box per cell of a
+    stride-4 grid) for the detection demo. ``forward`` gives the Ultralytics layout the kit
+    decodes, [N, 4 + classes, cells]: centre x, centre y, width, height in input pixels, then
+    per-class scores; ``raw`` gives the heatmap logits and box terms training needs."""
+
+    stride = 4
+
+    def __init__(self, classes: int = 3, size: int = 64, width: int = 48):
+        super().__init__()
+        block = lambda i, o, s=1, d=1: nn.Sequential(  # noqa: E731
+            nn.Conv2d(i, o, 3, s, padding=d, dilation=d, bias=False), nn.BatchNorm2d(o), nn.ReLU())
+        # Dilated convolutions widen the receptive field to the largest shapes without a neck.
+        self.body = nn.Sequential(block(3, 16, 2), block(16, 32, 2), block(32, 32), block(32, width, 1, 2),
+                                  block(width, width, 1, 4), block(width, width))
+        self.heat, self.box = nn.Conv2d(width, classes, 1), nn.Conv2d(width, 4, 1)
+        nn.init.constant_(self.heat.bias, -2.19)  # start every cell at p = 0.1 (focal-loss practice)
+        cells = size // self.stride
+        ys, xs = torch.meshgrid(torch.arange(cells), torch.arange(cells), indexing="ij")
+        self.register_buffer("grid", torch.stack([xs, ys]).float().reshape(1, 2, -1))
+
+    def raw(self, x):
+        features = self.body(x)
+        return self.heat(features), self.box(features)
+
+    def forward(self, x):
+        heat, box = self.raw(x)
+        heat, box = torch.sigmoid(heat).flatten(2), box.flatten(2)
+        centre = (self.grid + torch.sigmoid(box[:, :2])) * self.stride
+        size = torch.exp(box[:, 2:].clamp(-4, 4)) * self.stride * 2
+        return torch.cat([centre, size, heat], 1)
+
+
+def make_shape_detector() -> nn.Module:
+    """The detection demo's detector (3 shape classes, 64x64 RGB input in [0, 1])."""
+    return ShapeDetector().eval()

@@ -12,14 +12,14 @@ ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = {"kit": "kit", "export": "kit.export", "runtimes": "kit.runtimes"}
 # Lowest first. A module may import its own layer and the ones before it.
 LAYERS = [
-    ["kit._version", "kit.core", "kit.models"],
+    ["kit._version", "kit.core", "kit.models", "kit.synthetic"],
     ["kit.data"],
     ["kit.tasks"],
     ["kit.runtimes"],
     ["kit.check"],
     ["kit.export"],
     ["kit.bench"],
-    ["kit.cli", "kit.demo", "kit.inspect_model", "kit"],
+    ["kit.cli", "kit.demo", "kit.detect_demo", "kit.inspect_model", "kit"],
 ]
 
 

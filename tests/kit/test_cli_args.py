@@ -37,7 +37,7 @@ FLAGS = {
               "--workspace", "model"],
     "check": ["--debug", "--help -h", "--json", "model", "target"],
     "runtimes": ["--debug", "--help -h", "--json"],
-    "demo": ["--debug", "--help -h", "--json", "--out --output -o"],
+    "demo": ["--debug", "--help -h", "--json", "--out --output -o", "--task"],
 }
 # Flags whose syntax differs between commands on purpose (what differs is said in args.py).
 DIFFERENT_BY_DESIGN = {
@@ -45,9 +45,10 @@ DIFFERENT_BY_DESIGN = {
     "--random",  # run: N optional (one batch); compare: N required
     "--runtime",  # build: only tensorrt
     "--precision", "--output",  # each command its own precisions; demo writes a folder
+    "--task",  # demo: which demo (classify by default); elsewhere: what the model's outputs mean
 }
 # Flags declared by a group without parameters: everything, help included, is the same.
-IDENTICAL = {"--json", "--debug", "--input-shape", "--weights", "--allow-pickle", "--threads", "--output-name", "--task",
+IDENTICAL = {"--json", "--debug", "--input-shape", "--weights", "--allow-pickle", "--threads", "--output-name",
              "--labels", "--head", "--score-threshold", "--iou-threshold", "--max-detections"}
 
 

@@ -1,0 +1,52 @@
+"""kit demo --task detect through the real kit: synthetic scenes, a detector trained here, its
+ONNX and TFLite exports and INT8 variants scored on mAP in one bench table; and the INT8
+detector held to an mAP budget by kit quantize's budget mode."""
+
+import json
+
+import pytest
+from helpers import run_kit
+
+from kit.core import provenance
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("detect-demo")
+    ran = run_kit("demo", "--task", "detect", "-o", str(folder), "--json", timeout=1800)
+    assert ran.returncode == 0, ran.stderr
+    return folder, json.loads(ran.stdout)
+
+
+def test_the_demo_detector_learns_and_every_export_keeps_its_boxes(demo):
+    folder, data = demo
+    results = {row["model"]: row for row in data["results"]}
+    torch_row = results["kit.models:make_shape_detector[torch]"]
+    assert torch_row["map50"] >= 0.7  # the issue's floor for the demo detector (about 0.96 measured)
+    onnx = results["shapes.onnx[onnxruntime]"]
+    assert onnx["map"] == pytest.approx(torch_row["map"], abs=0.005)  # an fp32 export finds the same boxes
+    if "shapes.fp32.tflite[tflite]" in results:
+        assert results["shapes.fp32.tflite[tflite]"]["map"] == pytest.approx(onnx["map"], abs=0.005)
+    for name in ("shapes.int8.onnx[onnxruntime]", "shapes.int8.tflite[tflite]"):
+        if name in results:  # plain INT8 loses a little (about 3% of mAP@0.5:0.95 measured)
+            assert 0.9 * onnx["map"] <= results[name]["map"] <= onnx["map"] + 0.01
+    recorded = provenance.read(folder / "shapes.int8.onnx")["task"]
+    assert recorded["name"] == "detect" and recorded["labels"] == ["circle", "square", "triangle"]
+    assert (folder / "labels.txt").read_text() == "circle\nsquare\ntriangle\n"
+
+
+def test_int8_under_an_map_budget_keeps_layers_in_float_until_it_holds(demo, tmp_path):
+    """Plain INT8 loses about 0.023 of mAP@0.5:0.95 here; the budget mode keeps layers in float
+    until the drop is within 0.02, and the result scores what the budget reported."""
+    folder, data = demo
+    plain = next(row["map"] for row in data["results"] if row["model"] == "shapes.int8.onnx[onnxruntime]")
+    ran = run_kit("quantize", str(folder / "shapes.onnx"), "-o", str(tmp_path / "budget.int8.onnx"), "--calib",
+                  str(folder / "calib"), "--max-drop", "0.02", "--eval", str(folder / "heldout" / "instances.json"),
+                  "--json", timeout=1800)
+    assert ran.returncode == 0, ran.stderr
+    budget = json.loads(ran.stdout)["budget"]
+    assert budget["metric"] == "map" and budget["passed"] and budget["baseline_map"] - budget["map"] <= 0.02
+    assert budget["map"] >= plain - 1e-9
+    scored = json.loads(run_kit("eval", str(tmp_path / "budget.int8.onnx"), "--data",
+                                str(folder / "heldout" / "instances.json"), "--json").stdout)
+    assert scored["map"] == pytest.approx(budget["map"], abs=1e-6)
