@@ -87,11 +87,7 @@ def run_demo(out_dir: str | os.PathLike, progress: Callable[[str], None] | None 
     from kit.export.onnx import export_onnx
     from kit.export.quantize import quantize
 
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"expected a folder for the demo's files, found the file {out}.",
-                         hint="Give a new or existing folder with -o DIR.")
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(out_dir)
     say("training a small CNN on scikit-learn's digits")
     x_train, x_test, y_train, y_test = digits_split()
     model = train_digits_cnn(x_train, y_train)
@@ -143,6 +139,16 @@ def _tflite_variants(out: Path, weights: Path, say) -> dict:
             input_shapes="1x1x8x8", calib=str(out / "digits_calib.npz") if precision == "int8" else None,
             preprocess="color=gray,scale=0.00392156862745098")
     return variants
+
+
+def output_folder(out_dir: str | os.PathLike) -> Path:
+    """The demo's folder, made if needed (a file of that name is refused)."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"expected a folder for the demo's files, found the file {out}.",
+                         hint="Give a new or existing folder with -o DIR.")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 def _tflite_available(say) -> bool:

@@ -6,12 +6,10 @@ stays in the demo's folder so every command can be tried on it."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from kit.core.errors import InputError
 from kit.core.fileio import atomic_output
 
 FACTORY = "kit.models:make_shape_detector"
@@ -86,7 +84,7 @@ def run_detect_demo(out_dir: str | os.PathLike, progress: Callable[[str], None] 
     """Render, train, export (ONNX, TFLite), quantize (ONNX QDQ and TFLite full int8), and score
     every variant on the held-out set's mAP with kit bench."""
     say = progress or (lambda message: None)
-    from kit.demo import _require, _tflite_available
+    from kit.demo import _require, _tflite_available, output_folder
 
     _require("torch", "onnx", "onnxruntime", "cv2", "pycocotools")
     import cv2
@@ -97,11 +95,7 @@ def run_detect_demo(out_dir: str | os.PathLike, progress: Callable[[str], None] 
     from kit.export.quantize import quantize
     from kit.synthetic import CLASSES, render, write_coco
 
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"expected a folder for the demo's files, found the file {out}.",
-                         hint="Give a new or existing folder with -o DIR.")
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(out_dir)
     say("rendering synthetic shapes (OpenCV)")
     train = render(TRAIN_SCENES, seed=1)
     held_out = write_coco(render(HELD_OUT_SCENES, seed=2), out / "heldout")

@@ -27,6 +27,7 @@ from kit.data.golden import GoldenWriter, check_golden_path, load_golden
 from kit.data.preprocess import Preprocess
 from kit.data.sources import is_factory_reference
 from kit.runtimes.base import Runtime
+from kit.tasks.classify import Classify
 from kit.runtimes.registry import load
 
 
@@ -41,17 +42,7 @@ def run_dataset(runtime: Runtime, dataset: Dataset, *, batch_size: int = 64, lim
 
 def scores_of(outputs: dict[str, np.ndarray], output: str | None = None) -> np.ndarray:
     """The classification scores among a model's outputs: the named one, or the only 2-D one."""
-    if output is not None:
-        if output not in outputs:
-            raise InputError(f"expected an output named {output!r}; the model has {', '.join(outputs)}.",
-                             hint="Name one of the model's outputs with --output-name.")
-        return outputs[output]
-    candidates = [name for name, array in outputs.items() if array.ndim == 2]
-    if len(candidates) != 1:
-        raise InputError(f"expected one (samples, classes) output to score; found {len(candidates)} among "
-                         f"{', '.join(f'{n}{list(a.shape)}' for n, a in outputs.items())}.",
-                         hint="Name the classification output with --output-name.")
-    return outputs[candidates[0]]
+    return Classify(output=output).scores(outputs)
 
 
 def open_model_data(model: str | os.PathLike, data: str, runtime: Runtime,

@@ -18,14 +18,15 @@ class Classify(Task):
     output: str | None = None  # the scores output, when the model has several
 
     def scores(self, outputs: dict[str, np.ndarray]) -> np.ndarray:
+        """The class scores among a model's outputs: the named one, or the only 2-D one."""
         if self.output is not None:
             if self.output not in outputs:
                 raise InputError(f"expected an output named {self.output!r}; the model has {', '.join(outputs)}.",
-                                 hint="Name the classification output with --output-name.")
+                                 hint="Name one of the model's outputs with --output-name.")
             return outputs[self.output]
         found = [name for name, array in outputs.items() if array.ndim == 2]
         if len(found) != 1:
-            raise InputError(f"expected one (samples, classes) output; found {len(found)} among "
+            raise InputError(f"expected one (samples, classes) output to score; found {len(found)} among "
                              f"{', '.join(f'{n}{list(a.shape)}' for n, a in outputs.items())}.",
                              hint="Name the classification output with --output-name.")
         return outputs[found[0]]
