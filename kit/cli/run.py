@@ -22,7 +22,7 @@ def add_parser(commands, common) -> None:
     feed.add_argument("--random", type=flags.positive_int, nargs="?", const=_ONE_BATCH, metavar="N",
                       help="N random samples, seeded (default: one batch): one batch of N when the batch axis is "
                            "dynamic, else one call per batch the model fixes")
-    parser.add_argument("--seed", type=int, default=0, help="seed for --random")
+    parser.add_argument("--seed", type=flags.non_negative_int, default=0, help="seed for --random (a whole number >= 0)")
     flags.add_output(parser, "save outputs to this .npz, keyed by output name")
     parser.add_argument("--optimization", choices=["disable", "basic", "extended", "all"],
                         help="ONNX Runtime graph optimization level (default all)")
