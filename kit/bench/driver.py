@@ -24,7 +24,7 @@ from kit.bench.stats import latency_stats
 from kit.check.accuracy import accuracy, top_k_correct
 from kit.check.harness import scores_of
 from kit.check.metrics import compare_outputs
-from kit.check.detection import DetectionRun, paired_delta
+from kit.check.detection import DetectionRun, is_detection_data, paired_delta
 from kit.check.runner import RunResults
 from kit.core import provenance
 from kit.core.errors import InputError, KitWarning, RunError, RuntimeUnavailableError
@@ -173,7 +173,6 @@ def bench(
 def _detection_task(models: list[str], data: str) -> dict | None:
     """The detect task a model records, when the data is detection data: then every variant
     (the PyTorch one too, which records nothing) is scored on mAP with the same settings."""
-    from kit.check.detection import is_detection_data
 
     if not is_detection_data(data):
         return None
@@ -188,7 +187,6 @@ def _detection_task(models: list[str], data: str) -> dict | None:
 def _image_preprocessing(models: list[str], data: str, text: str | None) -> str | dict | None:
     """How images become inputs for the models that record no preprocessing: the --preprocess
     text, else what the other models record (they must agree), else None (each input's defaults)."""
-    from kit.check.detection import is_detection_data
 
     images = Path(data).is_dir() or is_detection_data(data)
     if text is not None:
