@@ -75,3 +75,17 @@ def test_the_facade_stays_on_the_lowest_layers():
     tree = ast.parse((ROOT / "kit" / "__init__.py").read_text())
     top_level = [node for node in tree.body if isinstance(node, ast.ImportFrom) and node.module.startswith("kit")]
     assert all(layer_of(node.module) == 0 for node in top_level)
+
+
+def test_pyproject_lists_every_package():
+    """A wheel holds only the packages pyproject names: a folder left out installs fine in
+    editable mode (as here) and is missing on every device install."""
+    import tomllib
+
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {}
+    for folder, package in FOLDERS.items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            parts = init.parent.relative_to(ROOT / folder).parts
+            folders[".".join((package, *parts))] = init.parent
+    assert sorted(setuptools["packages"]) == sorted(folders)
