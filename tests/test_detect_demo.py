@@ -35,18 +35,38 @@ def test_the_demo_detector_learns_and_every_export_keeps_its_boxes(demo):
     assert (folder / "labels.txt").read_text() == "circle\nsquare\ntriangle\n"
 
 
+def test_int8_keeps_the_heads_join_of_boxes_and_scores_in_float(demo, tmp_path):
+    """The head's output Concat joins boxes in pixels with scores in 0-1; one int8 scale would
+    leave the scores 4 steps. kit quantize keeps it in float and says so; --quantize-mixed-joins
+    quantizes it and loses mAP (0.734 against 0.722 measured)."""
+    folder, _ = demo
+    scored = {}
+    for name, extra in (("kept", []), ("forced", ["--quantize-mixed-joins"])):
+        ran = run_kit("quantize", str(folder / "shapes.onnx"), "-o", str(tmp_path / f"{name}.onnx"), "--calib",
+                      str(folder / "calib"), *extra)
+        assert ran.returncode == 0, ran.stderr
+        assert ("kept in float: node_cat joins tensors of magnitude" in ran.stdout + ran.stderr) == (name == "kept")
+        assert ("node_cat" in provenance.read(tmp_path / f"{name}.onnx")["excluded"]) == (
+            name == "kept")
+        scored[name] = json.loads(run_kit("eval", str(tmp_path / f"{name}.onnx"), "--data",
+                                          str(folder / "heldout" / "instances.json"), "--json").stdout)["map"]
+    assert scored["kept"] > scored["forced"]
+
+
 def test_int8_under_an_map_budget_keeps_layers_in_float_until_it_holds(demo, tmp_path):
-    """Plain INT8 loses about 0.023 of mAP@0.5:0.95 here; the budget mode keeps layers in float
-    until the drop is within 0.02, and the result scores what the budget reported."""
+    """The issue's bar: INT8 within 99% of FP32 mAP@0.5:0.95. The budget mode tries the head
+    convolutions first (their outputs are decoded through Exp, which SQNR does not weigh) and
+    keeps layers in float until the ratio holds; the result scores what the budget reported."""
     folder, data = demo
     plain = next(row["map"] for row in data["results"] if row["model"] == "shapes.int8.onnx[onnxruntime]")
     ran = run_kit("quantize", str(folder / "shapes.onnx"), "-o", str(tmp_path / "budget.int8.onnx"), "--calib",
-                  str(folder / "calib"), "--max-drop", "0.02", "--eval", str(folder / "heldout" / "instances.json"),
-                  "--json", timeout=1800)
+                  str(folder / "calib"), "--min-ratio", "0.99", "--eval",
+                  str(folder / "heldout" / "instances.json"), "--json", timeout=1800)
     assert ran.returncode == 0, ran.stderr
     budget = json.loads(ran.stdout)["budget"]
-    assert budget["metric"] == "map" and budget["passed"] and budget["baseline_map"] - budget["map"] <= 0.02
+    assert budget["metric"] == "map" and budget["passed"] and budget["map"] >= 0.99 * budget["baseline_map"]
     assert budget["map"] >= plain - 1e-9
+    assert len(budget["steps"]) <= 4  # the heads first: two or three tries, not a walk down the SQNR ranking
     scored = json.loads(run_kit("eval", str(tmp_path / "budget.int8.onnx"), "--data",
                                 str(folder / "heldout" / "instances.json"), "--json").stdout)
     assert scored["map"] == pytest.approx(budget["map"], abs=1e-6)

@@ -44,11 +44,12 @@ def quantize_to_budget(
     budget holds on ``eval_data`` (labelled). Raises, writing nothing, when it cannot.
 
     Layers are tried in the order of the per-layer diagnosis (accumulated SQNR lost across
-    each node, worst first); each step keeps one more layer, with its input chain, in float.
+    each node, worst first), after the head layers when the task's judge asks for them (a
+    detector); each step keeps one more layer, with its input chain, in float.
     """
     from kit.check.accuracy import check_budget
     from kit.check.budgets import judge_for
-    from kit.check.layers import layer_errors
+    from kit.check.layers import head_layers, layer_errors
 
     started = time.perf_counter()
     say = progress or (lambda message: None)
@@ -88,12 +89,14 @@ def quantize_to_budget(
                                    lambda message: None)
             with quiet():
                 layers = layer_errors(prepared, trial, options["calib"], inputs=inputs)
-            ranking = [layer for layer in layers if (layer.drop_db or 0) > 0]
+            ranking = [layer.keep_in_float for layer in layers if (layer.drop_db or 0) > 0]
+            if judge.heads_first:
+                ranking = _heads_first(ranking, head_layers(prepared))
         kept: list[str] = []
-        for layer in ranking[:max_steps]:
+        for nodes in ranking[:max_steps]:
             if check.passed:
                 break
-            new = [n for n in layer.keep_in_float if n not in excluded + kept]
+            new = [n for n in nodes if n not in excluded + kept]
             if new:
                 kept += new
                 result, check = attempt(kept)
@@ -112,3 +115,11 @@ def quantize_to_budget(
     result.path = output
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _heads_first(ranking: list[list[str]], heads: list[str]) -> list[list[str]]:
+    """The ranked node groups holding a head layer first (in ranking order), then any head the
+    ranking did not name, then the rest."""
+    first = [nodes for nodes in ranking if set(nodes) & set(heads)]
+    covered = {node for nodes in first for node in nodes}
+    return first + [[head] for head in heads if head not in covered] + [n for n in ranking if n not in first]

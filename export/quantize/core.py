@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from kit.export.quantize.joins import mixed_range_joins
 from kit.export.quantize.passes import (
     check_loadable,
     dynamic_int8,
@@ -68,13 +69,16 @@ def quantize(
     exclude: list[str] | None = None,
     calib_limit: int | None = None,
     preprocess: str | None = None,
+    keep_mixed_joins: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> QuantizeResult:
     """Quantize ``model`` (.onnx, float32) to ``output``; nothing is written unless it all succeeds.
 
     ``calib`` is calibration data in any form kit.data.calibration.calibration_data takes. ``preprocess``
     (``--preprocess`` text) states how calibration images become the input of a model that
-    records no preprocessing; the quantized model records it.
+    records no preprocessing; the quantized model records it. ``keep_mixed_joins`` keeps in
+    float each Concat that joins tensors of very different ranges (a detector's boxes and
+    scores; see kit.export.quantize.joins), which static int8 would otherwise wreck.
     """
     started = time.perf_counter()
     say = progress or (lambda message: None)
@@ -103,13 +107,15 @@ def quantize(
                 dynamic_int8(prepared, tmp, preset, per_channel, result.excluded)
                 check_loadable(tmp, model, precision)
             else:
+                dataset = calibration_dataset(calib, model, inputs, calib_limit, stated)
                 # ORT's histogram calibrators stack per-batch outputs and need equal batches.
-                reader = FeedReader(calibration_dataset(calib, model, inputs, calib_limit, stated), inputs=inputs,
-                                    batch_size=16 if method == "minmax" else 1, limit=calib_limit,
-                                    keep=FIDELITY_SAMPLES)
+                reader = FeedReader(dataset, inputs=inputs, batch_size=16 if method == "minmax" else 1,
+                                    limit=calib_limit, keep=FIDELITY_SAMPLES)
                 result.method = method
                 if per_channel:
                     prepared = opset_for_per_channel(prepared, scratch / "opset13.onnx", result)
+                if keep_mixed_joins:
+                    _keep_mixed_joins(prepared, dataset, inputs, result)
                 say(f"calibrating on {reader.description} ({method})")
                 static_int8(prepared, tmp, reader, preset, result.per_channel, method, result.excluded)
                 check_loadable(tmp, model, precision)
@@ -232,6 +238,13 @@ def stated_preprocess(text: str | None, parent: dict, model: Path, calib, precis
 def model_inputs(model: Path):
     with quiet(), ort_runtime(model) as rt:
         return rt.inputs
+
+
+def _keep_mixed_joins(prepared: Path, dataset: Dataset, inputs, result: QuantizeResult) -> None:
+    for join in mixed_range_joins(prepared, dataset, inputs):
+        if join.node not in result.excluded:
+            result.excluded.append(join.node)
+            result.notes.append(f"kept in float: {join.describe()}. --quantize-mixed-joins quantizes it anyway.")
 
 
 def _note_dropped(reader: FeedReader, result: QuantizeResult) -> None:

@@ -92,6 +92,30 @@ def layer_errors(float_model: str | Path, qdq_model: str | Path, dataset: Datase
 
 
 # Single-input element-wise ops that ONNX Runtime's QDQ quantizer fuses with the compute op before them.
+_COMPUTE = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
+
+
+def head_layers(graph_path: str | Path) -> list[str]:
+    """The compute nodes (Conv, Gemm, MatMul) that write the graph's outputs through no other
+    compute node: only the decoding after them (Sigmoid, Exp, Reshape, Concat, ...)."""
+    import onnx
+
+    graph = onnx.load(str(graph_path), load_external_data=False).graph
+    producers = {out: node for node in graph.node for out in node.output}
+    heads, seen = [], set()
+    pending = [output.name for output in graph.output]
+    while pending:
+        node = producers.get(pending.pop())
+        if node is None or node.name in seen:
+            continue
+        seen.add(node.name)
+        if node.op_type in _COMPUTE:
+            heads.append(node.name)
+        else:
+            pending += list(node.input)
+    return sorted(heads)
+
+
 _ELEMENTWISE = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Identity"}
 
 

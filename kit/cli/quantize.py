@@ -28,6 +28,9 @@ def add_parser(commands, common) -> None:
     channel.add_argument("--per-tensor", dest="per_channel", action="store_false",
                          help="one weight scale per tensor (per-channel is usually more accurate)")
     parser.add_argument("--exclude", nargs="+", default=[], metavar="NODE", help="node names to keep in float")
+    parser.add_argument("--quantize-mixed-joins", dest="keep_mixed_joins", action="store_false",
+                        help="int8 also for a Concat joining very different ranges (a detector's boxes "
+                             "and scores), which is kept in float by default")
     flags.add_budget(parser, keeps_layers=True)
     flags.add_data(parser, "--eval", "labelled data for the accuracy budget")
     flags.add_preprocess(parser)
@@ -39,7 +42,7 @@ def handle(args) -> int:
 
     options = dict(precision=args.precision, calib=args.calib, method=args.method, target=args.target,
                    per_channel=args.per_channel, exclude=args.exclude, calib_limit=args.calib_limit,
-                   preprocess=args.preprocess)
+                   preprocess=args.preprocess, keep_mixed_joins=args.keep_mixed_joins)
     budgeted = args.max_drop is not None or args.min_ratio is not None
     if budgeted != (args.eval is not None):
         raise InputError("an accuracy budget needs both --max-drop/--min-ratio and --eval DATA.",

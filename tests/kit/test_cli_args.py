@@ -20,7 +20,7 @@ FLAGS = {
             "--threads", "--weights", "model"],
     "quantize": ["--calib", "--calib-limit", "--debug", "--eval", "--exclude", "--help -h", "--json", "--max-drop",
                  "--method", "--min-ratio", "--output -o", "--per-channel", "--per-tensor", "--precision",
-                 "--preprocess", "--target", "model"],
+                 "--preprocess", "--quantize-mixed-joins", "--target", "model"],
     "compare": ["--allow-pickle", "--atol", "--data", "--debug", "--golden", "--help -h", "--input-shape", "--json",
                 "--layers", "--preprocess", "--random", "--rtol", "--runtime-a", "--runtime-b", "--save-golden",
                 "--stat", "--weights", "models"],
