@@ -12,8 +12,14 @@ from kit.core.fileio import atomic_output
 from kit.core.formatting import decibels, percent, seconds, size
 
 LATENCY_COLUMNS = ("median [95% CI]", "min / mean", "p90 / p99", "per s")
-MODEL_COLUMNS = ("load / first", "size", "peak RSS", "agree", "SQNR", "top-1 (vs base)")
-COLUMNS = ("variant", *LATENCY_COLUMNS, *MODEL_COLUMNS)
+MODEL_COLUMNS = ("load / first", "size", "peak RSS", "agree", "SQNR")
+
+
+def columns(report: BenchReport) -> tuple[str, ...]:
+    """The last column holds each variant's accuracy on --data: mAP@0.5:0.95 for a detector's
+    variants (one bench scores one model, so every row has the same task), else top-1."""
+    accuracy = "mAP (vs base)" if any(row.get("detection") for row in report.rows()) else "top-1 (vs base)"
+    return ("variant", *LATENCY_COLUMNS, *MODEL_COLUMNS, accuracy)
 
 
 def table_rows(report: BenchReport) -> list[list[str]]:
@@ -25,9 +31,9 @@ def table_rows(report: BenchReport) -> list[list[str]]:
         top1 = percent(accuracy.get("top1"))
         if accuracy and not row["baseline"]:
             top1 += f" ({accuracy['delta']:+.2%})"
-        if row.get("detection"):  # a detector: mAP@0.5:0.95 in the same column, said so in the cell
+        if row.get("detection"):  # a detector: mAP@0.5:0.95 in the same column, its header says so
             detection = row["detection"]
-            top1 = f"mAP {detection['map']:.3f}" + ("" if row["baseline"] else f" ({detection['delta']:+.3f})")
+            top1 = f"{detection['map']:.3f}" + ("" if row["baseline"] else f" ({detection['delta']:+.3f})")
         batch = f" x{row['batch']}" if (row["batch"] or 1) > 1 else ""
         rows.append([
             row["name"] + batch + (" (baseline)" if row["baseline"] else ""),
@@ -84,29 +90,29 @@ def print_table(report: BenchReport, console) -> None:
     """One table when it fits the console. Else the variants are numbered and their columns
     packed, in order, into as few tables keyed by number as fit (two at 80 columns), so no
     number or name is cut or folded in a pipe or a CI log."""
-    rows = table_rows(report)
-    wide = _table(COLUMNS, rows)
+    rows, headers = table_rows(report), columns(report)
+    wide = _table(headers, rows)
     if _natural_width(console, wide) <= console.width:
         console.print(wide)
     else:
         for number, row in enumerate(rows, 1):
             console.print(f"{number:<3}{row[0]}")
         numbered = [[str(number), *row[1:]] for number, row in enumerate(rows, 1)]
-        for group in _pack(console, numbered):
+        for group in _pack(console, headers, numbered):
             console.print()
-            console.print(_table(["#", *(COLUMNS[i] for i in group)], [[r[0], *(r[i] for i in group)]
+            console.print(_table(["#", *(headers[i] for i in group)], [[r[0], *(r[i] for i in group)]
                                                                        for r in numbered], compact=True))
         console.print()
     for line in notes(report):
         console.print(line)
 
 
-def _pack(console, numbered: list[list[str]]) -> list[list[int]]:
+def _pack(console, headers: tuple[str, ...], numbered: list[list[str]]) -> list[list[int]]:
     """Column indices (after the number) grouped greedily, in order, into tables that fit the console."""
     groups: list[list[int]] = [[]]
-    for index in range(1, len(COLUMNS)):
+    for index in range(1, len(headers)):
         trial = groups[-1] + [index]
-        table = _table(["#", *(COLUMNS[i] for i in trial)], [[r[0], *(r[i] for i in trial)] for r in numbered],
+        table = _table(["#", *(headers[i] for i in trial)], [[r[0], *(r[i] for i in trial)] for r in numbered],
                        compact=True)
         if groups[-1] and _natural_width(console, table) > console.width:
             groups.append([index])
@@ -136,7 +142,8 @@ def _table(columns, rows, compact: bool = False):
 
 
 def write_markdown(report: BenchReport, path: str | os.PathLike) -> None:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    headers = columns(report)
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(row) + " |" for row in table_rows(report)]
     lines += ["", f"Measured {report.document.get('datetime', '')}."] + [f"- {line}" for line in notes(report)]
     with atomic_output(path) as tmp:

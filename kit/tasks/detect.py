@@ -73,8 +73,10 @@ class Detect(Task):
         if not len(boxes):
             return boxes.reshape(0, 4), scores, class_ids
         xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
+        # No top_k: OpenCV applies it to the candidates before suppression, so a dense head's
+        # near-duplicates of a few objects would crowd out every other object.
         chosen = cv2.dnn.NMSBoxesBatched(xywh.tolist(), scores.tolist(), class_ids.tolist(), self.score_threshold,
-                                         self.iou_threshold, top_k=self.max_detections)
+                                         self.iou_threshold)
         chosen = np.asarray(chosen, dtype=int).reshape(-1)
         chosen = chosen[np.argsort(-scores[chosen], kind="stable")][:self.max_detections]
         return boxes[chosen], scores[chosen], class_ids[chosen]

@@ -98,6 +98,14 @@ def test_nms_matches_the_reference(seed):
     assert sorted(map(tuple, got_boxes.tolist())) == sorted(map(tuple, boxes[kept].tolist()))
 
 
+def test_near_duplicates_of_one_object_do_not_crowd_out_the_others():
+    """A dense head proposes many overlapping boxes per object. max_detections caps what is
+    kept after suppression, not the candidates before it (OpenCV's top_k would)."""
+    objects = [(50, 50, 20, 20, 0, 0.9 - i * 0.001) for i in range(150)] + [(10, 10, 8, 8, 1, 0.5)]
+    (found,) = Detect(max_detections=100).results({"y": ultralytics_output(objects, anchors=151)})
+    assert [(r["class_id"], r["score"]) for r in found] == [(0, 0.9), (1, 0.5)]
+
+
 def test_boxes_map_back_through_the_letterbox():
     """A 200x100 image letterboxed into 64x64: scale 0.32, 16 pixels of padding above and below."""
     fitted = placement((100, 200), (64, 64), "letterbox")
