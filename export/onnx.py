@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from kit.check.metrics import compare_outputs, worst
 from kit.check.runner import run
 from kit.core import provenance
@@ -44,9 +46,13 @@ def export_onnx(
     rtol: float = 1e-3,
     exporter: str = "auto",
     task: Any = None,
+    nms: str = "host",
     progress: Callable[[str], None] | None = None,
 ) -> ExportResult:
     """Export ``source`` (a .pt/.pt2 path, ``file.py:factory``, or a torch.nn.Module in memory) to ``output``.
+
+    ``nms="graph"`` (a detector) appends ONNX NonMaxSuppression after the validated head
+    (kit.export.nms), checked to give the boxes the host's NMS gives.
 
     Raises ValidationError, leaving nothing at ``output``, when ONNX Runtime's outputs
     differ from PyTorch's beyond ``atol + rtol * |reference|`` on any validation batch.
@@ -54,6 +60,7 @@ def export_onnx(
     started = time.perf_counter()
     say = progress or (lambda message: None)
     task = task_settings(task)  # bad task settings fail before the work
+    _check_nms(nms, task)
     if exporter not in EXPORTERS:
         raise InputError(f"expected exporter among {', '.join(EXPORTERS)}, found {exporter!r}.", hint="Use auto.")
     output = Path(output)
@@ -97,6 +104,9 @@ def export_onnx(
             validation, onnx_inputs, onnx_outputs = _validate(tmp, reference, specs, runs, atol, rtol, "onnxslim",
                                                               notes)
             simplified = True
+        if nms == "graph":
+            say("appending NonMaxSuppression to the graph")
+            onnx_outputs, task = _append_nms(tmp, task, specs, runs, atol, notes)
         _write_provenance(tmp, source, used, opset_used, onnx_inputs, onnx_outputs, preprocess_spec,
                           validation, atol, rtol, simplified, task)
     _remove_stale_companions(output, replaced_companions, inputs)
@@ -298,6 +308,49 @@ def _validate(path, reference, specs, runs, atol, rtol, produced_by, notes):
             hint="Look for data-dependent control flow or state in forward(); try the other --exporter; "
                  "raise --atol/--rtol only if the difference is acceptable. Nothing was written.")
     return merged, inputs, outputs
+
+
+def _check_nms(nms: str, task: dict | None) -> None:
+    if nms == "host":
+        return
+    if nms != "graph":
+        raise InputError(f"expected --nms host or graph, found {nms!r}.", hint="host is the default.")
+    if not task or task["name"] != "detect":
+        raise InputError("--nms graph puts a detector's NMS in the ONNX graph; the export has no --task detect.",
+                         hint="Add --task detect (and --labels), or drop --nms.")
+    if task["head"] == "decoded":
+        raise InputError("--nms graph needs the raw head; --head decoded outputs already went through NMS.",
+                         hint="Drop --nms, or name the raw head (ultralytics or ssd).")
+
+
+def _append_nms(path: Path, task: dict, specs, runs, atol: float, notes: list[str]):
+    """NMS appended to the validated graph at ``path``, checked on the validation inputs against
+    the host's NMS of the raw outputs: the same count, classes and boxes (within atol, scaled)."""
+    from kit import tasks
+    from kit.export.nms import write_with_nms
+    from kit.runtimes.ort import OnnxRuntime
+    from kit.tasks.detect import detect_head
+
+    detector = tasks.from_dict(task)
+    feeds = [random_feeds(specs, seed=seed, **sizes) for seed, sizes in enumerate(runs, start=1)]
+    with OnnxRuntime(path, threads=1) as raw_model:
+        raw = [raw_model.run(feed) for feed in feeds]
+    head = detector.head if detector.head != "auto" else detect_head(raw[0])
+    write_with_nms(path, path, detector, head)
+    with OnnxRuntime(path, threads=1) as graph_model:
+        graph = [graph_model.run(feed) for feed in feeds]
+        outputs = graph_model.outputs
+    for before, after in zip(raw, graph):
+        for (hb, hs, hc), (gb, gs, gc) in zip(detector.detections(before), detector.detections(after)):
+            scale = max(1.0, float(np.abs(hb).max()) if len(hb) else 1.0)
+            if len(hb) != len(gb) or (hc != gc).any() or not np.allclose(hb, gb, atol=atol * scale) or \
+                    not np.allclose(hs, gs, atol=atol):
+                raise ValidationError("NMS in the graph does not give the boxes the host's NMS gives on the "
+                                      f"validation inputs ({len(gb)} boxes against {len(hb)}).",
+                                      hint="Export with --nms host (the default). Nothing was written.")
+    notes.append(f"NMS is in the graph (ONNX NonMaxSuppression after the {head} head): outputs num_detections, "
+                 "detection_boxes, detection_scores, detection_classes, checked against the host's NMS.")
+    return outputs, {**task, "head": "decoded", "nms": "graph"}
 
 
 def _simplify(path: Path) -> None:

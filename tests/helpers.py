@@ -1,5 +1,6 @@
 """Shared test helpers (tests/ is on sys.path through conftest.py's folder)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -56,3 +57,27 @@ def run_on_full_disk(tmp_path: Path, script: str, size: str = "8k") -> subproces
 def disk_full_line(folder: Path, name: str) -> str:
     return (f"error: no space left on the disk holding {folder} while writing {name}. Nothing was written. "
             "Free some space there, or write the output to another disk.")
+
+
+def write_sets(folder: Path, dark: bool):
+    """The test detector's scene as a COCO JSON and as a YOLO folder: white (and a dark) 64x32 images
+    whose ground truth is where the detector puts its boxes."""
+    import cv2
+
+    (folder / "images").mkdir()
+    (folder / "labels").mkdir()
+    (folder / "classes.txt").write_text("cat\ndog\n")
+    scenes = [("white.png", 255)] + ([("dark.png", 0)] if dark else [])
+    objects = [(1, 8, 16, 16, 16), (0, 24, 4, 16, 8)]  # class, x, y, w, h in the 64x32 image's pixels
+    images, annotations = [], []
+    for image_id, (name, value) in enumerate(scenes):
+        cv2.imwrite(str(folder / "images" / name), np.full((32, 64, 3), value, np.uint8))
+        images.append({"id": image_id, "file_name": name, "width": 64, "height": 32})
+        for cls, x, y, w, h in objects:
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": cls + 1,
+                                "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0})
+        (folder / "labels" / f"{Path(name).stem}.txt").write_text(
+            "".join(f"{cls} {(x + w / 2) / 64} {(y + h / 2) / 32} {w / 64} {h / 32}\n" for cls, x, y, w, h in objects))
+    coco = {"images": images, "annotations": annotations,
+            "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]}
+    (folder / "instances.json").write_text(json.dumps(coco))

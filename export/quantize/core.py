@@ -98,7 +98,8 @@ def quantize(
             check_loadable(tmp, model, precision)
         else:
             prepared = prepare(model, scratch / "prepared.onnx", result, say)
-            result.excluded = _resolve_excluded(prepared, result.excluded)
+            graph_nms = _graph_nms(prepared, result.excluded)
+            result.excluded = _resolve_excluded(prepared, result.excluded) + graph_nms
             preset = PRESETS[detect_target() if target == "auto" else target]
             result.target, result.per_channel = preset.name, per_channel
             if precision == "int8-dynamic":
@@ -123,9 +124,13 @@ def quantize(
                                       "sha256": reader.sha256(), "synthetic": reader.synthetic}
                 _note_dropped(reader, result)
                 _warn_about_calibration(result)
-                say("checking the quantized model against the float model")
-                result.fidelity = _fidelity(model, tmp, reader.kept_arrays(), reader.static_batch)
-                _warn_if_unfaithful(result)
+                if graph_nms:  # its outputs are detections, as many as each model finds: nothing to pair
+                    result.notes.append("NMS is in the graph, so the outputs are not compared with the float "
+                                        "model's; compare detections with kit eval --baseline.")
+                else:
+                    say("checking the quantized model against the float model")
+                    result.fidelity = _fidelity(model, tmp, reader.kept_arrays(), reader.static_batch)
+                    _warn_if_unfaithful(result)
         record(tmp, model, {**parent, "preprocess": stated} if stated else parent, result)
     result.size_bytes = model_size(output)
     result.seconds = time.perf_counter() - started
@@ -238,6 +243,16 @@ def stated_preprocess(text: str | None, parent: dict, model: Path, calib, precis
 def model_inputs(model: Path):
     with quiet(), ort_runtime(model) as rt:
         return rt.inputs
+
+
+def _graph_nms(graph_path: Path, excluded: list[str]) -> list[str]:
+    """The nodes of NMS appended at export (kit.export.nms): selection and indexing, kept in float."""
+    import onnx
+
+    from kit.export.nms import graph_nms_nodes
+
+    return [name for name in graph_nms_nodes(onnx.load(str(graph_path), load_external_data=False))
+            if name not in excluded]
 
 
 def _keep_mixed_joins(prepared: Path, dataset: Dataset, inputs, result: QuantizeResult) -> None:

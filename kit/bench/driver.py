@@ -278,7 +278,10 @@ def _analyse(document: dict[str, Any], variants: list[Variant], output_name: str
         outputs, labels = results.outputs(), results.labels
         if baseline_outputs is None:
             baseline_outputs = outputs
-        info["fidelity"] = [_fidelity(d) for d in compare_outputs(baseline_outputs, outputs, atol=0.0, rtol=0.0)]
+        # Outputs pair up when both models give the same ones (not a detector with NMS in its graph).
+        paired = outputs and outputs.keys() == baseline_outputs.keys()
+        info["fidelity"] = [_fidelity(d) for d in compare_outputs(baseline_outputs, outputs, atol=0.0, rtol=0.0)
+                            ] if paired else []
         if Path(detections_file).is_file():
             found = DetectionRun.load(detections_file)
             baseline_run = baseline_run or found

@@ -84,8 +84,11 @@ class RunResults:
             self._labels.append(labels)
 
     def outputs(self, model: int | str = 0) -> Feeds:
-        """One model's outputs (by position or name), concatenated along axis 0."""
+        """One model's outputs (by position or name), concatenated along axis 0; none when the run
+        did not keep them."""
         index = self.names.index(model) if isinstance(model, str) else model
+        if not self._outputs:
+            return {}
         return {name: np.concatenate(arrays) for name, arrays in self._outputs[index].items()}
 
     @property

@@ -27,6 +27,9 @@ def add_parser(commands, common) -> None:
     parser.add_argument("--simplify", action="store_true", help="simplify with onnxslim (validated again)")
     flags.add_preprocess(parser, stored=True)
     flags.add_task(parser)
+    parser.add_argument("--nms", choices=["host", "graph"], default="host",
+                        help="detect, ONNX: where NMS runs; graph appends ONNX NonMaxSuppression so the "
+                             "model outputs its detections (default host: OpenCV after the model)")
     flags.add_tolerances(parser, per_output=False)
     parser.set_defaults(handler=handle)
 
@@ -53,7 +56,7 @@ def _onnx_options(args) -> dict:
         raise InputError("--precision, --calib, --layout and --eval apply to --format tflite; ONNX exports are fp32.",
                          hint="Quantize an ONNX model with kit quantize.")
     return dict(static=args.static, dynamic=args.dynamic, opset=args.opset, simplify=args.simplify,
-                exporter=args.exporter)
+                exporter=args.exporter, nms=args.nms)
 
 
 def _print_onnx(args, data: dict) -> None:
@@ -70,6 +73,9 @@ def _tflite_options(args) -> dict:
     if args.opset or args.simplify or args.dynamic or args.exporter != "auto" or args.static:
         raise InputError("--opset, --simplify, --dynamic, --static and --exporter apply to ONNX; a TFLite export "
                          "has static shapes.", hint="Drop them for --format tflite.")
+    if args.nms != "host":
+        raise InputError("--nms graph puts NMS in an ONNX graph; TFLite and the Edge TPU run NMS on the host.",
+                         hint="Drop --nms for --format tflite.")
     return dict(precision=args.precision or "fp32", layout=args.layout, calib=args.calib, eval_data=args.eval)
 
 

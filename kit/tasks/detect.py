@@ -23,6 +23,7 @@ from kit.core.errors import InputError
 from kit.tasks.base import Task
 
 HEADS = ("auto", "ultralytics", "ssd", "decoded")
+NMS_PLACES = ("host", "graph")  # graph: ONNX NonMaxSuppression appended at export (kit.export.nms)
 
 
 @dataclass
@@ -34,11 +35,15 @@ class Detect(Task):
     max_detections: int = 100
     normalized: bool = False  # ssd/decoded boxes in 0-1 of the input rather than pixels
     background: bool = False  # ssd: class 0 of the scores is the background
+    nms: str = "host"  # where suppression runs, as recorded; "graph" models give decoded outputs
 
     def __post_init__(self):
         if self.head not in HEADS:
             raise InputError(f"expected a detection head among {', '.join(HEADS)}, found {self.head!r}.",
                              hint="auto tells them apart by the outputs' shapes.")
+        if self.nms not in NMS_PLACES:
+            raise InputError(f"expected NMS among {', '.join(NMS_PLACES)}, found {self.nms!r}.",
+                             hint="host (OpenCV after the model) or graph (ONNX NonMaxSuppression in it).")
         for key, value in (("score threshold", self.score_threshold), ("IoU threshold", self.iou_threshold)):
             if not 0 <= value <= 1:
                 raise InputError(f"expected a {key} from 0 to 1, found {value}.", hint="E.g. 0.25 and 0.45.")

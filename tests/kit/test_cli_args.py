@@ -12,7 +12,7 @@ from kit.cli.app import _parser
 FLAGS = {
     "export": ["--allow-pickle", "--atol", "--calib", "--debug", "--dynamic", "--eval", "--exporter", "--format",
                "--head", "--help -h", "--input-shape", "--iou-threshold", "--json", "--labels", "--layout",
-               "--max-detections", "--opset", "--output -o", "--precision", "--preprocess", "--rtol",
+               "--max-detections", "--nms", "--opset", "--output -o", "--precision", "--preprocess", "--rtol",
                "--score-threshold", "--simplify", "--static", "--task", "--weights", "source"],
     "run": ["--allow-pickle", "--debug", "--draw", "--head", "--help -h", "--image", "--input", "--input-shape",
             "--iou-threshold", "--json", "--labels", "--max-detections", "--optimization", "--output -o",

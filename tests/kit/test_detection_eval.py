@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import files_in, run_kit
+from helpers import files_in, run_kit, write_sets
 
 from kit.core.errors import InputError
 from kit.tasks.coco import mean_ap, open_detection_data
@@ -38,30 +38,6 @@ def test_a_box_at_iou_0_62_counts_at_three_of_ten_thresholds():
     shifted = [{"image_id": 0, "category_id": 0, "bbox": [0, 0, 100, height], "score": 0.9}]
     found, found50 = mean_ap(gt, shifted)
     assert found == pytest.approx(0.3) and found50 == pytest.approx(1.0)
-
-
-def write_sets(folder: Path, dark: bool):
-    """The test detector's scene as a COCO JSON and as a YOLO folder: white (and a dark) 64x32 images
-    whose ground truth is where the detector puts its boxes."""
-    import cv2
-
-    (folder / "images").mkdir()
-    (folder / "labels").mkdir()
-    (folder / "classes.txt").write_text("cat\ndog\n")
-    scenes = [("white.png", 255)] + ([("dark.png", 0)] if dark else [])
-    objects = [(1, 8, 16, 16, 16), (0, 24, 4, 16, 8)]  # class, x, y, w, h in the 64x32 image's pixels
-    images, annotations = [], []
-    for image_id, (name, value) in enumerate(scenes):
-        cv2.imwrite(str(folder / "images" / name), np.full((32, 64, 3), value, np.uint8))
-        images.append({"id": image_id, "file_name": name, "width": 64, "height": 32})
-        for cls, x, y, w, h in objects:
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": cls + 1,
-                                "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0})
-        (folder / "labels" / f"{Path(name).stem}.txt").write_text(
-            "".join(f"{cls} {(x + w / 2) / 64} {(y + h / 2) / 32} {w / 64} {h / 32}\n" for cls, x, y, w, h in objects))
-    coco = {"images": images, "annotations": annotations,
-            "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]}
-    (folder / "instances.json").write_text(json.dumps(coco))
 
 
 @pytest.fixture(scope="module")
