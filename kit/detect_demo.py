@@ -1,11 +1,13 @@
 """kit demo --task detect: a synthetic shapes set rendered with OpenCV, a small anchor-free
-detector trained on the CPU (deterministic, about a minute), exported to ONNX and TFLite,
-quantized to INT8, and every variant scored on mAP with kit bench in one table. Everything
-stays in the demo's folder so every command can be tried on it."""
+detector trained on the CPU (deterministic, about a minute), exported to ONNX (also with NMS in
+the graph) and TFLite, quantized to INT8, and every variant scored on mAP with kit bench in one
+table; where TensorRT is installed, an int8 engine is built too (ahead of time with
+TensorRT-RTX). Everything stays in the demo's folder so every command can be tried on it."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -125,13 +127,41 @@ def run_detect_demo(out_dir: str | os.PathLike, progress: Callable[[str], None] 
                                               weights=str(weights), input_shapes="1x3x64x64", preprocess=PREPROCESS,
                                               calib=str(out / "calib") if precision == "int8" else None,
                                               task=task).path))
+    say("exporting ONNX with NMS in the graph")
+    variants.append(str(export_onnx(FACTORY, out / "shapes.nms.onnx", weights=str(weights), input_shapes="1x3x64x64",
+                                    preprocess=PREPROCESS, task=task, nms="graph").path))
+    engine = _tensorrt_engine(exported.path, out, say)
     say("measuring every variant (pytest-benchmark, one process each; mAP on the held-out set)")
     # The PyTorch variant records nothing and takes the preprocessing the exports record.
     report = bench(variants, data=str(held_out), max_time=bench_seconds,
                    options={"weights": str(weights), "input_shapes": "1x3x64x64"})
     return {"out_dir": str(out), "train_scenes": TRAIN_SCENES, "held_out": str(held_out),
-            "export": exported.to_dict(), "quantize": int8.to_dict(), "bench": report.document,
+            "export": exported.to_dict(), "quantize": int8.to_dict(), "engine": engine, "bench": report.document,
             "results": [{"model": row["name"], "map": row["detection"]["map"], "map50": row["detection"]["map50"],
                          "map_ci": row["detection"]["map_ci"], "median_s": row["latency_s"]["median"],
                          "size_bytes": row["size_bytes"]}
                         for row in report.rows()]}
+
+
+ENGINE_TARGET = "SM86"  # ahead of time without a GPU: Ampere, the oldest family TensorRT-RTX builds for
+
+
+def _tensorrt_engine(model, out: Path, say) -> dict | None:
+    """A TensorRT int8 engine of the detector (from QDQ placed for TensorRT) where TensorRT is
+    installed: for this machine's GPU, or ahead of time for ENGINE_TARGET with TensorRT-RTX."""
+    from kit.runtimes.tensorrt.cuda import gpu_description
+    from kit.runtimes.tensorrt.modules import find_module
+
+    trt = find_module()
+    gpu = gpu_description() if trt is not None else None
+    if trt is None or (gpu is None and trt.__name__ != "tensorrt_rtx"):
+        say("no TensorRT engine: TensorRT is not installed, or there is no GPU to build for")
+        return None
+    from kit.export.quantize import quantize
+    from kit.runtimes.tensorrt.build import build_engine
+
+    say("quantizing for TensorRT and building an int8 engine")
+    qdq = quantize(model, out / "shapes.trt.int8.onnx", calib=str(out / "calib"), target="tensorrt")
+    built = build_engine(qdq.path, out / "shapes.int8.engine", precision="int8",
+                         compute_capability=None if gpu else ENGINE_TARGET)
+    return built.to_dict()

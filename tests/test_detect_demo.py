@@ -30,6 +30,7 @@ def test_the_demo_detector_learns_and_every_export_keeps_its_boxes(demo):
     for name in ("shapes.int8.onnx[onnxruntime]", "shapes.int8.tflite[tflite]"):
         if name in results:  # plain INT8 loses a little (about 3% of mAP@0.5:0.95 measured)
             assert 0.9 * onnx["map"] <= results[name]["map"] <= onnx["map"] + 0.01
+    assert results["shapes.nms.onnx[onnxruntime]"]["map"] == pytest.approx(onnx["map"], abs=1e-9)  # NMS in the graph
     recorded = provenance.read(folder / "shapes.int8.onnx")["task"]
     assert recorded["name"] == "detect" and recorded["labels"] == ["circle", "square", "triangle"]
     assert (folder / "labels.txt").read_text() == "circle\nsquare\ntriangle\n"
@@ -70,3 +71,16 @@ def test_int8_under_an_map_budget_keeps_layers_in_float_until_it_holds(demo, tmp
     scored = json.loads(run_kit("eval", str(tmp_path / "budget.int8.onnx"), "--data",
                                 str(folder / "heldout" / "instances.json"), "--json").stdout)
     assert scored["map"] == pytest.approx(budget["map"], abs=1e-6)
+
+
+def test_the_demo_builds_an_int8_tensorrt_engine_where_tensorrt_is_installed(demo):
+    """TensorRT-RTX builds without a GPU (ahead of time for SM86); the engine's manifest carries
+    the detector's task, so run and eval on a GPU read its boxes as the ONNX model's."""
+    pytest.importorskip("tensorrt_rtx")
+    folder, data = demo
+    manifest = data["engine"]["manifest"]
+    assert (folder / "shapes.int8.engine").stat().st_size > 0 and manifest["precision"] == "int8"
+    assert manifest["quantization"] == "explicit QDQ" and manifest["task"]["name"] == "detect"
+    assert manifest["target"]["compute_capability"] == "SM86"
+    recipe = provenance.read(folder / "shapes.trt.int8.onnx")["recipe"]["preset"]
+    assert recipe["name"] == "tensorrt" and recipe["op_types"] == ["Conv", "ConvTranspose", "Gemm", "MatMul"]

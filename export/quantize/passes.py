@@ -132,6 +132,7 @@ def static_int8(prepared: Path, output: Path, reader: FeedReader, preset: QuantP
                 reduce_range=preset.reduce_range,
                 activation_type=QuantType.QUInt8 if preset.activation_type == "uint8" else QuantType.QInt8,
                 weight_type=QuantType.QInt8, nodes_to_exclude=excluded or None,
+                op_types_to_quantize=list(preset.op_types) if preset.op_types else None,
                 calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                                   "percentile": CalibrationMethod.Percentile}[method],
                 extra_options=extra)

@@ -25,6 +25,7 @@ class QuantPreset:
     activation_symmetric: bool = False
     weight_symmetric: bool = True
     quantize_bias: bool = True
+    op_types: tuple[str, ...] | None = None  # quantize only these ops' inputs (None: every op ORT can)
     why: str = ""
 
     def extra_options(self) -> dict[str, Any]:
@@ -37,8 +38,13 @@ PRESETS = {
                         why="x86-64 without VNNI: U8S8 kernels saturate, so weights use 7 bits"),
     "vnni": QuantPreset("vnni", "uint8", why="x86-64 with AVX-512 VNNI or AVX-VNNI: full-range U8S8"),
     "arm64": QuantPreset("arm64", "int8", why="ARM64: S8S8, ONNX Runtime's default QDQ layout"),
+    # NVIDIA's Q/DQ placement: quantize the inputs of weighted layers and let TensorRT propagate
+    # and fuse the rest. Q/DQ on element-wise ops with constants (a detector's decoding: x stride)
+    # makes TensorRT-RTX refuse the graph ("Quantized constant ... only allowed before DQ").
     "tensorrt": QuantPreset("tensorrt", "int8", activation_symmetric=True, quantize_bias=False,
-                            why="TensorRT: symmetric int8 and float bias (it rejects int32 bias)"),
+                            op_types=("Conv", "ConvTranspose", "Gemm", "MatMul"),
+                            why="TensorRT: symmetric int8 on weighted layers' inputs, float bias (it rejects "
+                                "int32 bias)"),
 }
 
 

@@ -63,4 +63,10 @@ def _detect(args) -> int:
     if sample:
         console.print(f"  kit run {out / 'shapes.onnx'} --image {sample} --draw {out / 'boxes.png'}")
     console.print(f"  kit eval {out / 'shapes.int8.onnx'} --data {data['held_out']} --baseline {out / 'shapes.onnx'}")
+    if data["engine"]:
+        manifest = data["engine"]["manifest"]
+        target = manifest["target"].get("compute_capability") or "this GPU"
+        console.print(f"TensorRT: built {data['engine']['path']} ({manifest['tensorrt_module']} "
+                      f"{manifest['tensorrt_version']}, int8, for {target}); engines run only on an NVIDIA GPU, so "
+                      "it is not in the table.")
     return 0

@@ -97,6 +97,11 @@ def build_engine(
     check_output_path(output, model)
     if timing_cache is not None:
         _check_timing_cache_path(Path(timing_cache), model, output, calib)
+    parent = provenance.read(model)
+    if (parent.get("task") or {}).get("nms") == "graph":
+        raise InputError(f"{model} has NMS in its graph (kit export --nms graph), and TensorRT cannot build ONNX's "
+                         "NonMaxSuppression.", hint="Build the detector exported without --nms graph: the "
+                                                   "engine gives the raw head and NMS runs on the host.")
     graph = _read_graph(model)
     trt = tensorrt_module()
     implicit = _int8_path(graph, precision, model, trt, calib) == "implicit"
@@ -158,7 +163,9 @@ def build_engine(
         quantization=("implicit calibration (entropy)" if implicit else "explicit QDQ") if precision == "int8" else None,
         calibration=calibration,
         target=target, profile=profile_shapes, source_onnx=str(model.resolve()), source_onnx_sha256=sha256_of(model),
-        dla_core=dla_core, workspace_mb=workspace_mb, parent=provenance.read(model) or None)
+        dla_core=dla_core, workspace_mb=workspace_mb, parent=parent or None,
+        # what run, eval and the device read from any model: the engine's outputs are the ONNX's
+        task=parent.get("task"), preprocess=parent.get("preprocess"))
     with atomic_output(output) as tmp:  # the engine, its manifest, build log and calibration cache move together
         tmp.write_bytes(bytes(serialized))
         provenance.write_sidecar(tmp, manifest)

@@ -156,3 +156,20 @@ def test_nms_graph_refusals_through_the_kit(tmp_path, extra, message):
                   *[part.format(d=tmp_path) for part in extra])
     assert ran.returncode == 2 and message in ran.stderr, ran.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_tensorrt_builds_the_raw_detector_and_refuses_graph_nms(exported, tmp_path):
+    """TensorRT-RTX has no implementation of ONNX's NonMaxSuppression: the kit says so before
+    building, and the raw detector builds, its task in the engine's manifest (the int8 engine
+    of the demo detector is built in tests/test_detect_demo.py)."""
+    pytest.importorskip("tensorrt_rtx")
+    folder, _ = exported
+    refused = run_kit("build", str(folder / "graph.onnx"), "-o", str(tmp_path / "graph.engine"),
+                      "--compute-capability", "SM86")
+    assert refused.returncode == 2 and "TensorRT cannot build ONNX's NonMaxSuppression" in refused.stderr
+    assert list(tmp_path.iterdir()) == []
+    built = run_kit("build", str(folder / "host.onnx"), "-o", str(tmp_path / "det.engine"), "--compute-capability",
+                    "SM86", "--json")
+    assert built.returncode == 0, built.stderr
+    manifest = json.loads(built.stdout)["manifest"]
+    assert manifest["task"]["name"] == "detect" and manifest["task"]["nms"] == "host"

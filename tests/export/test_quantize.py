@@ -73,7 +73,8 @@ def test_tensorrt_preset_is_symmetric_with_float_bias(digits, tmp_path):
     assert provenance.read(result.path)["recipe"] == {
         "precision": "int8", "method": "minmax", "per_channel": True, "excluded": [],
         "preset": {"name": "tensorrt", "activation_type": "int8", "reduce_range": False, "activation_symmetric": True,
-                   "weight_symmetric": True, "quantize_bias": False, "why": PRESETS["tensorrt"].why}}
+                   "weight_symmetric": True, "quantize_bias": False, "op_types": ["Conv", "ConvTranspose", "Gemm", "MatMul"],
+                   "why": PRESETS["tensorrt"].why}}
 
 
 def test_avx2_preset_uses_seven_bit_weights_and_uint8_activations(digits, tmp_path):
