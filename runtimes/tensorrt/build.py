@@ -139,6 +139,8 @@ def build_engine(
         config.DLA_core = dla_core
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
     cache = _timing_cache(trt, config, timing_cache, notes)
+    if (parent.get("task") or {}).get("name") == "detect":
+        notes.append(_nms_note(trt, logger))
     target = _target(trt, config, compute_capability)
     profile_shapes = _profile(builder, config, network, min_shapes, opt_shapes, max_shapes)
     calibration = calibrator = None
@@ -250,6 +252,15 @@ def _check_timing_cache_path(path: Path, model: Path, output: Path, calib) -> No
             raise InputError(f"--timing-cache {path} is {role}; the cache would overwrite it.",
                              hint="Give the timing cache a file of its own, e.g. model.timing.cache.")
     check_output_path(path, *[other for other in taken.values() if other.exists()])
+
+
+def _nms_note(trt, logger) -> str:
+    """Where a detector engine's NMS runs, and why: the engine ends at the raw head."""
+    trt.init_libnvinfer_plugins(logger, "")
+    creators = {creator.name for creator in trt.get_plugin_registry().all_creators}
+    why = ("the kit does not insert TensorRT's EfficientNMS_TRT plugin yet" if "EfficientNMS_TRT" in creators else
+           f"{trt.__name__} {trt.__version__} has no EfficientNMS_TRT plugin")
+    return f"the engine gives the raw detection head; NMS runs on the host ({why})."
 
 
 def _timing_cache(trt, config, path, notes: list[str]):

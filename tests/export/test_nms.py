@@ -171,5 +171,7 @@ def test_tensorrt_builds_the_raw_detector_and_refuses_graph_nms(exported, tmp_pa
     built = run_kit("build", str(folder / "host.onnx"), "-o", str(tmp_path / "det.engine"), "--compute-capability",
                     "SM86", "--json")
     assert built.returncode == 0, built.stderr
-    manifest = json.loads(built.stdout)["manifest"]
-    assert manifest["task"]["name"] == "detect" and manifest["task"]["nms"] == "host"
+    result = json.loads(built.stdout)
+    assert result["manifest"]["task"]["name"] == "detect" and result["manifest"]["task"]["nms"] == "host"
+    assert any(note.startswith("the engine gives the raw detection head; NMS runs on the host (tensorrt_rtx")
+               and "has no EfficientNMS_TRT plugin" in note for note in result["notes"])
