@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 from kit.export.litert import quiet_converters, to_layout
+from kit.export.quantize.joins import MIXED_RANGE_RATIO, MixedJoin
 
 from kit.core.errors import ExportError, InputError, KitError, KitWarning, root_cause
 from kit.data.calibration import FeedReader
@@ -40,15 +41,54 @@ def quantize_int8(float_model: Path, path: Path, reader: FeedReader, specs, args
                 calibration.calibrate({signature: chunk}, manager)
             if reader.count == 0:
                 raise InputError("the calibration set is empty.", hint="Give a few hundred representative samples.")
+            ranges = calibration.get_model_qsvs()
+            kept = _keep_mixed_joins(float_model, ranges, manager)
             quantized = quantizer.Quantizer(str(float_model), manager.get_quantization_recipe()).quantize(
-                calibration.get_model_qsvs(), enable_progress_report=False).quantized_model
+                ranges, enable_progress_report=False).quantized_model
             path.write_bytes(_with_op_versions(bytes(quantized)))
     except KitError:
         raise
     except Exception as exc:
         raise ExportError(f"full-integer int8 quantization failed: {root_cause(exc)}",
                           hint="Try --precision int8-dynamic, or check the model exports with torch.export.") from exc
-    return {"count": reader.count, "sha256": reader.sha256()}, _float_ops_note(path)
+    return {"count": reader.count, "sha256": reader.sha256()}, kept + _float_ops_note(path)
+
+
+def _keep_mixed_joins(float_model: Path, ranges: dict, manager) -> list[str]:
+    """Each CONCATENATION joining very different calibrated ranges (a detector's pixel boxes and
+    0-1 scores; see kit.export.quantize.joins) left in float, with the graph output it writes
+    (requantizing it would put the scores under the boxes' scale again). Notes saying so."""
+    from ai_edge_quantizer import qtyping, quantizer
+
+    notes = []
+    for name, inputs, outputs in _operators(float_model.read_bytes()):
+        magnitude = {tensor: max(float(np.max(np.abs(ranges[tensor]["min"]))),
+                                 float(np.max(np.abs(ranges[tensor]["max"])))) for tensor in inputs if tensor in ranges}
+        if name != "CONCATENATION" or len(magnitude) < 2 or not outputs or min(magnitude.values()) <= 0:
+            continue
+        if max(magnitude.values()) / min(magnitude.values()) < MIXED_RANGE_RATIO:
+            continue
+        # ai-edge-quantizer matches an op's "scope": its output tensor names, each followed by ";"
+        scope = f"^{re.escape(outputs[0])};"
+        for operation in (qtyping.TFLOperationName.CONCATENATION, qtyping.TFLOperationName.OUTPUT):
+            manager.add_quantization_config(regex=scope, operation_name=operation,
+                                            algorithm_key=quantizer.AlgorithmName.NO_QUANTIZE)
+        join = MixedJoin(f"the CONCATENATION writing {outputs[0]}", magnitude)
+        notes.append(f"kept in float: {join.describe()}; an output it writes stays float32.")
+    return notes
+
+
+def _operators(model: bytes) -> list[tuple[str, list[str], list[str]]]:
+    """The first subgraph's operators: name, input tensor names, output tensor names."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    flat = schema.ModelT.InitFromObj(schema.Model.GetRootAs(model, 0))
+    op_names = {value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+    graph = flat.subgraphs[0]
+    tensor = lambda index: graph.tensors[index].name.decode()  # noqa: E731
+    return [(op_names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "?"),
+             [tensor(i) for i in op.inputs if i >= 0], [tensor(i) for i in op.outputs if i >= 0])
+            for op, code in ((op, flat.operatorCodes[op.opcodeIndex]) for op in graph.operators)]
 
 
 def _signature(interpreter) -> tuple[str, list[str]]:
