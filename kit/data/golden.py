@@ -33,14 +33,16 @@ class Golden:
 def save_arrays(file: str | os.PathLike | IO[bytes], arrays: Mapping[str, np.ndarray]) -> None:
     """numpy.savez for any names: ``np.savez(file, **arrays)`` fails on an array named ``file``
     (its own parameter). Same format (stored .npy members), readable with numpy.load;
-    object arrays are refused rather than pickled."""
+    object arrays are refused rather than pickled. Members carry a fixed date, so the same
+    arrays give the same bytes (a bundle's manifest hashes its golden files)."""
     with zipfile.ZipFile(file, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
         for name, array in arrays.items():
-            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+            with archive.open(zipfile.ZipInfo(f"{name}.npy", date_time=ZIP_DATE), "w", force_zip64=True) as member:
                 _write_npy(member, np.asanyarray(array))
 
 
 CHUNK_BYTES = 1 << 20
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest a zip member can carry
 
 
 def _write_npy(member: IO[bytes], array: np.ndarray) -> None:
