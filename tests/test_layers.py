@@ -18,6 +18,7 @@ LAYERS = [
     ["kit.runtimes"],
     ["kit.check"],
     ["kit.export"],
+    ["kit.deploy"],
     ["kit.bench"],
     ["kit.cli", "kit.demo", "kit.detect_demo", "kit.inspect_model", "kit"],
 ]

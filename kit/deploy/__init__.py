@@ -1,0 +1,1 @@
+"""Taking models to the device: bundles and the device check (kit doctor)."""

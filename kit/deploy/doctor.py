@@ -1,0 +1,188 @@
+"""kit doctor: is this device ready, and does it run a bundle's models as the workstation did?
+
+Findings are ``ok``, ``info`` (worth knowing, not a fault: a runtime this device does not
+need) or ``problem`` (the device is not ready). With a bundle: every file against the
+manifest first (a tampered bundle loads nothing), then each model this device can run on its
+golden inputs against the golden outputs, judged by the model's precision: float32 within
+atol 1e-4 + rtol 1e-3 (measured x86 against aarch64: 2e-8), float16 and int8 by SQNR, since
+other kernels round differently (int8 on ARM's S8S8 kernels differs by up to 1e-3 from x86's).
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+import sys
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from kit._version import __version__
+from kit.core.errors import KitError
+from kit.core.quiet import silenced
+
+MIN_PYTHON = (3, 10)
+# Against its golden outputs, a model of this precision passes at or above this SQNR. A model
+# swapped for another scores near 0 dB; the same model on other kernels, far above these.
+MIN_SQNR_DB = {"fp16": 40.0, "int8": 30.0}
+
+
+@dataclass(frozen=True)
+class Finding:
+    area: str  # what was checked: "python", "runtime onnxruntime", "bundle", "model NAME"
+    status: str  # ok, info or problem
+    detail: str
+    fix: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def diagnose(bundle: str | None = None) -> list[Finding]:
+    """The device's findings, and the bundle's when one is given."""
+    findings = _python() + _runtimes() + _video() + _platform()
+    if bundle is not None:
+        findings += _bundle(bundle)
+    return findings
+
+
+def ready(findings: list[Finding]) -> bool:
+    return not any(f.status == "problem" for f in findings)
+
+
+# ----- the device ---------------------------------------------------------------------------
+
+
+def _python() -> list[Finding]:
+    version = platform.python_version()
+    ok = sys.version_info[:2] >= MIN_PYTHON
+    return [Finding("python", "ok" if ok else "problem", f"Python {version}, kit {__version__}",
+                    "" if ok else f"Install Python {'.'.join(map(str, MIN_PYTHON))} or later.")]
+
+
+def _runtimes() -> list[Finding]:
+    from kit.runtimes.registry import get, known
+
+    found = []
+    for name in known():
+        try:
+            state = get(name).availability()
+        except KitError as error:
+            found.append(Finding(f"runtime {name}", "info", f"not usable: {error}"))
+            continue
+        if state.usable:
+            found.append(Finding(f"runtime {name}", "ok", f"{state.version or 'version unknown'}"
+                                 + (f"; {state.detail}" if state.detail else "")))
+        else:
+            found.append(Finding(f"runtime {name}", "info", f"not usable: {state.detail or 'not installed'}",
+                                 state.install or ""))
+    return found
+
+
+def _video() -> list[Finding]:
+    """OpenCV's video I/O, from its build information: what --source can read on this device."""
+    try:
+        import cv2
+    except ImportError:
+        return [Finding("opencv", "info", "not installed (images, video and cameras need it)",
+                        'pip install "edge-inference-kit[image]"')]
+    backends = video_backends(cv2.getBuildInformation())
+    listed = ", ".join(f"{name} {'yes' if on else 'no'}" for name, on in backends.items())
+    return [Finding("opencv", "ok", f"{cv2.__version__}; video I/O: {listed or 'none listed'}")]
+
+
+def video_backends(build_information: str) -> dict[str, bool]:
+    """FFMPEG, GStreamer and V4L/V4L2 as ``cv2.getBuildInformation()``'s Video I/O section lists them."""
+    section = build_information.split("Video I/O:", 1)[1] if "Video I/O:" in build_information else ""
+    section = re.split(r"\n\s*\n|\n\s{2}\S", section, maxsplit=1)[0]
+    found = {}
+    for label, name in (("FFMPEG", "FFmpeg"), ("GStreamer", "GStreamer"), ("v4l/v4l2", "V4L2")):
+        match = re.search(rf"^\s*{re.escape(label)}:\s*(\S+)", section, re.MULTILINE)
+        if match:
+            found[name] = match[1].upper() != "NO"
+    return found
+
+
+def _platform() -> list[Finding]:
+    from kit.core.environment import describe
+
+    env = describe()
+    found = [Finding("cpu", "ok", f"{env['cpu'].get('model') or env['machine']}, {env['cores']} cores, "
+                     f"{env['os']}")]
+    governor = env.get("governor")
+    if governor and governor != "performance":
+        found.append(Finding("cpu governor", "info", f"{governor}: clocks vary, and so do timings",
+                             "For benchmarks: sudo cpupower frequency-set -g performance"))
+    elif governor:
+        found.append(Finding("cpu governor", "ok", governor))
+    if env.get("l4t"):
+        found.append(Finding("jetson", "ok", f"{env['l4t']}; JetPack {env.get('jetpack')}; power mode "
+                             f"{env.get('power_mode') or 'unknown'}"))
+    return found
+
+
+# ----- a bundle -----------------------------------------------------------------------------
+
+
+def _bundle(path: str) -> list[Finding]:
+    from kit.deploy.bundle import open_bundle
+
+    try:
+        with open_bundle(path) as bundle:
+            found = [Finding("bundle", "ok", f"{path}: {len(bundle.manifest['files'])} files match the manifest "
+                             f"(kit {bundle.manifest['kit_version']})")]
+            for model in bundle.models:
+                found.append(_golden_check(bundle, model))
+            return found
+    except KitError as error:  # tampered, unsafe or unreadable: nothing was loaded
+        return [Finding("bundle", "problem", str(error), getattr(error, "hint", "") or "")]
+
+
+def _golden_check(bundle, model) -> Finding:
+    from kit.check.harness import compare_models
+    from kit.runtimes.registry import candidates, get
+
+    area = f"model {model.name}"
+    path = bundle.model_path(model)
+    usable = [name for name in candidates(path) if _usable(get, name)]
+    if not usable:
+        return Finding(area, "info", f"not for this device: no usable runtime opens {model.format} "
+                       f"(it suits {', '.join(model.devices)})")
+    if model.golden is None:
+        return Finding(area, "info", f"runs on {usable[0]}; the bundle has no golden outputs for it")
+    sqnr = MIN_SQNR_DB.get(model.precision)
+    try:
+        with silenced():  # the golden file's data is the bundle's choice, not a warning for the device
+            result = compare_models(None, str(path), golden=str(bundle.root / model.golden),
+                                    runtimes=(None, usable[0]), stat="elementwise")
+    except KitError as error:
+        return Finding(area, "problem", f"failed on {usable[0]}: {error}")
+    worst = min((d.sqnr_db for d in result.outputs), default=float("inf"))
+    if sqnr is None:
+        passed = result.passed
+        rule = "atol 1e-4 + rtol 1e-3"
+    else:
+        passed, rule = worst >= sqnr, f"SQNR >= {sqnr:g} dB"
+    detail = (f"{model.precision} on {usable[0]}: {result.samples} golden samples, worst SQNR "
+              f"{_decibels(worst)}, max abs error {max(d.max_abs for d in result.outputs):.3g} ({rule})")
+    return Finding(area, "ok" if passed else "problem", detail,
+                   "" if passed else "This device computes other outputs than the workstation did: check the "
+                                     "runtime versions against requirements/, or the model file.")
+
+
+def _usable(get, name: str) -> bool:
+    try:
+        return bool(get(name).availability().usable)
+    except KitError:
+        return False
+
+
+def _decibels(value: float) -> str:
+    from kit.core.formatting import decibels
+
+    return decibels(value)
+
+
+def report(findings: list[Finding]) -> dict[str, Any]:
+    return {"ready": ready(findings), "findings": [f.to_dict() for f in findings]}
+
+
