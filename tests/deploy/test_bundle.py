@@ -15,32 +15,6 @@ from helpers import files_in, run_kit
 from kit.deploy.bundle import BundleError, _listing, open_bundle
 
 
-@pytest.fixture(scope="module")
-def variants(digits, digits_tflite, tmp_path_factory):
-    """The digits CNN as ONNX fp32, ONNX int8 and TFLite int8, and the MobileNet-style net's
-    ONNX under the fp32 model's name (a swapped model)."""
-    from kit.export.quantize import quantize
-
-    folder = tmp_path_factory.mktemp("variants")
-    shutil.copyfile(digits.onnx, folder / "digits.onnx")
-    quantize(digits.onnx, folder / "digits.int8.onnx", calib=str(digits.calib))
-    shutil.copyfile(digits_tflite["int8"].path, folder / "digits.int8.tflite")
-    return folder
-
-
-def models(folder):
-    return [str(folder / name) for name in ("digits.onnx", "digits.int8.onnx", "digits.int8.tflite")]
-
-
-@pytest.fixture(scope="module")
-def bundle(variants, tmp_path_factory):
-    out = tmp_path_factory.mktemp("bundle") / "digits.kitbundle"
-    ran = run_kit("bundle", *models(variants), "-o", str(out), "--data", "random:8")
-    assert ran.returncode == 0, ran.stderr
-    assert "bundled" in ran.stdout and "kit doctor digits.kitbundle" in ran.stdout
-    return out
-
-
 def test_a_bundle_holds_models_golden_outputs_requirements_and_a_manifest(bundle):
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["format"] == "kit-bundle" and manifest["kit_version"]
@@ -60,15 +34,15 @@ def test_a_bundle_holds_models_golden_outputs_requirements_and_a_manifest(bundle
     assert not any(line.startswith("torch") for line in cpu)
 
 
-def test_bundling_again_gives_the_same_bytes(variants, bundle, tmp_path):
+def test_bundling_again_gives_the_same_bytes(variants, variant_models, bundle, tmp_path):
     again = tmp_path / "digits.kitbundle"
-    assert run_kit("bundle", *models(variants), "-o", str(again)).returncode == 0
+    assert run_kit("bundle", *variant_models, "-o", str(again)).returncode == 0
     assert (again / "manifest.json").read_bytes() == (bundle / "manifest.json").read_bytes()
     archives = []
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
         archives.append(tmp_path / name / "digits.kitbundle.tar.gz")
-        assert run_kit("bundle", *models(variants), "-o", str(archives[-1]), "--archive").returncode == 0
+        assert run_kit("bundle", *variant_models, "-o", str(archives[-1]), "--archive").returncode == 0
     assert archives[0].read_bytes() == archives[1].read_bytes()
 
 
@@ -87,9 +61,9 @@ def test_doctor_finds_the_device_ready_and_every_model_matching_its_golden_outpu
     assert text.returncode == 0 and text.stdout.rstrip().endswith("ready")
 
 
-def test_doctor_from_an_archive(variants, tmp_path):
+def test_doctor_from_an_archive(variants, variant_models, tmp_path):
     archive = tmp_path / "digits.kitbundle.tar.gz"
-    assert run_kit("bundle", *models(variants), "-o", str(archive), "--archive").returncode == 0
+    assert run_kit("bundle", *variant_models, "-o", str(archive), "--archive").returncode == 0
     before = files_in(tmp_path)
     ran = run_kit("doctor", str(archive), "--json")
     assert ran.returncode == 0 and json.loads(ran.stdout)["ready"], ran.stdout
@@ -194,9 +168,9 @@ def test_bad_bundle_input_is_one_line_and_leaves_nothing(variants, tmp_path, arg
     assert (tmp_path / "taken.kitbundle" / "mine.txt").read_text() == "keep"
 
 
-def test_bundling_over_an_existing_bundle_replaces_it(variants, tmp_path):
+def test_bundling_over_an_existing_bundle_replaces_it(variants, variant_models, tmp_path):
     out = tmp_path / "d.kitbundle"
     assert run_kit("bundle", str(variants / "digits.onnx"), "-o", str(out)).returncode == 0
-    assert run_kit("bundle", *models(variants), "-o", str(out)).returncode == 0
+    assert run_kit("bundle", *variant_models, "-o", str(out)).returncode == 0
     assert len(json.loads((out / "manifest.json").read_text())["models"]) == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.kitbundle"]  # nothing left aside
