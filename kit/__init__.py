@@ -9,13 +9,22 @@ from kit.core.errors import KitError
 from kit.core.specs import TensorSpec
 
 
-def load(path, runtime=None, **options):
+def load(path, runtime=None, *, model=None, **options):
     """Open a model on a runtime and return the loaded :class:`kit.runtimes.Runtime`.
 
     The backend is chosen from the file (the first usable one) unless ``runtime`` names one.
+    ``path`` may be a bundle folder: its best model for this device is loaded (``model``
+    names another), after every file was checked against the bundle's manifest.
     """
+    from kit.deploy.bundle import is_bundle, open_folder
+    from kit.deploy.choose import choose
     from kit.runtimes.registry import load as _load
 
+    if is_bundle(path):
+        choice = choose(open_folder(path), model)
+        path, runtime = choice.path, runtime or choice.runtime
+    elif model is not None:
+        raise TypeError("model= picks a model inside a bundle; path is not a bundle.")
     return _load(path, runtime, **options)
 
 

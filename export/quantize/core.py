@@ -331,7 +331,8 @@ def record(path: Path, source: Path, parent: dict[str, Any], result: QuantizeRes
         **inherited, stage="quantize", format="onnx", precision=result.precision, parent=str(source),
         parent_sha256=sha256_of(source), target=result.target, method=result.method,
         per_channel=result.per_channel, excluded=result.excluded, calibration=result.calibration,
-        budget=result.budget, recipe=recipe_of(result).to_dict()))
+        budget=result.budget, fidelity=result.to_dict()["fidelity"],
+        recipe=recipe_of(result).to_dict()))
     onnx.save(proto, str(path))
 
 

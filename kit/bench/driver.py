@@ -67,6 +67,7 @@ def plan(models: list[str], runtimes: list[str] | None = None, baseline: str | N
 
     if not models:
         raise InputError("expected at least one model to benchmark.", hint="kit bench model.onnx [more models]")
+    models = [path for model in models for path in _bundled(model)]
     for name in runtimes or []:
         get(name)  # an unknown runtime name fails here, with the list of known ones
     variants: list[Variant] = []
@@ -94,6 +95,17 @@ def plan(models: list[str], runtimes: list[str] | None = None, baseline: str | N
         clashes = {m for m, name in short.items() if name == short[variant.model]}
         variant.label = short[variant.model] if len(clashes) == 1 else variant.model
     return variants
+
+
+def _bundled(model: str) -> list[str]:
+    """A bundle stands for every model in it this device can run (in the bundle's order)."""
+    from kit.deploy.bundle import is_bundle, open_folder
+    from kit.deploy.choose import usable_runtimes
+
+    if not is_bundle(model):
+        return [model]
+    bundle = open_folder(model)
+    return [str(bundle.model_path(m)) for m in bundle.models if usable_runtimes(bundle.model_path(m))]
 
 
 @dataclass

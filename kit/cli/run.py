@@ -13,7 +13,10 @@ _ONE_BATCH = 0  # --random without N: one call at the model's own batch
 
 def add_parser(commands, common) -> None:
     parser = commands.add_parser("run", parents=[common], help="run a model once and save its outputs")
-    parser.add_argument("model", help="model file (or file.py:factory for the torch runtime)")
+    parser.add_argument("model", help="model file, a bundle folder (its best model here), or file.py:factory "
+                                      "for the torch runtime")
+    parser.add_argument("--model", dest="bundle_model", metavar="NAME",
+                        help="with a bundle: run this model of it instead of the one chosen for this device")
     flags.add_runtime(parser)
     feed = parser.add_mutually_exclusive_group(required=True)
     feed.add_argument("--input", action="append", metavar="[NAME=]FILE",
@@ -60,6 +63,9 @@ def handle(args) -> int:
     if args.rebuild_if_stale:
         options["rebuild_if_stale"] = True
     image = None
+    choice = _bundle_choice(args)
+    if choice:
+        args.model, args.runtime = str(choice.path), args.runtime or choice.runtime
     with load(args.model, args.runtime, **options) as rt:
         stored = provenance.read(args.model)  # after loading: a broken file is the runtime's to explain
         task = flags.task_from(args, stored.get("task"))
@@ -83,7 +89,8 @@ def handle(args) -> int:
     results = _task_results(task, outputs, image, input_spec) if task else None
     if args.draw:
         _draw(args.draw, task.draw(image.image, results[0]))
-    summary = {"model": args.model, "runtime": info, "output_file": args.output,
+    summary = {"model": args.model, "bundle": choice.to_dict() if choice else None, "runtime": info,
+               "output_file": args.output,
                "outputs": {name: render.summarize(array) for name, array in outputs.items()}}
     if task:
         # One image: its results (for a detector, [{"box", "score", "label", "class_id"}]); else one list per sample.
@@ -93,6 +100,8 @@ def handle(args) -> int:
         return render.print_json(summary)
     # One line per output rather than a table: output names and numbers are never cut at 80 columns.
     console = render.console()
+    if choice:
+        console.print(f"bundle: chose {choice.why}", highlight=False)
     console.print(f"ran {args.model} on {info['runtime']} {info.get('version') or ''}".rstrip())
     for name, stats in summary["outputs"].items():
         console.print(f"{name}: {stats['dtype']}{stats['shape']}, min {stats['min']:.4g}, max {stats['max']:.4g}, "
@@ -116,6 +125,19 @@ def handle(args) -> int:
 
 
 MAX_SAMPLES_PRINTED = 4
+
+
+def _bundle_choice(args):
+    """For a bundle: the model this device runs (verified first), or the one --model names."""
+    from kit.deploy.bundle import is_bundle, open_folder
+    from kit.deploy.choose import choose
+
+    if not is_bundle(args.model):
+        if args.bundle_model:
+            raise InputError("--model picks a model inside a bundle; the model given is a file.",
+                             hint="Drop --model, or give a .kitbundle folder.")
+        return None
+    return choose(open_folder(args.model), args.bundle_model)
 
 
 def _task_results(task, outputs, image, input_spec) -> list:

@@ -295,6 +295,17 @@ def is_bundle(path: str | os.PathLike) -> bool:
     return path.name.endswith(ARCHIVE_SUFFIX) or (path.is_dir() and (path / "manifest.json").is_file())
 
 
+def open_folder(path: str | os.PathLike) -> Bundle:
+    """A bundle folder, verified, for commands that keep its models open (run, bench, kit.load);
+    an archive is refused with the command that unpacks it."""
+    path = Path(path)
+    if path.name.endswith(ARCHIVE_SUFFIX):
+        raise InputError(f"{path} is an archive; running its models needs the folder.",
+                         hint=f"Unpack it first: tar -xzf {path} (kit doctor reads the archive as it is).")
+    with open_bundle(path) as bundle:
+        return bundle
+
+
 @contextlib.contextmanager
 def open_bundle(path: str | os.PathLike) -> Iterator[Bundle]:
     """The bundle at ``path`` (a folder, or an archive extracted to a temporary folder), refused

@@ -139,11 +139,11 @@ def _bundle(path: str) -> list[Finding]:
 
 def _golden_check(bundle, model) -> Finding:
     from kit.check.harness import compare_models
-    from kit.runtimes.registry import candidates, get
+    from kit.deploy.choose import usable_runtimes
 
     area = f"model {model.name}"
     path = bundle.model_path(model)
-    usable = [name for name in candidates(path) if _usable(get, name)]
+    usable = usable_runtimes(path)
     if not usable:
         return Finding(area, "info", f"not for this device: no usable runtime opens {model.format} "
                        f"(it suits {', '.join(model.devices)})")
@@ -167,13 +167,6 @@ def _golden_check(bundle, model) -> Finding:
     return Finding(area, "ok" if passed else "problem", detail,
                    "" if passed else "This device computes other outputs than the workstation did: check the "
                                      "runtime versions against requirements/, or the model file.")
-
-
-def _usable(get, name: str) -> bool:
-    try:
-        return bool(get(name).availability().usable)
-    except KitError:
-        return False
 
 
 def _decibels(value: float) -> str:

@@ -15,7 +15,7 @@ FLAGS = {
                "--max-detections", "--nms", "--opset", "--output -o", "--precision", "--preprocess", "--rtol",
                "--score-threshold", "--simplify", "--static", "--task", "--weights", "source"],
     "run": ["--allow-pickle", "--debug", "--draw", "--head", "--help -h", "--image", "--input", "--input-shape",
-            "--iou-threshold", "--json", "--labels", "--max-detections", "--optimization", "--output -o",
+            "--iou-threshold", "--json", "--labels", "--max-detections", "--model", "--optimization", "--output -o",
             "--preprocess", "--random", "--rebuild-if-stale", "--runtime", "--score-threshold", "--seed", "--task",
             "--threads", "--weights", "model"],
     "quantize": ["--calib", "--calib-limit", "--debug", "--eval", "--exclude", "--help -h", "--json", "--max-drop",

@@ -1,0 +1,115 @@
+"""Which model of a bundle this device runs: the Edge TPU's when one is present, else the best
+CPU variant, int8 before fp32 where the int8 model stayed faithful to the float one (its
+recorded accuracy budget passed, or its outputs kept SQNR >= 20 dB and top-1 agreement >= 95%
+against float at quantization or export), runtimes in the registry's priority order. Engines
+are not chosen yet: TensorRT builds them on the device from the bundled ONNX."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kit.core import provenance
+from kit.core.errors import InputError, KitError
+from kit.deploy.bundle import Bundle, BundledModel
+
+FAITHFUL_SQNR_DB = 20.0  # as kit quantize warns below these
+FAITHFUL_TOP1 = 0.95
+
+
+@dataclass(frozen=True)
+class Choice:
+    model: BundledModel
+    path: Path
+    runtime: str
+    why: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model.name, "runtime": self.runtime, "why": self.why}
+
+
+def runnable(bundle: Bundle) -> list[Choice]:
+    """Every model this device can run, each on its best usable runtime, best first."""
+    found = []
+    for model in bundle.models:
+        path = bundle.model_path(model)
+        usable = usable_runtimes(path)
+        if usable:
+            found.append(Choice(model, path, usable[0], ""))
+    return sorted(found, key=lambda choice: _rank(choice))
+
+
+def choose(bundle: Bundle, name: str | None = None) -> Choice:
+    """The model to run here (``name`` overrides), with the reason in words."""
+    options = runnable(bundle)
+    names = [m.name for m in bundle.models]
+    if name is not None:
+        if name not in names:
+            raise InputError(f"the bundle has no model {name!r}; it has {', '.join(names)}.",
+                             hint="Give --model one of those names.")
+        picked = next((c for c in options if c.model.name == name), None)
+        if picked is None:
+            model = next(m for m in bundle.models if m.name == name)
+            raise InputError(f"{name} cannot run on this device: no usable runtime opens it (it suits "
+                             f"{', '.join(model.devices)}).", hint="kit doctor shows what this device has.")
+        return Choice(picked.model, picked.path, picked.runtime, f"{name} on {picked.runtime}, as --model asked")
+    if not options:
+        raise InputError(f"no model in the bundle runs on this device ({', '.join(names)}).",
+                         hint="kit doctor shows which runtimes this device has and what each model needs.")
+    best = options[0]
+    return Choice(best.model, best.path, best.runtime, _why(best, options))
+
+
+def _rank(choice: Choice) -> tuple:
+    from kit.runtimes.registry import get
+
+    model = choice.model
+    if model.format == "edgetpu":
+        tier = 0
+    elif model.precision == "int8" and _faithful(choice.path):
+        tier = 1
+    elif model.precision in ("fp32", "fp16"):
+        tier = 2 if model.precision == "fp32" else 3  # fp16 is no faster on a CPU (it casts)
+    else:
+        tier = 4  # int8 that lost fidelity: last
+    return tier, -get(choice.runtime).priority, model.name
+
+
+def _faithful(path: Path) -> bool:
+    recorded = provenance.read(path)
+    budget = recorded.get("budget")
+    if budget:
+        return bool(budget.get("passed"))
+    diffs = recorded.get("fidelity") or (recorded.get("validation") or {}).get("outputs") or []
+    if not diffs:
+        return False
+    return all((d.get("sqnr_db") or 0) >= FAITHFUL_SQNR_DB and (d.get("top1") is None or d["top1"] >= FAITHFUL_TOP1)
+               for d in diffs)
+
+
+def _why(best: Choice, options: list[Choice]) -> str:
+    model = best.model
+    if model.format == "edgetpu":
+        reason = "the Edge TPU is present"
+    elif model.precision == "int8":
+        reason = "int8, which kept its float model's outputs (faithful at quantization)"
+    else:
+        reason = f"{model.precision}" + ("; the bundle's int8 variants are not faithful or cannot run here"
+                                         if any(o.model.precision == "int8" for o in options) else "")
+    others = ", ".join(o.model.name for o in options[1:])
+    return f"{model.name} on {best.runtime}: {reason}" + (f" (also runnable: {others}; --model NAME)" if others
+                                                         else "")
+
+
+def usable_runtimes(path: Path) -> list[str]:
+    """The runtimes that open ``path`` and work on this device, in the registry's order."""
+    from kit.runtimes.registry import candidates, get
+
+    def usable(name: str) -> bool:
+        try:
+            return bool(get(name).availability().usable)
+        except KitError:
+            return False
+
+    return [name for name in candidates(path) if usable(name)]
