@@ -36,6 +36,8 @@ FLAGS = {
               "--min-shape", "--opt-shape", "--output -o", "--precision", "--runtime", "--timing-cache",
               "--workspace", "model"],
     "check": ["--debug", "--help -h", "--json", "model", "target"],
+    "adopt": ["--debug", "--head", "--help -h", "--iou-threshold", "--json", "--labels", "--max-detections",
+              "--output -o", "--preprocess", "--score-threshold", "--task", "model"],
     "bundle": ["--archive", "--data", "--debug", "--help -h", "--json", "--output -o", "models"],
     "doctor": ["--debug", "--help -h", "--json", "bundle"],
     "runtimes": ["--debug", "--help -h", "--json"],
