@@ -158,6 +158,13 @@ class Runtime:
         return Availability(True, cls.version(), cls.describe_backend())
 
     @classmethod
+    def device_problem(cls) -> str | None:
+        """What stops this usable backend from running here beyond installation (an accelerator
+        that is not plugged in), or None. Opens the device when the backend has one: kit doctor
+        and choosing a bundle's model ask; listing runtimes does not."""
+        return None
+
+    @classmethod
     def version(cls) -> str | None:
         module = importlib.import_module(cls.modules[0]) if cls.modules else None
         return getattr(module, "__version__", None)

@@ -1,4 +1,4 @@
-"""Which model of a bundle this device runs: the Edge TPU's when one is present, else the best
+"""Which model of a bundle this device runs: the Edge TPU's when one is found, else the best
 CPU variant, int8 before fp32 where the int8 model stayed faithful to the float one (its
 recorded accuracy budget passed, or its outputs kept SQNR >= 20 dB and top-1 agreement >= 95%
 against float at quantization or export), runtimes in the registry's priority order. Engines
@@ -65,7 +65,7 @@ def _rank(choice: Choice) -> tuple:
     from kit.runtimes.registry import get
 
     model = choice.model
-    if model.format == "edgetpu":
+    if choice.runtime == "edgetpu":  # the accelerator, found and opened
         tier = 0
     elif model.precision == "int8" and _faithful(choice.path):
         tier = 1
@@ -90,7 +90,7 @@ def _faithful(path: Path) -> bool:
 
 def _why(best: Choice, options: list[Choice]) -> str:
     model = best.model
-    if model.format == "edgetpu":
+    if best.runtime == "edgetpu":
         reason = "the Edge TPU is present"
     elif model.precision == "int8":
         reason = "int8, which kept its float model's outputs (faithful at quantization)"
@@ -108,7 +108,8 @@ def usable_runtimes(path: Path) -> list[str]:
 
     def usable(name: str) -> bool:
         try:
-            return bool(get(name).availability().usable)
+            backend = get(name)
+            return bool(backend.availability().usable) and backend.device_problem() is None
         except KitError:
             return False
 

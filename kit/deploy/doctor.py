@@ -69,7 +69,10 @@ def _runtimes() -> list[Finding]:
         except KitError as error:
             found.append(Finding(f"runtime {name}", "info", f"not usable: {error}"))
             continue
-        if state.usable:
+        problem = get(name).device_problem() if state.usable else None
+        if problem:  # installed, and its device is missing: worth knowing, not a fault of the install
+            found.append(Finding(f"runtime {name}", "info", f"{state.version or 'version unknown'}; {problem}"))
+        elif state.usable:
             found.append(Finding(f"runtime {name}", "ok", f"{state.version or 'version unknown'}"
                                  + (f"; {state.detail}" if state.detail else "")))
         else:
@@ -114,10 +117,46 @@ def _platform() -> list[Finding]:
                              "For benchmarks: sudo cpupower frequency-set -g performance"))
     elif governor:
         found.append(Finding("cpu governor", "ok", governor))
+    throttled = _vcgencmd("get_throttled")
+    if throttled is not None:
+        now, before = throttling(throttled)
+        found.append(Finding("raspberry pi power", "problem" if now else ("info" if before else "ok"),
+                             f"now: {', '.join(now) or 'none'}; since boot: {', '.join(before) or 'none'} ({throttled})",
+                             "Use the official power supply and cooling: timings and stability suffer." if now or before
+                             else ""))
     if env.get("l4t"):
         found.append(Finding("jetson", "ok", f"{env['l4t']}; JetPack {env.get('jetpack')}; power mode "
                              f"{env.get('power_mode') or 'unknown'}"))
     return found
+
+
+# The bits of `vcgencmd get_throttled` (Raspberry Pi documentation, "vcgencmd"): the low four
+# are the state now, the same four shifted by 16 what happened since boot.
+THROTTLE_BITS = {0: "under-voltage", 1: "ARM frequency capped", 2: "throttled", 3: "soft temperature limit"}
+
+
+def throttling(text: str) -> tuple[list[str], list[str]]:
+    """What ``vcgencmd get_throttled`` (``throttled=0x50005``) reports now and since boot."""
+    match = re.search(r"throttled=(0x[0-9a-fA-F]+|\d+)", text)
+    if match is None:
+        return [], []
+    value = int(match[1], 0)
+    return ([name for bit, name in THROTTLE_BITS.items() if value >> bit & 1],
+            [name for bit, name in THROTTLE_BITS.items() if value >> (bit + 16) & 1])
+
+
+def _vcgencmd(command: str) -> str | None:
+    """vcgencmd's answer on a Raspberry Pi; None elsewhere."""
+    import shutil
+    import subprocess
+
+    if shutil.which("vcgencmd") is None:
+        return None
+    try:
+        done = subprocess.run(["vcgencmd", command], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
 
 
 # ----- a bundle -----------------------------------------------------------------------------

@@ -80,6 +80,14 @@ class EdgeTPURuntime(TFLiteRuntime):
                                                             "tflite_plugin_create_delegate)", INSTALL)
         return Availability(True, interpreter.version, f"Edge TPU delegate {library} (the device opens on load)")
 
+    @classmethod
+    def device_problem(cls) -> str | None:
+        try:
+            cls._load_delegate(cls.default_library(), None)  # released at once: the probe holds nothing
+        except RuntimeUnavailableError as error:
+            return str(error)
+        return None
+
     def require(self) -> None:
         """The interpreter only: the delegate, with this instance's library and device, loads in load()."""
         state = TFLiteRuntime.availability()
