@@ -54,6 +54,10 @@ def notes(report: BenchReport) -> list[str]:
     lines = [environment_line(report.document["machine_info"]["kit_environment"]),
              "per s = batch / mean latency (sustained, stalls included); median interval from this run's rounds "
              "(run-to-run variation not included); peak RSS of each variant's own process."]
+    env = report.document["machine_info"]["kit_environment"]
+    if env["cpu"].get("model") in (None, "", env.get("machine")) and not env["cpu"].get("flags"):
+        lines.append("the CPU could not be identified (no /proc/cpuinfo, as in a container or an emulated root such "
+                     "as qemu): these timings may not describe any real device.")
     if rows and rows[0]["fidelity_data"].startswith("random:"):
         lines.append(f"agree/SQNR measured on {rows[0]['fidelity_data']} (random inputs): give --data with real "
                      "samples for numbers that describe a quantized model.")
