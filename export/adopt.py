@@ -16,12 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from kit.export.result import task_settings
 
 from kit.core import provenance
 from kit.core.errors import InputError, ModelFileError, ValidationError
-from kit.core.fileio import atomic_output, check_output_path, external_data_files, sha256_of
+from kit.core.fileio import (
+    atomic_output,
+    check_output_path,
+    external_data_files,
+    sha256_of,
+)
 from kit.core.specs import batch_feeds
-from kit.export.result import task_settings
 
 FORMATS = {".onnx": "onnx", ".tflite": "tflite"}
 
@@ -51,8 +56,9 @@ def adopt(model: str | os.PathLike, output: str | os.PathLike, *, preprocess: st
     """A copy of ``model`` at ``output`` carrying the kit's provenance: its inputs and outputs,
     ``preprocess`` (``key=value,...`` text, for image inputs) and ``task`` (a kit.tasks Task or
     its dict). Nothing is written when the model cannot be read or the copy differs."""
-    from kit.data.preprocess import Preprocess
     from kit.runtimes.registry import load
+
+    from kit.data.preprocess import Preprocess
 
     started = time.perf_counter()
     model, output = Path(model), Path(output)
@@ -90,8 +96,9 @@ def adopt(model: str | os.PathLike, output: str | os.PathLike, *, preprocess: st
             if not np.array_equal(array, got[name]):
                 raise ValidationError(f"the adopted copy of {model} gives other outputs than the original ({name}).",
                                       hint="Nothing was written. Report this: adopting adds metadata only.")
-    notes = [] if stated or len(inputs) != 1 else ["no --preprocess: kit run --image and image data need one "
-                                                   "(e.g. size=224,mean=0.485/0.456/0.406,std=0.229/0.224/0.225)."]
+    hint = ("no --preprocess: kit run --image and image data need one (e.g. size=224,mean=0.485/0.456/0.406,"
+            "std=0.229/0.224/0.225).")
+    notes = [] if stated or len(inputs) != 1 else [hint]
     return AdoptResult(output, model, kind, record["precision"], record["inputs"], record["outputs"], stated,
                        settings, time.perf_counter() - started, notes)
 

@@ -9,12 +9,12 @@ import numpy as np
 import onnx
 import pytest
 from helpers import run_kit, write_sets
+from kit.export.nms import NODE_PREFIX, OUTPUTS, append_nms, graph_nms_nodes
+from kit.runtimes.ort import OnnxRuntime
 from onnx import TensorProto, helper
 
 from kit.core import provenance
 from kit.core.errors import InputError
-from kit.export.nms import NODE_PREFIX, OUTPUTS, append_nms, graph_nms_nodes
-from kit.runtimes.ort import OnnxRuntime
 from kit.tasks.detect import Detect
 
 MODELS = Path(__file__).resolve().parents[1] / "models.py"

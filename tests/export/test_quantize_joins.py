@@ -5,13 +5,13 @@ first are the compute nodes nearest the outputs."""
 import numpy as np
 import onnx
 import pytest
+from kit.export.quantize import quantize
+from kit.export.quantize.joins import mixed_range_joins
+from kit.runtimes.ort import OnnxRuntime
 from onnx import TensorProto, helper
 
 from kit.check.layers import head_layers
 from kit.data.datasets import from_arrays
-from kit.export.quantize import quantize
-from kit.export.quantize.joins import mixed_range_joins
-from kit.runtimes.ort import OnnxRuntime
 
 
 def joined_model(path, box_scale: float):
