@@ -340,7 +340,8 @@ def _extract(archive: Path, into: Path) -> Path:
             if len(tops) != 1:
                 raise InputError(f"expected one bundle folder in {archive}, found {len(tops)} top-level entries.",
                                  hint="Make the archive with kit bundle --archive.")
-            tar.extractall(into, filter="data")
+            # Members were checked above; the "data" filter (Python 3.10.12+) checks them again.
+            tar.extractall(into, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
     except (tarfile.TarError, EOFError, OSError, gzip.BadGzipFile) as exc:
         raise InputError(f"{archive} is not a readable .tar.gz bundle ({exc}).",
                          hint="Copy it again, or make it with kit bundle --archive.") from exc
