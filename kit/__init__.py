@@ -16,13 +16,12 @@ def load(path, runtime=None, *, model=None, **options):
     ``path`` may be a bundle folder: its best model for this device is loaded (``model``
     names another), after every file was checked against the bundle's manifest.
     """
-    from kit.deploy.bundle import is_bundle, open_folder
-    from kit.deploy.choose import choose
+    from kit.deploy.choose import resolve
     from kit.runtimes.registry import load as _load
 
-    if is_bundle(path):
-        choice = choose(open_folder(path), model)
-        path, runtime = choice.path, runtime or choice.runtime
+    choice = resolve(path, model, runtime)
+    if choice is not None:
+        path, runtime = choice.path, choice.runtime
     elif model is not None:
         raise TypeError("model= picks a model inside a bundle; path is not a bundle.")
     return _load(path, runtime, **options)

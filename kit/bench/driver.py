@@ -100,12 +100,16 @@ def plan(models: list[str], runtimes: list[str] | None = None, baseline: str | N
 def _bundled(model: str) -> list[str]:
     """A bundle stands for every model in it this device can run (in the bundle's order)."""
     from kit.deploy.bundle import is_bundle, open_folder
-    from kit.deploy.choose import usable_runtimes
+    from kit.deploy.choose import runnable
 
     if not is_bundle(model):
         return [model]
     bundle = open_folder(model)
-    return [str(bundle.model_path(m)) for m in bundle.models if usable_runtimes(bundle.model_path(m))]
+    here = {choice.model.name for choice in runnable(bundle)}
+    if not here:
+        raise InputError(f"no model in the bundle {model} runs on this device.",
+                         hint="kit doctor shows what each model needs and what this device has.")
+    return [str(bundle.model_path(m)) for m in bundle.models if m.name in here]
 
 
 @dataclass

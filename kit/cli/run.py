@@ -65,7 +65,7 @@ def handle(args) -> int:
     image = None
     choice = _bundle_choice(args)
     if choice:
-        args.model, args.runtime = str(choice.path), args.runtime or choice.runtime
+        args.model, args.runtime = str(choice.path), choice.runtime
     with load(args.model, args.runtime, **options) as rt:
         stored = provenance.read(args.model)  # after loading: a broken file is the runtime's to explain
         task = flags.task_from(args, stored.get("task"))
@@ -129,15 +129,21 @@ MAX_SAMPLES_PRINTED = 4
 
 def _bundle_choice(args):
     """For a bundle: the model this device runs (verified first), or the one --model names."""
-    from kit.deploy.bundle import is_bundle, open_folder
-    from kit.deploy.choose import choose
+    from kit.deploy.choose import resolve
 
-    if not is_bundle(args.model):
-        if args.bundle_model:
-            raise InputError("--model picks a model inside a bundle; the model given is a file.",
-                             hint="Drop --model, or give a .kitbundle folder.")
-        return None
-    return choose(open_folder(args.model), args.bundle_model)
+    choice = resolve(args.model, args.bundle_model, args.runtime)
+    if choice is None and args.bundle_model:
+        raise InputError("--model picks a model inside a bundle; the model given is a file.",
+                         hint="Drop --model, or give a .kitbundle folder.")
+    if choice is not None:  # the bundle is an input: nothing is written into it
+        from kit.core.fileio import check_output_path
+
+        for output in filter(None, (args.output, args.draw)):
+            if Path(args.model).resolve() in Path(output).resolve().parents:
+                raise InputError(f"{output} is inside the bundle {args.model}, which kit run only reads.",
+                                 hint="Write it beside the bundle.")
+            check_output_path(output, choice.path)
+    return choice
 
 
 def _task_results(task, outputs, image, input_spec) -> list:

@@ -43,6 +43,9 @@ SUFFIX = ".kitbundle"
 ARCHIVE_SUFFIX = ".kitbundle.tar.gz"
 GOLDEN_SAMPLES = 8
 MANIFEST_BYTES = 16 << 20  # a manifest lists files; anything larger is not one
+MAX_PATH_CHARS = 1024
+MAX_MEMBERS = 10_000  # an archive with more members than this is not a bundle
+MAX_EXTRACTED_BYTES = 64 << 30  # nor one that unpacks to more than this
 
 # Device kinds: what each runs and the extra that installs it (pyproject's extras of the same name).
 DEVICES = {
@@ -111,10 +114,9 @@ def make_bundle(models: list[str | os.PathLike], output: str | os.PathLike, *, d
         entries = []
         for source in sources:
             say(f"adding {source.name}")
-            for part in model_files(source):  # an ONNX model's external data travels with it
-                shutil.copyfile(part, root / "models" / part.name)
+            shutil.copyfile(source, root / "models" / source.name)
             entries.append(_describe(source, root, data or f"random:{GOLDEN_SAMPLES}", say))
-        task = next((provenance.read(s).get("task") for s in sources if provenance.read(s).get("task")), None)
+        task = _one_task(sources)
         if task and task.get("labels"):
             (root / "labels.txt").write_text("".join(f"{label}\n" for label in task["labels"]), encoding="utf-8")
         kinds = sorted({kind for entry in entries for kind in entry.devices})
@@ -124,8 +126,8 @@ def make_bundle(models: list[str | os.PathLike], output: str | os.PathLike, *, d
         (root / "README.md").write_text(_device_readme(entries, kinds))
         manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "kit_version": __version__,
                     "task": task, "models": [entry.to_dict() for entry in entries],
-                    "devices": {kind: DEVICES[kind] for kind in kinds}, "golden_data": data or
-                    f"random:{GOLDEN_SAMPLES}", "files": _listing(root)}
+                    "devices": {kind: DEVICES[kind] for kind in kinds},
+                    "golden_data": _data_name(data or f"random:{GOLDEN_SAMPLES}"), "files": _listing(root)}
         (root / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
         if archive:
             say("writing the archive")
@@ -148,12 +150,26 @@ def _checked_sources(models) -> list[Path]:
         if _format_of(path) is None:
             raise InputError(f"expected .onnx or .tflite models, found {path}.",
                              hint="Build TensorRT engines on the device: bundle their ONNX model.")
+        if model_files(path) != [path]:
+            raise InputError(f"{path} keeps its weights in external data files; a bundle holds one file per model.",
+                             hint="Save it as one file first: onnx.save(onnx.load(path), path2).")
         if path.name in names:
             raise InputError(f"two models are named {path.name}; a bundle keeps one file per name.",
                              hint="Rename one of them.")
         names.add(path.name)
         sources.append(path)
     return sources
+
+
+def _one_task(sources: list[Path]) -> dict[str, Any] | None:
+    """The task the models record: variants of one model record the same one (or none)."""
+    tasks = {json.dumps(task, sort_keys=True): source for source in sources
+             if (task := provenance.read(source).get("task"))}
+    if len(tasks) > 1:
+        named = ", ".join(str(source) for source in tasks.values())
+        raise InputError(f"the models record different tasks or labels ({named}); a bundle holds variants of one "
+                         "model.", hint="Bundle each model on its own.")
+    return json.loads(next(iter(tasks))) if tasks else None
 
 
 def _check_bundle_output(output: Path, archive: bool, sources: list[Path]) -> None:
@@ -163,11 +179,26 @@ def _check_bundle_output(output: Path, archive: bool, sources: list[Path]) -> No
                          hint=f"Name it model{suffix}" + ("" if archive else " (or add --archive for one .tar.gz)"))
     if not output.parent.is_dir():
         raise InputError(f"the output's folder {output.parent} does not exist.", hint="Create it first.")
-    if output.is_symlink() or (output.exists() and not archive and not (output / "manifest.json").is_file()):
-        raise InputError(f"{output} exists and is not a kit bundle; it is left as it is.",
+    inside = next((parent for parent in output.resolve().parents if is_bundle(parent)), None)
+    if inside is not None:
+        raise InputError(f"{output} is inside the bundle {inside}; a bundle holds only what kit bundle puts there.",
+                         hint="Write the new bundle beside it.")
+    if output.is_symlink():
+        raise InputError(f"{output} is a link; a bundle is written as a new folder, never through a link.",
                          hint="Choose another output name.")
+    if output.exists() and not archive and not _intact(output):
+        raise InputError(f"{output} exists and is not an intact kit bundle (files its manifest does not list, or "
+                         "no kit manifest); it is left as it is.", hint="Choose another output name.")
     if archive and output.exists():
         check_output_path(output, *sources)
+
+
+def _intact(folder: Path) -> bool:
+    """A kit bundle whose every file its manifest lists: replacing it loses nothing of the user's."""
+    try:
+        return not file_problems(folder, _read_manifest(folder))
+    except KitError:
+        return False
 
 
 def _format_of(path: Path) -> str | None:
@@ -193,8 +224,7 @@ def _describe(source: Path, root: Path, data: str, say) -> BundledModel:
         tensorrt = {"precision": "int8" if quantized else ("fp16" if precision == "fp16" else "fp32"),
                     "source": f"models/{source.name}"}
         if precision == "int8" and not quantized:
-            tensorrt = None  # ORT's default QDQ (int32 bias) does not build: TensorRT needs the tensorrt preset
-            devices = ["cpu", "jetson"]  # still runs on a Jetson's CPU through ONNX Runtime
+            tensorrt = None  # ORT's default QDQ (int32 bias) does not build; on a Jetson it runs on ONNX Runtime
     return BundledModel(source.name, kind, precision, devices, golden, tensorrt)
 
 
@@ -204,12 +234,12 @@ def _save_golden(model: Path, path: Path, data: str) -> None:
 
     with silenced():  # a random-data warning is compare's, not the bundle's
         compare_models(str(model), None, data=data, save_golden_to=str(path))
-    _without_date(path)
+    _without_date(path, f"models/{model.name}")
 
 
-def _without_date(path: Path) -> None:
-    """The golden file with its meta's creation time removed: the same model and data give the
-    same bytes (the manifest hashes them)."""
+def _without_date(path: Path, model: str) -> None:
+    """The golden file with its meta's creation time removed and the model named as the bundle
+    holds it: the same model and data give the same bytes wherever the command ran."""
     import numpy as np
 
     from kit.data.golden import save_arrays
@@ -218,8 +248,15 @@ def _without_date(path: Path) -> None:
         arrays = {name: stored[name] for name in stored.files}
     meta = json.loads(str(arrays["meta"]))
     meta.pop("created", None)
+    meta["model"], meta["data"] = model, _data_name(str(meta.get("data", "")))
     arrays["meta"] = np.array(json.dumps(meta))
     save_arrays(path, arrays)
+
+
+def _data_name(data: str) -> str:
+    """Golden data as recorded: a file or folder by its name (the path depends on where the
+    command ran), random:N as it is."""
+    return Path(data).name if Path(data).exists() else data
 
 
 def _requirements(kind: str) -> str:
@@ -292,8 +329,10 @@ def _replace_folder(built: Path, output: Path) -> None:
 
 
 def is_bundle(path: str | os.PathLike) -> bool:
+    """Named as a bundle (NAME.kitbundle, NAME.kitbundle.tar.gz) or a folder with a manifest.json:
+    such a path is opened as a bundle, and explained as one when it is not."""
     path = Path(path)
-    return path.name.endswith(ARCHIVE_SUFFIX) or (path.is_dir() and (path / "manifest.json").is_file())
+    return path.name.endswith((SUFFIX, ARCHIVE_SUFFIX)) or (path.is_dir() and (path / "manifest.json").is_file())
 
 
 def open_folder(path: str | os.PathLike) -> Bundle:
@@ -303,8 +342,12 @@ def open_folder(path: str | os.PathLike) -> Bundle:
     if path.name.endswith(ARCHIVE_SUFFIX):
         raise InputError(f"{path} is an archive; running its models needs the folder.",
                          hint=f"Unpack it first: tar -xzf {path} (kit doctor reads the archive as it is).")
-    with open_bundle(path) as bundle:
-        return bundle
+    if not path.exists():
+        raise InputError(f"bundle {path} does not exist.", hint="Check the path.")
+    if not path.is_dir() or not (path / "manifest.json").is_file():
+        raise InputError(f"{path} is not a kit bundle (expected a folder with manifest.json).",
+                         hint="Make one with kit bundle MODEL... -o NAME.kitbundle")
+    return verified(path)
 
 
 @contextlib.contextmanager
@@ -316,10 +359,7 @@ def open_bundle(path: str | os.PathLike) -> Iterator[Bundle]:
         with tempfile.TemporaryDirectory(prefix=".kitbundle-open.") as scratch:
             yield verified(_extract(path, Path(scratch)))
         return
-    if not path.is_dir() or not (path / "manifest.json").is_file():
-        raise InputError(f"{path} is not a kit bundle (expected a folder with manifest.json, or a "
-                         f"{ARCHIVE_SUFFIX} archive).", hint="Make one with kit bundle MODEL... -o NAME.kitbundle")
-    yield verified(path)
+    yield open_folder(path)
 
 
 def _extract(archive: Path, into: Path) -> Path:
@@ -329,7 +369,15 @@ def _extract(archive: Path, into: Path) -> Path:
         raise InputError(f"bundle archive {archive} does not exist.", hint="Check the path.")
     try:
         with tarfile.open(archive, "r:gz") as tar:
-            members = tar.getmembers()
+            members = []
+            for member in tar:  # read one header at a time: a hostile archive may hold millions
+                members.append(member)
+                if len(members) > MAX_MEMBERS:
+                    raise InputError(f"{archive} holds more than {MAX_MEMBERS:,} members; a bundle holds far fewer.",
+                                     hint="Refused before extracting anything.")
+            if sum(member.size for member in members) > MAX_EXTRACTED_BYTES:
+                raise InputError(f"{archive} would unpack to more than {MAX_EXTRACTED_BYTES >> 30} GB.",
+                                 hint="Refused before extracting anything.")
             tops = set()
             for member in members:
                 _check_member(member.name, archive)
@@ -337,8 +385,10 @@ def _extract(archive: Path, into: Path) -> Path:
                     raise InputError(f"{archive} holds {member.name}, which is a link or a device file; a bundle "
                                      "holds only files and folders.", hint="Refused before extracting anything.")
                 tops.add(PurePosixPath(member.name).parts[0])
-            if len(tops) != 1:
-                raise InputError(f"expected one bundle folder in {archive}, found {len(tops)} top-level entries.",
+            folders = {m.name.rstrip("/") for m in members if m.isdir()}
+            if len(tops) != 1 or next(iter(tops)) not in folders:
+                raise InputError(f"expected one bundle folder in {archive}, found {len(tops)} top-level entries"
+                                 + ("" if len(tops) != 1 else " and no folder") + ".",
                                  hint="Make the archive with kit bundle --archive.")
             # Members were checked above; the "data" filter (Python 3.10.12+) checks them again.
             tar.extractall(into, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
@@ -367,7 +417,7 @@ def verified(root: Path) -> Bundle:
 
 
 class BundleError(KitError):
-    exit_code = 2
+    """A bundle that does not match its manifest, or whose manifest is not one."""
 
 
 def _read_manifest(root: Path) -> dict[str, Any]:
@@ -387,7 +437,38 @@ def _read_manifest(root: Path) -> dict[str, Any]:
         raise BundleError(f"{root} is bundle format {manifest.get('format_version')}; this kit reads "
                           f"{FORMAT_VERSION}.", hint=f"Install the kit version that made it "
                                                      f"({manifest.get('kit_version')}).")
+    problem = _schema_problem(manifest)
+    if problem:
+        raise BundleError(f"{path} is not a valid kit manifest: {problem}.",
+                          hint="Nothing was loaded. Make the bundle again with kit bundle.")
     return manifest
+
+
+def _schema_problem(manifest: dict[str, Any]) -> str | None:
+    """What is wrong with the manifest's shape: files as path/sha256/size entries, models naming
+    files the manifest lists (so nothing outside the hashed files is ever opened)."""
+    files = manifest.get("files")
+    if not isinstance(files, list) or not all(
+            isinstance(f, dict) and isinstance(f.get("path"), str) and isinstance(f.get("sha256"), str)
+            and isinstance(f.get("size"), int) for f in files):
+        return "expected files as a list of {path, sha256, size}"
+    for entry in files:
+        if "\0" in entry["path"] or len(entry["path"]) > MAX_PATH_CHARS:
+            return f"the file path {entry['path'][:80]!r} is not a path a bundle holds"
+    listed = {f["path"] for f in files}
+    models = manifest.get("models")
+    if not isinstance(models, list) or not models:
+        return "expected models as a non-empty list"
+    for model in models:
+        fields = ("name", "format", "precision", "devices")
+        if not isinstance(model, dict) or any(key not in model for key in fields):
+            return f"expected each model with {', '.join(fields)}"
+        if f"models/{model['name']}" not in listed or "/" in str(model["name"]):
+            return f"the model {str(model['name'])[:80]!r} is not a file the manifest lists in models/"
+        if model.get("golden") is not None and (model["golden"] not in listed or
+                                                not str(model["golden"]).startswith("golden/")):
+            return f"the golden file {str(model['golden'])[:80]!r} is not a file the manifest lists in golden/"
+    return None
 
 
 def file_problems(root: Path, manifest: dict[str, Any]) -> list[str]:

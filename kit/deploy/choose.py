@@ -29,33 +29,46 @@ class Choice:
         return {"model": self.model.name, "runtime": self.runtime, "why": self.why}
 
 
-def runnable(bundle: Bundle) -> list[Choice]:
-    """Every model this device can run, each on its best usable runtime, best first."""
+def resolve(path: str | Path, name: str | None = None, runtime: str | None = None) -> Choice | None:
+    """For a bundle folder, the model to run here (verified first); None for any other path.
+    The one place run, kit.load and bench turn a bundle into a model."""
+    from kit.deploy.bundle import is_bundle, open_folder
+
+    if not is_bundle(path):
+        return None
+    return choose(open_folder(path), name, runtime)
+
+
+def runnable(bundle: Bundle, runtime: str | None = None) -> list[Choice]:
+    """Every model this device can run, each on its best usable runtime (or ``runtime``), best
+    first; ``why`` is filled in by choose."""
     found = []
     for model in bundle.models:
         path = bundle.model_path(model)
-        usable = usable_runtimes(path)
+        usable = [name for name in usable_runtimes(path) if runtime in (None, name)]
         if usable:
             found.append(Choice(model, path, usable[0], ""))
-    return sorted(found, key=lambda choice: _rank(choice))
+    return sorted(found, key=_rank)
 
 
-def choose(bundle: Bundle, name: str | None = None) -> Choice:
-    """The model to run here (``name`` overrides), with the reason in words."""
-    options = runnable(bundle)
+def choose(bundle: Bundle, name: str | None = None, runtime: str | None = None) -> Choice:
+    """The model to run here (``name`` overrides; ``runtime`` restricts), with the reason in words."""
+    options = runnable(bundle, runtime)
     names = [m.name for m in bundle.models]
     if name is not None:
         if name not in names:
             raise InputError(f"the bundle has no model {name!r}; it has {', '.join(names)}.",
-                             hint="Give --model one of those names.")
+                             hint="Give --model (model= in Python) one of those names.")
         picked = next((c for c in options if c.model.name == name), None)
         if picked is None:
             model = next(m for m in bundle.models if m.name == name)
-            raise InputError(f"{name} cannot run on this device: no usable runtime opens it (it suits "
+            on = f" on {runtime}" if runtime else ""
+            raise InputError(f"{name} cannot run{on} on this device: no usable runtime{on} opens it (it suits "
                              f"{', '.join(model.devices)}).", hint="kit doctor shows what this device has.")
         return Choice(picked.model, picked.path, picked.runtime, f"{name} on {picked.runtime}, as --model asked")
     if not options:
-        raise InputError(f"no model in the bundle runs on this device ({', '.join(names)}).",
+        on = f" on {runtime}" if runtime else ""
+        raise InputError(f"no model in the bundle runs{on} on this device ({', '.join(names)}).",
                          hint="kit doctor shows which runtimes this device has and what each model needs.")
     best = options[0]
     return Choice(best.model, best.path, best.runtime, _why(best, options))

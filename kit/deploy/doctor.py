@@ -14,10 +14,11 @@ import platform
 import re
 import sys
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from kit._version import __version__
-from kit.core.errors import KitError
+from kit.core.errors import InputError, KitError
 from kit.core.quiet import silenced
 
 MIN_PYTHON = (3, 10)
@@ -163,17 +164,27 @@ def _vcgencmd(command: str) -> str | None:
 
 
 def _bundle(path: str) -> list[Finding]:
-    from kit.deploy.bundle import open_bundle
+    """The bundle's findings. A path that is no bundle at all is the user's error (raised: exit
+    2); a bundle that is tampered with, unsafe or malformed is the device's problem (a finding)."""
+    from kit.deploy.bundle import ARCHIVE_SUFFIX, open_bundle
 
+    where = Path(path)
+    if not where.exists():
+        raise InputError(f"bundle {path} does not exist.", hint="Check the path.")
+    if not (where.is_dir() or where.name.endswith(ARCHIVE_SUFFIX)):
+        raise InputError(f"{path} is not a bundle (a .kitbundle folder or a {ARCHIVE_SUFFIX} archive).",
+                         hint="kit doctor checks this device; kit doctor BUNDLE checks a bundle on it.")
     try:
         with open_bundle(path) as bundle:
             found = [Finding("bundle", "ok", f"{path}: {len(bundle.manifest['files'])} files match the manifest "
                              f"(kit {bundle.manifest['kit_version']})")]
-            for model in bundle.models:
-                found.append(_golden_check(bundle, model))
-            return found
+            found += [_golden_check(bundle, model) for model in bundle.models]
     except KitError as error:  # tampered, unsafe or unreadable: nothing was loaded
-        return [Finding("bundle", "problem", str(error), getattr(error, "hint", "") or "")]
+        return [Finding("bundle", "problem", error.message, error.hint or "")]
+    if all(f.status == "info" for f in found[1:]):  # no model of the bundle runs here
+        found.append(Finding("bundle", "problem", "no model in the bundle can run on this device",
+                             "kit doctor lists what each model needs; install its runtime (requirements/)."))
+    return found
 
 
 def _golden_check(bundle, model) -> Finding:

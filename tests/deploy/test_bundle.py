@@ -154,18 +154,24 @@ def test_unsafe_archives_are_refused_before_extracting(tmp_path, members, messag
     (["{v}/digits.onnx", "-o", "{t}/x.kitbundle", "--archive"], "expected the output to end in .kitbundle.tar.gz"),
     (["{v}/digits.onnx", "{v}/digits.onnx", "-o", "{t}/x.kitbundle"], "two models are named digits.onnx"),
     (["{t}/model.engine", "-o", "{t}/x.kitbundle"], "expected .onnx or .tflite models"),
-    (["{v}/digits.onnx", "-o", "{t}/taken.kitbundle"], "exists and is not a kit bundle; it is left as it is"),
+    (["{v}/digits.onnx", "-o", "{t}/taken.kitbundle"], "exists and is not an intact kit bundle"),
+    (["{v}/digits.onnx", "-o", "{t}/fake.kitbundle"], "exists and is not an intact kit bundle"),
+    (["{v}/digits.onnx", "-o", "{t}/taken.kitbundle/inner.kitbundle"], "is inside the bundle"),
     (["{v}/digits.onnx", "-o", "{t}/nowhere/x.kitbundle"], "the output's folder"),
 ])
 def test_bad_bundle_input_is_one_line_and_leaves_nothing(variants, tmp_path, argv, message):
     (tmp_path / "model.engine").write_bytes(b"engine")
     (tmp_path / "taken.kitbundle").mkdir()
     (tmp_path / "taken.kitbundle" / "mine.txt").write_text("keep")
+    (tmp_path / "fake.kitbundle").mkdir()  # a manifest.json that is not a kit bundle's, beside a user's file
+    (tmp_path / "fake.kitbundle" / "manifest.json").write_text('{"name": "app"}')
+    (tmp_path / "fake.kitbundle" / "notes.txt").write_text("keep")
     before = files_in(tmp_path)
     ran = run_kit("bundle", *[a.format(v=variants, t=tmp_path) for a in argv])
     assert ran.returncode == 2 and message.format(v=variants, t=tmp_path) in ran.stderr, ran.stderr
     assert "Traceback" not in ran.stderr and files_in(tmp_path) == before
     assert (tmp_path / "taken.kitbundle" / "mine.txt").read_text() == "keep"
+    assert (tmp_path / "fake.kitbundle" / "notes.txt").read_text() == "keep"
 
 
 def test_bundling_over_an_existing_bundle_replaces_it(variants, variant_models, tmp_path):
@@ -174,3 +180,80 @@ def test_bundling_over_an_existing_bundle_replaces_it(variants, variant_models, 
     assert run_kit("bundle", *variant_models, "-o", str(out)).returncode == 0
     assert len(json.loads((out / "manifest.json").read_text())["models"]) == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.kitbundle"]  # nothing left aside
+
+
+def rewrite_manifest(bundle, tmp_path, change):
+    target = copy_of(bundle, tmp_path)
+    manifest = json.loads((target / "manifest.json").read_text())
+    change(manifest)
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    return target
+
+
+def outside_model(manifest):
+    manifest["models"][0]["name"] = "../../outside.onnx"
+
+
+def outside_golden(manifest):
+    manifest["models"][0]["golden"] = "../outside.npz"
+
+
+@pytest.mark.parametrize("change, message", [
+    (outside_model, "the model '../../outside.onnx' is not a file the manifest lists in models/"),
+    (outside_golden, "the golden file '../outside.npz' is not a file the manifest lists in golden/"),
+    (lambda m: m.update(files=["a"]), "expected files as a list of {path, sha256, size}"),
+    (lambda m: m.update(files=5), "expected files as a list of {path, sha256, size}"),
+    (lambda m: m.pop("models"), "expected models as a non-empty list"),
+    (lambda m: m["models"][0].pop("format"), "expected each model with name, format, precision, devices"),
+    (lambda m: m["files"][0].update(path="a\0b"), "is not a path a bundle holds"),
+])
+def test_a_manifest_that_points_outside_or_is_malformed_is_refused(bundle, tmp_path, change, message):
+    """Only files the manifest hashes are ever opened: a model or golden file named outside
+    them, or a manifest of the wrong shape, is refused (doctor: a problem; run: exit 2)."""
+    target = rewrite_manifest(bundle, tmp_path, change)
+    doctor = run_kit("doctor", str(target), "--json")
+    assert doctor.returncode == 1, doctor.stderr
+    (problem,) = [f for f in json.loads(doctor.stdout)["findings"] if f["status"] == "problem"]
+    assert "is not a valid kit manifest" in problem["detail"] and message in problem["detail"], problem
+    ran = run_kit("run", str(target), "--random")
+    assert ran.returncode == 2 and message in ran.stderr and "Traceback" not in ran.stderr
+
+
+def test_models_with_external_data_or_different_tasks_are_refused(variants, digits, tmp_path):
+    import onnx
+
+    model = onnx.load(str(variants / "digits.onnx"))
+    onnx.save(model, str(tmp_path / "ext.onnx"), save_as_external_data=True, location="ext.onnx.data",
+              size_threshold=0)
+    ran = run_kit("bundle", str(tmp_path / "ext.onnx"), "-o", str(tmp_path / "e.kitbundle"))
+    assert ran.returncode == 2 and "keeps its weights in external data files" in ran.stderr
+    (tmp_path / "labels.txt").write_text("".join(f"{i}\n" for i in range(10)))
+    labelled = tmp_path / "labelled.onnx"
+    assert run_kit("adopt", str(tmp_path / "ext.onnx"), "-o", str(labelled), "--task", "classify",
+                   "--labels", str(tmp_path / "labels.txt")).returncode == 2  # external data: adopt refuses too
+    from kit.export import export_onnx
+
+    other = tmp_path / "other.onnx"
+    export_onnx(digits.module, labelled, input_shapes="1x1x8x8", task={"name": "classify", "labels": list("abcdefghij")})
+    export_onnx(digits.module, other, input_shapes="1x1x8x8", task={"name": "classify", "labels": list("ABCDEFGHIJ")})
+    mixed = run_kit("bundle", str(labelled), str(other), "-o", str(tmp_path / "m.kitbundle"))
+    assert mixed.returncode == 2 and "record different tasks or labels" in mixed.stderr
+    assert not (tmp_path / "m.kitbundle").exists() and not (tmp_path / "e.kitbundle").exists()
+
+
+def test_bundles_made_from_another_folder_are_the_same(variants, variant_models, bundle, tmp_path):
+    """The golden files name the model as the bundle holds it, not as the command was typed."""
+    import os
+
+    (tmp_path / "sub").mkdir()
+    relative = [os.path.relpath(path, tmp_path / "sub") for path in variant_models]
+    ran = run_kit("bundle", *relative, "-o", "digits.kitbundle", cwd=tmp_path / "sub")
+    assert ran.returncode == 0, ran.stderr
+    assert (tmp_path / "sub" / "digits.kitbundle" / "manifest.json").read_bytes() == (
+        bundle / "manifest.json").read_bytes()
+
+
+def test_a_missing_bundle_is_named(tmp_path):
+    for command in (["run", str(tmp_path / "nosuch.kitbundle"), "--random"], ["doctor", str(tmp_path / "nosuch.kitbundle")]):
+        ran = run_kit(*command)
+        assert ran.returncode == 2 and f"bundle {tmp_path}/nosuch.kitbundle does not exist" in ran.stderr

@@ -74,3 +74,32 @@ def test_run_refuses_a_tampered_bundle_and_an_archive(bundle, tmp_path):
     packed.write_bytes(b"")
     ran = run_kit("run", str(packed), "--random")
     assert ran.returncode == 2 and f"Unpack it first: tar -xzf {packed}" in ran.stderr
+
+
+def test_runtime_restricts_the_choice(bundle):
+    ran = run_kit("run", str(bundle), "--runtime", "onnxruntime", "--random", "--json")
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout)["bundle"]["model"] in ("digits.onnx", "digits.int8.onnx")
+
+
+def test_a_bundle_with_nothing_for_this_device(digits_tflite, tmp_path):
+    """An Edge TPU model alone, and no Edge TPU: doctor says the device cannot run the bundle,
+    run and bench say so in one line."""
+    shutil.copyfile(digits_tflite["int8"].path, tmp_path / "only_edgetpu.tflite")
+    out = tmp_path / "e.kitbundle"
+    assert run_kit("bundle", str(tmp_path / "only_edgetpu.tflite"), "-o", str(out)).returncode == 0
+    doctor = run_kit("doctor", str(out), "--json")
+    assert doctor.returncode == 1
+    problems = [f["detail"] for f in json.loads(doctor.stdout)["findings"] if f["status"] == "problem"]
+    assert problems == ["no model in the bundle can run on this device"]
+    for argv, message in ((["run", str(out), "--random"], "no model in the bundle runs on this device"),
+                          (["bench", str(out)], f"no model in the bundle {out} runs on this device")):
+        ran = run_kit(*argv)
+        assert ran.returncode == 2 and message in ran.stderr, ran.stderr
+
+
+def test_run_writes_nothing_into_a_bundle(bundle):
+    before = (bundle / "golden" / "digits.onnx.npz").read_bytes()
+    ran = run_kit("run", str(bundle), "--random", "-o", str(bundle / "golden" / "digits.onnx.npz"))
+    assert ran.returncode == 2 and "is inside the bundle" in ran.stderr
+    assert (bundle / "golden" / "digits.onnx.npz").read_bytes() == before
