@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from kit.export.result import task_settings
 
+from kit import tasks
 from kit.core import provenance
 from kit.core.errors import InputError, ModelFileError, ValidationError
 from kit.core.fileio import (
@@ -82,6 +83,8 @@ def adopt(model: str | os.PathLike, output: str | os.PathLike, *, preprocess: st
         inputs, outputs = original.inputs, original.outputs
         feeds = batch_feeds(inputs)
         expected = original.run(feeds)
+    if settings:
+        _check_task(tasks.from_dict(settings), expected)
     stated = Preprocess.for_input(inputs[0], preprocess).to_dict() if preprocess else None
     record = provenance.new(
         stage="adopt", format=kind, precision=_precision(model, kind, inputs), source=str(model.resolve()),
@@ -93,7 +96,7 @@ def adopt(model: str | os.PathLike, output: str | os.PathLike, *, preprocess: st
         with load(tmp, threads=1) as adopted:
             got = adopted.run(feeds)
         for name, array in expected.items():
-            if not np.array_equal(array, got[name]):
+            if not np.array_equal(array, got[name], equal_nan=array.dtype.kind in "fc"):
                 raise ValidationError(f"the adopted copy of {model} gives other outputs than the original ({name}).",
                                       hint="Nothing was written. Report this: adopting adds metadata only.")
     hint = ("no --preprocess: kit run --image and image data need one (e.g. size=224,mean=0.485/0.456/0.406,"
@@ -101,6 +104,17 @@ def adopt(model: str | os.PathLike, output: str | os.PathLike, *, preprocess: st
     notes = [] if stated or len(inputs) != 1 else [hint]
     return AdoptResult(output, model, kind, record["precision"], record["inputs"], record["outputs"], stated,
                        settings, time.perf_counter() - started, notes)
+
+
+def _check_task(task, outputs: dict[str, np.ndarray]) -> None:
+    """The task must read the model's outputs (a detector's layout, a classifier's scores), and
+    a classifier's labels must number its classes."""
+    task.results(outputs)  # raises, naming what it expected, when the outputs are not the task's
+    if task.name == "classify" and task.labels:
+        classes = task.scores(outputs).shape[-1]
+        if classes != len(task.labels):
+            raise InputError(f"--labels names {len(task.labels)} classes; the model scores {classes}.",
+                             hint="One label per class, class 0 first.")
 
 
 def _precision(model: Path, kind: str, inputs) -> str:

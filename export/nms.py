@@ -64,10 +64,14 @@ def append_nms(model, task: Detect, head: str, classes: int | None = None):
     else:
         raise InputError(f"NMS in the graph takes an ultralytics or ssd head, found {head!r}.",
                          hint="A decoded head already went through NMS.")
-    # each candidate keeps its best class only (as the host does): the others score -1
-    (best,) = node("ReduceMax", [scores], "best", keepdims=1, axes=[1]) if opset < 18 else node(
-        "ReduceMax", [scores, const("class_axis", [1])], "best", keepdims=1)
-    (is_best,) = node("Equal", [scores, best], "is_best")
+    # each candidate keeps its best class only, the first of equals as numpy's argmax on the
+    # host: the others score -1
+    (best,) = node("ArgMax", [scores], "best", axis=1, keepdims=1)  # [N, 1, A]
+    (scores_shape,) = node("Shape", [scores], "scores_shape")
+    (classes,) = node("Gather", [scores_shape, const("one", 1)], "class_count")
+    (ids,) = node("Range", [const("class_start", 0), classes, const("class_step", 1)], "class_ids")
+    (ids,) = node("Unsqueeze", [ids, const("id_axes", [0, 2])], "class_column")  # [1, C, 1]
+    (is_best,) = node("Equal", [ids, best], "is_best")
     (scores,) = node("Where", [is_best, scores, const("minus_one", -1.0, np.float32)], "best_only")
     (selected,) = node("NonMaxSuppression", [boxes, scores, const("per_class", [task.max_detections]),
                                              const("iou", [task.iou_threshold], np.float32),
@@ -116,6 +120,10 @@ def append_nms(model, task: Detect, head: str, classes: int | None = None):
 
 def _ultralytics_parts(graph, classes, const, node) -> tuple[str, str]:
     """[N, 4 + C, A] (or [N, A, 4 + C]) of centre and size -> boxes [N, A, 4] corners, scores [N, C, A]."""
+    if len(graph.output) != 1:
+        raise InputError(f"an Ultralytics head has one output [N, 4 + classes, anchors]; the model has "
+                         f"{len(graph.output)} ({', '.join(o.name for o in graph.output)}).",
+                         hint="Name the head with --head (ssd for boxes and scores), or leave NMS to the host.")
     (output,) = graph.output
     dims = [d.dim_value or None for d in output.type.tensor_type.shape.dim]
     if len(dims) != 3 or dims[1] is None or dims[2] is None:

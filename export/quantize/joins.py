@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from kit.core.specs import TensorSpec
+from kit.data.batching import fixed_batch
 from kit.data.calibration import FeedReader
 from kit.data.datasets import Dataset
 
@@ -65,7 +66,10 @@ def mixed_range_joins(graph_path: Path, dataset: Dataset, inputs: list[TensorSpe
         onnx.save(proto, str(augmented))
         session = onnxruntime.InferenceSession(str(augmented), providers=["CPUExecutionProvider"])
     largest = dict.fromkeys(watched, 0.0)
-    for feeds in FeedReader(dataset, limit=samples, inputs=inputs):
+    # A batch axis fixed at 1 streams as a free one in FeedReader (ORT's calibration wants it so);
+    # this plain session takes the model's own batch.
+    batch = 1 if fixed_batch(inputs) == 1 else 16
+    for feeds in FeedReader(dataset, batch_size=batch, limit=samples, inputs=inputs):
         for name, value in zip(watched, session.run(watched, feeds)):
             if np.issubdtype(value.dtype, np.floating) and value.size:
                 largest[name] = max(largest[name], float(np.max(np.abs(value))))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from kit.cli import args as flags
@@ -38,5 +39,5 @@ def handle(args) -> int:
         console.print(f"  {model['name']}: {model['format']} {model['precision']}, for "
                       f"{', '.join(model['devices'])}; {golden}")
     console.print("on the device: pip install -r requirements/KIND.txt (cpu, coral or jetson), then")
-    console.print(f"  kit doctor {Path(args.output).name}")
+    console.print(f"  kit doctor {shlex.quote(Path(args.output).name)}", highlight=False)
     return 0

@@ -59,7 +59,14 @@ DEVICES = {
 DEVICE_PACKAGES = {
     "cpu": ["numpy", "onnxruntime", "ai-edge-litert", "opencv-python-headless"],
     "coral": ["numpy", "ai-edge-litert", "opencv-python-headless"],
-    "jetson": ["numpy", "onnxruntime", "cuda-python", "opencv-python-headless"],
+    "jetson": ["numpy", "cuda-python"],
+}
+# What a device kind takes from elsewhere than PyPI, said in its requirements file.
+DEVICE_NOTES = {
+    "coral": ["# libedgetpu: Coral's apt repository (libedgetpu1-std), not pip"],
+    "jetson": ["# TensorRT and OpenCV: JetPack's (apt install python3-libnvinfer python3-opencv); PyPI's",
+               "# onnxruntime and opencv-python-headless would shadow them. ONNX Runtime with the GPU:",
+               "# NVIDIA's Jetson wheels (onnxruntime-gpu), for the JetPack release installed."],
 }
 
 
@@ -148,8 +155,10 @@ def _checked_sources(models) -> list[Path]:
         if not path.is_file():
             raise ModelFileError(f"model file {path} does not exist.", hint="Check the path.")
         if _format_of(path) is None:
+            engine = path.suffix.lower() in (".engine", ".plan")
             raise InputError(f"expected .onnx or .tflite models, found {path}.",
-                             hint="Build TensorRT engines on the device: bundle their ONNX model.")
+                             hint="TensorRT engines are built on the device: bundle their ONNX model." if engine else
+                             "Bundle the model files kit export, kit quantize or kit adopt wrote.")
         if model_files(path) != [path]:
             raise InputError(f"{path} keeps its weights in external data files; a bundle holds one file per model.",
                              hint="Save it as one file first: onnx.save(onnx.load(path), path2).")
@@ -263,7 +272,7 @@ def _requirements(kind: str) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     lines = [f"# {DEVICES[kind]}", f"# pinned to the versions the golden outputs were made with (kit {__version__})",
-             f"edge-inference-kit[{kind}]=={__version__}"]
+             *DEVICE_NOTES.get(kind, []), f"edge-inference-kit[{kind}]=={__version__}"]
     for package in DEVICE_PACKAGES[kind]:
         try:
             lines.append(f"{package}=={version(package)}")

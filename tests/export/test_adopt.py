@@ -27,6 +27,7 @@ def third_party(digits, digits_tflite, tmp_path_factory):
     flat.metadata = [m for m in flat.metadata or [] if m.name.decode() != provenance.KEY]
     (folder / "digits.tflite").write_bytes(bytes(flatbuffer_utils.convert_object_to_bytearray(flat)))
     (folder / "labels.txt").write_text("".join(f"digit {i}\n" for i in range(10)))
+    (folder / "five.txt").write_text("a\nb\nc\nd\ne\n")
     x = np.load(digits.test)["x"][0, 0]  # 8x8 in [0, 1]
     cv2.imwrite(str(folder / "digit.png"), (x * 255).round().astype(np.uint8))
     assert provenance.read(folder / "digits.onnx") == {} and provenance.read(folder / "digits.tflite") == {}
@@ -72,6 +73,9 @@ def test_an_adopted_model_quantizes_and_bundles_like_an_export(third_party, digi
     (["{d}/digits.onnx", "-o", "{d}/digits.onnx"], "is the same file as the input"),
     (["{k}", "-o", "{t}/x.onnx"], "was made by the kit (export) and already records its provenance"),
     (["{d}/digits.onnx", "-o", "{t}/x.onnx", "--labels", "{d}/labels.txt"], "found no --task"),
+    (["{d}/digits.onnx", "-o", "{t}/x.onnx", "--task", "classify", "--labels", "{d}/five.txt"],
+     "--labels names 5 classes; the model scores 10"),
+    (["{d}/digits.onnx", "-o", "{t}/x.onnx", "--task", "detect"], "expected detection outputs in a known layout"),
 ])
 def test_bad_adopt_input_is_one_line_and_writes_nothing(third_party, digits, tmp_path, argv, message):
     fill = dict(d=third_party, t=tmp_path, k=digits.onnx)

@@ -59,6 +59,19 @@ def test_graph_nms_gives_the_host_nms_boxes(tmp_path, seed, opset):
     assert (padding == -1).all()
 
 
+def test_equal_class_scores_keep_the_first_class_as_the_host_does(tmp_path):
+    """Two classes tied on one box: one detection, class 0 (numpy's argmax), not two."""
+    task = Detect(labels=["a", "b"])
+    onnx.save(append_nms(passthrough(["batch", 6, 4]), task, "ultralytics", 2), str(tmp_path / "nms.onnx"))
+    raw = np.zeros((1, 6, 4), np.float32)
+    raw[0, :, 0] = [20, 20, 10, 10, 0.7, 0.7]
+    with OnnxRuntime(tmp_path / "nms.onnx") as runtime:
+        graph = task.detections(runtime.run({"raw": raw}))
+    ((boxes, scores, classes),) = graph
+    assert classes.tolist() == [0] and scores.tolist() == pytest.approx([0.7])
+    assert [c.tolist() for _, _, c in task.detections({"head": raw})] == [[0]]
+
+
 def test_an_image_without_detections_gives_none(tmp_path):
     model = append_nms(passthrough(["batch", 5, 16]), Detect(), "ultralytics", 1)
     onnx.save(model, str(tmp_path / "nms.onnx"))
@@ -92,6 +105,10 @@ def test_ssd_heads_with_a_background_class(tmp_path):
 def test_refusals(tmp_path):
     with pytest.raises(InputError, match="needs opset 13 or later; the model is opset 11"):
         append_nms(passthrough(["n", 5, 16], opset=11), Detect(), "ultralytics", 1)
+    graph = passthrough(["n", 5, 16])
+    graph.graph.output.append(helper.make_tensor_value_info("raw", TensorProto.FLOAT, ["n", 5, 16]))
+    with pytest.raises(InputError, match="an Ultralytics head has one output .* the model has 2"):
+        append_nms(graph, Detect(), "ultralytics", 1)
     with pytest.raises(InputError, match="takes an ultralytics or ssd head, found 'decoded'"):
         append_nms(passthrough(["n", 5, 16]), Detect(), "decoded", 1)
     twice = append_nms(passthrough(["n", 5, 16]), Detect(), "ultralytics", 1)

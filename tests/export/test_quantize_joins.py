@@ -14,7 +14,7 @@ from kit.check.layers import head_layers
 from kit.data.datasets import from_arrays
 
 
-def joined_model(path, box_scale: float):
+def joined_model(path, box_scale: float, batch="n"):
     """x [N,4] -> Conv-free head: boxes = MatMul(x, W) * box_scale, scores = Sigmoid(MatMul(x, V));
     output = Concat(boxes, scores) on axis 1."""
     rng = np.random.default_rng(0)
@@ -26,8 +26,8 @@ def joined_model(path, box_scale: float):
              helper.make_node("MatMul", ["x", "V"], ["logits"], name="score_matmul"),
              helper.make_node("Sigmoid", ["logits"], ["scores"], name="sigmoid"),
              helper.make_node("Concat", ["boxes", "scores"], ["output"], name="join", axis=1)]
-    graph = helper.make_graph(nodes, "head", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
-                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", 8])],
+    graph = helper.make_graph(nodes, "head", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 4])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, [batch, 8])],
                               initializer=[*weights, scale])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return path
@@ -87,3 +87,10 @@ def test_static_int8_keeps_the_mixed_join_in_float_unless_told(tmp_path):
 def test_head_layers_are_the_compute_nodes_nearest_the_outputs(tmp_path):
     model = joined_model(tmp_path / "m.onnx", box_scale=200.0)
     assert head_layers(model) == ["box_matmul", "score_matmul"]
+
+
+def test_a_batch_axis_fixed_at_one(tmp_path):
+    """The ranges are measured in the model's own batches (it takes one sample at a time)."""
+    model = joined_model(tmp_path / "m.onnx", box_scale=200.0, batch=1)
+    [join] = mixed_range_joins(model, dataset(model), inputs(model))
+    assert join.node == "join"
