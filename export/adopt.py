@@ -87,7 +87,7 @@ def adopt(model: str | os.PathLike, output: str | os.PathLike, *, preprocess: st
         _check_task(tasks.from_dict(settings), expected)
     stated = Preprocess.for_input(inputs[0], preprocess).to_dict() if preprocess else None
     record = provenance.new(
-        stage="adopt", format=kind, precision=_precision(model, kind, inputs), source=str(model.resolve()),
+        stage="adopt", format=kind, precision=_precision(model, kind), source=str(model.resolve()),
         source_kind="adopted", source_sha256=sha256_of(model),
         inputs=[spec.to_dict() for spec in inputs], outputs=[spec.to_dict() for spec in outputs],
         preprocess=stated, task=settings)
@@ -117,7 +117,7 @@ def _check_task(task, outputs: dict[str, np.ndarray]) -> None:
                              hint="One label per class, class 0 first.")
 
 
-def _precision(model: Path, kind: str, inputs) -> str:
+def _precision(model: Path, kind: str) -> str:
     if kind == "onnx":
         import onnx
 
@@ -128,7 +128,26 @@ def _precision(model: Path, kind: str, inputs) -> str:
             return "int8"
         fp16 = any(init.data_type == onnx.TensorProto.FLOAT16 for init in graph.initializer)
         return "fp16" if fp16 else "fp32"
-    return "int8" if any(spec.dtype in ("int8", "uint8") for spec in inputs) else "fp32"
+    return _tflite_precision(model.read_bytes())
+
+
+def _tflite_precision(flatbuffer: bytes) -> str:
+    """int8 when activations are quantized (a QUANTIZE op, or int8 inputs), int8-dynamic when only
+    weights are, fp16 for float16 weights, else fp32: the names kit export's TFLite variants use."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    from kit.export.tflite_int8 import operators
+
+    names = {name for name, _, _ in operators(flatbuffer)}
+    graph = schema.ModelT.InitFromObj(schema.Model.GetRootAs(flatbuffer, 0)).subgraphs[0]
+    types = {tensor.type for tensor in graph.tensors}
+    inputs = {graph.tensors[index].type for index in graph.inputs}
+    quantized = {schema.TensorType.INT8, schema.TensorType.UINT8}
+    if "QUANTIZE" in names or inputs & quantized:
+        return "int8"
+    if types & quantized:
+        return "int8-dynamic"
+    return "fp16" if schema.TensorType.FLOAT16 in types else "fp32"
 
 
 def _write(model: Path, path: Path, kind: str, record: dict[str, Any]) -> None:

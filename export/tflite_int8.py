@@ -61,7 +61,7 @@ def _keep_mixed_joins(float_model: Path, ranges: dict, manager) -> list[str]:
     from ai_edge_quantizer import qtyping, quantizer
 
     notes = []
-    for name, inputs, outputs in _operators(float_model.read_bytes()):
+    for name, inputs, outputs in operators(float_model.read_bytes()):
         magnitude = {tensor: max(float(np.max(np.abs(ranges[tensor]["min"]))),
                                  float(np.max(np.abs(ranges[tensor]["max"])))) for tensor in inputs if tensor in ranges}
         if name != "CONCATENATION" or len(magnitude) < 2 or not outputs or min(magnitude.values()) <= 0:
@@ -78,7 +78,7 @@ def _keep_mixed_joins(float_model: Path, ranges: dict, manager) -> list[str]:
     return notes
 
 
-def _operators(model: bytes) -> list[tuple[str, list[str], list[str]]]:
+def operators(model: bytes) -> list[tuple[str, list[str], list[str]]]:
     """The first subgraph's operators: name, input tensor names, output tensor names."""
     from ai_edge_litert import schema_py_generated as schema
 

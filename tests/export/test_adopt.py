@@ -17,21 +17,35 @@ def third_party(digits, digits_tflite, tmp_path_factory):
     """The digits CNN as a plain ONNX file and a plain TFLite file (no kit metadata), its labels,
     and one digit image."""
     import cv2
-    from ai_edge_litert.tools import flatbuffer_utils
 
     folder = tmp_path_factory.mktemp("third")
     model = onnx.load(str(digits.onnx))
     del model.metadata_props[:]
     onnx.save(model, str(folder / "digits.onnx"))
-    flat = flatbuffer_utils.convert_bytearray_to_object((digits_tflite["fp32"].path).read_bytes())
-    flat.metadata = [m for m in flat.metadata or [] if m.name.decode() != provenance.KEY]
-    (folder / "digits.tflite").write_bytes(bytes(flatbuffer_utils.convert_object_to_bytearray(flat)))
+    plain_tflite(digits_tflite["fp32"].path, folder / "digits.tflite")
     (folder / "labels.txt").write_text("".join(f"digit {i}\n" for i in range(10)))
     (folder / "five.txt").write_text("a\nb\nc\nd\ne\n")
     x = np.load(digits.test)["x"][0, 0]  # 8x8 in [0, 1]
     cv2.imwrite(str(folder / "digit.png"), (x * 255).round().astype(np.uint8))
     assert provenance.read(folder / "digits.onnx") == {} and provenance.read(folder / "digits.tflite") == {}
     return folder
+
+
+def plain_tflite(source, target):
+    """The .tflite without the kit's metadata entry: a file some other tool wrote."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    flat = flatbuffer_utils.convert_bytearray_to_object(source.read_bytes())
+    flat.metadata = [m for m in flat.metadata or [] if m.name.decode() != provenance.KEY]
+    target.write_bytes(bytes(flatbuffer_utils.convert_object_to_bytearray(flat)))
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8-dynamic", "int8"])
+def test_a_tflite_models_precision_is_read_from_its_tensors(digits_tflite, tmp_path, precision):
+    plain_tflite(digits_tflite[precision].path, tmp_path / "m.tflite")
+    ran = run_kit("adopt", str(tmp_path / "m.tflite"), "-o", str(tmp_path / "a.tflite"), "--json")
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout)["precision"] == precision == provenance.read(tmp_path / "a.tflite")["precision"]
 
 
 @pytest.mark.parametrize("suffix", [".onnx", ".tflite"])
