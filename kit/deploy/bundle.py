@@ -286,7 +286,9 @@ def _device_readme(models: list[BundledModel], kinds: list[str]) -> str:
     installs = "\n".join(f"- {kind}: `pip install -r requirements/{kind}.txt` ({DEVICES[kind]})" for kind in kinds)
     # No bundle name here: the same models make the same files whatever the bundle is called.
     return (f"# A kit bundle\n\nMade by edge-inference-kit {__version__}.\n\n## Models\n\n{rows}\n\n"
-            f"## On the device\n\n{installs}\n\nThen, in this folder:\n\n"
+            f"## On the device\n\nInstall edge-inference-kit {__version__} (from PyPI, or a wheel or checkout of that "
+            f"version; `pip wheel --no-deps PATH` on the workstation makes one), then this device kind's "
+            f"runtimes, pinned to what made the golden outputs:\n\n{installs}\n\nThen, in this folder:\n\n"
             "```\nkit doctor .      # every file against the manifest, each model against its golden outputs\n"
             "kit run . --image x.jpg\nkit bench .\n```\n")
 
