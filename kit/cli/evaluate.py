@@ -1,4 +1,5 @@
-"""kit eval: top-1/top-5 on labelled data, against a full-precision baseline and a budget."""
+"""kit eval: accuracy on labelled data (top-1/top-5, or a detector's mAP), against a full-precision baseline
+and a budget."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from kit.core.errors import InputError
 
 
 def add_parser(commands, common) -> None:
-    parser = commands.add_parser("eval", parents=[common], help="top-1/top-5 on labelled data, against a budget")
+    parser = commands.add_parser("eval", parents=[common], help="top-1/top-5, or a detector's mAP, on labelled data, against a budget")
     parser.add_argument("model")
     flags.add_data(parser, "--data", "labelled data", required=True,
                    forms="an image folder (one subfolder per class) or .npz with x and y; for a detector, "
