@@ -135,11 +135,10 @@ def _tflite_precision(flatbuffer: bytes) -> str:
     """int8 when activations are quantized (a QUANTIZE op, or int8 inputs), int8-dynamic when only
     weights are, fp16 for float16 weights, else fp32: the names kit export's TFLite variants use."""
     from ai_edge_litert import schema_py_generated as schema
+    from kit.export.tflite_int8 import named_operators
 
-    from kit.export.tflite_int8 import operators
-
-    names = {name for name, _, _ in operators(flatbuffer)}
-    graph = schema.ModelT.InitFromObj(schema.Model.GetRootAs(flatbuffer, 0)).subgraphs[0]
+    graph, ops = named_operators(flatbuffer)
+    names = {name for name, _ in ops}
     types = {tensor.type for tensor in graph.tensors}
     inputs = {graph.tensors[index].type for index in graph.inputs}
     quantized = {schema.TensorType.INT8, schema.TensorType.UINT8}

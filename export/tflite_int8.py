@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 from kit.export.litert import quiet_converters, to_layout
-from kit.export.quantize.joins import MIXED_RANGE_RATIO, MixedJoin
+from kit.export.quantize.joins import MixedJoin
 
 from kit.core.errors import ExportError, InputError, KitError, KitWarning, root_cause
 from kit.data.calibration import FeedReader
@@ -62,33 +62,40 @@ def _keep_mixed_joins(float_model: Path, ranges: dict, manager) -> list[str]:
 
     notes = []
     for name, inputs, outputs in operators(float_model.read_bytes()):
+        if name != "CONCATENATION" or not outputs:
+            continue
         magnitude = {tensor: max(float(np.max(np.abs(ranges[tensor]["min"]))),
                                  float(np.max(np.abs(ranges[tensor]["max"])))) for tensor in inputs if tensor in ranges}
-        if name != "CONCATENATION" or len(magnitude) < 2 or not outputs or min(magnitude.values()) <= 0:
-            continue
-        if max(magnitude.values()) / min(magnitude.values()) < MIXED_RANGE_RATIO:
+        join = MixedJoin.of(f"the CONCATENATION writing {outputs[0]}", magnitude) if len(magnitude) > 1 else None
+        if join is None:
             continue
         # ai-edge-quantizer matches an op's "scope": its output tensor names, each followed by ";"
         scope = f"^{re.escape(outputs[0])};"
         for operation in (qtyping.TFLOperationName.CONCATENATION, qtyping.TFLOperationName.OUTPUT):
             manager.add_quantization_config(regex=scope, operation_name=operation,
                                             algorithm_key=quantizer.AlgorithmName.NO_QUANTIZE)
-        join = MixedJoin(f"the CONCATENATION writing {outputs[0]}", magnitude)
         notes.append(f"kept in float: {join.describe()}; an output it writes stays float32.")
     return notes
 
 
-def operators(model: bytes) -> list[tuple[str, list[str], list[str]]]:
-    """The first subgraph's operators: name, input tensor names, output tensor names."""
+def named_operators(model: bytes) -> tuple[object, list[tuple[str, object]]]:
+    """The first subgraph of a .tflite flatbuffer, and its operators each with its op name."""
     from ai_edge_litert import schema_py_generated as schema
 
     flat = schema.ModelT.InitFromObj(schema.Model.GetRootAs(model, 0))
     op_names = {value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+    codes = flat.operatorCodes
     graph = flat.subgraphs[0]
+    return graph, [(op_names.get(max(codes[op.opcodeIndex].builtinCode, codes[op.opcodeIndex].deprecatedBuiltinCode),
+                                 "?"), op) for op in graph.operators]
+
+
+def operators(model: bytes) -> list[tuple[str, list[str], list[str]]]:
+    """The first subgraph's operators: name, input tensor names, output tensor names."""
+    graph, ops = named_operators(model)
     tensor = lambda index: graph.tensors[index].name.decode()  # noqa: E731
-    return [(op_names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "?"),
-             [tensor(i) for i in op.inputs if i >= 0], [tensor(i) for i in op.outputs if i >= 0])
-            for op, code in ((op, flat.operatorCodes[op.opcodeIndex]) for op in graph.operators)]
+    return [(name, [tensor(i) for i in op.inputs if i >= 0], [tensor(i) for i in op.outputs if i >= 0])
+            for name, op in ops]
 
 
 def _signature(interpreter) -> tuple[str, list[str]]:
@@ -139,12 +146,9 @@ def _float_ops_note(path: Path) -> list[str]:
     """A note (and a warning) naming the ops the quantizer left in float, if any."""
     from ai_edge_litert import schema_py_generated as schema
 
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(path.read_bytes(), 0))
-    op_names = {value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
-    graph, floats = model.subgraphs[0], (schema.TensorType.FLOAT32, schema.TensorType.FLOAT16)
-    names = [op_names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "?")
-             for code in (model.operatorCodes[op.opcodeIndex] for op in graph.operators)]
-    left = sorted({name for name, op in zip(names, graph.operators) if name not in ("QUANTIZE", "DEQUANTIZE")
+    graph, ops = named_operators(path.read_bytes())
+    floats = (schema.TensorType.FLOAT32, schema.TensorType.FLOAT16)
+    left = sorted({name for name, op in ops if name not in ("QUANTIZE", "DEQUANTIZE")
                    and any(graph.tensors[i].type in floats for i in [*op.inputs, *op.outputs] if i >= 0)})
     if not left:
         return []

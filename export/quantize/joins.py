@@ -31,6 +31,12 @@ class MixedJoin:
     node: str
     ranges: dict[str, float]  # each activation input's largest magnitude on the samples
 
+    @classmethod
+    def of(cls, node: str, ranges: dict[str, float]) -> MixedJoin | None:
+        """The join when its inputs' magnitudes differ by MIXED_RANGE_RATIO or more, else None."""
+        low, high = min(ranges.values()), max(ranges.values())
+        return cls(node, ranges) if low > 0 and high / low >= MIXED_RANGE_RATIO else None
+
     @property
     def steps(self) -> int:
         """The int8 steps the smallest input keeps under the shared scale."""
@@ -73,10 +79,5 @@ def mixed_range_joins(graph_path: Path, dataset: Dataset, inputs: list[TensorSpe
         for name, value in zip(watched, session.run(watched, feeds)):
             if np.issubdtype(value.dtype, np.floating) and value.size:
                 largest[name] = max(largest[name], float(np.max(np.abs(value))))
-    found = []
-    for node, tensors in joins.items():
-        ranges = {tensor: largest[tensor] for tensor in tensors}
-        low, high = min(ranges.values()), max(ranges.values())
-        if low > 0 and high / low >= MIXED_RANGE_RATIO:
-            found.append(MixedJoin(node, ranges))
-    return found
+    found = (MixedJoin.of(node, {tensor: largest[tensor] for tensor in tensors}) for node, tensors in joins.items())
+    return [join for join in found if join]

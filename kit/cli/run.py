@@ -135,14 +135,10 @@ def _bundle_choice(args):
     if choice is None and args.bundle_model:
         raise InputError("--model picks a model inside a bundle; the model given is a file.",
                          hint="Drop --model, or give a .kitbundle folder.")
-    if choice is not None:  # the bundle is an input: nothing is written into it
-        from kit.core.fileio import check_output_path
-
-        for output in filter(None, (args.output, args.draw)):
-            if Path(args.model).resolve() in Path(output).resolve().parents:
-                raise InputError(f"{output} is inside the bundle {args.model}, which kit run only reads.",
-                                 hint="Write it beside the bundle.")
-            check_output_path(output, choice.path)
+    for output in filter(None, (args.output, args.draw)) if choice else ():  # the bundle is only read
+        if Path(args.model).resolve() in Path(output).resolve().parents:
+            raise InputError(f"{output} is inside the bundle {args.model}, which kit run only reads.",
+                             hint="Write it beside the bundle.")
     return choice
 
 

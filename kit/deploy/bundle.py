@@ -102,6 +102,11 @@ class Bundle:
         return self.root / "models" / model.name
 
 
+class BundleError(KitError):
+    """A bundle that is unsafe to open, does not match its manifest, or whose manifest is not one
+    (kit doctor reports it as the device's problem; a path that is no bundle is an InputError)."""
+
+
 # ----- writing ----------------------------------------------------------------------------------
 
 
@@ -111,8 +116,9 @@ def make_bundle(models: list[str | os.PathLike], output: str | os.PathLike, *, d
     random:8). Returns the Bundle, or the archive's path with ``archive``. Nothing is left at
     ``output`` when it fails; an existing bundle there is replaced, anything else refused."""
     say = progress or (lambda message: None)
-    output = Path(output)
+    output, data = Path(output), data or f"random:{GOLDEN_SAMPLES}"
     sources = _checked_sources(models)
+    task = _one_task(sources)  # before the golden runs: variants of different models are refused at once
     _check_bundle_output(output, archive, sources)
     with tempfile.TemporaryDirectory(prefix=".kitbundle.", dir=output.parent) as scratch:
         root = Path(scratch) / "bundle"
@@ -122,8 +128,7 @@ def make_bundle(models: list[str | os.PathLike], output: str | os.PathLike, *, d
         for source in sources:
             say(f"adding {source.name}")
             shutil.copyfile(source, root / "models" / source.name)
-            entries.append(_describe(source, root, data or f"random:{GOLDEN_SAMPLES}", say))
-        task = _one_task(sources)
+            entries.append(_describe(source, root, data, say))
         if task and task.get("labels"):
             (root / "labels.txt").write_text("".join(f"{label}\n" for label in task["labels"]), encoding="utf-8")
         kinds = sorted({kind for entry in entries for kind in entry.devices})
@@ -134,7 +139,7 @@ def make_bundle(models: list[str | os.PathLike], output: str | os.PathLike, *, d
         manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "kit_version": __version__,
                     "task": task, "models": [entry.to_dict() for entry in entries],
                     "devices": {kind: DEVICES[kind] for kind in kinds},
-                    "golden_data": _data_name(data or f"random:{GOLDEN_SAMPLES}"), "files": _listing(root)}
+                    "golden_data": _data_name(data), "files": _listing(root)}
         (root / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
         if archive:
             say("writing the archive")
@@ -384,27 +389,27 @@ def _extract(archive: Path, into: Path) -> Path:
             for member in tar:  # read one header at a time: a hostile archive may hold millions
                 members.append(member)
                 if len(members) > MAX_MEMBERS:
-                    raise InputError(f"{archive} holds more than {MAX_MEMBERS:,} members; a bundle holds far fewer.",
+                    raise BundleError(f"{archive} holds more than {MAX_MEMBERS:,} members; a bundle holds far fewer.",
                                      hint="Refused before extracting anything.")
             if sum(member.size for member in members) > MAX_EXTRACTED_BYTES:
-                raise InputError(f"{archive} would unpack to more than {MAX_EXTRACTED_BYTES >> 30} GB.",
+                raise BundleError(f"{archive} would unpack to more than {MAX_EXTRACTED_BYTES >> 30} GB.",
                                  hint="Refused before extracting anything.")
             tops = set()
             for member in members:
                 _check_member(member.name, archive)
                 if not (member.isfile() or member.isdir()):
-                    raise InputError(f"{archive} holds {member.name}, which is a link or a device file; a bundle "
+                    raise BundleError(f"{archive} holds {member.name}, which is a link or a device file; a bundle "
                                      "holds only files and folders.", hint="Refused before extracting anything.")
                 tops.add(PurePosixPath(member.name).parts[0])
             folders = {m.name.rstrip("/") for m in members if m.isdir()}
             if len(tops) != 1 or next(iter(tops)) not in folders:
-                raise InputError(f"expected one bundle folder in {archive}, found {len(tops)} top-level entries"
+                raise BundleError(f"expected one bundle folder in {archive}, found {len(tops)} top-level entries"
                                  + ("" if len(tops) != 1 else " and no folder") + ".",
                                  hint="Make the archive with kit bundle --archive.")
             # Members were checked above; the "data" filter (Python 3.10.12+) checks them again.
             tar.extractall(into, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
     except (tarfile.TarError, EOFError, OSError, gzip.BadGzipFile) as exc:
-        raise InputError(f"{archive} is not a readable .tar.gz bundle ({exc}).",
+        raise BundleError(f"{archive} is not a readable .tar.gz bundle ({exc}).",
                          hint="Copy it again, or make it with kit bundle --archive.") from exc
     return into / tops.pop()
 
@@ -412,7 +417,7 @@ def _extract(archive: Path, into: Path) -> Path:
 def _check_member(name: str, where: Path) -> None:
     parts = PurePosixPath(name).parts
     if name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]) or not parts:
-        raise InputError(f"{where} holds the path {name!r}, which points outside the bundle.",
+        raise BundleError(f"{where} holds the path {name!r}, which points outside the bundle.",
                          hint="Refused before anything was read or extracted; the bundle is not safe to open.")
 
 
@@ -425,10 +430,6 @@ def verified(root: Path) -> Bundle:
                           hint="Nothing was loaded. Copy the bundle again from the workstation, or make it again "
                                "with kit bundle.")
     return Bundle(root, manifest)
-
-
-class BundleError(KitError):
-    """A bundle that does not match its manifest, or whose manifest is not one."""
 
 
 def _read_manifest(root: Path) -> dict[str, Any]:
@@ -487,12 +488,12 @@ def file_problems(root: Path, manifest: dict[str, Any]) -> list[str]:
     the manifest does not list."""
     problems, listed = [], set()
     resolved_root = root.resolve()
-    for entry in manifest.get("files", []):
-        relative = str(entry.get("path", ""))
+    for entry in manifest["files"]:  # validated by _read_manifest: path, sha256, size
+        relative = entry["path"]
         listed.add(relative)
         try:
             _check_member(relative, root / "manifest.json")
-        except InputError:
+        except BundleError:
             problems.append(f"the manifest lists {relative!r}, outside the bundle")
             continue
         path = root / relative
@@ -500,7 +501,7 @@ def file_problems(root: Path, manifest: dict[str, Any]) -> list[str]:
             problems.append(f"{relative} is a link")
         elif not path.is_file():
             problems.append(f"{relative} is missing")
-        elif path.stat().st_size != entry.get("size") or sha256_of(path) != entry.get("sha256"):
+        elif path.stat().st_size != entry["size"] or sha256_of(path) != entry["sha256"]:
             problems.append(f"{relative} changed (SHA-256 differs from the manifest)")
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(root).as_posix()

@@ -42,10 +42,11 @@ def resolve(path: str | Path, name: str | None = None, runtime: str | None = Non
 def runnable(bundle: Bundle, runtime: str | None = None) -> list[Choice]:
     """Every model this device can run, each on its best usable runtime (or ``runtime``), best
     first; ``why`` is filled in by choose."""
+    here = usable_here()
     found = []
     for model in bundle.models:
         path = bundle.model_path(model)
-        usable = [name for name in usable_runtimes(path) if runtime in (None, name)]
+        usable = [name for name in usable_runtimes(path, here) if runtime in (None, name)]
         if usable:
             found.append(Choice(model, path, usable[0], ""))
     return sorted(found, key=_rank)
@@ -115,9 +116,10 @@ def _why(best: Choice, options: list[Choice]) -> str:
                                                          else "")
 
 
-def usable_runtimes(path: Path) -> list[str]:
-    """The runtimes that open ``path`` and work on this device, in the registry's order."""
-    from kit.runtimes.registry import candidates, get
+def usable_here() -> set[str]:
+    """The runtimes that work on this device, its accelerators plugged in. Asked once per
+    command: the Edge TPU's answer opens the device."""
+    from kit.runtimes.registry import get, known
 
     def usable(name: str) -> bool:
         try:
@@ -126,4 +128,11 @@ def usable_runtimes(path: Path) -> list[str]:
         except KitError:
             return False
 
-    return [name for name in candidates(path) if usable(name)]
+    return {name for name in known() if usable(name)}
+
+
+def usable_runtimes(path: Path, here: set[str]) -> list[str]:
+    """The runtimes of ``here`` that open ``path``, in the registry's order."""
+    from kit.runtimes.registry import candidates
+
+    return [name for name in candidates(path) if name in here]

@@ -14,11 +14,11 @@ import platform
 import re
 import sys
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from kit._version import __version__
-from kit.core.errors import InputError, KitError
+from kit.core.errors import KitError
+from kit.core.formatting import decibels
 from kit.core.quiet import silenced
 
 MIN_PYTHON = (3, 10)
@@ -164,22 +164,19 @@ def _vcgencmd(command: str) -> str | None:
 
 
 def _bundle(path: str) -> list[Finding]:
-    """The bundle's findings. A path that is no bundle at all is the user's error (raised: exit
-    2); a bundle that is tampered with, unsafe or malformed is the device's problem (a finding)."""
-    from kit.deploy.bundle import ARCHIVE_SUFFIX, open_bundle
+    """The bundle's findings. A path that is no bundle at all is the user's error (open_bundle
+    raises it: exit 2); a bundle that is unsafe, tampered with or malformed is the device's
+    problem (a finding)."""
+    from kit.deploy.bundle import BundleError, open_bundle
+    from kit.deploy.choose import usable_here
 
-    where = Path(path)
-    if not where.exists():
-        raise InputError(f"bundle {path} does not exist.", hint="Check the path.")
-    if not (where.is_dir() or where.name.endswith(ARCHIVE_SUFFIX)):
-        raise InputError(f"{path} is not a bundle (a .kitbundle folder or a {ARCHIVE_SUFFIX} archive).",
-                         hint="kit doctor checks this device; kit doctor BUNDLE checks a bundle on it.")
+    here = usable_here()
     try:
         with open_bundle(path) as bundle:
             found = [Finding("bundle", "ok", f"{path}: {len(bundle.manifest['files'])} files match the manifest "
                              f"(kit {bundle.manifest['kit_version']})")]
-            found += [_golden_check(bundle, model) for model in bundle.models]
-    except KitError as error:  # tampered, unsafe or unreadable: nothing was loaded
+            found += [_golden_check(bundle, model, here) for model in bundle.models]
+    except BundleError as error:  # nothing was loaded
         return [Finding("bundle", "problem", error.message, error.hint or "")]
     if all(f.status == "info" for f in found[1:]):  # no model of the bundle runs here
         found.append(Finding("bundle", "problem", "no model in the bundle can run on this device",
@@ -187,13 +184,13 @@ def _bundle(path: str) -> list[Finding]:
     return found
 
 
-def _golden_check(bundle, model) -> Finding:
+def _golden_check(bundle, model, here: set[str]) -> Finding:
     from kit.check.harness import compare_models
     from kit.deploy.choose import usable_runtimes
 
     area = f"model {model.name}"
     path = bundle.model_path(model)
-    usable = usable_runtimes(path)
+    usable = usable_runtimes(path, here)
     if not usable:
         return Finding(area, "info", f"not for this device: no usable runtime opens {model.format} "
                        f"(it suits {', '.join(model.devices)})")
@@ -213,16 +210,10 @@ def _golden_check(bundle, model) -> Finding:
     else:
         passed, rule = worst >= sqnr, f"SQNR >= {sqnr:g} dB"
     detail = (f"{model.precision} on {usable[0]}: {result.samples} golden samples, worst SQNR "
-              f"{_decibels(worst)}, max abs error {max(d.max_abs for d in result.outputs):.3g} ({rule})")
+              f"{decibels(worst)}, max abs error {max(d.max_abs for d in result.outputs):.3g} ({rule})")
     return Finding(area, "ok" if passed else "problem", detail,
                    "" if passed else "This device computes other outputs than the workstation did: check the "
                                      "runtime versions against requirements/, or the model file.")
-
-
-def _decibels(value: float) -> str:
-    from kit.core.formatting import decibels
-
-    return decibels(value)
 
 
 def report(findings: list[Finding]) -> dict[str, Any]:
