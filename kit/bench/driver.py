@@ -98,18 +98,20 @@ def plan(models: list[str], runtimes: list[str] | None = None, baseline: str | N
 
 
 def _bundled(model: str) -> list[str]:
-    """A bundle stands for every model in it this device can run (in the bundle's order)."""
+    """A bundle stands for every model in it this device can run, and each engine built here
+    (in the bundle's order, an engine after its ONNX)."""
     from kit.deploy.bundle import is_bundle, open_folder
     from kit.deploy.choose import runnable
 
     if not is_bundle(model):
         return [model]
     bundle = open_folder(model)
-    here = {choice.model.name for choice in runnable(bundle)}
-    if not here:
+    choices = runnable(bundle)
+    if not choices:
         raise InputError(f"no model in the bundle {model} runs on this device.",
                          hint="kit doctor shows what each model needs and what this device has.")
-    return [str(bundle.model_path(m)) for m in bundle.models if m.name in here]
+    order = {m.name: index for index, m in enumerate(bundle.models)}
+    return [str(c.path) for c in sorted(choices, key=lambda c: (order[c.model.name], c.runtime == "tensorrt"))]
 
 
 @dataclass

@@ -116,9 +116,11 @@ def compare_models(
     layers: bool = False,
     batch_size: int = 64,
     preprocess: str | Preprocess | None = None,
+    limit: int | None = None,
     progress: Progress | None = None,
 ) -> Comparison:
-    """Run ``reference`` and ``candidate`` on the same inputs and compare their outputs.
+    """Run ``reference`` and ``candidate`` on the same inputs (the first ``limit`` samples of
+    ``data``, all without it) and compare their outputs.
 
     Both models run batch by batch on the same stream of inputs; nothing of the data set is
     held but the errors the medians need (refused up front when they would not fit in
@@ -164,7 +166,8 @@ def compare_models(
         dataset = stack.enter_context(open_data(data, specs, images, user_preprocess=preprocess, model=models[0]))
         quantized = [model for model, rt in zip(models, loaded) if _is_quantized(model, rt)]
         _warn_if_random(dataset.synthetic, quantized)
-        writer = stack.enter_context(GoldenWriter(save_golden_to, dataset.count, {
+        count = dataset.count if limit is None else min(limit, dataset.count)
+        writer = stack.enter_context(GoldenWriter(save_golden_to, count, {
             "model": str(reference), "runtime": loaded[0].info, "data": dataset.description})) \
             if save_golden_to else None
         consumers = []
@@ -172,9 +175,9 @@ def compare_models(
             consumers.append(_comparing(comparator, dataset))
         if writer:
             consumers.append(lambda feeds, labels, outputs: writer.add(feeds, outputs[0]))
-        run([Subject(rt, layout) for rt, layout in zip(loaded, layouts)], dataset.batches(batch_size, pad=False),
-            consumers=consumers, total=dataset.count, progress=progress)
-    result = Comparison(str(reference), str(candidate) if candidate else None, dataset.count, comparator.result())
+        run([Subject(rt, layout) for rt, layout in zip(loaded, layouts)],
+            dataset.batches(batch_size, limit, pad=False), consumers=consumers, total=count, progress=progress)
+    result = Comparison(str(reference), str(candidate) if candidate else None, count, comparator.result())
     _note_if_elementwise_fails(result, stat, quantized)
     if layers:
         from kit.check.layers import layer_errors

@@ -112,6 +112,12 @@ def add_runtime(parser: argparse.ArgumentParser, *, several: bool = False, **cho
         "backend name (default: the first usable one for the file)"))
 
 
+def add_compute_capability(parser: argparse.ArgumentParser, *, when: str = "") -> None:
+    """--compute-capability SM86: TensorRT-RTX builds ahead of time for that GPU, with no GPU here."""
+    parser.add_argument("--compute-capability", metavar="SM86",
+                        help=f"{when}build ahead of time for this GPU (TensorRT-RTX; no GPU needed)")
+
+
 def add_output(parser: argparse.ArgumentParser, what: str, *, required: bool = False, metavar: str | None = None,
                default: str | None = None, aliases: tuple[str, ...] = ()) -> None:
     """-o/--output: always a file (or folder) the command writes, never a model's output name."""

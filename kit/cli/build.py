@@ -24,8 +24,7 @@ def add_parser(commands, common) -> None:
     parser.add_argument("--timing-cache", metavar="FILE",
                         help="read and update a TensorRT timing cache (an existing file must be one)")
     parser.add_argument("--dla-core", type=flags.non_negative_int, help="build for this DLA core, GPU fallback on")
-    parser.add_argument("--compute-capability", metavar="SM86",
-                        help="build ahead of time for this GPU (TensorRT-RTX; no GPU needed)")
+    flags.add_compute_capability(parser)
     parser.set_defaults(handler=handle)
 
 

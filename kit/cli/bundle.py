@@ -17,7 +17,9 @@ def add_parser(commands, common) -> None:
     flags.add_output(parser, "the bundle: NAME.kitbundle (a folder), or NAME.kitbundle.tar.gz with --archive",
                      required=True)
     parser.add_argument("--archive", action="store_true", help="write one .tar.gz instead of a folder")
-    flags.add_data(parser, "--data", "inputs for the golden outputs (default random:8)")
+    flags.add_data(parser, "--data", "inputs for the golden outputs (default random)")
+    parser.add_argument("--golden-samples", type=flags.positive_int, metavar="N",
+                        help="golden inputs and outputs per model: the first N of --data (default 8)")
     parser.set_defaults(handler=handle)
 
 
@@ -25,7 +27,8 @@ def handle(args) -> int:
     from kit.deploy.bundle import make_bundle, open_bundle
 
     with render.progress(args) as say:
-        made = make_bundle(args.models, args.output, data=args.data, archive=args.archive, progress=say)
+        made = make_bundle(args.models, args.output, data=args.data, samples=args.golden_samples,
+                           archive=args.archive, progress=say)
     with open_bundle(made if isinstance(made, Path) else made.root) as bundle:  # read back: what a device sees
         data = {"path": str(args.output), "manifest": bundle.manifest}
     if args.json:

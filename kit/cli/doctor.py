@@ -1,7 +1,9 @@
-"""kit doctor: this device's runtimes, video I/O and platform, and a bundle's files and golden outputs."""
+"""kit doctor: this device's runtimes, video I/O and platform, and a bundle's files, golden outputs
+and TensorRT engines (built with --build)."""
 
 from __future__ import annotations
 
+from kit.cli import args as flags
 from kit.cli import render
 
 
@@ -12,13 +14,17 @@ def add_parser(commands, common) -> None:
     parser = commands.add_parser("doctor", parents=[common],
                                  help="is this device ready (and does it run a bundle as the workstation did)")
     parser.add_argument("bundle", nargs="?", help="a .kitbundle folder or .kitbundle.tar.gz to check")
+    parser.add_argument("--build", action="store_true",
+                        help="build the bundle's missing or stale TensorRT engines (into NAME.kitbundle.engines/)")
+    flags.add_compute_capability(parser, when="with --build: ")
     parser.set_defaults(handler=handle)
 
 
 def handle(args) -> int:
     from kit.deploy.doctor import diagnose, ready, report
 
-    findings = diagnose(args.bundle)
+    with render.progress(args) as say:
+        findings = diagnose(args.bundle, build=args.build, compute_capability=args.compute_capability, progress=say)
     code = 0 if ready(findings) else 1
     if args.json:
         render.print_json(report(findings))

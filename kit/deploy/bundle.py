@@ -46,6 +46,7 @@ MANIFEST_BYTES = 16 << 20  # a manifest lists files; anything larger is not one
 MAX_PATH_CHARS = 1024
 MAX_MEMBERS = 10_000  # an archive with more members than this is not a bundle
 MAX_EXTRACTED_BYTES = 64 << 30  # nor one that unpacks to more than this
+TENSORRT_PRECISIONS = ("fp32", "fp16", "int8")  # a recipe's: what kit build --precision takes
 
 # Device kinds: what each runs and the extra that installs it (pyproject's extras of the same name).
 DEVICES = {
@@ -91,8 +92,9 @@ class BundledModel:
 
 @dataclass
 class Bundle:
-    root: Path
+    root: Path  # where its files are: the folder, or an archive's temporary extraction
     manifest: dict[str, Any]
+    source: Path | None = None  # what the user named: the folder or the archive (engines go beside it)
 
     @property
     def models(self) -> list[BundledModel]:
@@ -111,12 +113,17 @@ class BundleError(KitError):
 
 
 def make_bundle(models: list[str | os.PathLike], output: str | os.PathLike, *, data: str | None = None,
-                archive: bool = False, progress: Callable[[str], None] | None = None) -> Bundle | Path:
-    """Bundle ``models`` (.onnx and .tflite files) at ``output``; golden outputs on ``data`` (default
-    random:8). Returns the Bundle, or the archive's path with ``archive``. Nothing is left at
-    ``output`` when it fails; an existing bundle there is replaced, anything else refused."""
+                samples: int | None = None, archive: bool = False,
+                progress: Callable[[str], None] | None = None) -> Bundle | Path:
+    """Bundle ``models`` (.onnx and .tflite files) at ``output``; golden outputs on the first
+    ``samples`` (default 8) of ``data`` (default random), so a folder of large images keeps the bundle small.
+    Returns the Bundle, or the archive's path with ``archive``. Nothing is left at ``output``
+    when it fails; an existing bundle there is replaced, anything else refused."""
     say = progress or (lambda message: None)
-    output, data = Path(output), data or f"random:{GOLDEN_SAMPLES}"
+    samples = GOLDEN_SAMPLES if samples is None else samples
+    if samples < 1:
+        raise InputError(f"expected at least 1 golden sample, found {samples}.", hint="E.g. --golden-samples 8")
+    output, data = Path(output), data or f"random:{samples}"
     sources = _checked_sources(models)
     task = _one_task(sources)  # before the golden runs: variants of different models are refused at once
     _check_bundle_output(output, archive, sources)
@@ -128,7 +135,7 @@ def make_bundle(models: list[str | os.PathLike], output: str | os.PathLike, *, d
         for source in sources:
             say(f"adding {source.name}")
             shutil.copyfile(source, root / "models" / source.name)
-            entries.append(_describe(source, root, data, say))
+            entries.append(_describe(source, root, data, samples, say))
         if task and task.get("labels"):
             (root / "labels.txt").write_text("".join(f"{label}\n" for label in task["labels"]), encoding="utf-8")
         kinds = sorted({kind for entry in entries for kind in entry.devices})
@@ -176,9 +183,11 @@ def _checked_sources(models) -> list[Path]:
 
 
 def _one_task(sources: list[Path]) -> dict[str, Any] | None:
-    """The task the models record: variants of one model record the same one (or none)."""
-    tasks = {json.dumps(task, sort_keys=True): source for source in sources
-             if (task := provenance.read(source).get("task"))}
+    """The task the models record: variants of one model record the same one (or none). How a
+    detector's outputs look (its head, NMS in the graph or on the host) is the variant's own,
+    recorded in its model."""
+    tasks = {json.dumps({k: v for k, v in task.items() if k not in ("head", "nms")}, sort_keys=True): source
+             for source in sources if (task := provenance.read(source).get("task"))}
     if len(tasks) > 1:
         named = ", ".join(str(source) for source in tasks.values())
         raise InputError(f"the models record different tasks or labels ({named}); a bundle holds variants of one "
@@ -222,7 +231,7 @@ def _format_of(path: Path) -> str | None:
     return {".onnx": "onnx", ".tflite": "tflite"}.get(path.suffix.lower())
 
 
-def _describe(source: Path, root: Path, data: str, say) -> BundledModel:
+def _describe(source: Path, root: Path, data: str, samples: int, say) -> BundledModel:
     recorded = provenance.read(source)
     kind = _format_of(source)
     precision = recorded.get("precision") or "fp32"
@@ -231,23 +240,25 @@ def _describe(source: Path, root: Path, data: str, say) -> BundledModel:
     if kind != "edgetpu":  # an Edge TPU model runs only on the device: its check is the device's own
         say(f"recording golden outputs of {source.name} on {data}")
         golden = f"golden/{source.name}.npz"
-        _save_golden(source, root / golden, data)
+        _save_golden(source, root / golden, data, samples)
     tensorrt = None
     if kind == "onnx":  # engines are built on the device: the recipe, in the precision the graph is in
-        quantized = (recorded.get("recipe") or {}).get("preset", {}).get("name") == "tensorrt"
+        quantized = ((recorded.get("recipe") or {}).get("preset") or {}).get("name") == "tensorrt"  # fp16: no preset
         tensorrt = {"precision": "int8" if quantized else ("fp16" if precision == "fp16" else "fp32"),
                     "source": f"models/{source.name}"}
         if precision == "int8" and not quantized:
             tensorrt = None  # ORT's default QDQ (int32 bias) does not build; on a Jetson it runs on ONNX Runtime
+        if (recorded.get("task") or {}).get("nms") == "graph":
+            tensorrt = None  # TensorRT cannot build ONNX's NonMaxSuppression (kit build refuses it)
     return BundledModel(source.name, kind, precision, devices, golden, tensorrt)
 
 
-def _save_golden(model: Path, path: Path, data: str) -> None:
-    """The model's outputs on ``data`` here, with the inputs, in a golden file."""
+def _save_golden(model: Path, path: Path, data: str, samples: int) -> None:
+    """The model's outputs on the first ``samples`` of ``data`` here, with the inputs, in a golden file."""
     from kit.check.harness import compare_models
 
     with silenced():  # a random-data warning is compare's, not the bundle's
-        compare_models(str(model), None, data=data, save_golden_to=str(path))
+        compare_models(str(model), None, data=data, save_golden_to=str(path), limit=samples)
     _without_date(path, f"models/{model.name}")
 
 
@@ -363,7 +374,9 @@ def open_folder(path: str | os.PathLike) -> Bundle:
     if not path.is_dir() or not (path / "manifest.json").is_file():
         raise InputError(f"{path} is not a kit bundle (expected a folder with manifest.json).",
                          hint="Make one with kit bundle MODEL... -o NAME.kitbundle")
-    return verified(path)
+    bundle = verified(path)
+    bundle.source = path
+    return bundle
 
 
 @contextlib.contextmanager
@@ -373,7 +386,9 @@ def open_bundle(path: str | os.PathLike) -> Iterator[Bundle]:
     path = Path(path)
     if path.name.endswith(ARCHIVE_SUFFIX):
         with tempfile.TemporaryDirectory(prefix=".kitbundle-open.") as scratch:
-            yield verified(_extract(path, Path(scratch)))
+            bundle = verified(_extract(path, Path(scratch)))
+            bundle.source = path
+            yield bundle
         return
     yield open_folder(path)
 
@@ -480,6 +495,10 @@ def _schema_problem(manifest: dict[str, Any]) -> str | None:
         if model.get("golden") is not None and (model["golden"] not in listed or
                                                 not str(model["golden"]).startswith("golden/")):
             return f"the golden file {str(model['golden'])[:80]!r} is not a file the manifest lists in golden/"
+        recipe = model.get("tensorrt")
+        if recipe is not None and (not isinstance(recipe, dict) or recipe.get("precision") not in TENSORRT_PRECISIONS):
+            return f"the TensorRT recipe of {str(model['name'])[:80]!r} is not one (expected a precision among " \
+                   f"{', '.join(TENSORRT_PRECISIONS)})"
     return None
 
 

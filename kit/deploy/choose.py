@@ -1,8 +1,9 @@
-"""Which model of a bundle this device runs: the Edge TPU's when one is found, else the best
-CPU variant, int8 before fp32 where the int8 model stayed faithful to the float one (its
+"""Which model of a bundle this device runs: the Edge TPU's when one is found, else a TensorRT
+engine built on this device (kit doctor --build) when the GPU is usable, else the best CPU
+variant; within each, int8 first where the int8 model stayed faithful to the float one (its
 recorded accuracy budget passed, or its outputs kept SQNR >= 20 dB and top-1 agreement >= 95%
-against float at quantization or export), runtimes in the registry's priority order. Engines
-are not chosen yet: TensorRT builds them on the device from the bundled ONNX."""
+against float at quantization or export), then float (fp16 before fp32 on the GPU, after it
+on a CPU, which only casts), runtimes in the registry's priority order."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ class Choice:
     why: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model.name, "runtime": self.runtime, "why": self.why}
+        return {"model": self.model.name, "file": self.path.name, "runtime": self.runtime, "why": self.why}
 
 
 def resolve(path: str | Path, name: str | None = None, runtime: str | None = None) -> Choice | None:
@@ -39,22 +40,34 @@ def resolve(path: str | Path, name: str | None = None, runtime: str | None = Non
     return choose(open_folder(path), name, runtime)
 
 
-def runnable(bundle: Bundle, runtime: str | None = None) -> list[Choice]:
-    """Every model this device can run, each on its best usable runtime (or ``runtime``), best
-    first; ``why`` is filled in by choose."""
-    here = usable_here()
+def runnable(bundle: Bundle, runtime: str | None = None, here: set[str] | None = None) -> list[Choice]:
+    """Every model this device can run, each on its best usable runtime (or ``runtime``), and
+    each engine built here, best first; ``why`` is filled in by choose."""
+    here = usable_here() if here is None else here
     found = []
     for model in bundle.models:
         path = bundle.model_path(model)
         usable = [name for name in usable_runtimes(path, here) if runtime in (None, name)]
         if usable:
             found.append(Choice(model, path, usable[0], ""))
-    return sorted(found, key=_rank)
+    if "tensorrt" in here and runtime in (None, "tensorrt"):
+        found += [Choice(engine.model, engine.path, "tensorrt", "") for engine in built_engines(bundle)]
+    return sorted(found, key=lambda choice: _rank(choice, bundle))
+
+
+def built_engines(bundle: Bundle):
+    """The bundle's engines built on this device that load here (kit doctor --build made them)."""
+    from kit.deploy.engines import engines
+    from kit.runtimes.tensorrt import cuda, modules
+
+    return [engine for engine in engines(bundle, modules.find_module(), cuda.gpu_description())
+            if engine.state == "fresh"]
 
 
 def choose(bundle: Bundle, name: str | None = None, runtime: str | None = None) -> Choice:
     """The model to run here (``name`` overrides; ``runtime`` restricts), with the reason in words."""
-    options = runnable(bundle, runtime)
+    here = usable_here()
+    options = runnable(bundle, runtime, here)
     names = [m.name for m in bundle.models]
     if name is not None:
         if name not in names:
@@ -66,28 +79,31 @@ def choose(bundle: Bundle, name: str | None = None, runtime: str | None = None) 
             on = f" on {runtime}" if runtime else ""
             raise InputError(f"{name} cannot run{on} on this device: no usable runtime{on} opens it (it suits "
                              f"{', '.join(model.devices)}).", hint="kit doctor shows what this device has.")
-        return Choice(picked.model, picked.path, picked.runtime, f"{name} on {picked.runtime}, as --model asked")
+        engine = f" (the engine {picked.path.name} built here)" if picked.runtime == "tensorrt" else ""
+        return Choice(picked.model, picked.path, picked.runtime, f"{name} on {picked.runtime}{engine}, as --model asked")
     if not options:
         on = f" on {runtime}" if runtime else ""
         raise InputError(f"no model in the bundle runs{on} on this device ({', '.join(names)}).",
                          hint="kit doctor shows which runtimes this device has and what each model needs.")
     best = options[0]
-    return Choice(best.model, best.path, best.runtime, _why(best, options))
+    why = _why(best, options)
+    if "tensorrt" in here and best.runtime != "tensorrt" and runtime in (None, "tensorrt") and \
+            any(m.tensorrt for m in bundle.models):
+        why += "; the GPU is usable, but no TensorRT engine is built for this bundle (kit doctor BUNDLE --build)"
+    return Choice(best.model, best.path, best.runtime, why)
 
 
-def _rank(choice: Choice) -> tuple:
+def _rank(choice: Choice, bundle: Bundle) -> tuple:
     from kit.runtimes.registry import get
 
     model = choice.model
-    if choice.runtime == "edgetpu":  # the accelerator, found and opened
-        tier = 0
-    elif model.precision == "int8" and _faithful(choice.path):
-        tier = 1
-    elif model.precision in ("fp32", "fp16"):
-        tier = 2 if model.precision == "fp32" else 3  # fp16 is no faster on a CPU (it casts)
+    device = {"edgetpu": 0, "tensorrt": 1}.get(choice.runtime, 2)  # the accelerators, found and opened
+    if model.precision == "int8":
+        precision = 0 if _faithful(bundle.model_path(model)) else 3  # int8 that lost fidelity: last
     else:
-        tier = 4  # int8 that lost fidelity: last
-    return tier, -get(choice.runtime).priority, model.name
+        floats = ("fp16", "fp32") if choice.runtime == "tensorrt" else ("fp32", "fp16")
+        precision = 1 + floats.index(model.precision) if model.precision in floats else 2
+    return device, precision, -get(choice.runtime).priority, model.name
 
 
 def _faithful(path: Path) -> bool:
@@ -106,12 +122,14 @@ def _why(best: Choice, options: list[Choice]) -> str:
     model = best.model
     if best.runtime == "edgetpu":
         reason = "the Edge TPU is present"
+    elif best.runtime == "tensorrt":
+        reason = f"the GPU is present and the {model.precision} engine {best.path.name} was built here"
     elif model.precision == "int8":
         reason = "int8, which kept its float model's outputs (faithful at quantization)"
     else:
         reason = f"{model.precision}" + ("; the bundle's int8 variants are not faithful or cannot run here"
                                          if any(o.model.precision == "int8" for o in options) else "")
-    others = ", ".join(o.model.name for o in options[1:])
+    others = ", ".join(o.path.name for o in options[1:])
     return f"{model.name} on {best.runtime}: {reason}" + (f" (also runnable: {others}; --model NAME)" if others
                                                          else "")
 

@@ -6,6 +6,10 @@ manifest first (a tampered bundle loads nothing), then each model this device ca
 golden inputs against the golden outputs, judged by the model's precision: float32 within
 atol 1e-4 + rtol 1e-3 (measured x86 against aarch64: 2e-8), float16 and int8 by SQNR, since
 other kernels round differently (int8 on ARM's S8S8 kernels differs by up to 1e-3 from x86's).
+Then the bundle's TensorRT engines (kit.deploy.engines): each missing or stale one is named,
+built with ``build`` from the bundled ONNX and recipe, and a fresh one is run on its golden
+inputs where the GPU is usable (by SQNR, float32 engines too: TensorRT computes float32
+layers in TF32 by default).
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ from __future__ import annotations
 import platform
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from kit._version import __version__
-from kit.core.errors import KitError
+from kit.core.errors import InputError, KitError
 from kit.core.formatting import decibels
 from kit.core.quiet import silenced
 
@@ -25,6 +30,7 @@ MIN_PYTHON = (3, 10)
 # Against its golden outputs, a model of this precision passes at or above this SQNR. A model
 # swapped for another scores near 0 dB; the same model on other kernels, far above these.
 MIN_SQNR_DB = {"fp16": 40.0, "int8": 30.0}
+ENGINE_FP32_SQNR_DB = 40.0  # TF32's 10-bit mantissa rounds like float16
 
 
 @dataclass(frozen=True)
@@ -38,11 +44,19 @@ class Finding:
         return asdict(self)
 
 
-def diagnose(bundle: str | None = None) -> list[Finding]:
-    """The device's findings, and the bundle's when one is given."""
+def diagnose(bundle: str | None = None, *, build: bool = False, compute_capability: str | None = None,
+             progress: Callable[[str], None] | None = None) -> list[Finding]:
+    """The device's findings, and the bundle's when one is given. ``build`` builds the bundle's
+    missing or stale TensorRT engines (for ``compute_capability`` ahead of time, TensorRT-RTX)."""
+    if bundle is None and (build or compute_capability):
+        raise InputError("--build builds a bundle's TensorRT engines; found no bundle.",
+                         hint="kit doctor NAME.kitbundle --build")
+    if compute_capability and not build:
+        raise InputError("--compute-capability says which GPU --build builds for; found no --build.",
+                         hint="kit doctor NAME.kitbundle --build --compute-capability SM86")
     findings = _python() + _runtimes() + _video() + _platform()
     if bundle is not None:
-        findings += _bundle(bundle)
+        findings += _bundle(bundle, build, compute_capability, progress or (lambda message: None))
     return findings
 
 
@@ -163,7 +177,7 @@ def _vcgencmd(command: str) -> str | None:
 # ----- a bundle -----------------------------------------------------------------------------
 
 
-def _bundle(path: str) -> list[Finding]:
+def _bundle(path: str, build: bool, compute_capability: str | None, say) -> list[Finding]:
     """The bundle's findings. A path that is no bundle at all is the user's error (open_bundle
     raises it: exit 2); a bundle that is unsafe, tampered with or malformed is the device's
     problem (a finding)."""
@@ -176,16 +190,16 @@ def _bundle(path: str) -> list[Finding]:
             found = [Finding("bundle", "ok", f"{path}: {len(bundle.manifest['files'])} files match the manifest "
                              f"(kit {bundle.manifest['kit_version']})")]
             found += [_golden_check(bundle, model, here) for model in bundle.models]
+            if all(f.status == "info" for f in found[1:]):  # no model of the bundle runs here
+                found.append(Finding("bundle", "problem", "no model in the bundle can run on this device",
+                                     "kit doctor lists what each model needs; install its runtime (requirements/)."))
+            found += _engines(bundle, path, here, build, compute_capability, say)
     except BundleError as error:  # nothing was loaded
         return [Finding("bundle", "problem", error.message, error.hint or "")]
-    if all(f.status == "info" for f in found[1:]):  # no model of the bundle runs here
-        found.append(Finding("bundle", "problem", "no model in the bundle can run on this device",
-                             "kit doctor lists what each model needs; install its runtime (requirements/)."))
     return found
 
 
 def _golden_check(bundle, model, here: set[str]) -> Finding:
-    from kit.check.harness import compare_models
     from kit.deploy.choose import usable_runtimes
 
     area = f"model {model.name}"
@@ -196,24 +210,88 @@ def _golden_check(bundle, model, here: set[str]) -> Finding:
                        f"(it suits {', '.join(model.devices)})")
     if model.golden is None:
         return Finding(area, "info", f"runs on {usable[0]}; the bundle has no golden outputs for it")
-    sqnr = MIN_SQNR_DB.get(model.precision)
+    return _against_golden(area, path, usable[0], bundle.root / model.golden, model.precision,
+                           MIN_SQNR_DB.get(model.precision))
+
+
+def _against_golden(area: str, path, runtime: str, golden, precision: str, min_sqnr: float | None) -> Finding:
+    """``path`` on ``runtime`` against the golden outputs: elementwise without ``min_sqnr``, else by SQNR."""
+    from kit.check.harness import compare_models
+
     try:
         with silenced():  # the golden file's data is the bundle's choice, not a warning for the device
-            result = compare_models(None, str(path), golden=str(bundle.root / model.golden),
-                                    runtimes=(None, usable[0]), stat="elementwise")
+            result = compare_models(None, str(path), golden=str(golden), runtimes=(None, runtime),
+                                    stat="elementwise")
     except KitError as error:
-        return Finding(area, "problem", f"failed on {usable[0]}: {error}")
+        return Finding(area, "problem", f"failed on {runtime}: {error}")
     worst = min((d.sqnr_db for d in result.outputs), default=float("inf"))
-    if sqnr is None:
+    if min_sqnr is None:
         passed = result.passed
         rule = "atol 1e-4 + rtol 1e-3"
     else:
-        passed, rule = worst >= sqnr, f"SQNR >= {sqnr:g} dB"
-    detail = (f"{model.precision} on {usable[0]}: {result.samples} golden samples, worst SQNR "
+        passed, rule = worst >= min_sqnr, f"SQNR >= {min_sqnr:g} dB"
+    detail = (f"{precision} on {runtime}: {result.samples} golden samples, worst SQNR "
               f"{decibels(worst)}, max abs error {max(d.max_abs for d in result.outputs):.3g} ({rule})")
     return Finding(area, "ok" if passed else "problem", detail,
                    "" if passed else "This device computes other outputs than the workstation did: check the "
                                      "runtime versions against requirements/, or the model file.")
+
+
+def _engines(bundle, path: str, here: set[str], build: bool, compute_capability: str | None, say) -> list[Finding]:
+    """The bundle's TensorRT engines: their state, built when asked, checked against the golden
+    outputs where the GPU runs them. Without TensorRT (most devices) nothing, unless --build asked."""
+    from kit.deploy import engines
+    from kit.runtimes.tensorrt import cuda, modules
+
+    rebuild = f"kit doctor {path} --build"
+    if not any(model.tensorrt for model in bundle.models):
+        return [Finding("engines", "info", "nothing to build: the bundle has no TensorRT recipe (one comes with "
+                        "a float ONNX model, or int8 from kit quantize --target tensorrt)")] if build else []
+    trt = modules.find_module()
+    if trt is None:
+        return [Finding("engines", "problem", "--build needs TensorRT, which is not installed here",
+                        modules.INSTALL)] if build else []
+    gpu = cuda.gpu_description()
+    if build and gpu is None and not compute_capability:
+        return [Finding("engines", "problem", f"--build: {cuda.no_gpu_reason()}, and TensorRT builds an engine for "
+                        "the GPU that runs it", "Build on the Jetson or GPU machine, or ahead of time with "
+                                                "TensorRT-RTX: --compute-capability SM86")]
+    found = []
+    for engine in engines.engines(bundle, trt, gpu):
+        area = f"engine {engine.path.name}"
+        if build and engine.state != "fresh":
+            say(f"building {engine.path.name} ({engine.precision}) from {engine.model.name}")
+            try:
+                made = engines.build(bundle, engine, compute_capability=compute_capability, progress=say)
+            except InputError:
+                raise  # the command's own arguments (--compute-capability): exit 2
+            except KitError as error:
+                found.append(Finding(area, "problem", f"the build failed: {error.message}", error.hint or ""))
+                continue
+            except OSError as error:
+                found.append(Finding(area, "problem", f"could not write {engine.path} ({error.strerror or error})",
+                                     "Make the folder beside the bundle writable, or copy the bundle somewhere "
+                                     "writable."))
+                continue
+            say(f"built {engine.path.name} in {made.seconds:.1f} s")
+            engine = next(e for e in engines.engines(bundle, trt, gpu) if e.path == engine.path)
+        found.append(_engine_finding(bundle, engine, area, "tensorrt" in here, rebuild))
+    return found
+
+
+def _engine_finding(bundle, engine, area: str, runs_here: bool, rebuild: str) -> Finding:
+    if engine.state == "missing":
+        return Finding(area, "info", f"not built yet (in {engine.path.parent.name}/ beside the bundle); "
+                       f"{'run uses the ONNX until then' if runs_here else 'engines are built on the GPU device'}",
+                       rebuild if runs_here else "")
+    if engine.state == "stale":  # where the GPU would run it, the device is not as the engine expects
+        return Finding(area, "problem" if runs_here else "info", f"stale: {engine.detail}", rebuild if runs_here else "")
+    if not runs_here:
+        return Finding(area, "info", f"built ({engine.detail}); no GPU here runs it")
+    if engine.model.golden is None:
+        return Finding(area, "ok", f"built ({engine.detail}); the bundle has no golden outputs for it")
+    return _against_golden(area, engine.path, "tensorrt", bundle.root / engine.model.golden, engine.precision,
+                           MIN_SQNR_DB.get(engine.precision, ENGINE_FP32_SQNR_DB))
 
 
 def report(findings: list[Finding]) -> dict[str, Any]:

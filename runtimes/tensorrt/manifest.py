@@ -15,20 +15,28 @@ from kit.core.errors import ModelFileError
 from kit.core.fileio import sha256_of
 
 
+def stale_reasons(manifest: dict[str, Any], trt, gpu: dict[str, Any] | None) -> list[str]:
+    """Why an engine with this manifest will not load here: another TensorRT, or another GPU
+    than ``gpu`` (cuda.gpu_description(); None: no GPU to compare with). Empty when it loads."""
+    reasons = []
+    if manifest.get("tensorrt_version") != trt.__version__ or manifest.get("tensorrt_module") != trt.__name__:
+        reasons.append(f"built with {manifest.get('tensorrt_module')} {manifest.get('tensorrt_version')}, this "
+                       f"machine has {trt.__name__} {trt.__version__}")
+    wanted = (manifest.get("target") or {}).get("compute_capability")
+    if gpu is not None and wanted and gpu["compute_capability"] != wanted:
+        reasons.append(f"built for {wanted}, this GPU is {gpu['gpu']} ({gpu['compute_capability']})")
+    return reasons
+
+
 def check_manifest(engine: str, trt, *, rebuild: bool = False) -> dict[str, Any]:
     """The engine's manifest, checked against the installed TensorRT and GPU (or rebuilt when stale)."""
     manifest = provenance.read(engine)
     if not manifest or manifest.get("format") != "tensorrt-engine":
         raise ModelFileError(f"{engine} has no kit manifest ({Path(engine).name}.kit.json), so its TensorRT version "
                              "and GPU are unknown.", hint="Build it with kit build, which writes the manifest.")
-    problems = []
-    if manifest["tensorrt_version"] != trt.__version__ or manifest["tensorrt_module"] != trt.__name__:
-        problems.append(f"built with {manifest['tensorrt_module']} {manifest['tensorrt_version']}, this machine has "
-                        f"{trt.__name__} {trt.__version__}")
     gpu = cuda.gpu_description()
+    problems = stale_reasons(manifest, trt, gpu)
     wanted = manifest["target"].get("compute_capability")
-    if gpu is not None and wanted and gpu["compute_capability"] != wanted:
-        problems.append(f"built for {wanted}, this GPU is {gpu['gpu']} ({gpu['compute_capability']})")
     if not problems:
         return manifest
     if not rebuild:

@@ -257,3 +257,27 @@ def test_a_missing_bundle_is_named(tmp_path):
     for command in (["run", str(tmp_path / "nosuch.kitbundle"), "--random"], ["doctor", str(tmp_path / "nosuch.kitbundle")]):
         ran = run_kit(*command)
         assert ran.returncode == 2 and f"bundle {tmp_path}/nosuch.kitbundle does not exist" in ran.stderr
+
+
+def test_golden_samples_bound_what_a_large_data_set_adds(digits, variants, tmp_path):
+    """The golden files keep the first N samples of --data (8 by default), however many it has."""
+    import numpy as np
+
+    available = len(np.load(digits.test)["x"])
+    assert available > 8
+    out = tmp_path / "few.kitbundle"
+    ran = run_kit("bundle", variants / "digits.onnx", "-o", out, "--data", digits.test, "--golden-samples", "3")
+    assert ran.returncode == 0, ran.stderr
+    with np.load(out / "golden/digits.onnx.npz") as golden:
+        inputs = [name for name in golden.files if name.startswith("input")]
+        assert [golden[name].shape[0] for name in inputs] == [3]
+        assert np.array_equal(golden[inputs[0]], np.load(digits.test)["x"][:3])
+    doctor = run_kit("doctor", out, "--json")
+    assert "3 golden samples" in {f["area"]: f for f in json.loads(doctor.stdout)["findings"]}["model digits.onnx"][
+        "detail"]
+    default = run_kit("bundle", variants / "digits.onnx", "-o", tmp_path / "default.kitbundle", "--data", digits.test)
+    assert default.returncode == 0
+    with np.load(tmp_path / "default.kitbundle/golden/digits.onnx.npz") as golden:
+        assert golden[inputs[0]].shape[0] == 8
+    zero = run_kit("bundle", variants / "digits.onnx", "-o", tmp_path / "zero.kitbundle", "--golden-samples", "0")
+    assert zero.returncode == 2 and not (tmp_path / "zero.kitbundle").exists()

@@ -192,3 +192,14 @@ def test_tensorrt_builds_the_raw_detector_and_refuses_graph_nms(exported, tmp_pa
     assert result["manifest"]["task"]["name"] == "detect" and result["manifest"]["task"]["nms"] == "host"
     assert any(note.startswith("the engine gives the raw detection head; NMS runs on the host (tensorrt_rtx")
                and "has no EfficientNMS_TRT plugin" in note for note in result["notes"])
+
+
+def test_a_bundle_gives_graph_nms_no_tensorrt_recipe(exported, tmp_path):
+    """The device would build the recipe with kit doctor --build, which TensorRT refuses for a
+    graph-NMS model: the bundle records none for it, and one for the raw detector."""
+    folder, _ = exported
+    out = tmp_path / "det.kitbundle"
+    ran = run_kit("bundle", folder / "graph.onnx", folder / "host.onnx", "-o", out, "--data", "random:2")
+    assert ran.returncode == 0, ran.stderr
+    recipes = {m["name"]: m["tensorrt"] for m in json.loads((out / "manifest.json").read_text())["models"]}
+    assert recipes == {"graph.onnx": None, "host.onnx": {"precision": "fp32", "source": "models/host.onnx"}}

@@ -38,8 +38,8 @@ FLAGS = {
     "check": ["--debug", "--help -h", "--json", "model", "target"],
     "adopt": ["--debug", "--head", "--help -h", "--iou-threshold", "--json", "--labels", "--max-detections",
               "--output -o", "--preprocess", "--score-threshold", "--task", "model"],
-    "bundle": ["--archive", "--data", "--debug", "--help -h", "--json", "--output -o", "models"],
-    "doctor": ["--debug", "--help -h", "--json", "bundle"],
+    "bundle": ["--archive", "--data", "--debug", "--golden-samples", "--help -h", "--json", "--output -o", "models"],
+    "doctor": ["--build", "--compute-capability", "--debug", "--help -h", "--json", "bundle"],
     "runtimes": ["--debug", "--help -h", "--json"],
     "demo": ["--debug", "--help -h", "--json", "--out --output -o", "--task"],
 }
