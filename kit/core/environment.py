@@ -78,8 +78,33 @@ def _jetson() -> dict[str, Any]:
         info["jetpack"] = next((jp for l4t, jp in JETPACK if version >= l4t), "unknown (older than 4.6)")
     power = _read("/var/lib/nvpmodel/status")
     if power:
-        info["power_mode"] = power
+        info["power_mode"] = power_mode(power, _read("/etc/nvpmodel.conf") or "")
+    locked = clocks_locked()
+    if locked is not None:
+        info["jetson_clocks"] = locked
     return info
+
+
+def power_mode(status: str, conf: str) -> str:
+    """nvpmodel's mode (``pmode:0002`` in its status file) with its name from nvpmodel.conf's
+    ``< POWER_MODEL ID=2 NAME=15W >`` lines: ``15W (mode 2)``."""
+    match = re.search(r"pmode:\s*(\d+)", status)
+    if match is None:
+        return status
+    number = int(match[1])
+    names = {int(i): name for i, name in re.findall(r"<\s*POWER_MODEL\s+ID=(\d+)\s+NAME=([^\s>]+)", conf)}
+    return f"{names[number]} (mode {number})" if number in names else f"mode {number}"
+
+
+def clocks_locked(cpus: str = "/sys/devices/system/cpu") -> bool | None:
+    """Whether every online CPU's frequency is pinned (scaling_min_freq equals scaling_max_freq),
+    as jetson_clocks leaves them; None where cpufreq is not exposed."""
+    pairs = []
+    for policy in sorted(Path(cpus).glob("cpu[0-9]*/cpufreq")):
+        low, high = _read(str(policy / "scaling_min_freq")), _read(str(policy / "scaling_max_freq"))
+        if low and high:
+            pairs.append(low == high)
+    return all(pairs) if pairs else None
 
 
 def _read(path: str) -> str | None:

@@ -142,6 +142,12 @@ def _platform() -> list[Finding]:
     if env.get("l4t"):
         found.append(Finding("jetson", "ok", f"{env['l4t']}; JetPack {env.get('jetpack')}; power mode "
                              f"{env.get('power_mode') or 'unknown'}"))
+        if env.get("jetson_clocks") is False:
+            found.append(Finding("jetson clocks", "info", "the CPU clocks scale with load: timings vary",
+                                 "For benchmarks: sudo jetson_clocks (and sudo nvpmodel -m 0 for the top mode)"))
+        elif env.get("jetson_clocks"):
+            found.append(Finding("jetson clocks", "ok",
+                                 "pinned: each CPU's minimum frequency is its maximum (jetson_clocks)"))
     return found
 
 

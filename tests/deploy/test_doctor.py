@@ -78,3 +78,37 @@ def test_an_edge_tpu_library_without_a_device(stub_edgetpu_library, variant_mode
     assert "not for this device" in checks["model digits_edgetpu.tflite"]["detail"]
     chosen = json.loads(run_kit("run", str(out), "--random", "--json", env=env).stdout)["bundle"]
     assert chosen["model"] == "digits.onnx"
+
+
+# nvpmodel.conf's mode lines as NVIDIA's Jetson Orin Nano documentation shows them (a sample,
+# not a device's file), and the status file nvpmodel writes.
+NVPMODEL_CONF = """
+< POWER_MODEL ID=0 NAME=15W >
+CPU_ONLINE CORE_0 1
+< POWER_MODEL ID=1 NAME=7W >
+CPU_ONLINE CORE_0 1
+"""
+
+
+@pytest.mark.parametrize("status, named", [("pmode:0001", "7W (mode 1)"), ("pmode:0000", "15W (mode 0)"),
+                                           ("pmode:0003", "mode 3"), ("something else", "something else")])
+def test_jetson_power_mode_is_named_from_nvpmodel_conf(status, named):
+    from kit.core.environment import power_mode
+
+    assert power_mode(status, NVPMODEL_CONF) == named
+
+
+def test_pinned_cpu_clocks_are_read_from_cpufreq(tmp_path):
+    from kit.core.environment import clocks_locked
+
+    def cpu(index, low, high):
+        folder = tmp_path / f"cpu{index}" / "cpufreq"
+        folder.mkdir(parents=True)
+        (folder / "scaling_min_freq").write_text(f"{low}\n")
+        (folder / "scaling_max_freq").write_text(f"{high}\n")
+
+    assert clocks_locked(str(tmp_path)) is None  # no cpufreq: unknown
+    cpu(0, 1510400, 1510400)
+    assert clocks_locked(str(tmp_path)) is True
+    cpu(1, 115200, 1510400)  # one core still scales
+    assert clocks_locked(str(tmp_path)) is False
