@@ -18,6 +18,8 @@ from kit.core.fileio import atomic_output
 
 SEED = 0
 FACTORY = "kit.models:make_digits_cnn"
+TASK = {"name": "classify", "labels": [str(digit) for digit in range(10)]}  # recorded: run prints digits
+VIDEO, VIDEO_FRAMES = "digits.avi", 100
 
 
 def digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -102,7 +104,7 @@ def run_demo(out_dir: str | os.PathLike, progress: Callable[[str], None] | None 
 
     say("exporting to ONNX")
     exported = export_onnx(FACTORY, out / "digits_cnn.onnx", weights=str(weights), input_shapes="1x1x8x8",
-                           simplify=True, preprocess="color=gray,scale=0.00392156862745098")
+                           simplify=True, preprocess="color=gray,scale=0.00392156862745098", task=TASK)
     quantized = {}
     for precision, name in (("int8", "digits_cnn.int8.onnx"), ("fp16", "digits_cnn.fp16.onnx")):
         say(f"quantizing to {precision}")
@@ -121,7 +123,9 @@ def run_demo(out_dir: str | os.PathLike, progress: Callable[[str], None] | None 
                 "delta": row["accuracy"]["delta"], "agreement": row["fidelity"][0]["top1"],
                 "max_abs": row["fidelity"][0]["max_abs"], "median_s": row["latency_s"]["median"]}
                for row in report.rows()]
-    return {"out_dir": str(out), "train_samples": len(x_train), "test_samples": len(x_test),
+    video = out / VIDEO
+    return {"out_dir": str(out), "video": str(video) if video.is_file() else None,
+            "train_samples": len(x_train), "test_samples": len(x_test),
             "export": exported.to_dict(), "quantize": {p: r.to_dict() for p, r in quantized.items()},
             "tflite": {p: r.to_dict() for p, r in tflite.items()}, "results": results, "bench": report.document}
 
@@ -137,7 +141,7 @@ def _tflite_variants(out: Path, weights: Path, say) -> dict:
         variants[precision] = export_tflite(
             FACTORY, out / f"digits_cnn.{precision}.tflite", precision=precision, weights=str(weights),
             input_shapes="1x1x8x8", calib=str(out / "digits_calib.npz") if precision == "int8" else None,
-            preprocess="color=gray,scale=0.00392156862745098")
+            preprocess="color=gray,scale=0.00392156862745098", task=TASK)
     return variants
 
 
@@ -162,15 +166,23 @@ def _tflite_available(say) -> bool:
 
 
 def _write_sample_images(out: Path, x: np.ndarray, y: np.ndarray, count: int = 5) -> None:
-    """A few held-out digits as PNG files, to try ``kit run --image``."""
+    """A few held-out digits as PNG files, to try ``kit run --image``, and the first hundred as a
+    video (64x64, 10 frames a second), to try ``kit run --source``."""
     try:
         import cv2
     except ImportError:
         return
+    pixels = np.round(x[:, 0] * 255).astype(np.uint8)
     for index in range(count):
         target = out / f"digit_{index}_label{y[index]}.png"
         with atomic_output(target) as tmp:
-            cv2.imwrite(str(tmp), np.round(x[index, 0] * 255).astype(np.uint8))
+            cv2.imwrite(str(tmp), pixels[index])
+    with atomic_output(out / VIDEO) as tmp:
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 64))
+        for image in pixels[:VIDEO_FRAMES]:
+            writer.write(cv2.cvtColor(cv2.resize(image, (64, 64), interpolation=cv2.INTER_NEAREST),
+                                      cv2.COLOR_GRAY2BGR))
+        writer.release()
 
 
 def _require(*modules: str) -> None:

@@ -36,6 +36,12 @@ def positive_int(text: str) -> int:
     return _number(text, int, lambda v: v >= 1, "a whole number >= 1")
 
 
+def positive_float(text: str) -> float:
+    import math
+
+    return _number(text, float, lambda v: math.isfinite(v) and v > 0, "a finite number above 0")
+
+
 def non_negative_int(text: str) -> int:
     return _number(text, int, lambda v: v >= 0, "a whole number >= 0")
 

@@ -36,9 +36,14 @@ def handle(args) -> int:
     console.print("every variant on every usable backend, each in its own process; top-1 on the held-out digits, "
                   "agreement and SQNR against PyTorch FP32 (the baseline):")
     print_table(BenchReport(data["bench"]), console)
-    sample = next(Path(data["out_dir"]).glob("digit_0_*.png"), None)
+    out = Path(data["out_dir"])
+    sample = next(out.glob("digit_0_*.png"), None)
+    console.print("next:")
     if sample:
-        console.print(f"next: kit run {Path(data['export']['path'])} --image {sample}")
+        console.print(f"  kit run {Path(data['export']['path'])} --image {sample}", highlight=False)
+    if data.get("video"):
+        console.print(f"  kit run {Path(data['export']['path'])} --source {data['video']} --save "
+                      f"{out / 'labelled.mp4'}", highlight=False)
     return 0
 
 

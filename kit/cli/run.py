@@ -1,4 +1,5 @@
-"""kit run: a model once, on given, image or random inputs; outputs summarized and saved."""
+"""kit run: a model once, on given, image or random inputs (outputs summarized and saved), or
+over a camera, video, stream or image folder (--source, kit.cli.stream)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 
 from kit.cli import args as flags
 from kit.cli import render
+from kit.cli import stream
 from kit.core.errors import InputError
 
 _ONE_BATCH = 0  # --random without N: one call at the model's own batch
@@ -22,6 +24,9 @@ def add_parser(commands, common) -> None:
     feed.add_argument("--input", action="append", metavar="[NAME=]FILE",
                       help=".npy per input (NAME=file.npy), or one .npz keyed by input name")
     feed.add_argument("--image", help="an image, decoded with OpenCV and preprocessed as the model records")
+    feed.add_argument("--source", metavar="SRC", help="frames from a camera (0, /dev/video0), a video file, an "
+                                                      "rtsp:// or http:// stream, a folder of images, or "
+                                                      "gst:PIPELINE (OpenCV with GStreamer)")
     feed.add_argument("--random", type=flags.positive_int, nargs="?", const=_ONE_BATCH, metavar="N",
                       help="N random samples, seeded (default: one batch): one batch of N when the batch axis is "
                            "dynamic, else one call per batch the model fixes")
@@ -36,6 +41,7 @@ def add_parser(commands, common) -> None:
     flags.add_torch_source(parser)
     flags.add_preprocess(parser)
     flags.add_threads(parser)
+    stream.add_flags(parser)
     parser.set_defaults(handler=handle)
 
 
@@ -50,9 +56,10 @@ def handle(args) -> int:
         if Path(args.output).suffix != ".npz":
             raise InputError(f"expected an output path ending in .npz, found {args.output}.", hint="Use -o out.npz.")
         check_output_path(args.output, *_files_run_reads(args))
-    if args.preprocess and not args.image:
-        raise InputError("--preprocess describes how an image becomes the model's input; found no --image.",
-                         hint="Add --image FILE, or drop --preprocess.")
+    if args.preprocess and not (args.image or args.source):
+        raise InputError("--preprocess describes how an image becomes the model's input; found no --image or "
+                         "--source.", hint="Add --image FILE, or drop --preprocess.")
+    stream.check_flags(args, _files_run_reads(args))
     if args.draw:
         _check_draw(args)
     options = flags.torch_options(args, args.model, args.runtime)
@@ -72,7 +79,9 @@ def handle(args) -> int:
         if args.draw and task is None:
             raise InputError("--draw draws a task's results; this model records no task.",
                              hint="Add --task classify or --task detect (and --labels FILE).")
-        if args.image:
+        if args.source is not None:
+            summary, result = stream.run_source(args, rt, stored, task)
+        elif args.image:
             image = image_feed(rt.inputs, args.image, stored.get("preprocess"), args.preprocess, model=args.model)
             outputs = rt.run(image.feeds)
         elif args.random is not None:
@@ -80,6 +89,16 @@ def handle(args) -> int:
         else:
             outputs = rt.run(feeds_from_files(rt.inputs, args.input))
         info, input_spec = rt.info, rt.inputs[0]
+    if args.source is not None:
+        summary = {"model": args.model, "bundle": choice.to_dict() if choice else None, "runtime": info,
+                   "task": task.name if task else None, **summary}
+        if args.json:
+            return render.print_json(summary)
+        console = render.console()
+        if choice:
+            console.print(f"bundle: chose {choice.why}", highlight=False)
+        stream.print_report(console, args, info, result)
+        return 0
     if args.output:
         try:
             with atomic_output(args.output) as tmp, open(tmp, "wb") as handle:
@@ -191,7 +210,8 @@ def _files_run_reads(args) -> list[str]:
     both ways: which reading applies is known only once the model's input names are."""
     items = args.input or []
     named = [item.partition("=")[2] for item in items if "=" in item]
-    return [path for path in (args.model, args.weights, args.image, args.labels, *items, *named) if path]
+    source = [args.source] if args.source and Path(args.source).is_file() else []  # a video file
+    return [path for path in (args.model, args.weights, args.image, args.labels, *items, *named, *source) if path]
 
 
 

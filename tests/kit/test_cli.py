@@ -7,7 +7,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from helpers import factory, files_in
+from helpers import factory, files_in, run_kit
 
 import kit
 from kit.cli import main
@@ -197,6 +197,11 @@ def test_demo_trains_exports_quantizes_and_agrees(tmp_path, capsys):
     assert rows["int8", "onnxruntime"]["size_bytes"] < rows["fp32", "onnxruntime"]["size_bytes"]
     assert {"digits_cnn.onnx", "digits_cnn.int8.onnx", "digits_cnn.fp16.onnx", "digits_test.npz"} <= set(files_in(tmp_path))
     assert data["export"]["validation"]["outputs"][0]["passed"]
+    # The next steps it prints: an image, and the held-out video through the loop, as digits.
+    streamed = run_kit("run", tmp_path / "digits_cnn.onnx", "--source", data["video"], "--json")
+    assert streamed.returncode == 0, streamed.stderr
+    summary = json.loads(streamed.stdout)
+    assert (summary["frames"], summary["dropped"], summary["task"]) == (100, 0, "classify")
 
 
 # ----- quantize, compare, eval ---------------------------------------------------------------

@@ -1,0 +1,260 @@
+"""The application loop: frames from a source, through the model, to results, a drawn video, a
+JSON-lines file or a window, with every stage timed.
+
+``FrameProcessor`` is one image's way through the model (preprocess as the model records,
+infer, post-process by its task): ``kit run --source``, ``kit serve``'s /predict and the
+pipeline benchmark all call it, so they compute the same results the same way.
+
+Stages, each timed per frame: capture (reading and decoding, in the source's thread),
+preprocess, inference (the runtime's call alone), postprocess, draw (results and the FPS
+line on the frame, only when a video or window wants it) and write (encoding the video,
+the JSON line, the window).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kit.core.errors import InputError
+
+STAGES = ("capture", "preprocess", "inference", "postprocess", "draw", "write")
+FPS_WINDOW = 30  # frames the FPS drawn on the video is averaged over
+VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}  # what pip's OpenCV (FFmpeg) writes
+DEFAULT_FPS = 30.0  # a saved video's rate when the source states none
+
+
+class FrameProcessor:
+    """One BGR image through the model: (results, stage milliseconds). Results are the task's
+    (for a detector, boxes in the image's pixels), or each output's summary without a task."""
+
+    def __init__(self, runtime, task, steps):
+        from kit.data.preprocess import FusedPreprocess
+
+        if len(runtime.inputs) != 1:
+            raise InputError(f"frames feed a single-input model; this one takes {len(runtime.inputs)}.",
+                             hint="Run it with --input NAME=file.npy per input instead.")
+        self.runtime, self.task, self.steps = runtime, task, steps
+        self.input_name = runtime.inputs[0].name
+        self._preprocess = FusedPreprocess(steps)
+
+    def __call__(self, image: np.ndarray) -> tuple[Any, dict[str, float]]:
+        from kit.data.preprocess import placement
+
+        began = time.perf_counter()
+        if self.steps.color == "gray" and image.ndim == 3:
+            import cv2
+
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        tensor = self._preprocess(image)
+        prepared = time.perf_counter()
+        outputs = self.runtime.run({self.input_name: tensor})
+        inferred = time.perf_counter()
+        if self.task is None:
+            from kit.cli.render import summarize
+
+            results = {name: summarize(array) for name, array in outputs.items()}
+        else:
+            results = self.task.results(outputs, input_hw=self.steps.size, image_hw=image.shape[:2],
+                                        placement=placement(image.shape[:2], self.steps.size, self.steps.resize))[0]
+        done = time.perf_counter()
+        return results, {"preprocess": (prepared - began) * 1e3, "inference": (inferred - prepared) * 1e3,
+                         "postprocess": (done - inferred) * 1e3}
+
+
+@dataclass
+class StreamResult:
+    source: str
+    live: bool
+    frames: int = 0
+    dropped: int = 0
+    seconds: float = 0.0
+    stopped: str = "the source ended"
+    times: dict[str, list[float]] = field(default_factory=lambda: {stage: [] for stage in STAGES})
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def stages(self) -> dict[str, dict[str, float]]:
+        """Per stage that ran: p50, p99 and mean milliseconds, and its share of the frame's time."""
+        ran = {stage: np.asarray(values) for stage, values in self.times.items() if values}
+        total = sum(values.mean() for values in ran.values()) or 1.0
+        return {stage: {"p50_ms": float(np.percentile(values, 50)), "p99_ms": float(np.percentile(values, 99)),
+                        "mean_ms": float(values.mean()), "share": float(values.mean() / total)}
+                for stage, values in ran.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "live": self.live, "frames": self.frames, "dropped": self.dropped,
+                "seconds": round(self.seconds, 4), "fps": round(self.fps, 2), "stopped": self.stopped,
+                "stages": self.stages()}
+
+
+def check_outputs(save: str | None, jsonl: str | None, reads: list[str]) -> None:
+    """Refuse output paths before anything runs: the right suffixes, never an input."""
+    from kit.core.fileio import check_output_path
+
+    if save is not None:
+        if Path(save).suffix.lower() not in VIDEO_CODECS:
+            raise InputError(f"expected --save to end in {', '.join(VIDEO_CODECS)}, found {save}.",
+                             hint="E.g. --save out.mp4")
+        check_output_path(save, *reads)
+    if jsonl is not None:
+        if Path(jsonl).suffix.lower() not in (".jsonl", ".ndjson"):
+            raise InputError(f"expected --jsonl to end in .jsonl, found {jsonl}.", hint="E.g. --jsonl results.jsonl")
+        check_output_path(jsonl, *reads)
+    if save and jsonl and Path(save).resolve() == Path(jsonl).resolve():
+        raise InputError(f"--save and --jsonl both name {save}.", hint="Give each its own file.")
+
+
+def check_window() -> None:
+    """--show needs OpenCV's GUI, which the headless wheels (the kit's) leave out."""
+    import cv2
+
+    try:
+        cv2.namedWindow("kit", cv2.WINDOW_NORMAL)
+        cv2.destroyWindow("kit")
+    except cv2.error as exc:
+        raise InputError("--show needs an OpenCV with a GUI (highgui); this one has none (opencv-python-headless) "
+                         "or no display is available.",
+                         hint="Use --save out.mp4 instead, or install opencv-python on a machine with a display.") \
+            from exc
+
+
+def run_stream(processor: FrameProcessor, source, *, save: str | None = None, jsonl: str | None = None,
+               show: bool = False, max_frames: int | None = None, duration: float | None = None,
+               on_frame: Callable[[int, float], None] | None = None) -> StreamResult:
+    """Every frame of ``source`` through ``processor`` until the source ends, ``max_frames`` or
+    ``duration`` seconds, the window's q/Esc, or Ctrl-C, which ends the loop like the others
+    (in the main thread; a second Ctrl-C interrupts): the files are finished and moved into
+    place (nothing half-written on an error)."""
+    from kit.core.fileio import atomic_output
+
+    result = StreamResult(source.description, source.live)
+    draws = bool(save or show) and processor.task is not None
+    recent: deque[float] = deque(maxlen=FPS_WINDOW)
+    with contextlib.ExitStack() as stack:
+        video = _VideoOut(stack.enter_context(atomic_output(save)), source.fps) if save else None
+        lines = stack.enter_context(open(stack.enter_context(atomic_output(jsonl)), "w", encoding="utf-8")) \
+            if jsonl else None
+        if video:
+            stack.callback(video.release)  # before atomic_output moves the file: closed and complete
+        started = time.perf_counter()
+        stack.enter_context(_ctrl_c_stops(source, result))
+        try:
+            for frame in source:
+                results, ms = processor(frame.image)
+                ms["capture"] = frame.read_ms
+                began = time.perf_counter()
+                recent.append(began)
+                if draws or (save and processor.task is None):
+                    drawn = processor.task.draw(frame.image, results) if draws else frame.image.copy()
+                    _status_line(drawn, recent, ms["inference"])
+                    ms["draw"] = (time.perf_counter() - began) * 1e3
+                    began = time.perf_counter()
+                    if video:
+                        video.write(drawn)
+                    if show and _shown(drawn):
+                        result.stopped = "the window was closed"
+                if lines:
+                    record = {"frame": frame.index, "timestamp": round(frame.timestamp, 6), "results": results,
+                              "ms": {stage: round(value, 4) for stage, value in ms.items()}}
+                    if frame.name:
+                        record["file"] = frame.name
+                    lines.write(json.dumps(record) + "\n")
+                if video or lines or show:
+                    ms["write"] = (time.perf_counter() - began) * 1e3
+                for stage, value in ms.items():
+                    result.times[stage].append(value)
+                result.frames += 1
+                elapsed = time.perf_counter() - started
+                if on_frame:
+                    on_frame(result.frames, elapsed)
+                if result.stopped == "the window was closed":
+                    break
+                if max_frames is not None and result.frames >= max_frames:
+                    result.stopped = f"--max-frames {max_frames}"
+                    break
+                if duration is not None and elapsed >= duration:
+                    result.stopped = f"--duration {duration:g}"
+                    break
+        finally:
+            result.seconds = time.perf_counter() - started
+            source.close()
+            result.dropped = source.dropped
+            if show:
+                import cv2
+
+                cv2.destroyAllWindows()
+    return result
+
+
+@contextlib.contextmanager
+def _ctrl_c_stops(source, result: StreamResult):
+    """The first SIGINT ends the stream as --max-frames would; the previous handler is back for the
+    next one. Signals reach only the main thread: elsewhere nothing changes."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def stop(signum, frame):
+        result.stopped = "Ctrl-C"
+        source.stop()
+        signal.signal(signal.SIGINT, previous)
+
+    signal.signal(signal.SIGINT, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class _VideoOut:
+    """cv2.VideoWriter, opened on the first frame (its size); the codec follows the suffix."""
+
+    def __init__(self, path: Path, fps: float | None):
+        self.path, self.fps, self.writer = path, fps or DEFAULT_FPS, None
+
+    def write(self, image: np.ndarray) -> None:
+        import cv2
+
+        if self.writer is None:
+            fourcc = cv2.VideoWriter_fourcc(*VIDEO_CODECS[self.path.suffix.lower()])
+            self.writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, (image.shape[1], image.shape[0]))
+            if not self.writer.isOpened():
+                raise InputError(f"OpenCV could not write a {self.path.suffix} video here.",
+                                 hint="Try --save out.avi (MJPG), which every OpenCV build writes.")
+        self.writer.write(image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR))
+
+    def release(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
+
+
+def _status_line(image: np.ndarray, recent: deque, inference_ms: float) -> None:
+    """The FPS over the last frames and this frame's inference time, drawn at the bottom."""
+    import cv2
+
+    fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
+    cv2.putText(image, f"{fps:.1f} FPS  inference {inference_ms:.1f} ms", (8, image.shape[0] - 10),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+
+
+def _shown(image: np.ndarray) -> bool:
+    """Show the frame; True when the user pressed q or Esc."""
+    import cv2
+
+    cv2.imshow("kit", image)
+    return (cv2.waitKey(1) & 0xFF) in (ord("q"), 27)
