@@ -110,3 +110,22 @@ def test_falling_back_to_default_preprocessing_is_warned_once_and_names_the_defa
     with pytest.raises(InputError, match="m.onnx records its own preprocessing; --preprocess is for models that "
                                          "record none"):
         for_images(spec, {"size": [8, 8]}, "std=2", model="m.onnx")
+
+
+@pytest.mark.parametrize("resize", ["stretch", "letterbox", "crop"])
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("shape", [(480, 640, 3), (37, 53, 3), (500, 333, 3)])
+def test_the_fused_path_gives_applys_tensor(resize, layout, shape):
+    """OpenCV's blobFromImageWithParams where it agrees with apply, apply where it does not
+    (OpenCV rounds a centre crop and some letterboxes otherwise): the tensor is apply's either way."""
+    from kit.data.preprocess import FusedPreprocess
+
+    steps = Preprocess(size=(224, 160), resize=resize, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+                       layout=layout)
+    fused = FusedPreprocess(steps)
+    rng = np.random.default_rng(0)
+    for _ in range(3):  # the first image of a size decides the path; the next ones take it
+        image = rng.integers(0, 256, shape, np.uint8)
+        np.testing.assert_allclose(fused(image), steps.apply(image), rtol=0, atol=1e-4)
+    if resize == "stretch":
+        assert fused._fused[shape]  # stretching rounds alike: OpenCV's single pass is used
