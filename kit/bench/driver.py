@@ -125,7 +125,14 @@ class BenchReport:
         return self.document["benchmarks"]
 
     def rows(self) -> list[dict[str, Any]]:
-        return [b["extra_info"]["kit"] | {"name": b["name"]} for b in self.benchmarks]
+        """The model calls' results, one per variant."""
+        return [b["extra_info"]["kit"] | {"name": b["name"]} for b in self.benchmarks
+                if "pipeline" not in b["extra_info"]["kit"]]
+
+    def pipeline_rows(self) -> list[dict[str, Any]]:
+        """With --pipeline: each variant's whole frame loop, its stages and the share outside the model."""
+        return [b["extra_info"]["kit"] | {"name": b["name"]} for b in self.benchmarks
+                if "pipeline" in b["extra_info"]["kit"]]
 
 
 def bench(
@@ -141,6 +148,7 @@ def bench(
     max_rounds: int = MAX_ROUNDS,
     options: dict[str, Any] | None = None,
     output_name: str | None = None,
+    pipeline: str | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> BenchReport:
     """Measure every variant, each in its own process, and analyse them against the baseline.
@@ -154,6 +162,8 @@ def bench(
     its input's defaults, so every variant sees the same pixels.
     Each variant times single calls for ``max_time`` seconds, at least 10 and at most
     ``max_rounds`` of them (``rounds_capped`` in its fields says the cap stopped it first).
+    With ``pipeline`` (a video file or image folder), each variant also times whole frames
+    through kit run --source's loop, stage by stage (BenchReport.pipeline_rows).
     """
     require_pytest_benchmark()
     if max_rounds < 1:
@@ -163,6 +173,11 @@ def bench(
     if not 0 <= max_time <= MAX_TIME_LIMIT:  # also refuses NaN
         raise InputError(f"expected --max-time from 0 to {MAX_TIME_LIMIT:.0f} seconds per variant, found {max_time:g}.",
                          hint="A few seconds give thousands of rounds; repeat runs to see run-to-run variation.")
+    if pipeline is not None:
+        if not Path(pipeline).exists():
+            raise InputError(f"--pipeline {pipeline} does not exist.", hint="Give a video file or a folder of images.")
+        if batch != 1:
+            raise InputError(f"--pipeline runs frames one at a time; found --batch {batch}.", hint="Drop --batch.")
     if data is not None and not (re.fullmatch(r"random:\d+", data) or Path(data).exists()):
         raise InputError(f"data {data} does not exist.", hint="Give an image folder, an .npy/.npz file, or random:N.")
     open_options = dict(options or {})
@@ -174,7 +189,8 @@ def bench(
     settings = {"batch": batch, "group": GROUP, "fidelity_data": _absolute(fidelity_data),
                 "preprocess": _image_preprocessing([v.model for v in variants], fidelity_data, preprocess),
                 "max_time": max_time, "max_rounds": max_rounds, "threads": threads, "user_cwd": os.getcwd(),
-                "detect": _detection_task([v.model for v in variants], fidelity_data)}
+                "detect": _detection_task([v.model for v in variants], fidelity_data),
+                "pipeline": _absolute(pipeline) if pipeline else None}
     results = []
     with tempfile.TemporaryDirectory() as scratch:
         for index, variant in enumerate(variants):
@@ -282,8 +298,13 @@ def _merge(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _analyse(document: dict[str, Any], variants: list[Variant], output_name: str | None) -> None:
     """Latency statistics from raw timings, size, fidelity and accuracy against the baseline."""
+    for entry in document["benchmarks"]:
+        if "pipeline" in entry["extra_info"]["kit"]:  # frames per second: one frame per round
+            stats = latency_stats(entry["stats"]["data"])
+            entry["extra_info"]["kit"].update(latency_s=stats.to_dict(), throughput_per_s=1 / stats.mean)
+    models = [entry for entry in document["benchmarks"] if "pipeline" not in entry["extra_info"]["kit"]]
     baseline_outputs, baseline_correct, baseline_run = None, None, None
-    for entry, variant in zip(document["benchmarks"], variants):
+    for entry, variant in zip(models, variants):
         info = entry["extra_info"]["kit"]
         stats = latency_stats(entry["stats"]["data"])
         info["baseline"] = variant.baseline or baseline_outputs is None

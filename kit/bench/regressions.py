@@ -110,7 +110,7 @@ def setting_differences(new: dict[str, Any], old: dict[str, Any], old_path: str 
         lines.append(f"{where} with other versions ({', '.join(versions)}).")
     old_batches = {b["name"]: b.get("extra_info", {}).get("kit", {}).get("batch") for b in old["benchmarks"]}
     for entry in new["benchmarks"]:
-        name, batch = entry["name"], entry["extra_info"]["kit"]["batch"]
+        name, batch = entry["name"], entry["extra_info"]["kit"].get("batch")  # a pipeline: frames, one at a time
         if name in old_batches and (old_batches[name] or 1) != (batch or 1):  # None: a static batch of 1
             lines.append(f"{where} with {name} at batch {old_batches[name] or 1}, this run at batch {batch or 1}.")
     return lines

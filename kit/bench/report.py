@@ -48,6 +48,38 @@ def table_rows(report: BenchReport) -> list[list[str]]:
     return rows
 
 
+PIPELINE_STAGES = ("capture", "wait", "preprocess", "postprocess", "draw", "write")
+PIPELINE_COLUMNS = ("pipeline", "frame median [95% CI]", "p99", "FPS", "model", "outside", "capture", "wait",
+                    "pre", "post", "draw", "write")
+
+
+def pipeline_rows(report: BenchReport) -> list[list[str]]:
+    """Per variant with --pipeline: the frame's latency, the model call's share of it and the
+    rest's, and each other stage's mean."""
+    rows = []
+    for row in report.pipeline_rows():
+        latency, pipeline = row["latency_s"], row["pipeline"]
+        stages = pipeline["stages"]
+        rows.append([
+            row["name"].removesuffix(" pipeline"), seconds(latency["median"], *latency["median_ci"]),
+            seconds(latency["p99"]), f"{row['throughput_per_s']:.0f}", percent(stages["inference"]["share"]),
+            percent(pipeline["outside_model"]),
+            *(seconds(stages[stage]["mean_ms"] / 1e3) if stage in stages else "-" for stage in PIPELINE_STAGES),
+        ])
+    return rows
+
+
+def pipeline_notes(report: BenchReport) -> list[str]:
+    rows = report.pipeline_rows()
+    if not rows:
+        return []
+    dropped = sum(row["pipeline"]["frames_dropped"] for row in rows)
+    return [f"pipeline: each round one frame of {rows[0]['pipeline']['source']} through kit run --source's loop "
+            "(capture in its own thread, beside the rest; wait: the loop waiting for it), drawn and JPEG-encoded "
+            "(write); model and outside: shares of the frame's mean time; stage columns: means; "
+            f"{dropped} frames dropped."]
+
+
 def notes(report: BenchReport) -> list[str]:
     """What the reader must know to read the table honestly."""
     rows = report.rows()
@@ -91,10 +123,19 @@ def environment_line(env: dict[str, Any]) -> str:
 
 
 def print_table(report: BenchReport, console) -> None:
-    """One table when it fits the console. Else the variants are numbered and their columns
+    """The variants' table, then with --pipeline the pipelines' table, then the notes."""
+    _print_fitting(console, columns(report), table_rows(report))
+    if report.pipeline_rows():
+        console.print()
+        _print_fitting(console, PIPELINE_COLUMNS, pipeline_rows(report))
+    for line in notes(report) + pipeline_notes(report):
+        console.print(line)
+
+
+def _print_fitting(console, headers, rows) -> None:
+    """One table when it fits the console. Else the rows are numbered and their columns
     packed, in order, into as few tables keyed by number as fit (two at 80 columns), so no
     number or name is cut or folded in a pipe or a CI log."""
-    rows, headers = table_rows(report), columns(report)
     wide = _table(headers, rows)
     if _natural_width(console, wide) <= console.width:
         console.print(wide)
@@ -107,8 +148,6 @@ def print_table(report: BenchReport, console) -> None:
             console.print(_table(["#", *(headers[i] for i in group)], [[r[0], *(r[i] for i in group)]
                                                                        for r in numbered], compact=True))
         console.print()
-    for line in notes(report):
-        console.print(line)
 
 
 def _pack(console, headers: tuple[str, ...], numbered: list[list[str]]) -> list[list[int]]:
@@ -149,7 +188,11 @@ def write_markdown(report: BenchReport, path: str | os.PathLike) -> None:
     headers = columns(report)
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(row) + " |" for row in table_rows(report)]
-    lines += ["", f"Measured {report.document.get('datetime', '')}."] + [f"- {line}" for line in notes(report)]
+    if report.pipeline_rows():
+        lines += ["", "| " + " | ".join(PIPELINE_COLUMNS) + " |", "|" + "---|" * len(PIPELINE_COLUMNS)]
+        lines += ["| " + " | ".join(row) + " |" for row in pipeline_rows(report)]
+    lines += ["", f"Measured {report.document.get('datetime', '')}."] + [
+        f"- {line}" for line in notes(report) + pipeline_notes(report)]
     with atomic_output(path) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
 
@@ -223,7 +266,7 @@ def plot_figure(report: BenchReport):
         left.xaxis.set_major_formatter(plain)
     left.set(xlabel=f"median latency ({unit})", ylabel=label, title="latency against accuracy")
     left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8, frameon=False)
-    timings = [entry["stats"]["data"] for entry in report.benchmarks]
+    timings = [entry["stats"]["data"] for entry in report.benchmarks if "pipeline" not in entry["extra_info"]["kit"]]
     unit, factor = time_unit([min(t) for t in timings])
     right.boxplot([[t * factor for t in data] for data in timings], orientation="horizontal", showfliers=True)
     right.set_xscale("log")  # tails span orders of magnitude on shared machines

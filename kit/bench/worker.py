@@ -79,6 +79,62 @@ def test_variant(benchmark):
     runtime.close()
 
 
+def test_pipeline(benchmark):
+    """With --pipeline: each round is one frame of the video or folder (read in its own thread,
+    looping at the end) through the whole loop as kit run --source runs it, plus drawing and a
+    JPEG encoding (what kit serve streams); every stage timed as in kit.deploy.stream."""
+    import pytest
+
+    spec = _spec()
+    if not spec.get("pipeline"):
+        pytest.skip("no --pipeline")
+    import cv2
+
+    from kit import tasks
+    from kit.core import provenance
+    from kit.data.preprocess import for_images
+    from kit.deploy.sources import open_source
+    from kit.deploy.stream import STAGES, Annotator, FrameProcessor, stage_stats
+    from kit.runtimes.registry import load
+
+    recorded = provenance.read(spec["model"])
+    task = tasks.from_dict(recorded["task"]) if recorded.get("task") else None
+    times: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    with load(spec["model"], spec["runtime"], **spec["options"]) as runtime, \
+            open_source(spec["pipeline"], loop=True) as source:
+        steps = for_images(runtime.inputs[0], recorded.get("preprocess"), _preprocess_of(spec), model=spec["model"])
+        processor, annotate, frames = FrameProcessor(runtime, task, steps), Annotator(task), iter(source)
+
+        def one_frame():
+            began = time.perf_counter()
+            frame = next(frames)
+            got = time.perf_counter()
+            results, ms = processor(frame.image)
+            processed = time.perf_counter()
+            drawn = annotate(frame.image, results, ms["inference"])
+            drawn_at = time.perf_counter()
+            cv2.imencode(".jpg", drawn)
+            ms.update(capture=frame.read_ms, wait=(got - began) * 1e3, draw=(drawn_at - processed) * 1e3,
+                      write=(time.perf_counter() - drawn_at) * 1e3)
+            for stage, value in ms.items():
+                times[stage].append(value)
+
+        per_frame = min(_timed(one_frame) for _ in range(3))
+        wanted = max(MIN_ROUNDS, spec["max_time"] / max(per_frame, 1e-7))
+        rounds = int(min(spec["max_rounds"], wanted))
+        benchmark.group = spec["group"]
+        benchmark.pedantic(one_frame, rounds=rounds, iterations=1, warmup_rounds=min(10, rounds))
+        dropped, description = source.dropped, source.description
+    timed = {stage: values[-rounds:] for stage, values in times.items()}  # the benchmark's rounds only
+    stages = stage_stats(timed, benchmark.stats.stats.mean * 1e3)
+    benchmark.extra_info["kit"] = {
+        "model": spec["display_model"], "runtime": spec["runtime"], "name": f"{spec['name']} pipeline",
+        "max_time_s": spec["max_time"], "rounds_capped": wanted > spec["max_rounds"],
+        "pipeline": {"source": description, "frames_dropped": dropped, "stages": stages,
+                     "outside_model": 1 - stages["inference"]["share"]},
+    }
+
+
 def pytest_benchmark_update_machine_info(config, machine_info):
     from kit.core import environment
 
@@ -96,8 +152,8 @@ def pytest_benchmark_generate_commit_info(config):
 def pytest_benchmark_update_json(config, benchmarks, output_json):
     spec = _spec()
     for entry in output_json["benchmarks"]:  # the variant's name, not this file's test function
-        entry.update(name=spec["name"], fullname=spec["name"], param=spec["runtime"],
-                     params={"runtime": spec["runtime"]})
+        name = entry["extra_info"]["kit"]["name"]  # NAME[runtime], or NAME[runtime] pipeline
+        entry.update(name=name, fullname=name, param=spec["runtime"], params={"runtime": spec["runtime"]})
 
 
 def _spec() -> dict:

@@ -21,6 +21,8 @@ def add_parser(commands, common) -> None:
     parser.add_argument("--save-json", metavar="OUT.json",
                         help="pytest-benchmark JSON (raw timings; the kit's fields in extra_info) to this file")
     flags.add_output_name(parser)
+    parser.add_argument("--pipeline", metavar="VIDEO", help="also time whole frames of this video or image folder "
+                                                          "through kit run --source's loop, stage by stage")
     parser.add_argument("--markdown", metavar="OUT.md", help="the table as Markdown")
     parser.add_argument("--plot", metavar="OUT.png", help="latency against accuracy (Pareto front) and distributions")
     parser.add_argument("--compare", metavar="OLD.json",
@@ -44,7 +46,7 @@ def handle(args) -> int:
     if args.plot:
         report.require_matplotlib()
     bench.check_outputs([args.save_json, args.markdown, args.plot],
-                        [*args.models, args.baseline, args.data, args.compare, args.weights])
+                        [*args.models, args.baseline, args.data, args.compare, args.weights, args.pipeline])
     if args.compare_fail and not args.compare:
         raise InputError("--compare-fail judges a comparison; no --compare OLD.json was given.",
                          hint="Add --compare OLD.json (a file written by --save-json).")
@@ -61,7 +63,7 @@ def handle(args) -> int:
         result = bench.bench(args.models, runtimes=runtimes, baseline=args.baseline, data=args.data,
                              preprocess=args.preprocess, batch=args.batch, threads=args.threads,
                              max_time=args.max_time, options=torch_options, output_name=args.output_name,
-                             progress=progress.update)
+                             pipeline=args.pipeline, progress=progress.update)
     if args.save_json:  # written before any verdict, so a failed comparison never loses the run
         bench.write_json(result, args.save_json)
     if args.markdown:

@@ -13,6 +13,7 @@ OpenCV was built with it), a folder of images, or a video file.
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 import time
@@ -134,9 +135,10 @@ class Source:
         self.close()
 
 
-def open_source(text: str) -> Source:
+def open_source(text: str, *, loop: bool = False) -> Source:
     """The source ``text`` names (see the module's docstring), opened; a clear InputError when it
-    cannot be: what was tried and what to check."""
+    cannot be: what was tried and what to check. ``loop``: a file or folder starts over at its
+    end (the pipeline benchmark's endless frames); live sources never end anyway."""
     cv2 = _cv2()
     text = str(text)
     if text.startswith(GST_PREFIX):
@@ -149,11 +151,11 @@ def open_source(text: str) -> Source:
                         hint="Check the address with ffprobe or VLC; OpenCV reads streams through FFmpeg.")
     path = Path(text)
     if path.is_dir():
-        return _folder(cv2, path)
+        return _folder(cv2, path, loop)
     if not path.is_file():
         raise InputError(f"expected a camera (0, /dev/video0), a stream URL, gst:PIPELINE, a folder of images or a "
                          f"video file; found {text}, which does not exist.", hint="Check the path.")
-    return _capture(cv2, str(path), f"video {path.name}", live=False,
+    return _capture(cv2, str(path), f"video {path.name}", live=False, loop=loop,
                     hint="Expected a video OpenCV's FFmpeg decodes (mp4, avi, mkv, ...).")
 
 
@@ -166,7 +168,7 @@ def _cv2():
     return cv2
 
 
-def _capture(cv2, target, description: str, *, live: bool, hint: str, backend=None) -> Source:
+def _capture(cv2, target, description: str, *, live: bool, hint: str, backend=None, loop: bool = False) -> Source:
     capture = cv2.VideoCapture(target, backend) if backend is not None else cv2.VideoCapture(target)
     if not capture.isOpened():
         capture.release()
@@ -177,6 +179,8 @@ def _capture(cv2, target, description: str, *, live: bool, hint: str, backend=No
 
     def read():
         ok, image = capture.read()
+        if not ok and loop and capture.set(cv2.CAP_PROP_POS_FRAMES, 0):
+            ok, image = capture.read()
         if not ok:
             return None
         return image, None if live else capture.get(cv2.CAP_PROP_POS_MSEC) / 1e3, None
@@ -206,12 +210,12 @@ def _gstreamer(cv2, pipeline: str) -> Source:
                     hint="Try the pipeline with gst-launch-1.0 (ending in fakesink) first.")
 
 
-def _folder(cv2, folder: Path) -> Source:
+def _folder(cv2, folder: Path, loop: bool = False) -> Source:
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise InputError(f"the folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)}).",
                          hint="Give a folder of images, a video file or a camera.")
-    remaining = iter(files)
+    remaining = itertools.cycle(files) if loop else iter(files)
 
     def read():
         path = next(remaining, None)

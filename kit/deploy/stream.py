@@ -5,10 +5,12 @@ JSON-lines file or a window, with every stage timed.
 infer, post-process by its task): ``kit run --source``, ``kit serve``'s /predict and the
 pipeline benchmark all call it, so they compute the same results the same way.
 
-Stages, each timed per frame: capture (reading and decoding, in the source's thread),
-preprocess, inference (the runtime's call alone), postprocess, draw (results and the FPS
-line on the frame, only when a video or window wants it) and write (encoding the video,
-the JSON line, the window).
+Stages, each timed per frame: capture (reading and decoding, in the source's own thread, so
+it overlaps the others), wait (the loop waiting for the next frame: a source slower than the
+rest shows here), preprocess, inference (the runtime's call alone), postprocess, draw
+(results and the FPS line on the frame, when a video or window wants it) and write (encoding
+the video, the JSON line, the window). Shares are of the frame's wall time; capture's, being
+in its own thread, is not part of the sum.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import numpy as np
 
 from kit.core.errors import InputError
 
-STAGES = ("capture", "preprocess", "inference", "postprocess", "draw", "write")
+STAGES = ("capture", "wait", "preprocess", "inference", "postprocess", "draw", "write")
 FPS_WINDOW = 30  # frames the FPS drawn on the video is averaged over
 VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}  # what pip's OpenCV (FFmpeg) writes
 DEFAULT_FPS = 30.0  # a saved video's rate when the source states none
@@ -85,17 +87,41 @@ class StreamResult:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
     def stages(self) -> dict[str, dict[str, float]]:
-        """Per stage that ran: p50, p99 and mean milliseconds, and its share of the frame's time."""
-        ran = {stage: np.asarray(values) for stage, values in self.times.items() if values}
-        total = sum(values.mean() for values in ran.values()) or 1.0
-        return {stage: {"p50_ms": float(np.percentile(values, 50)), "p99_ms": float(np.percentile(values, 99)),
-                        "mean_ms": float(values.mean()), "share": float(values.mean() / total)}
-                for stage, values in ran.items()}
+        return stage_stats(self.times, self.seconds * 1e3 / self.frames if self.frames else 0.0)
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "live": self.live, "frames": self.frames, "dropped": self.dropped,
                 "seconds": round(self.seconds, 4), "fps": round(self.fps, 2), "stopped": self.stopped,
                 "stages": self.stages()}
+
+
+def stage_stats(times: dict[str, list[float]], frame_ms: float) -> dict[str, dict[str, float]]:
+    """Per stage that ran: p50, p99 and mean milliseconds, and its share of ``frame_ms``, the
+    frame's wall time (capture's runs in its own thread, beside the others)."""
+    ran = {stage: np.asarray(values) for stage, values in times.items() if values}
+    return {stage: {"p50_ms": float(np.percentile(values, 50)), "p99_ms": float(np.percentile(values, 99)),
+                    "mean_ms": float(values.mean()), "share": float(values.mean() / frame_ms) if frame_ms else 0.0}
+            for stage, values in ran.items()}
+
+
+class Annotator:
+    """Results and the status line (FPS over the last frames, this frame's inference time) drawn
+    on a copy of the frame."""
+
+    def __init__(self, task):
+        self.task = task
+        self.recent: deque[float] = deque(maxlen=FPS_WINDOW)
+
+    def __call__(self, image: np.ndarray, results, inference_ms: float) -> np.ndarray:
+        import cv2
+
+        self.recent.append(time.perf_counter())
+        drawn = self.task.draw(image, results) if self.task is not None else image.copy()
+        recent = self.recent
+        fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
+        cv2.putText(drawn, f"{fps:.1f} FPS  inference {inference_ms:.1f} ms", (8, drawn.shape[0] - 10),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+        return drawn
 
 
 def check_outputs(save: str | None, jsonl: str | None, reads: list[str]) -> None:
@@ -139,25 +165,23 @@ def run_stream(processor: FrameProcessor, source, *, save: str | None = None, js
     from kit.core.fileio import atomic_output
 
     result = StreamResult(source.description, source.live)
-    draws = bool(save or show) and processor.task is not None
-    recent: deque[float] = deque(maxlen=FPS_WINDOW)
+    annotate = Annotator(processor.task) if save or show else None
     with contextlib.ExitStack() as stack:
         video = _VideoOut(stack.enter_context(atomic_output(save)), source.fps) if save else None
         lines = stack.enter_context(open(stack.enter_context(atomic_output(jsonl)), "w", encoding="utf-8")) \
             if jsonl else None
         if video:
             stack.callback(video.release)  # before atomic_output moves the file: closed and complete
-        started = time.perf_counter()
+        started = waited = time.perf_counter()
         stack.enter_context(_ctrl_c_stops(source, result))
         try:
             for frame in source:
+                got = time.perf_counter()
                 results, ms = processor(frame.image)
-                ms["capture"] = frame.read_ms
+                ms = {"capture": frame.read_ms, "wait": (got - waited) * 1e3, **ms}
                 began = time.perf_counter()
-                recent.append(began)
-                if draws or (save and processor.task is None):
-                    drawn = processor.task.draw(frame.image, results) if draws else frame.image.copy()
-                    _status_line(drawn, recent, ms["inference"])
+                if annotate:
+                    drawn = annotate(frame.image, results, ms["inference"])
                     ms["draw"] = (time.perf_counter() - began) * 1e3
                     began = time.perf_counter()
                     if video:
@@ -175,7 +199,8 @@ def run_stream(processor: FrameProcessor, source, *, save: str | None = None, js
                 for stage, value in ms.items():
                     result.times[stage].append(value)
                 result.frames += 1
-                elapsed = time.perf_counter() - started
+                waited = time.perf_counter()
+                elapsed = waited - started
                 if on_frame:
                     on_frame(result.frames, elapsed)
                 if result.stopped == "the window was closed":
@@ -241,15 +266,6 @@ class _VideoOut:
     def release(self) -> None:
         if self.writer is not None:
             self.writer.release()
-
-
-def _status_line(image: np.ndarray, recent: deque, inference_ms: float) -> None:
-    """The FPS over the last frames and this frame's inference time, drawn at the bottom."""
-    import cv2
-
-    fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
-    cv2.putText(image, f"{fps:.1f} FPS  inference {inference_ms:.1f} ms", (8, image.shape[0] - 10),
-                cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
 
 
 def _shown(image: np.ndarray) -> bool:

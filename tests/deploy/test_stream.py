@@ -92,7 +92,7 @@ def test_every_frame_of_a_video_gives_the_models_results(classifier, video, tmp_
     assert ran.returncode == 0, ran.stderr
     assert f"\nover video digits.avi: {FRAMES} frames in" in ran.stdout
     assert "every frame read (a file waits for the model); stopped: the source ended" in ran.stdout
-    for stage in ("capture", "preprocess", "inference", "postprocess", "draw", "write"):
+    for stage in ("capture", "wait", "preprocess", "inference", "postprocess", "draw", "write"):
         assert f"│ {stage}" in ran.stdout
     assert max(len(line) for line in ran.stdout.splitlines() if str(tmp_path.parent) not in line) <= 80
     lines = read_lines(tmp_path / "r.jsonl")
@@ -102,7 +102,7 @@ def test_every_frame_of_a_video_gives_the_models_results(classifier, video, tmp_
     for line, reference in zip(lines, expected):
         assert [r["label"] for r in line["results"]] == [r["label"] for r in reference]
         assert [r["score"] for r in line["results"]] == pytest.approx([r["score"] for r in reference], abs=1e-5)
-    assert set(lines[1]["ms"]) == {"capture", "preprocess", "inference", "postprocess", "draw"}
+    assert set(lines[1]["ms"]) == {"capture", "wait", "preprocess", "inference", "postprocess", "draw"}
     saved = decoded(tmp_path / "out.mp4")
     assert len(saved) == FRAMES and saved[0].shape == (64, 64, 3)
 
@@ -113,10 +113,12 @@ def test_the_json_summary_has_every_stage(classifier, video):
     summary = json.loads(ran.stdout)
     assert (summary["frames"], summary["dropped"], summary["stopped"], summary["task"]) == (
         5, 0, "--max-frames 5", "classify")
-    assert set(summary["stages"]) == {"capture", "preprocess", "inference", "postprocess"}  # nothing drawn, written
-    for stats in summary["stages"].values():
-        assert 0 <= stats["p50_ms"] <= stats["p99_ms"] and 0 <= stats["share"] <= 1
-    assert sum(s["share"] for s in summary["stages"].values()) == pytest.approx(1)
+    stages = summary["stages"]
+    assert set(stages) == {"capture", "wait", "preprocess", "inference", "postprocess"}  # nothing drawn, written
+    for stats in stages.values():
+        assert 0 <= stats["p50_ms"] <= stats["p99_ms"] and 0 <= stats["share"]
+    # Shares are of the frame's wall time: the loop's own stages fit in it (capture runs beside them).
+    assert sum(stats["share"] for stage, stats in stages.items() if stage != "capture") <= 1
 
 
 def test_a_folder_of_images_gives_what_run_image_gives(tmp_path):
@@ -236,3 +238,44 @@ def test_bad_sources_and_flags_exit_2_and_write_nothing(classifier, video, tmp_p
     ran = run_kit("run", classifier, *map(fill, extra))
     assert ran.returncode == 2 and fill(message) in ran.stderr, ran.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_looping_file_starts_over(video):
+    from kit.deploy.sources import open_source
+
+    with open_source(str(video), loop=True) as source:
+        frames = [frame for _, frame in zip(range(FRAMES + 3), source)]
+    assert [f.index for f in frames] == list(range(FRAMES + 3))
+    assert np.array_equal(frames[FRAMES].image, frames[0].image) and frames[FRAMES].timestamp == frames[0].timestamp
+
+
+def test_bench_times_the_pipeline_beside_the_model_call(classifier, video, tmp_path):
+    ran = run_kit("bench", classifier, "--pipeline", video, "--max-time", "0.2", "--threads", "1",
+                  "--save-json", tmp_path / "b.json", "--markdown", tmp_path / "b.md")
+    assert ran.returncode == 0, ran.stderr
+    document = json.loads((tmp_path / "b.json").read_text())
+    assert [b["name"] for b in document["benchmarks"]] == ["digits.onnx[onnxruntime]",
+                                                           "digits.onnx[onnxruntime] pipeline"]
+    model, frame = (b["extra_info"]["kit"] for b in document["benchmarks"])
+    pipeline = frame["pipeline"]
+    assert set(pipeline["stages"]) == {"capture", "wait", "preprocess", "inference", "postprocess", "draw", "write"}
+    assert pipeline["source"] == "video digits.avi" and pipeline["frames_dropped"] == 0
+    assert pipeline["outside_model"] == pytest.approx(1 - pipeline["stages"]["inference"]["share"])
+    # A round is a whole frame: the model call inside it takes less than the round.
+    assert pipeline["stages"]["inference"]["mean_ms"] < frame["latency_s"]["mean"] * 1e3
+    assert frame["throughput_per_s"] == pytest.approx(1 / frame["latency_s"]["mean"])
+    assert "accuracy" not in frame and model["fidelity"][0]["top1"] == 1.0
+    assert "frame median [95% CI]" in ran.stdout and "pipeline: each round one frame of video digits.avi" in ran.stdout
+    table = [line for line in ran.stdout.splitlines() if line[:1].isdigit() or "─" in line]
+    assert table and max(map(len, table)) <= 80
+    assert "| pipeline | frame median [95% CI] |" in (tmp_path / "b.md").read_text()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--pipeline", "{d}/nosuch.avi"], "--pipeline {d}/nosuch.avi does not exist."),
+    (["--pipeline", "{v}", "--batch", "2"], "--pipeline runs frames one at a time; found --batch 2."),
+])
+def test_bench_pipeline_refusals(classifier, video, tmp_path, extra, message):
+    fill = lambda text: text.format(d=tmp_path, v=video)  # noqa: E731
+    ran = run_kit("bench", classifier, *map(fill, extra))
+    assert ran.returncode == 2 and fill(message) in ran.stderr, ran.stderr

@@ -29,7 +29,7 @@ FLAGS = {
              "--iou-threshold", "--json", "--labels", "--max-detections", "--max-drop", "--min-ratio", "--output-name",
              "--preprocess", "--runtime", "--save-predictions", "--score-threshold", "--task", "--weights", "model"],
     "bench": ["--allow-pickle", "--baseline", "--batch", "--compare", "--compare-fail", "--data", "--debug",
-              "--help -h", "--input-shape", "--json", "--markdown", "--max-time", "--output-name", "--plot",
+              "--help -h", "--input-shape", "--json", "--markdown", "--max-time", "--output-name", "--pipeline", "--plot",
               "--preprocess", "--runtime", "--save-json", "--threads", "--weights", "models"],
     "inspect": ["--allow-pickle", "--debug", "--help -h", "--input-shape", "--json", "--nodes", "--runtime",
                 "--weights", "model"],
