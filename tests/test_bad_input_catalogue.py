@@ -49,7 +49,7 @@ CASES = [
     ("run-wrong-runtime", "run {i}/tiny.onnx --random --runtime tflite", 2, r"tflite could not load .*tiny\.onnx"),
     # ----- kit run: options ---------------------------------------------------------------------
     ("run-unknown-option", "run {i}/tiny.onnx --random --frobnicate", 2, r"unrecognized arguments: --frobnicate"),
-    ("run-no-feed", "run {i}/tiny.onnx", 2, r"one of the arguments --input --image --random is required"),
+    ("run-no-feed", "run {i}/tiny.onnx", 2, r"one of the arguments --input --image --source --random is required"),
     ("run-two-feeds", "run {i}/tiny.onnx --random --input {i}/x.npy", 2, r"--input: not allowed with argument"),
     ("run-threads-huge", "run {i}/tiny.onnx --random --threads 100000", 2,
      r"expected threads from 0 to \d+ \(4 per CPU; .*\), found 100000"),

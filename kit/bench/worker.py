@@ -92,7 +92,6 @@ def test_pipeline(benchmark):
 
     from kit import tasks
     from kit.core import provenance
-    from kit.data.preprocess import for_images
     from kit.deploy.sources import open_source
     from kit.deploy.stream import STAGES, Annotator, FrameProcessor, stage_stats
     from kit.runtimes.registry import load
@@ -102,20 +101,21 @@ def test_pipeline(benchmark):
     times: dict[str, list[float]] = {stage: [] for stage in STAGES}
     with load(spec["model"], spec["runtime"], **spec["options"]) as runtime, \
             open_source(spec["pipeline"], loop=True) as source:
-        steps = for_images(runtime.inputs[0], recorded.get("preprocess"), _preprocess_of(spec), model=spec["model"])
-        processor, annotate, frames = FrameProcessor(runtime, task, steps), Annotator(task), iter(source)
+        processor = FrameProcessor.for_model(runtime, task, recorded.get("preprocess"), _preprocess_of(spec),
+                                             model=spec["model"])
+        annotate, frames = Annotator(task), iter(source)
 
         def one_frame():
             began = time.perf_counter()
             frame = next(frames)
             got = time.perf_counter()
-            results, ms = processor(frame.image)
-            processed = time.perf_counter()
-            drawn = annotate(frame.image, results, ms["inference"])
+            processed = processor(frame.image)
+            drawing = time.perf_counter()
+            drawn = annotate(frame.image, processed)
             drawn_at = time.perf_counter()
             cv2.imencode(".jpg", drawn)
-            ms.update(capture=frame.read_ms, wait=(got - began) * 1e3, draw=(drawn_at - processed) * 1e3,
-                      write=(time.perf_counter() - drawn_at) * 1e3)
+            ms = {**processed.ms, "capture": frame.read_ms, "wait": (got - began) * 1e3,
+                  "draw": (drawn_at - drawing) * 1e3, "write": (time.perf_counter() - drawn_at) * 1e3}
             for stage, value in ms.items():
                 times[stage].append(value)
 
@@ -152,7 +152,8 @@ def pytest_benchmark_generate_commit_info(config):
 def pytest_benchmark_update_json(config, benchmarks, output_json):
     spec = _spec()
     for entry in output_json["benchmarks"]:  # the variant's name, not this file's test function
-        name = entry["extra_info"]["kit"]["name"]  # NAME[runtime], or NAME[runtime] pipeline
+        # NAME[runtime], or NAME[runtime] pipeline (a round that failed wrote no kit fields)
+        name = entry["extra_info"].get("kit", {}).get("name", spec["name"])
         entry.update(name=name, fullname=name, param=spec["runtime"], params={"runtime": spec["runtime"]})
 
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from kit.cli import args as flags
-from kit.cli import render
-from kit.cli import stream
+from kit.cli import render, stream
 from kit.core.errors import InputError
 
 _ONE_BATCH = 0  # --random without N: one call at the model's own batch
@@ -48,7 +47,7 @@ def add_parser(commands, common) -> None:
 def handle(args) -> int:
     from kit.core import provenance
     from kit.core.fileio import atomic_output, check_output_path
-    from kit.data.feeds import feeds_from_files, image_feed
+    from kit.data.feeds import feeds_from_files
     from kit.data.golden import save_arrays
     from kit.runtimes.registry import load
 
@@ -81,9 +80,14 @@ def handle(args) -> int:
                              hint="Add --task classify or --task detect (and --labels FILE).")
         if args.source is not None:
             summary, result = stream.run_source(args, rt, stored, task)
-        elif args.image:
-            image = image_feed(rt.inputs, args.image, stored.get("preprocess"), args.preprocess, model=args.model)
-            outputs = rt.run(image.feeds)
+        elif args.image:  # the way a frame of --source and an image sent to kit serve go
+            from kit.deploy.stream import FrameProcessor
+
+            processor = FrameProcessor.for_model(rt, task, stored.get("preprocess"), args.preprocess,
+                                                 model=args.model)
+            image = processor.steps.read(args.image)
+            processed = processor(image)
+            outputs = processed.outputs
         elif args.random is not None:
             outputs = _run_random(rt, args.random, args.seed)
         else:
@@ -105,9 +109,10 @@ def handle(args) -> int:
                 save_arrays(handle, outputs)  # np.savez(handle, **outputs) breaks on an output named 'file'
         except OSError as exc:  # a full disk or a quota: the temporary file is gone, nothing is at -o
             raise render.write_failed(args.output, exc) from exc
-    results = _task_results(task, outputs, image, input_spec) if task else None
+    results = None if not task else [processed.results] if image is not None else task.results(
+        outputs, input_hw=_input_hw(input_spec))
     if args.draw:
-        _draw(args.draw, task.draw(image.image, results[0]))
+        _draw(args.draw, task.draw(image, results[0]))
     summary = {"model": args.model, "bundle": choice.to_dict() if choice else None, "runtime": info,
                "output_file": args.output,
                "outputs": {name: render.summarize(array) for name, array in outputs.items()}}
@@ -159,14 +164,6 @@ def _bundle_choice(args):
             raise InputError(f"{output} is inside the bundle {args.model}, which kit run only reads.",
                              hint="Write it beside the bundle.")
     return choice
-
-
-def _task_results(task, outputs, image, input_spec) -> list:
-    """Per sample, the task's results; for an image, in the image's pixels."""
-    if image is not None:
-        return task.results(outputs, input_hw=image.steps.size, image_hw=image.image.shape[:2],
-                            placement=image.placement)
-    return task.results(outputs, input_hw=_input_hw(input_spec))
 
 
 def _input_hw(spec) -> tuple[int, int] | None:

@@ -42,12 +42,10 @@ def check_flags(args, reads: list[str]) -> None:
 
 def run_source(args, rt, stored: dict, task) -> tuple[dict, object]:
     """The stream through the loaded runtime; the summary for --json and the result."""
-    from kit.data.preprocess import for_images
     from kit.deploy.sources import open_source
     from kit.deploy.stream import FrameProcessor, run_stream
 
-    steps = for_images(rt.inputs[0], stored.get("preprocess"), args.preprocess, model=args.model)
-    processor = FrameProcessor(rt, task, steps)
+    processor = FrameProcessor.for_model(rt, task, stored.get("preprocess"), args.preprocess, model=args.model)
     source = open_source(args.source)
     with render.progress(args) as say:
         result = run_stream(processor, source, save=args.save, jsonl=args.jsonl, show=args.show,

@@ -1,8 +1,7 @@
-"""Build feeds for ``kit run`` from what a user has: .npy/.npz files or an image."""
+"""Build feeds for ``kit run`` from what a user has: .npy and .npz files."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,6 @@ from kit.core.errors import InputError
 from kit.core.specs import TensorSpec
 from kit.data.arrays import load_npy, npz_arrays
 from kit.data.datasets import LABEL_KEYS
-from kit.data.preprocess import Preprocess, for_images, placement
 
 
 def feeds_from_files(specs: list[TensorSpec], items: list[str]) -> dict[str, np.ndarray]:
@@ -68,36 +66,3 @@ def _non_empty(array: np.ndarray, where) -> np.ndarray:
         raise InputError(f"{where} holds an empty array (shape {list(array.shape)}); expected at least one sample.",
                          hint="Stack one or more samples along axis 0.")
     return array
-
-
-def feeds_from_image(specs: list[TensorSpec], image: str, preprocess: dict | Preprocess | None,
-                     user_preprocess: str | Preprocess | None = None, *, model: str | None = None
-                     ) -> dict[str, np.ndarray]:
-    """One image, preprocessed as the model records (``preprocess``), or with defaults for its
-    input shape (warned about); ``user_preprocess`` (``--preprocess`` text) overrides either."""
-    return image_feed(specs, image, preprocess, user_preprocess, model=model).feeds
-
-
-@dataclass
-class ImageFeed:
-    """An image as decoded, the steps that made it an input, and the feeds: what a task needs to
-    map its results back onto the image."""
-
-    image: np.ndarray
-    steps: Preprocess
-    feeds: dict[str, np.ndarray]
-
-    @property
-    def placement(self) -> tuple[float, float, int, int]:
-        return placement(self.image.shape[:2], self.steps.size, self.steps.resize)
-
-
-def image_feed(specs: list[TensorSpec], image: str, preprocess: dict | Preprocess | None,
-               user_preprocess: str | Preprocess | None = None, *, model: str | None = None) -> ImageFeed:
-    if len(specs) != 1:
-        raise InputError(f"--image feeds a single-input model; this one takes {len(specs)}.",
-                         hint="Use --input NAME=file.npy per input.")
-    spec = specs[0]
-    steps = for_images(spec, preprocess, user_preprocess, model=model)
-    decoded = steps.read(image)
-    return ImageFeed(decoded, steps, {spec.name: steps.apply(decoded)})

@@ -34,21 +34,44 @@ VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}  # what pip's Op
 DEFAULT_FPS = 30.0  # a saved video's rate when the source states none
 
 
+@dataclass
+class Processed:
+    outputs: dict[str, np.ndarray]
+    results: Any  # the task's results for the image (for a detector, boxes in its pixels); None without a task
+    ms: dict[str, float]  # preprocess, inference, postprocess
+
+    def reported(self) -> Any:
+        """What a frame reports: the task's results, or each output's summary without a task."""
+        if self.results is not None:
+            return self.results
+        from kit.cli.render import summarize
+
+        return {name: summarize(array) for name, array in self.outputs.items()}
+
+
 class FrameProcessor:
-    """One BGR image through the model: (results, stage milliseconds). Results are the task's
-    (for a detector, boxes in the image's pixels), or each output's summary without a task."""
+    """One decoded image (BGR, or gray for a gray model) through the model: kit run --image and
+    --source, kit serve and the pipeline benchmark all call it."""
 
     def __init__(self, runtime, task, steps):
         from kit.data.preprocess import FusedPreprocess
 
-        if len(runtime.inputs) != 1:
-            raise InputError(f"frames feed a single-input model; this one takes {len(runtime.inputs)}.",
-                             hint="Run it with --input NAME=file.npy per input instead.")
         self.runtime, self.task, self.steps = runtime, task, steps
         self.input_name = runtime.inputs[0].name
         self._preprocess = FusedPreprocess(steps)
 
-    def __call__(self, image: np.ndarray) -> tuple[Any, dict[str, float]]:
+    @classmethod
+    def for_model(cls, runtime, task, recorded: dict | None, given: str | None = None, *,
+                  model: str | None = None) -> FrameProcessor:
+        """With the preprocessing the model records (``recorded``), else ``given`` (--preprocess text)."""
+        from kit.data.preprocess import for_images
+
+        if len(runtime.inputs) != 1:
+            raise InputError(f"images feed a single-input model; this one takes {len(runtime.inputs)}.",
+                             hint="Use --input NAME=file.npy per input.")
+        return cls(runtime, task, for_images(runtime.inputs[0], recorded, given, model=model))
+
+    def __call__(self, image: np.ndarray) -> Processed:
         from kit.data.preprocess import placement
 
         began = time.perf_counter()
@@ -60,16 +83,13 @@ class FrameProcessor:
         prepared = time.perf_counter()
         outputs = self.runtime.run({self.input_name: tensor})
         inferred = time.perf_counter()
-        if self.task is None:
-            from kit.cli.render import summarize
-
-            results = {name: summarize(array) for name, array in outputs.items()}
-        else:
-            results = self.task.results(outputs, input_hw=self.steps.size, image_hw=image.shape[:2],
-                                        placement=placement(image.shape[:2], self.steps.size, self.steps.resize))[0]
+        results = None if self.task is None else self.task.results(
+            outputs, input_hw=self.steps.size, image_hw=image.shape[:2],
+            placement=placement(image.shape[:2], self.steps.size, self.steps.resize))[0]
         done = time.perf_counter()
-        return results, {"preprocess": (prepared - began) * 1e3, "inference": (inferred - prepared) * 1e3,
-                         "postprocess": (done - inferred) * 1e3}
+        return Processed(outputs, results, {"preprocess": (prepared - began) * 1e3,
+                                            "inference": (inferred - prepared) * 1e3,
+                                            "postprocess": (done - inferred) * 1e3})
 
 
 @dataclass
@@ -112,14 +132,14 @@ class Annotator:
         self.task = task
         self.recent: deque[float] = deque(maxlen=FPS_WINDOW)
 
-    def __call__(self, image: np.ndarray, results, inference_ms: float) -> np.ndarray:
+    def __call__(self, image: np.ndarray, processed: Processed) -> np.ndarray:
         import cv2
 
         self.recent.append(time.perf_counter())
-        drawn = self.task.draw(image, results) if self.task is not None else image.copy()
+        drawn = self.task.draw(image, processed.results) if self.task is not None else image.copy()
         recent = self.recent
         fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
-        cv2.putText(drawn, f"{fps:.1f} FPS  inference {inference_ms:.1f} ms", (8, drawn.shape[0] - 10),
+        cv2.putText(drawn, f"{fps:.1f} FPS  inference {processed.ms['inference']:.1f} ms", (8, drawn.shape[0] - 10),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
         return drawn
 
@@ -177,11 +197,12 @@ def run_stream(processor: FrameProcessor, source, *, save: str | None = None, js
         try:
             for frame in source:
                 got = time.perf_counter()
-                results, ms = processor(frame.image)
-                ms = {"capture": frame.read_ms, "wait": (got - waited) * 1e3, **ms}
+                processed = processor(frame.image)
+                results = processed.reported()
+                ms = {"capture": frame.read_ms, "wait": (got - waited) * 1e3, **processed.ms}
                 began = time.perf_counter()
                 if annotate:
-                    drawn = annotate(frame.image, results, ms["inference"])
+                    drawn = annotate(frame.image, processed)
                     ms["draw"] = (time.perf_counter() - began) * 1e3
                     began = time.perf_counter()
                     if video:
