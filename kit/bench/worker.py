@@ -99,17 +99,17 @@ def test_pipeline(benchmark):
     recorded = provenance.read(spec["model"])
     task = tasks.from_dict(recorded["task"]) if recorded.get("task") else None
     times: dict[str, list[float]] = {stage: [] for stage in STAGES}
-    with load(spec["model"], spec["runtime"], **spec["options"]) as runtime, \
-            open_source(spec["pipeline"], loop=True) as source:
+    with load(spec["model"], spec["runtime"], **spec["options"]) as runtime:
         processor = FrameProcessor.for_model(runtime, task, recorded.get("preprocess"), _preprocess_of(spec),
                                              model=spec["model"])
+        source = open_source(spec["pipeline"], loop=True, prepare=processor.prepare)
         annotate, frames = Annotator(task), iter(source)
 
         def one_frame():
             began = time.perf_counter()
             frame = next(frames)
             got = time.perf_counter()
-            processed = processor(frame.image)
+            processed = processor(frame.image, frame.prepared, frame.prepare_ms)
             drawing = time.perf_counter()
             drawn = annotate(frame.image, processed)
             drawn_at = time.perf_counter()
@@ -123,7 +123,10 @@ def test_pipeline(benchmark):
         wanted = max(MIN_ROUNDS, spec["max_time"] / max(per_frame, 1e-7))
         rounds = int(min(spec["max_rounds"], wanted))
         benchmark.group = spec["group"]
-        benchmark.pedantic(one_frame, rounds=rounds, iterations=1, warmup_rounds=min(10, rounds))
+        try:
+            benchmark.pedantic(one_frame, rounds=rounds, iterations=1, warmup_rounds=min(10, rounds))
+        finally:
+            source.close()
         dropped, description = source.dropped, source.description
     timed = {stage: values[-rounds:] for stage, values in times.items()}  # the benchmark's rounds only
     stages = stage_stats(timed, benchmark.stats.stats.mean * 1e3)

@@ -46,7 +46,7 @@ def run_source(args, rt, stored: dict, task) -> tuple[dict, object]:
     from kit.deploy.stream import FrameProcessor, run_stream
 
     processor = FrameProcessor.for_model(rt, task, stored.get("preprocess"), args.preprocess, model=args.model)
-    source = open_source(args.source)
+    source = open_source(args.source, prepare=processor.prepare)  # preprocessing beside the model
     with render.progress(args) as say:
         result = run_stream(processor, source, save=args.save, jsonl=args.jsonl, show=args.show,
                             max_frames=args.max_frames, duration=args.duration,

@@ -17,9 +17,10 @@ import itertools
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -39,21 +40,26 @@ class Frame:
     image: np.ndarray  # BGR uint8, as OpenCV decodes
     read_ms: float  # the capture and decoding of this frame
     name: str | None = None  # a folder's file name
+    prepared: Any = None  # what ``prepare`` made of the image in the capture thread (the model's input)
+    prepare_ms: float | None = None
 
 
 class Source:
     """Frames from a reader function, in a capture thread; iterate, then close (or use ``with``).
 
     ``read()`` runs only in the thread and returns the next (BGR image, timestamp or None,
-    name or None), or None at the end; ``first`` is an item read before the thread started."""
+    name or None), or None at the end; ``first`` is an item read before the thread started.
+    ``prepare(image)``, when given, also runs in the thread (preprocessing, beside the model:
+    measured, it keeps the application's thread from waiting on the interpreter lock)."""
 
     def __init__(self, description: str, live: bool, read, release=lambda: None, *, fps: float | None = None,
-                 first=None, first_ms: float = 0.0):
+                 first=None, first_ms: float = 0.0, prepare: Callable[[np.ndarray], Any] | None = None):
         self.description = description
         self.live = live
         self.fps = fps  # the source's own rate, when it states one
         self.dropped = 0
         self._read, self._release, self._first, self._first_ms = read, release, first, first_ms
+        self._prepare = prepare
         self._stop = threading.Event()
         self._error: BaseException | None = None
         # Live: the newest frame and room for the end behind it; a file: a few frames read ahead.
@@ -74,7 +80,12 @@ class Source:
                 image, stamp, name = item
                 read_ms = self._first_ms if first else (time.perf_counter() - began) * 1e3
                 stamp = time.perf_counter() - self._started if stamp is None else stamp
-                self._put(Frame(index, stamp, image, read_ms, name))
+                prepared = prepare_ms = None
+                if self._prepare is not None:
+                    began = time.perf_counter()
+                    prepared = self._prepare(image)
+                    prepare_ms = (time.perf_counter() - began) * 1e3
+                self._put(Frame(index, stamp, image, read_ms, name, prepared, prepare_ms))
                 index += 1
         except BaseException as error:  # handed to the application's thread, which raises it
             self._error = error
@@ -135,27 +146,28 @@ class Source:
         self.close()
 
 
-def open_source(text: str, *, loop: bool = False) -> Source:
+def open_source(text: str, *, loop: bool = False, prepare: Callable[[np.ndarray], Any] | None = None) -> Source:
     """The source ``text`` names (see the module's docstring), opened; a clear InputError when it
     cannot be: what was tried and what to check. ``loop``: a file or folder starts over at its
-    end (the pipeline benchmark's endless frames); live sources never end anyway."""
+    end (the pipeline benchmark's endless frames); live sources never end anyway. ``prepare``:
+    see Source (FrameProcessor.prepare)."""
     cv2 = _cv2()
     text = str(text)
     if text.startswith(GST_PREFIX):
-        return _gstreamer(cv2, text[len(GST_PREFIX):].strip())
+        return _gstreamer(cv2, text[len(GST_PREFIX):].strip(), prepare)
     if text.isdigit() or text.startswith("/dev/video"):
-        return _capture(cv2, int(text) if text.isdigit() else text, f"camera {text}", live=True,
+        return _capture(cv2, int(text) if text.isdigit() else text, f"camera {text}", live=True, prepare=prepare,
                         hint="Check that the camera is connected (ls /dev/video*) and not used by another program.")
     if text.lower().startswith(STREAM_SCHEMES):
-        return _capture(cv2, text, f"stream {text}", live=True, backend=cv2.CAP_FFMPEG,
+        return _capture(cv2, text, f"stream {text}", live=True, backend=cv2.CAP_FFMPEG, prepare=prepare,
                         hint="Check the address with ffprobe or VLC; OpenCV reads streams through FFmpeg.")
     path = Path(text)
     if path.is_dir():
-        return _folder(cv2, path, loop)
+        return _folder(cv2, path, loop, prepare)
     if not path.is_file():
         raise InputError(f"expected a camera (0, /dev/video0), a stream URL, gst:PIPELINE, a folder of images or a "
                          f"video file; found {text}, which does not exist.", hint="Check the path.")
-    return _capture(cv2, str(path), f"video {path.name}", live=False, loop=loop,
+    return _capture(cv2, str(path), f"video {path.name}", live=False, loop=loop, prepare=prepare,
                     hint="Expected a video OpenCV's FFmpeg decodes (mp4, avi, mkv, ...).")
 
 
@@ -168,7 +180,8 @@ def _cv2():
     return cv2
 
 
-def _capture(cv2, target, description: str, *, live: bool, hint: str, backend=None, loop: bool = False) -> Source:
+def _capture(cv2, target, description: str, *, live: bool, hint: str, backend=None, loop: bool = False,
+             prepare=None) -> Source:
     capture = cv2.VideoCapture(target, backend) if backend is not None else cv2.VideoCapture(target)
     if not capture.isOpened():
         capture.release()
@@ -191,10 +204,10 @@ def _capture(cv2, target, description: str, *, live: bool, hint: str, backend=No
         capture.release()
         raise InputError(f"OpenCV opened {description} but could not read a frame from it.", hint=hint)
     return Source(description, live, read, capture.release, fps=fps, first=first,
-                  first_ms=(time.perf_counter() - began) * 1e3)
+                  first_ms=(time.perf_counter() - began) * 1e3, prepare=prepare)
 
 
-def _gstreamer(cv2, pipeline: str) -> Source:
+def _gstreamer(cv2, pipeline: str, prepare) -> Source:
     from kit.deploy.doctor import video_backends
 
     if not video_backends(cv2.getBuildInformation()).get("GStreamer"):
@@ -206,11 +219,11 @@ def _gstreamer(cv2, pipeline: str) -> Source:
         raise InputError(f"expected a GStreamer pipeline ending in appsink, found {pipeline!r}.",
                          hint="E.g. gst:nvarguscamerasrc ! nvvidconv ! video/x-raw,format=BGRx ! videoconvert ! "
                               "video/x-raw,format=BGR ! appsink drop=1")
-    return _capture(cv2, pipeline, "GStreamer pipeline", live=True, backend=cv2.CAP_GSTREAMER,
+    return _capture(cv2, pipeline, "GStreamer pipeline", live=True, backend=cv2.CAP_GSTREAMER, prepare=prepare,
                     hint="Try the pipeline with gst-launch-1.0 (ending in fakesink) first.")
 
 
-def _folder(cv2, folder: Path, loop: bool = False) -> Source:
+def _folder(cv2, folder: Path, loop: bool = False, prepare=None) -> Source:
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise InputError(f"the folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)}).",
@@ -227,4 +240,4 @@ def _folder(cv2, folder: Path, loop: bool = False) -> Source:
                              hint="Expected a PNG, JPEG, BMP or another format OpenCV reads.")
         return image, None, path.name
 
-    return Source(f"folder {folder.name} ({len(files)} images)", False, read)
+    return Source(f"folder {folder.name} ({len(files)} images)", False, read, prepare=prepare)
