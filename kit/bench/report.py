@@ -75,7 +75,8 @@ def pipeline_notes(report: BenchReport) -> list[str]:
         return []
     dropped = sum(row["pipeline"]["frames_dropped"] for row in rows)
     return [f"pipeline: each round one frame of {rows[0]['pipeline']['source']} through kit run --source's loop "
-            "(capture in its own thread, beside the rest; wait: the loop waiting for it), drawn and JPEG-encoded "
+            "(capture and preprocessing in the source's thread, beside the rest; wait: the loop waiting for a frame), "
+            "drawn and JPEG-encoded "
             "(write); model and outside: shares of the frame's mean time; stage columns: means; "
             f"{dropped} frames dropped."]
 

@@ -11,8 +11,8 @@ rest shows here), preprocess (in the source's thread too when the source was ope
 ``prepare=processor.prepare``, as kit run does: measured, that took a 64x64 video's loop around
 a 0.6 ms CNN from 15% to 6% outside the model), inference (the runtime's call alone), postprocess, draw
 (results and the FPS line on the frame, when a video or window wants it) and write (encoding
-the video, the JSON line, the window). Shares are of the frame's wall time; capture's, being
-in its own thread, is not part of the sum.
+the video, the JSON line, the window). Shares are of the frame's wall time; capture's (and
+preprocess's, when prepared in the source's thread) run beside the others, not in their sum.
 """
 
 from __future__ import annotations
