@@ -12,12 +12,12 @@ import sys
 from kit._version import __version__
 from kit.cli import args as flags
 from kit.cli import (adopt, bench, build, bundle, check, compare, demo, doctor, evaluate, export, inspect,
-                     quantize, render, run, runtimes)
+                     quantize, render, run, runtimes, serve)
 from kit.core.errors import KitError, first_line
 
 # In the order `kit --help` lists them.
 COMMANDS = (export, run, quantize, compare, evaluate, bench, inspect, build, check, adopt, bundle, doctor,
-            runtimes, demo)
+            serve, runtimes, demo)
 
 
 def main(argv: list[str] | None = None) -> int:

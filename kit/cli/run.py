@@ -114,12 +114,15 @@ def handle(args) -> int:
     if args.draw:
         _draw(args.draw, task.draw(image, results[0]))
     summary = {"model": args.model, "bundle": choice.to_dict() if choice else None, "runtime": info,
-               "output_file": args.output,
-               "outputs": {name: render.summarize(array) for name, array in outputs.items()}}
-    if task:
-        # One image: its results (for a detector, [{"box", "score", "label", "class_id"}]); else one list per sample.
-        summary["task"] = task.name
-        summary["results"] = results[0] if image is not None else results
+               "output_file": args.output}
+    if image is not None:  # as kit serve's /predict reports an image
+        from kit.deploy.stream import image_report
+
+        summary.update(image_report(processed, task))
+    else:
+        summary["outputs"] = {name: render.summarize(array) for name, array in outputs.items()}
+        if task:  # one list of results per sample
+            summary.update(task=task.name, results=results)
     if args.json:
         return render.print_json(summary)
     # One line per output rather than a table: output names and numbers are never cut at 80 columns.

@@ -150,12 +150,28 @@ class Preprocess:
         path = Path(path)
         if not path.is_file():
             raise InputError(f"image {path} does not exist.", hint="Check the path.")
-        flag = cv2.IMREAD_GRAYSCALE if self.color == "gray" else cv2.IMREAD_COLOR
-        image = cv2.imread(str(path), flag)
+        image = cv2.imread(str(path), self._decode_flag(cv2))
         if image is None:
             raise InputError(f"could not decode {path} as an image.",
                              hint="Expected a PNG, JPEG, BMP or another format OpenCV reads.")
         return image
+
+    def decode(self, data: bytes) -> np.ndarray:
+        """An encoded image (the bytes of a file) decoded as ``read`` decodes the file."""
+        import cv2
+
+        try:
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), self._decode_flag(cv2)) if data else None
+        except cv2.error:  # e.g. more pixels than OPENCV_IO_MAX_IMAGE_PIXELS allows
+            image = None
+        if image is None:
+            raise InputError(f"could not decode the {len(data):,} bytes received as an image.",
+                             hint="Send a PNG, JPEG, BMP or another format OpenCV reads, of at most "
+                                  f"{MAX_SIDE}x{MAX_SIDE} pixels.")
+        return image
+
+    def _decode_flag(self, cv2) -> int:
+        return cv2.IMREAD_GRAYSCALE if self.color == "gray" else cv2.IMREAD_COLOR
 
     def apply(self, image: np.ndarray) -> np.ndarray:
         """HxW (gray) or HxWx3 (BGR, as OpenCV decodes) uint8 -> a batch of one."""

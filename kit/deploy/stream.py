@@ -51,6 +51,17 @@ class Processed:
         return {name: summarize(array) for name, array in self.outputs.items()}
 
 
+def image_report(processed: Processed, task) -> dict[str, Any]:
+    """One image's part of kit run --json and kit serve's /predict: each output summarized, and
+    the task's results (for a detector, boxes in the image's pixels)."""
+    from kit.cli.render import summarize
+
+    report: dict[str, Any] = {"outputs": {name: summarize(array) for name, array in processed.outputs.items()}}
+    if task is not None:
+        report.update(task=task.name, results=processed.results)
+    return report
+
+
 class FrameProcessor:
     """One decoded image (BGR, or gray for a gray model) through the model: kit run --image and
     --source, kit serve and the pipeline benchmark all call it."""

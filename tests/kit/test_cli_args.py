@@ -41,6 +41,9 @@ FLAGS = {
               "--output -o", "--preprocess", "--score-threshold", "--task", "model"],
     "bundle": ["--archive", "--data", "--debug", "--golden-samples", "--help -h", "--json", "--output -o", "models"],
     "doctor": ["--build", "--compute-capability", "--debug", "--help -h", "--json", "bundle"],
+    "serve": ["--debug", "--head", "--help -h", "--host", "--iou-threshold", "--json", "--labels", "--max-bytes",
+              "--max-detections", "--model", "--port", "--preprocess", "--runtime", "--score-threshold", "--source",
+              "--task", "--threads", "model"],
     "runtimes": ["--debug", "--help -h", "--json"],
     "demo": ["--debug", "--help -h", "--json", "--out --output -o", "--task"],
 }
