@@ -66,18 +66,6 @@ class progress:
             self.status.stop()
 
 
-def summarize(array) -> dict[str, Any]:
-    import numpy as np
-
-    stats: dict[str, Any] = {"shape": list(array.shape), "dtype": array.dtype.name}
-    values = array.astype(np.float64)
-    stats.update(min=float(values.min()), max=float(values.max()), mean=float(values.mean()))
-    if array.ndim == 2 and array.shape[1] > 1:
-        order = np.argsort(-values[0])[:5]
-        stats["top5"] = [(int(i), float(values[0, i])) for i in order]
-    return stats
-
-
 def print_json(data: Any) -> int:
     print(json.dumps(data, indent=2, default=str))
     return 0

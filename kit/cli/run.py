@@ -120,7 +120,9 @@ def handle(args) -> int:
 
         summary.update(image_report(processed, task))
     else:
-        summary["outputs"] = {name: render.summarize(array) for name, array in outputs.items()}
+        from kit.core.formatting import summarize
+
+        summary["outputs"] = {name: summarize(array) for name, array in outputs.items()}
         if task:  # one list of results per sample
             summary.update(task=task.name, results=results)
     if args.json:

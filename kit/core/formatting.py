@@ -1,6 +1,9 @@
-"""Short human forms of sizes, fractions and decibels, shared by every printed table."""
+"""Short human forms of sizes, fractions and decibels, shared by every printed table, and an
+array's summary for JSON."""
 
 from __future__ import annotations
+
+from typing import Any
 
 
 def size(size_bytes: int | None) -> str:
@@ -38,3 +41,17 @@ def seconds(value: float, *within: float) -> str:
 
 def _plain(number: float) -> str:
     return f"{number:.0f}" if number >= 100 else f"{number:.1f}" if number >= 10 else f"{number:.2f}"
+
+
+def summarize(array) -> dict[str, Any]:
+    """An output array in a few numbers: shape, dtype, min, max, mean, and for (samples,
+    classes) the first row's top five (class, value)."""
+    import numpy as np
+
+    stats: dict[str, Any] = {"shape": list(array.shape), "dtype": array.dtype.name}
+    values = array.astype(np.float64)
+    stats.update(min=float(values.min()), max=float(values.max()), mean=float(values.mean()))
+    if array.ndim == 2 and array.shape[1] > 1:
+        order = np.argsort(-values[0])[:5]
+        stats["top5"] = [(int(i), float(values[0, i])) for i in order]
+    return stats

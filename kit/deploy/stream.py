@@ -46,7 +46,7 @@ class Processed:
         """What a frame reports: the task's results, or each output's summary without a task."""
         if self.results is not None:
             return self.results
-        from kit.cli.render import summarize
+        from kit.core.formatting import summarize
 
         return {name: summarize(array) for name, array in self.outputs.items()}
 
@@ -54,7 +54,7 @@ class Processed:
 def image_report(processed: Processed, task) -> dict[str, Any]:
     """One image's part of kit run --json and kit serve's /predict: each output summarized, and
     the task's results (for a detector, boxes in the image's pixels)."""
-    from kit.cli.render import summarize
+    from kit.core.formatting import summarize
 
     report: dict[str, Any] = {"outputs": {name: summarize(array) for name, array in processed.outputs.items()}}
     if task is not None:
@@ -83,6 +83,33 @@ class FrameProcessor:
             raise InputError(f"images feed a single-input model; this one takes {len(runtime.inputs)}.",
                              hint="Use --input NAME=file.npy per input.")
         return cls(runtime, task, for_images(runtime.inputs[0], recorded, given, model=model))
+
+    @classmethod
+    def open(cls, path, runtime: str | None = None, *, model: str | None = None, preprocess: str | None = None,
+             **options) -> FrameProcessor:
+        """The model file or bundle at ``path`` loaded (kit.load), with the task and preprocessing
+        it records; close it, or use ``with``."""
+        import kit
+        from kit import tasks
+        from kit.core import provenance
+
+        loaded = kit.load(path, runtime, model=model, **options)
+        try:
+            recorded = provenance.read(loaded.model_path)
+            task = tasks.from_dict(recorded["task"]) if recorded.get("task") else None
+            return cls.for_model(loaded, task, recorded.get("preprocess"), preprocess, model=str(loaded.model_path))
+        except BaseException:
+            loaded.close()
+            raise
+
+    def close(self) -> None:
+        self.runtime.close()
+
+    def __enter__(self) -> FrameProcessor:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
         """The model's input for ``image``: safe to call in another thread (a source's)."""
