@@ -164,7 +164,7 @@ def _bundle_choice(args):
     if choice is None and args.bundle_model:
         raise InputError("--model picks a model inside a bundle; the model given is a file.",
                          hint="Drop --model, or give a .kitbundle folder.")
-    for output in filter(None, (args.output, args.draw)) if choice else ():  # the bundle is only read
+    for output in filter(None, (args.output, args.draw, args.save, args.jsonl)) if choice else ():  # only read
         if Path(args.model).resolve() in Path(output).resolve().parents:
             raise InputError(f"{output} is inside the bundle {args.model}, which kit run only reads.",
                              hint="Write it beside the bundle.")

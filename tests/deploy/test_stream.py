@@ -280,3 +280,13 @@ def test_bench_pipeline_refusals(classifier, video, tmp_path, extra, message):
     fill = lambda text: text.format(d=tmp_path, v=video)  # noqa: E731
     ran = run_kit("bench", classifier, *map(fill, extra))
     assert ran.returncode == 2 and fill(message) in ran.stderr, ran.stderr
+
+
+def test_a_bundle_streams_its_best_model_and_stays_untouched(bundle, video, tmp_path):
+    ran = run_kit("run", bundle, "--source", video, "--jsonl", tmp_path / "r.jsonl", "--json")
+    assert ran.returncode == 0, ran.stderr
+    summary = json.loads(ran.stdout)
+    assert summary["bundle"]["model"] == "digits.int8.onnx" and summary["frames"] == FRAMES
+    inside = run_kit("run", bundle, "--source", video, "--jsonl", bundle / "r.jsonl")
+    assert inside.returncode == 2 and "is inside the bundle" in inside.stderr
+    assert run_kit("doctor", bundle).returncode == 0  # nothing was written into it
