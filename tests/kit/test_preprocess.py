@@ -129,3 +129,20 @@ def test_the_fused_path_gives_applys_tensor(resize, layout, shape):
         np.testing.assert_allclose(fused(image), steps.apply(image), rtol=0, atol=1e-4)
     if resize == "stretch":
         assert fused._fused[shape]  # stretching rounds alike: OpenCV's single pass is used
+
+
+def test_fused_buffers_are_reused_only_when_no_one_holds_them():
+    """Frames queued or in a model call keep their own tensor; a released one is written again."""
+    from kit.data.preprocess import FusedPreprocess
+
+    steps = Preprocess(size=(32, 32), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    fused = FusedPreprocess(steps)
+    images = [np.random.default_rng(seed).integers(0, 256, (48, 64, 3), np.uint8) for seed in range(20)]
+    fused(images[0])  # decides the path for this size
+    held = [fused(image) for image in images]  # more than the pool keeps: the rest are new
+    assert len({id(tensor) for tensor in held}) == len(images)
+    for image, tensor in zip(images, held):  # none was overwritten by a later call
+        np.testing.assert_allclose(tensor, steps.apply(image), rtol=0, atol=1e-4)
+    released = id(held[0])
+    del held, tensor
+    assert id(fused(images[0])) == released
