@@ -178,6 +178,9 @@ def bench(
             raise InputError(f"--pipeline {pipeline} does not exist.", hint="Give a video file or a folder of images.")
         if batch != 1:
             raise InputError(f"--pipeline runs frames one at a time; found --batch {batch}.", hint="Drop --batch.")
+        from kit.deploy.sources import open_source
+
+        open_source(pipeline).close()  # a video OpenCV cannot read is said now, not after the model's rounds
     if data is not None and not (re.fullmatch(r"random:\d+", data) or Path(data).exists()):
         raise InputError(f"data {data} does not exist.", hint="Give an image folder, an .npy/.npz file, or random:N.")
     open_options = dict(options or {})

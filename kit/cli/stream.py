@@ -60,7 +60,7 @@ def print_report(console, args, info: dict, result) -> None:
     console.print(f"ran {args.model} on {info['runtime']} {info.get('version') or ''}".rstrip(), highlight=False)
     console.print(f"over {result.source}: {result.frames} frames in {result.seconds:.2f} s, {result.fps:.1f} FPS "
                   "sustained", highlight=False)
-    dropped = f"{result.dropped} frames dropped" if result.live else "every frame read (a file waits for the model)"
+    dropped = f"{result.dropped} frames dropped" if result.live else "no frame dropped (a file waits for the model)"
     console.print(f"{dropped}; stopped: {result.stopped}", highlight=False)
     rows = render.table("per frame, ms", "stage", "p50", "p99", "mean", "share")
     for stage, stats in summary["stages"].items():

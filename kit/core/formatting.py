@@ -49,6 +49,8 @@ def summarize(array) -> dict[str, Any]:
     import numpy as np
 
     stats: dict[str, Any] = {"shape": list(array.shape), "dtype": array.dtype.name}
+    if array.size == 0:  # a model may find nothing (NonZero, NMS): no numbers to give
+        return {**stats, "min": None, "max": None, "mean": None}
     values = array.astype(np.float64)
     stats.update(min=float(values.min()), max=float(values.max()), mean=float(values.mean()))
     if array.ndim == 2 and array.shape[1] > 1:

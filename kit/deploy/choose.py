@@ -69,17 +69,18 @@ def choose(bundle: Bundle, name: str | None = None, runtime: str | None = None) 
     here = usable_here()
     options = runnable(bundle, runtime, here)
     names = [m.name for m in bundle.models]
-    if name is not None:
-        if name not in names:
-            raise InputError(f"the bundle has no model {name!r}; it has {', '.join(names)}.",
+    if name is not None:  # a model's file, or an engine built here (NAME.engine)
+        engines = [c.path.name for c in options if c.runtime == "tensorrt"]
+        if name not in names + engines:
+            raise InputError(f"the bundle has no model {name!r}; it has {', '.join(names + engines)}.",
                              hint="Give --model (model= in Python) one of those names.")
-        picked = next((c for c in options if c.model.name == name), None)
+        picked = next((c for c in options if c.path.name == name), None)
         if picked is None:
             model = next(m for m in bundle.models if m.name == name)
             on = f" on {runtime}" if runtime else ""
             raise InputError(f"{name} cannot run{on} on this device: no usable runtime{on} opens it (it suits "
                              f"{', '.join(model.devices)}).", hint="kit doctor shows what this device has.")
-        engine = f" (the engine {picked.path.name} built here)" if picked.runtime == "tensorrt" else ""
+        engine = f" (built here from {picked.model.name})" if picked.runtime == "tensorrt" else ""
         return Choice(picked.model, picked.path, picked.runtime, f"{name} on {picked.runtime}{engine}, as --model asked")
     if not options:
         on = f" on {runtime}" if runtime else ""

@@ -257,21 +257,23 @@ def _engines(bundle, path: str, here: set[str], build: bool, compute_capability:
     if trt is None:
         return [Finding("engines", "problem", "--build needs TensorRT, which is not installed here",
                         modules.INSTALL)] if build else []
+    if compute_capability:  # the command's own argument: wrong, it is the user's error (exit 2)
+        from kit.runtimes.tensorrt.build import checked_compute_capability
+
+        compute_capability = checked_compute_capability(trt, compute_capability)
     gpu = cuda.gpu_description()
     if build and gpu is None and not compute_capability:
         return [Finding("engines", "problem", f"--build: {cuda.no_gpu_reason()}, and TensorRT builds an engine for "
                         "the GPU that runs it", "Build on the Jetson or GPU machine, or ahead of time with "
                                                 "TensorRT-RTX: --compute-capability SM86")]
     found = []
-    for engine in engines.engines(bundle, trt, gpu):
+    for engine in engines.engines(bundle, trt, gpu, compute_capability):
         area = f"engine {engine.path.name}"
         if build and engine.state != "fresh":
             say(f"building {engine.path.name} ({engine.precision}) from {engine.model.name}")
             try:
                 made = engines.build(bundle, engine, compute_capability=compute_capability, progress=say)
-            except InputError:
-                raise  # the command's own arguments (--compute-capability): exit 2
-            except KitError as error:
+            except KitError as error:  # the model or its recipe: this engine's problem, the others go on
                 found.append(Finding(area, "problem", f"the build failed: {error.message}", error.hint or ""))
                 continue
             except OSError as error:
@@ -280,7 +282,7 @@ def _engines(bundle, path: str, here: set[str], build: bool, compute_capability:
                                      "writable."))
                 continue
             say(f"built {engine.path.name} in {made.seconds:.1f} s")
-            engine = next(e for e in engines.engines(bundle, trt, gpu) if e.path == engine.path)
+            engine = next(e for e in engines.engines(bundle, trt, gpu, compute_capability) if e.path == engine.path)
         found.append(_engine_finding(bundle, engine, area, "tensorrt" in here, rebuild))
     return found
 

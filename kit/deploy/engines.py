@@ -43,16 +43,17 @@ def folder_for(bundle: Bundle) -> Path:
     return source.parent / f"{name}{FOLDER_SUFFIX}"
 
 
-def engines(bundle: Bundle, trt, gpu: dict | None) -> list[Engine]:
+def engines(bundle: Bundle, trt, gpu: dict | None, wanted: str | None = None) -> list[Engine]:
     """Each TensorRT recipe of the bundle with its engine's state against ``trt`` (the installed
-    tensorrt module) and ``gpu`` (cuda.gpu_description(), None without one)."""
+    tensorrt module), ``gpu`` (cuda.gpu_description(), None without one) and, for a build ahead
+    of time, the ``wanted`` compute capability (SM86)."""
     folder = folder_for(bundle)
     hashes = {entry["path"]: entry["sha256"] for entry in bundle.manifest["files"]}
-    return [_state(model, folder / f"{Path(model.name).stem}.engine", hashes[f"models/{model.name}"], trt, gpu)
-            for model in bundle.models if model.tensorrt]
+    return [_state(model, folder / f"{Path(model.name).stem}.engine", hashes[f"models/{model.name}"], trt, gpu,
+                   wanted) for model in bundle.models if model.tensorrt]
 
 
-def _state(model: BundledModel, path: Path, onnx_sha256: str, trt, gpu: dict | None) -> Engine:
+def _state(model: BundledModel, path: Path, onnx_sha256: str, trt, gpu: dict | None, wanted: str | None) -> Engine:
     from kit.runtimes.tensorrt.manifest import stale_reasons
 
     if not path.is_file():
@@ -68,6 +69,9 @@ def _state(model: BundledModel, path: Path, onnx_sha256: str, trt, gpu: dict | N
         reasons.append(f"built from another ONNX than the bundle's {model.name}")
     if manifest.get("precision") != model.tensorrt["precision"]:
         reasons.append(f"built as {manifest.get('precision')}, the recipe says {model.tensorrt['precision']}")
+    built_for = (manifest.get("target") or {}).get("compute_capability")
+    if wanted and built_for != wanted:
+        reasons.append(f"built for {built_for}, --compute-capability asks for {wanted}")
     if reasons:
         return Engine(model, path, "stale", "; ".join(reasons))
     target = manifest.get("target") or {}

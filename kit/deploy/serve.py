@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -22,7 +23,10 @@ from kit._version import __version__
 from kit.core.errors import InputError, KitError
 
 MAX_BYTES = 16 << 20  # a request body larger than this is refused before it is read
+SOCKET_SECONDS = 30  # a connection silent for this long is closed
+BUSY_PER_CPU = 2  # /predict requests decoding and running at once, per CPU (each holds a decoded image)
 MJPEG_BOUNDARY = "kitframe"
+DEFAULT_FPS = 30.0  # a file that states no rate plays at this one
 STREAM_WAIT_SECONDS = 1.0  # a /stream client re-checks for shutdown at least this often
 
 
@@ -31,7 +35,10 @@ class Service:
     with a source, the newest annotated frame."""
 
     def __init__(self, processor, info: dict[str, Any], source=None):
+        import os
+
         self.processor, self.info = processor, info
+        self.working = threading.BoundedSemaphore(BUSY_PER_CPU * (os.cpu_count() or 1))
         self.stopping = threading.Event()
         self.feed = _Feed(processor, source, self.stopping) if source is not None else None
 
@@ -69,10 +76,15 @@ class _Feed:
     def _run(self) -> None:
         import cv2
 
+        # A file plays at its own rate (looping), as a camera would deliver it, not at the model's.
+        period = 0.0 if self.source.live else 1.0 / (self.source.fps or DEFAULT_FPS)
+        started = time.perf_counter()
         try:
-            for frame in self.source:
+            for count, frame in enumerate(self.source):
                 if self.stopping.is_set():
                     break
+                if period:
+                    self.stopping.wait(max(0.0, started + count * period - time.perf_counter()))
                 processed = self.processor(frame.image, frame.prepared, frame.prepare_ms)
                 encoded, data = cv2.imencode(".jpg", self.annotate(frame.image, processed))
                 with self.changed:
@@ -99,12 +111,17 @@ class _Feed:
 
 def make_server(service: Service, host: str, port: int, max_bytes: int = MAX_BYTES) -> ThreadingHTTPServer:
     """The server bound to ``host:port`` (port 0: any free one), not yet serving."""
+    import socket
+
     handler = type("KitHandler", (_Handler,), {"service": service, "max_bytes": max_bytes})
+    server_class = type("KitServer", (ThreadingHTTPServer,), {
+        "address_family": socket.AF_INET6 if ":" in host else socket.AF_INET})
     try:
-        server = ThreadingHTTPServer((host, port), handler)
-    except OSError as exc:
-        raise InputError(f"could not listen on {host}:{port} ({exc.strerror or exc}).",
-                         hint="Choose another --port (0 picks a free one), or stop what uses this one.") from None
+        server = server_class((host, port), handler)
+    except (OSError, OverflowError) as exc:
+        raise InputError(f"could not listen on {host}:{port} ({getattr(exc, 'strerror', None) or exc}).",
+                         hint="Check --host (an address of this machine) and --port (0 picks a free one; another "
+                              "program may use this one).") from None
     server.daemon_threads = True  # a /stream client never holds the shutdown up
     return server
 
@@ -114,6 +131,25 @@ class _Handler(BaseHTTPRequestHandler):
     max_bytes: int
     server_version = f"kit/{__version__}"
     protocol_version = "HTTP/1.1"
+    timeout = SOCKET_SECONDS  # a client that stops sending (or reading) frees its thread
+
+    def do_HEAD(self) -> None:  # noqa: N802 - every other method: JSON, as every error here
+        self._error(HTTPStatus.METHOD_NOT_ALLOWED, f"{self.command} is not served.", "Use GET or POST /predict.",
+                    allow="GET, POST")
+
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD  # noqa: N815
+
+    def parse_request(self) -> bool:
+        self.body_read = False  # per request: one connection may carry several
+        return super().parse_request()
+
+    def handle_expect_100(self) -> bool:
+        """Refuse an oversized body before the client sends it (Expect: 100-continue)."""
+        length = self.headers.get("Content-Length", "")
+        if length.isascii() and length.isdigit() and int(length) > self.max_bytes:
+            self._too_large(int(length))
+            return False
+        return super().handle_expect_100()
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         routes = {"/health": self._health, "/info": lambda: self._json(HTTPStatus.OK, self.service.info),
@@ -132,30 +168,37 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._error(HTTPStatus.METHOD_NOT_ALLOWED, f"{self.path} takes GET.", "", allow="GET")
             return self._not_found()
         length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
-            self.close_connection = True
+        if length is None or not (length.isascii() and length.isdigit()):
             return self._error(HTTPStatus.LENGTH_REQUIRED, "expected a Content-Length header with the image's size.",
                                "Send the image as the body: curl --data-binary @image.jpg URL/predict")
         if int(length) > self.max_bytes:
-            self.close_connection = True  # the body is not read: the connection cannot be reused
-            return self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                               f"the body is {int(length):,} bytes; this server takes at most {self.max_bytes:,}.",
-                               "Send a smaller image, or start kit serve with a larger --max-bytes.")
+            return self._too_large(int(length))
         body = self.rfile.read(int(length))
+        self.body_read = True
         try:
-            self._json(HTTPStatus.OK, self.service.predict(body))
+            with self.service.working:  # decoded images are large: a few at a time
+                self._json(HTTPStatus.OK, self.service.predict(body))
         except InputError as error:
             self._error(HTTPStatus.BAD_REQUEST, error.message, error.hint or "")
         except KitError as error:
             self._error(HTTPStatus.INTERNAL_SERVER_ERROR, error.message, error.hint or "")
+        except Exception as error:  # noqa: BLE001 - a bug or a library failure: said, not a dropped connection
+            self.log_message("internal error on %s: %s: %s", self.path, type(error).__name__, error)
+            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"unexpected {type(error).__name__}: {error}",
+                        "This is a bug or a library failure; the server's log has the line above.")
+
+    def _too_large(self, length: int) -> None:
+        self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                    f"the body is {length:,} bytes; this server takes at most {self.max_bytes:,}.",
+                    "Send a smaller image, or start kit serve with a larger --max-bytes.")
 
     def _health(self) -> None:
         feed = self.service.feed
         if feed is not None and feed.error:
             return self._json(HTTPStatus.SERVICE_UNAVAILABLE, {"status": "error", "stream": feed.error})
-        body = {"status": "ok"}
+        body: dict[str, Any] = {"status": "ok"}
         if feed is not None:
-            body["frames"] = feed.frames
+            body.update(frames=feed.frames, stream="running" if feed.thread.is_alive() else "ended")
         self._json(HTTPStatus.OK, body)
 
     def _stream(self) -> None:
@@ -189,6 +232,9 @@ class _Handler(BaseHTTPRequestHandler):
                     "POST /predict (an image), GET /info, GET /health, GET /stream (with --source).")
 
     def _error(self, status: HTTPStatus, message: str, hint: str, **headers: str) -> None:
+        if not self.body_read and (self.command in ("POST", "PUT", "PATCH") or self.headers.get("Content-Length")
+                                   or self.headers.get("Transfer-Encoding")):
+            self.close_connection = True  # an unread (or undelimited) body would be read as the next request
         self._json(status, {"error": message, "hint": hint, "status": int(status)}, **headers)
 
     def _json(self, status: HTTPStatus, body: dict, **headers: str) -> None:
@@ -199,7 +245,8 @@ class _Handler(BaseHTTPRequestHandler):
         for key, value in headers.items():
             self.send_header(key.capitalize(), value)
         self.end_headers()
-        self.wfile.write(data)
+        if self.command != "HEAD":  # a HEAD response carries the headers only
+            self.wfile.write(data)
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 (http.server's name)
         """One line per request on stderr, as http.server writes them, without the date."""

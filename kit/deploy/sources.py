@@ -30,7 +30,8 @@ READ_AHEAD = 4  # frames a file's thread decodes ahead of the application
 IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://")
 GST_PREFIX = "gst:"
-JOIN_SECONDS = 5.0  # how long close() waits for the capture thread (a read blocks at most this long)
+READ_TIMEOUT_SECONDS = 4.0  # a live source's read gives up after this (where the backend honours it)
+JOIN_SECONDS = 5.0  # how long close() waits for the capture thread: longer than a read
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class Source:
         self.dropped = 0
         self._read, self._release, self._first, self._first_ms = read, release, first, first_ms
         self._prepare = prepare
+        self._taking = False  # the application has taken a frame
         self._stop = threading.Event()
         self._error: BaseException | None = None
         # Live: the newest frame and room for the end behind it; a file: a few frames read ahead.
@@ -100,7 +102,8 @@ class Source:
                         self._slot.get_nowait()
                     except queue.Empty:
                         break
-                    self.dropped += 1
+                    # Counted once the application takes frames: before that, it was not ready for any.
+                    self.dropped += self._taking
                 self._slot.put_nowait(frame)
             return
         while True:  # a file's frame, or the end: wait for room unless nobody reads any more
@@ -125,6 +128,7 @@ class Source:
                 return
             if self._stop.is_set():  # asked to stop: frames read ahead are not processed
                 return
+            self._taking = True
             yield frame
 
     def stop(self) -> None:
@@ -137,7 +141,8 @@ class Source:
             while not self._slot.empty():
                 self._slot.get_nowait()
         self._thread.join(JOIN_SECONDS)
-        self._release()
+        if not self._thread.is_alive():  # a read still blocked in the thread keeps its capture
+            self._release()
 
     def __enter__(self) -> Source:
         return self
@@ -153,6 +158,9 @@ def open_source(text: str, *, loop: bool = False, prepare: Callable[[np.ndarray]
     see Source (FrameProcessor.prepare)."""
     cv2 = _cv2()
     text = str(text)
+    if not text.strip():
+        raise InputError("expected a source (a camera, a video, a stream URL, gst:PIPELINE or a folder); found an "
+                         "empty one.", hint="E.g. --source 0 or --source video.mp4")
     if text.startswith(GST_PREFIX):
         return _gstreamer(cv2, text[len(GST_PREFIX):].strip(), prepare)
     if text.isdigit() or text.startswith("/dev/video"):
@@ -188,6 +196,9 @@ def _capture(cv2, target, description: str, *, live: bool, hint: str, backend=No
         raise InputError(f"OpenCV could not open {description}.", hint=hint)
     if live:
         capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # where the backend allows: the newest frame, not a queue
+        # A stalled stream's read returns within this (FFmpeg's default: 30 s), so close() can end it.
+        if hasattr(cv2, "CAP_PROP_READ_TIMEOUT_MSEC"):  # OpenCV 4.6 and later
+            capture.set(cv2.CAP_PROP_READ_TIMEOUT_MSEC, READ_TIMEOUT_SECONDS * 1e3)
     fps = capture.get(cv2.CAP_PROP_FPS) or None
 
     def read():

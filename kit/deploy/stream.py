@@ -204,8 +204,6 @@ def check_outputs(save: str | None, jsonl: str | None, reads: list[str]) -> None
         if Path(jsonl).suffix.lower() not in (".jsonl", ".ndjson"):
             raise InputError(f"expected --jsonl to end in .jsonl, found {jsonl}.", hint="E.g. --jsonl results.jsonl")
         check_output_path(jsonl, *reads)
-    if save and jsonl and Path(save).resolve() == Path(jsonl).resolve():
-        raise InputError(f"--save and --jsonl both name {save}.", hint="Give each its own file.")
 
 
 def check_window() -> None:
@@ -245,7 +243,6 @@ def run_stream(processor: FrameProcessor, source, *, save: str | None = None, js
             for frame in source:
                 got = time.perf_counter()
                 processed = processor(frame.image, frame.prepared, frame.prepare_ms)
-                results = processed.reported()
                 ms = {"capture": frame.read_ms, "wait": (got - waited) * 1e3, **processed.ms}
                 began = time.perf_counter()
                 if annotate:
@@ -257,7 +254,8 @@ def run_stream(processor: FrameProcessor, source, *, save: str | None = None, js
                     if show and _shown(drawn):
                         result.stopped = "the window was closed"
                 if lines:
-                    record = {"frame": frame.index, "timestamp": round(frame.timestamp, 6), "results": results,
+                    record = {"frame": frame.index, "timestamp": round(frame.timestamp, 6),
+                              "results": processed.reported(),
                               "ms": {stage: round(value, 4) for stage, value in ms.items()}}
                     if frame.name:
                         record["file"] = frame.name
@@ -287,31 +285,40 @@ def run_stream(processor: FrameProcessor, source, *, save: str | None = None, js
                 import cv2
 
                 cv2.destroyAllWindows()
+        if result.frames == 0 and (save or jsonl):  # raised inside: neither output is kept
+            raise InputError(f"no frame was processed ({result.stopped} before the first); nothing was saved.",
+                             hint="Check the source with kit run --source SRC --max-frames 1.")
     return result
 
 
 @contextlib.contextmanager
 def _ctrl_c_stops(source, result: StreamResult):
-    """The first SIGINT ends the stream as --max-frames would; the previous handler is back for the
-    next one. Signals reach only the main thread: elsewhere nothing changes."""
+    """The first SIGINT (Ctrl-C) or SIGTERM (systemctl stop) ends the stream as --max-frames
+    would; the previous handlers are back for the next one. Signals reach only the main thread:
+    elsewhere nothing changes."""
     import signal
     import threading
 
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.getsignal(signal.SIGINT)
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+
+    def restore():
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
     def stop(signum, frame):
-        result.stopped = "Ctrl-C"
+        result.stopped = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
         source.stop()
-        signal.signal(signal.SIGINT, previous)
+        restore()
 
-    signal.signal(signal.SIGINT, stop)
+    for signum in previous:
+        signal.signal(signum, stop)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        restore()
 
 
 class _VideoOut:
@@ -324,11 +331,14 @@ class _VideoOut:
         import cv2
 
         if self.writer is None:
+            self.size = (image.shape[1], image.shape[0])
             fourcc = cv2.VideoWriter_fourcc(*VIDEO_CODECS[self.path.suffix.lower()])
-            self.writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, (image.shape[1], image.shape[0]))
+            self.writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, self.size)
             if not self.writer.isOpened():
                 raise InputError(f"OpenCV could not write a {self.path.suffix} video here.",
                                  hint="Try --save out.avi (MJPG), which every OpenCV build writes.")
+        if (image.shape[1], image.shape[0]) != self.size:  # a folder of mixed sizes: OpenCV would drop these
+            image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
         self.writer.write(image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR))
 
     def release(self) -> None:

@@ -292,19 +292,25 @@ def _timing_cache_bytes(path: Path, magic: bytes, trt) -> bytes:
     return path.read_bytes()
 
 
+def checked_compute_capability(trt, compute_capability: str) -> str:
+    """``SM86`` as ``trt`` names it, or an InputError when this TensorRT cannot build for it."""
+    if not hasattr(trt, "ComputeCapability"):
+        raise InputError(f"{trt.__name__} builds for the GPU it runs on; --compute-capability needs TensorRT-RTX.",
+                         hint="Drop --compute-capability and build on the target device.")
+    members = [m for m in trt.ComputeCapability.__members__ if m.startswith("SM")]
+    if compute_capability.upper() not in members:
+        raise InputError(f"expected a compute capability among {', '.join(members)}, found {compute_capability!r}.",
+                         hint="E.g. SM86 for an RTX 30xx, SM89 for an RTX 40xx.")
+    return compute_capability.upper()
+
+
 def _target(trt, config, compute_capability: str | None) -> dict[str, Any]:
     """The GPU the engine is for: a named compute capability (ahead of time), else this machine's GPU."""
     if compute_capability:
-        if not hasattr(trt, "ComputeCapability"):
-            raise InputError(f"{trt.__name__} builds for the GPU it runs on; --compute-capability needs TensorRT-RTX.",
-                             hint="Drop --compute-capability and build on the target device.")
-        members = [m for m in trt.ComputeCapability.__members__ if m.startswith("SM")]
-        if compute_capability.upper() not in members:
-            raise InputError(f"expected a compute capability among {', '.join(members)}, found {compute_capability!r}.",
-                             hint="E.g. SM86 for an RTX 30xx, SM89 for an RTX 40xx.")
+        compute_capability = checked_compute_capability(trt, compute_capability)
         config.num_compute_capabilities = 1
-        config.set_compute_capability(getattr(trt.ComputeCapability, compute_capability.upper()), 0)
-        return {"gpu": None, "compute_capability": compute_capability.upper(), "ahead_of_time": True}
+        config.set_compute_capability(getattr(trt.ComputeCapability, compute_capability), 0)
+        return {"gpu": None, "compute_capability": compute_capability, "ahead_of_time": True}
     gpu = cuda.gpu_description()
     if gpu is None:
         raise RuntimeUnavailableError(f"{cuda.no_gpu_reason()}, and TensorRT builds for the GPU it runs on.",

@@ -102,6 +102,9 @@ def test_a_stale_engine_is_named_and_rebuilt(trt_bundle):
     rebuilt = run_kit("doctor", trt_bundle, "--build", "--compute-capability", SM, "--json")
     assert findings(rebuilt)["engine digits.engine"]["detail"].startswith("built (tensorrt_rtx")
     assert provenance.read(folder / "digits.engine")["precision"] == "fp32"
+    other = run_kit("doctor", trt_bundle, "--build", "--compute-capability", "SM89", "--json")  # another GPU
+    assert other.returncode == 0, other.stdout
+    assert provenance.read(folder / "digits.engine")["target"]["compute_capability"] == "SM89"
 
 
 def test_an_archive_gets_its_engines_beside_it(trt_variants, tmp_path):
@@ -155,8 +158,10 @@ def test_a_usable_gpu_would_run_the_engine_built_here(trt_bundle, monkeypatch):
                                  "digits.trt.int8.engine was built here")
     engines = [c.path.name for c in choose.runnable(bundle, "tensorrt", {"tensorrt"})]
     assert engines == ["digits.trt.int8.engine", "digits.fp16.engine", "digits.engine"]
-    named = choose.choose(bundle, "digits.fp16.onnx")
-    assert named.why == "digits.fp16.onnx on tensorrt (the engine digits.fp16.engine built here), as --model asked"
+    named = choose.choose(bundle, "digits.fp16.engine")
+    assert named.why == "digits.fp16.engine on tensorrt (built here from digits.fp16.onnx), as --model asked"
+    onnx = choose.choose(bundle, "digits.fp16.onnx")  # the file itself, not its engine
+    assert (onnx.runtime, onnx.path.name) == ("onnxruntime", "digits.fp16.onnx")
 
 
 @pytest.mark.gpu

@@ -108,6 +108,15 @@ def test_errors_are_json_with_their_status(classifier, digit_png, tmp_path):  # 
             answer = b"".join(iter(lambda: raw.recv(4096), b""))  # the server closes the connection after it
         assert answer.startswith(b"HTTP/1.1 411 Length Required") and b"expected a Content-Length header" in answer
         assert request(address, "POST", "/predict", digit_png.read_bytes())[0] == 200  # still serving
+        status, headers, data = request(address, "HEAD", "/info")
+        assert (status, headers["Allow"]) == (405, "GET, POST")
+        # A refused request's body is never read as the next request: the connection closes.
+        smuggled = b"GET /info HTTP/1.1\r\nHost: x\r\n\r\n"
+        with socket.create_connection(address[:2], timeout=30) as raw:
+            raw.sendall(b"POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(smuggled)
+                        + smuggled)
+            answer = b"".join(iter(lambda: raw.recv(4096), b""))
+        assert answer.startswith(b"HTTP/1.1 405") and answer.count(b"HTTP/1.1 ") == 1
 
 
 def test_concurrent_requests_agree(classifier, digits, tmp_path):  # noqa: F811
@@ -157,6 +166,11 @@ def test_stream_sends_the_annotated_frames(classifier, video):  # noqa: F811
         assert all(frame.shape == (64, 64, 3) for frame in frames)
         status, _, body = request(address, "GET", "/health")
         assert status == 200 and json.loads(body)["frames"] >= 2
+
+
+def test_a_port_out_of_range_is_refused(classifier):  # noqa: F811
+    ran = run_kit("serve", classifier, "--port", "70000")
+    assert ran.returncode == 2 and "expected a port from 0 to 65535, found 70000" in ran.stderr
 
 
 def test_a_taken_port_is_a_clear_error(classifier):  # noqa: F811

@@ -91,7 +91,7 @@ def test_every_frame_of_a_video_gives_the_models_results(classifier, video, tmp_
                   tmp_path / "out.mp4")
     assert ran.returncode == 0, ran.stderr
     assert f"\nover video digits.avi: {FRAMES} frames in" in ran.stdout
-    assert "every frame read (a file waits for the model); stopped: the source ended" in ran.stdout
+    assert "no frame dropped (a file waits for the model); stopped: the source ended" in ran.stdout
     for stage in ("capture", "wait", "preprocess", "inference", "postprocess", "draw", "write"):
         assert f"│ {stage}" in ran.stdout
     assert max(len(line) for line in ran.stdout.splitlines() if str(tmp_path.parent) not in line) <= 80
@@ -175,14 +175,26 @@ def test_a_live_source_slower_than_the_model_drops_nothing():
 
 
 def test_a_live_source_faster_than_the_model_keeps_the_newest_and_counts_the_rest():
-    made = Counted(50, wait_for_consumer=False)
-    source = Source("fast", True, made.read)
-    while made.made < 50:  # the application is busy while the camera delivers every frame
-        time.sleep(0.01)
-    source._thread.join(5)
-    seen = [int(frame.image[0, 0, 0]) for frame in source]
+    """Frame 0 is taken; frames 1-49 all arrive while the application is busy with it: it then
+    sees the newest, 49, and the 48 replaced before it are counted. Frames that arrive before
+    the application takes its first are not counted: it was not ready for any."""
+    taken = threading.Event()
+    made = iter(range(50))
+
+    def read():
+        index = next(made, None)
+        if index == 1:
+            taken.wait(10)
+        return None if index is None else (np.full((4, 4, 3), index, np.uint8), None, None)
+
+    source, seen = Source("fast", True, read), []
+    for frame in source:
+        seen.append(int(frame.image[0, 0, 0]))
+        if len(seen) == 1:
+            taken.set()
+            source._thread.join(10)  # busy with frame 0 while the camera delivers the rest
     source.close()
-    assert seen == [49] and source.dropped == 49  # every frame is either seen or counted dropped
+    assert seen == [0, 49] and source.dropped == 48  # every frame is either seen or counted dropped
 
 
 def test_a_file_source_waits_for_a_slow_application():
@@ -195,9 +207,10 @@ def test_a_file_source_waits_for_a_slow_application():
     assert seen == list(range(50)) and source.dropped == 0
 
 
-def test_ctrl_c_finishes_the_files(classifier, digits, tmp_path):
-    """SIGINT while frames flow: the loop ends like any other stop, the video and the JSON lines
-    are complete and in place, exit 0."""
+@pytest.mark.parametrize("signum, said", [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")])
+def test_ctrl_c_and_sigterm_finish_the_files(classifier, digits, tmp_path, signum, said):
+    """SIGINT or SIGTERM while frames flow: the loop ends like any other stop, the video and the
+    JSON lines are complete and in place, exit 0."""
     long_video = write_video(tmp_path / "long.avi", digit_frames(digits, 40) * 150)  # 6000 frames
     process = subprocess.Popen([str(KIT), "run", str(classifier), "--source", str(long_video), "--jsonl",
                                 str(tmp_path / "r.jsonl"), "--save", str(tmp_path / "out.avi")],
@@ -207,10 +220,10 @@ def test_ctrl_c_finishes_the_files(classifier, digits, tmp_path):
     while not any(p.name.startswith(".r.jsonl.") for p in tmp_path.iterdir()) and time.monotonic() < deadline:
         time.sleep(0.02)  # the outputs' temporary folder: the loop has begun
     time.sleep(0.2)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     out, err = process.communicate(timeout=120)
     assert process.returncode == 0, err
-    assert "stopped: Ctrl-C" in out
+    assert f"stopped: {said}" in out
     lines = read_lines(tmp_path / "r.jsonl")
     assert 0 < len(lines) < 6000 and [line["frame"] for line in lines] == list(range(len(lines)))
     assert len(decoded(tmp_path / "out.avi")) == len(lines)
@@ -275,6 +288,7 @@ def test_bench_times_the_pipeline_beside_the_model_call(classifier, video, tmp_p
 @pytest.mark.parametrize("extra, message", [
     (["--pipeline", "{d}/nosuch.avi"], "--pipeline {d}/nosuch.avi does not exist."),
     (["--pipeline", "{v}", "--batch", "2"], "--pipeline runs frames one at a time; found --batch 2."),
+    (["--pipeline", "{d}"], "the folder {d} holds no images"),
 ])
 def test_bench_pipeline_refusals(classifier, video, tmp_path, extra, message):
     fill = lambda text: text.format(d=tmp_path, v=video)  # noqa: E731
@@ -290,3 +304,25 @@ def test_a_bundle_streams_its_best_model_and_stays_untouched(bundle, video, tmp_
     inside = run_kit("run", bundle, "--source", video, "--jsonl", bundle / "r.jsonl")
     assert inside.returncode == 2 and "is inside the bundle" in inside.stderr
     assert run_kit("doctor", bundle).returncode == 0  # nothing was written into it
+
+
+def test_a_stream_with_no_frame_saves_nothing(classifier, tmp_path):
+    from kit.core.errors import InputError
+    from kit.deploy.stream import FrameProcessor, run_stream
+
+    with FrameProcessor.open(classifier) as net:
+        with pytest.raises(InputError, match=r"no frame was processed \(the source ended before the first\)"):
+            run_stream(net, Source("empty", True, lambda: None), save=str(tmp_path / "o.avi"),
+                       jsonl=str(tmp_path / "r.jsonl"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_of_mixed_sizes_saves_every_frame(classifier, tmp_path):
+    import cv2
+
+    (tmp_path / "mixed").mkdir()
+    for index, (height, width) in enumerate([(64, 64), (96, 128), (64, 64), (200, 32)]):
+        cv2.imwrite(str(tmp_path / "mixed" / f"{index}.png"), np.full((height, width, 3), 40 * index, np.uint8))
+    ran = run_kit("run", classifier, "--source", tmp_path / "mixed", "--save", tmp_path / "mixed.avi")
+    assert ran.returncode == 0, ran.stderr
+    assert [frame.shape for frame in decoded(tmp_path / "mixed.avi")] == [(64, 64, 3)] * 4
