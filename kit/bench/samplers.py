@@ -1,0 +1,176 @@
+"""Power, temperature and clocks read while a benchmark runs, and what they add up to over the
+measured window: mean and peak watts, joules per inference, the hottest sensor and its rise,
+the CPU clock's drop, and whether the board throttled.
+
+Readers, from the most specific the device has:
+- any Linux: thermal zones (/sys/class/thermal, millidegrees), cpufreq (scaling_cur_freq,
+  kHz; else /proc/cpuinfo's "cpu MHz"), and input power where the kernel exposes it: a
+  Jetson's INA3221 rails through hwmon (in*_label, in*_input mV x curr*_input mA; the input
+  rail is VDD_IN, POM_5V_IN, VIN_SYS_5V0 or SYS5V by board), or hwmon power*_input (uW);
+- a Jetson's tegrastats line (parse_tegrastats), a Raspberry Pi's vcgencmd answers
+  (measure_temp, measure_clock arm, get_throttled);
+- an external meter: a command that prints the watts it reads (``--power-command``).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+INPUT_RAILS = ("VDD_IN", "POM_5V_IN", "VIN_SYS_5V0", "SYS5V")  # the board's input, by Jetson generation
+MAX_READINGS = 100_000  # at 10 a second, over two and a half hours: a recorder never grows past this
+OFF_SENSOR_C = -200.0  # tegrastats reports a powered-down sensor as -256C
+
+
+@dataclass
+class Reading:
+    t: float  # time.perf_counter(), comparable with the benchmark's own clock
+    watts: float | None = None  # the board's input power, where something measures it
+    temps: dict[str, float] = field(default_factory=dict)  # degrees Celsius per sensor
+    cpu_mhz: list[float] = field(default_factory=list)  # per CPU
+    throttled: bool | None = None  # the board says so (Raspberry Pi); None: it does not tell
+
+
+# ----- parsers of the devices' own tools ----------------------------------------------------
+
+_TEMP = re.compile(r"\b(\w+)@(-?[0-9.]+)C\b")
+_RAIL = re.compile(r"\b([A-Z][A-Z0-9_]*) ([0-9.]+)(m?)W?/[0-9.]+")
+_CPU = re.compile(r"CPU \[([^\]]*)\]")
+
+
+def parse_tegrastats(line: str) -> Reading:
+    """One tegrastats line: the input rail's watts, each live temperature sensor, CPU clocks.
+    Rails print as ``VDD_IN 4585mW/4585mW`` (JetPack 5+; 7 adds a third value) or
+    ``POM_5V_IN 933/933`` (older, milliwatts without the unit)."""
+    rails = {name: float(value) / 1000 for name, value, _ in _RAIL.findall(line)}
+    watts = next((rails[name] for name in INPUT_RAILS if name in rails), None)
+    temps = {name.lower(): float(value) for name, value in _TEMP.findall(line) if float(value) > OFF_SENSOR_C}
+    cpus = _CPU.search(line)
+    clocks = [float(mhz) for mhz in re.findall(r"@(\d+)", cpus[1])] if cpus else []
+    return Reading(time.perf_counter(), watts, temps, clocks)
+
+
+def parse_vcgencmd(temp: str | None, clock: str | None, throttled: str | None) -> Reading:
+    """A Raspberry Pi's ``vcgencmd measure_temp`` (``temp=52.0'C``), ``measure_clock arm``
+    (``frequency(48)=1500398464``, Hz) and ``get_throttled`` (``throttled=0x50005``)."""
+    from kit.deploy.doctor import throttling
+
+    temps = {"soc": float(match[1])} if temp and (match := re.search(r"temp=([0-9.]+)", temp)) else {}
+    clocks = [int(match[1]) / 1e6] if clock and (match := re.search(r"=(\d+)", clock)) else []
+    return Reading(time.perf_counter(), None, temps, clocks, bool(throttling(throttled)[0]) if throttled else None)
+
+
+# ----- Linux ------------------------------------------------------------------------------
+
+
+class LinuxSensors:
+    """The sysfs files a Linux board exposes, found once; ``root`` is / (a test gives a copy)."""
+
+    def __init__(self, root: str | Path = "/"):
+        root = Path(root)
+        self.zones = {}
+        for zone in sorted((root / "sys/class/thermal").glob("thermal_zone*")):
+            kind = _text(zone / "type") or zone.name
+            self.zones[kind if kind not in self.zones else zone.name] = zone / "temp"
+        self.cpufreq = sorted((root / "sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq/scaling_cur_freq"))
+        self.cpuinfo = root / "proc/cpuinfo"
+        self.power = _input_power(root / "sys/class/hwmon")
+
+    def read(self) -> Reading:
+        temps = {name: value / 1000 for name, path in self.zones.items() if (value := _number(path)) is not None}
+        clocks = [value / 1000 for path in self.cpufreq if (value := _number(path)) is not None]
+        if not clocks and self.cpuinfo.is_file():  # a VM or container: no cpufreq, but cpuinfo's MHz
+            clocks = [float(mhz) for mhz in re.findall(r"^cpu MHz\s*:\s*([0-9.]+)", _text(self.cpuinfo) or "",
+                                                       re.MULTILINE)]
+        return Reading(time.perf_counter(), self.power() if self.power else None, temps, clocks)
+
+    def describe(self) -> str:
+        found = [f"{len(self.zones)} thermal zones" if self.zones else "no thermal zones",
+                 "cpufreq" if self.cpufreq else "cpuinfo clocks" if self.cpuinfo.is_file() else "no clocks",
+                 "input power" if self.power else "no power sensor"]
+        return ", ".join(found)
+
+
+def _input_power(hwmon: Path):
+    """A function reading the input watts from hwmon, or None where nothing measures them."""
+    for device in sorted(hwmon.glob("hwmon*")):
+        for label in sorted(device.glob("in*_label")):  # INA3221 (Jetson): voltage x current per rail
+            if (_text(label) or "").strip() in INPUT_RAILS:
+                channel = label.name[len("in"):-len("_label")]
+                volts, amps = device / f"in{channel}_input", device / f"curr{channel}_input"
+                if volts.is_file() and amps.is_file():
+                    return lambda v=volts, a=amps: _product_mw(v, a)
+        for power in sorted(device.glob("power*_input")):  # microwatts
+            return lambda p=power: (value / 1e6 if (value := _number(p)) is not None else None)
+    return None
+
+
+def _product_mw(volts: Path, amps: Path) -> float | None:
+    millivolts, milliamps = _number(volts), _number(amps)
+    return millivolts * milliamps / 1e6 if millivolts is not None and milliamps is not None else None
+
+
+def _text(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def _number(path: Path) -> float | None:
+    try:
+        return float(_text(path) or "")
+    except ValueError:
+        return None
+
+
+# ----- recording and summing up -------------------------------------------------------------
+
+
+class Recorder:
+    """Readings of ``sensors`` every ``interval`` seconds in a thread, between start() and stop()."""
+
+    def __init__(self, sensors, interval: float = 0.1):
+        self.sensors, self.interval = sensors, interval
+        self.readings: list[Reading] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="kit-sampler", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set() and len(self.readings) < MAX_READINGS:
+            self.readings.append(self.sensors.read())
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> Recorder:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.readings.append(self.sensors.read())  # the state at the end, whatever the interval
+
+
+def summarize(readings: list[Reading], start: float, end: float, calls: int) -> dict[str, Any]:
+    """The readings within [start, end] (perf_counter seconds) over ``calls`` inferences."""
+    window = [r for r in readings if start <= r.t <= end] or readings[-1:]
+    summary: dict[str, Any] = {"readings": len(window), "seconds": end - start}
+    watts = [r.watts for r in window if r.watts is not None]
+    if watts:
+        mean = sum(watts) / len(watts)
+        summary.update(watts_mean=mean, watts_peak=max(watts),
+                       joules_per_inference=mean * (end - start) / calls if calls else None)
+    temps = [max(r.temps.values()) for r in window if r.temps]
+    if temps:
+        summary.update(temp_max_c=max(temps), temp_rise_c=temps[-1] - temps[0])
+    clocks = [sum(r.cpu_mhz) / len(r.cpu_mhz) for r in window if r.cpu_mhz]
+    if clocks:
+        summary.update(cpu_mhz_max=max(clocks), cpu_mhz_min=min(clocks),
+                       clock_drop=1 - min(clocks) / max(clocks) if max(clocks) else 0.0)
+    flags = [r.throttled for r in window if r.throttled is not None]
+    summary["throttled"] = any(flags) if flags else None
+    return summary
