@@ -45,6 +45,9 @@ DETECTIONS = ".detections.json"  # beside a worker's outputs: its boxes and the 
 
 
 MAX_TIME_LIMIT = 3600.0  # seconds of rounds per variant: beyond an hour a run measures the machine's drift
+SUSTAINED_ROUNDS = 2_000_000  # --sustained: 16 MB of timings, minutes of a fast model
+POWER_INTERVAL = 0.1  # seconds between power and temperature readings
+DRIFT_ROUNDS = 100  # fewer rounds than this: no drift reported (a tenth would be under 10)
 
 
 @dataclass
@@ -149,6 +152,9 @@ def bench(
     options: dict[str, Any] | None = None,
     output_name: str | None = None,
     pipeline: str | None = None,
+    power: bool = False,
+    power_command: str | None = None,
+    sustained: float | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> BenchReport:
     """Measure every variant, each in its own process, and analyse them against the baseline.
@@ -164,14 +170,21 @@ def bench(
     ``max_rounds`` of them (``rounds_capped`` in its fields says the cap stopped it first).
     With ``pipeline`` (a video file or image folder), each variant also times whole frames
     through kit run --source's loop, stage by stage (BenchReport.pipeline_rows).
+    With ``power`` (or a ``power_command`` printing an external meter's watts), power,
+    temperatures and clocks are read while the rounds run (kit.bench.samplers). ``sustained``
+    seconds of rounds per variant (up to SUSTAINED_ROUNDS of them) reach thermal steady state;
+    every variant reports its latency drift, the last tenth of its rounds against the first.
     """
     require_pytest_benchmark()
+    if sustained is not None:
+        max_time, max_rounds = sustained, max(max_rounds, SUSTAINED_ROUNDS)
     if max_rounds < 1:
         raise InputError(f"expected max_rounds >= 1, found {max_rounds}.", hint="Leave it at its default.")
     if batch < 1:
         raise InputError(f"expected --batch >= 1, found {batch}.", hint="Use --batch 1.")
     if not 0 <= max_time <= MAX_TIME_LIMIT:  # also refuses NaN
-        raise InputError(f"expected --max-time from 0 to {MAX_TIME_LIMIT:.0f} seconds per variant, found {max_time:g}.",
+        flag = "--sustained" if sustained is not None else "--max-time"
+        raise InputError(f"expected {flag} from 0 to {MAX_TIME_LIMIT:.0f} seconds per variant, found {max_time:g}.",
                          hint="A few seconds give thousands of rounds; repeat runs to see run-to-run variation.")
     if pipeline is not None:
         if not Path(pipeline).exists():
@@ -193,7 +206,9 @@ def bench(
                 "preprocess": _image_preprocessing([v.model for v in variants], fidelity_data, preprocess),
                 "max_time": max_time, "max_rounds": max_rounds, "threads": threads, "user_cwd": os.getcwd(),
                 "detect": _detection_task([v.model for v in variants], fidelity_data),
-                "pipeline": _absolute(pipeline) if pipeline else None}
+                "pipeline": _absolute(pipeline) if pipeline else None,
+                "power": power or power_command is not None, "power_command": power_command,
+                "power_interval": POWER_INTERVAL, "sustained": sustained is not None}
     results = []
     with tempfile.TemporaryDirectory() as scratch:
         for index, variant in enumerate(variants):
@@ -312,6 +327,7 @@ def _analyse(document: dict[str, Any], variants: list[Variant], output_name: str
         stats = latency_stats(entry["stats"]["data"])
         info["baseline"] = variant.baseline or baseline_outputs is None
         info["latency_s"] = stats.to_dict()
+        info["latency_drift"] = _drift(entry["stats"]["data"])
         # Sustained rate: the mean includes every stall the median hides.
         info["throughput_per_s"] = (info["batch"] or 1) / stats.mean
         info["size_bytes"] = _size(variant.model) or _size(variant.options.get("weights") or "")
@@ -339,6 +355,17 @@ def _analyse(document: dict[str, Any], variants: list[Variant], output_name: str
             correct = top_k_correct(scores, labels, 1)
             baseline_correct = correct if baseline_correct is None else baseline_correct
             info["accuracy"] = {**result.to_dict(), "delta": result.top1 - float(baseline_correct.mean())}
+
+
+def _drift(timings: list[float]) -> float | None:
+    """The median of the last tenth of the rounds over that of the first, less one: + is slower
+    at the end (heat, throttling, another process)."""
+    import numpy as np
+
+    if len(timings) < DRIFT_ROUNDS:
+        return None
+    tenth = len(timings) // 10
+    return float(np.median(timings[-tenth:]) / np.median(timings[:tenth]) - 1)
 
 
 def _against(baseline: DetectionRun, candidate: DetectionRun, is_baseline: bool) -> dict[str, Any]:

@@ -69,6 +69,46 @@ def pipeline_rows(report: BenchReport) -> list[list[str]]:
     return rows
 
 
+POWER_COLUMNS = ("power", "W mean / peak", "per inference", "hottest (rise)", "CPU clock drop", "throttled",
+                 "drift")
+
+
+def power_rows(report: BenchReport) -> list[list[str]]:
+    """With --power: per variant, the board's power over its rounds, energy per inference,
+    temperatures, clocks, throttling, and the latency's drift."""
+    rows = []
+    for row in report.rows():
+        power = row.get("power")
+        if power is None:
+            continue
+        watts = f"{power['watts_mean']:.2f} / {power['watts_peak']:.2f}" if "watts_mean" in power else "-"
+        energy = (f"{power['joules_per_inference'] * 1e3:.3g} mJ" if power.get("joules_per_inference") is not None
+                  else "-")
+        heat = f"{power['temp_max_c']:.1f} C ({power['temp_rise_c']:+.1f})" if "temp_max_c" in power else "-"
+        drop = percent(power["clock_drop"]) if "clock_drop" in power else "-"
+        throttled = {True: "yes", False: "no", None: "-"}[power["throttled"]]
+        drift = "-" if row.get("latency_drift") is None else f"{row['latency_drift']:+.1%}"
+        rows.append([row["name"], watts, energy, heat, drop, throttled, drift])
+    return rows
+
+
+def power_notes(report: BenchReport) -> list[str]:
+    rows = [row for row in report.rows() if row.get("power")]
+    lines = []
+    if rows:
+        lines.append(f"power: read every 0.1 s over each variant's rounds from {rows[0]['power']['sensors']}; "
+                     "per inference = mean watts x the rounds' time / calls; hottest: the hottest sensor, and its "
+                     "change over the rounds; drift: the median of the last tenth of the rounds against the first.")
+        if not any("watts_mean" in row["power"] for row in rows):
+            lines.append("no power sensor here: give --power-command with a command that prints an external "
+                         "meter's watts.")
+    for row in report.rows():
+        if row.get("sustained") and row.get("latency_drift") is not None and not row.get("power"):
+            lines.append(f"{row['name']}: latency drift {row['latency_drift']:+.1%} from the first tenth of the "
+                         "rounds to the last.")
+    return lines
+
+
 def pipeline_notes(report: BenchReport) -> list[str]:
     rows = report.pipeline_rows()
     if not rows:
@@ -126,10 +166,11 @@ def environment_line(env: dict[str, Any]) -> str:
 def print_table(report: BenchReport, console) -> None:
     """The variants' table, then with --pipeline the pipelines' table, then the notes."""
     _print_fitting(console, columns(report), table_rows(report))
-    if report.pipeline_rows():
-        console.print()
-        _print_fitting(console, PIPELINE_COLUMNS, pipeline_rows(report))
-    for line in notes(report) + pipeline_notes(report):
+    for headers, rows in ((PIPELINE_COLUMNS, pipeline_rows(report)), (POWER_COLUMNS, power_rows(report))):
+        if rows:
+            console.print()
+            _print_fitting(console, headers, rows)
+    for line in notes(report) + pipeline_notes(report) + power_notes(report):
         console.print(line)
 
 
@@ -189,11 +230,12 @@ def write_markdown(report: BenchReport, path: str | os.PathLike) -> None:
     headers = columns(report)
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(row) + " |" for row in table_rows(report)]
-    if report.pipeline_rows():
-        lines += ["", "| " + " | ".join(PIPELINE_COLUMNS) + " |", "|" + "---|" * len(PIPELINE_COLUMNS)]
-        lines += ["| " + " | ".join(row) + " |" for row in pipeline_rows(report)]
+    for headers, rows in ((PIPELINE_COLUMNS, pipeline_rows(report)), (POWER_COLUMNS, power_rows(report))):
+        if rows:
+            lines += ["", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+            lines += ["| " + " | ".join(row) + " |" for row in rows]
     lines += ["", f"Measured {report.document.get('datetime', '')}."] + [
-        f"- {line}" for line in notes(report) + pipeline_notes(report)]
+        f"- {line}" for line in notes(report) + pipeline_notes(report) + power_notes(report)]
     with atomic_output(path) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
 

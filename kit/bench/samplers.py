@@ -174,3 +174,49 @@ def summarize(readings: list[Reading], start: float, end: float, calls: int) -> 
     flags = [r.throttled for r in window if r.throttled is not None]
     summary["throttled"] = any(flags) if flags else None
     return summary
+
+
+class CommandMeter:
+    """An external meter: ``command`` (run through the shell) prints the watts it reads now."""
+
+    def __init__(self, command: str):
+        self.command = command
+
+    def watts(self) -> float | None:
+        import subprocess
+
+        try:
+            done = subprocess.run(self.command, shell=True, capture_output=True, text=True, timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        match = re.search(r"-?[0-9]+(?:\.[0-9]+)?", done.stdout) if done.returncode == 0 else None
+        return float(match[0]) if match else None
+
+
+class Sensors:
+    """What this device measures: Linux's files, a Raspberry Pi's vcgencmd where there is one, and
+    an external meter's watts (``power_command``) over any other power reading."""
+
+    def __init__(self, power_command: str | None = None, root: str | Path = "/"):
+        import shutil
+
+        self.linux = LinuxSensors(root)
+        self.meter = CommandMeter(power_command) if power_command else None
+        self.vcgencmd = shutil.which("vcgencmd")
+
+    def read(self) -> Reading:
+        reading = self.linux.read()
+        if self.vcgencmd:
+            from kit.deploy.doctor import _vcgencmd
+
+            pi = parse_vcgencmd(_vcgencmd("measure_temp"), None, _vcgencmd("get_throttled"))
+            reading.temps.update(pi.temps)
+            reading.throttled = pi.throttled
+        if self.meter:
+            reading.watts = self.meter.watts()
+        return reading
+
+    def describe(self) -> str:
+        parts = [self.linux.describe()] + (["vcgencmd"] if self.vcgencmd else []) + (
+            [f"power from: {self.meter.command}"] if self.meter else [])
+        return "; ".join(parts)

@@ -44,7 +44,8 @@ def test_variant(benchmark):
     rounds = int(min(spec["max_rounds"], wanted))  # the cap: see kit.bench.driver.MAX_ROUNDS
 
     benchmark.group = spec["group"]
-    benchmark.pedantic(runtime.run, args=(feeds,), rounds=rounds, iterations=1, warmup_rounds=min(10, rounds))
+    with _sampled(spec) as power:
+        benchmark.pedantic(runtime.run, args=(feeds,), rounds=rounds, iterations=1, warmup_rounds=min(10, rounds))
     peak = _memory_mb("VmHWM")  # before the fidelity pass adds the kit's own arrays
 
     # Saved for the driver, which compares every variant's results with the baseline's.
@@ -75,6 +76,8 @@ def test_variant(benchmark):
         "inputs": [s.to_dict() for s in runtime.inputs], "outputs_file": spec["outputs_file"],
         # Backends that time their own stages (TensorRT: host-to-device, compute, device-to-host).
         **({"stage_ms": runtime.stage_ms} if runtime.stage_ms else {}),
+        **({"power": power.summary(rounds + min(10, rounds))} if spec.get("power") else {}),
+        "sustained": spec.get("sustained", False),
     }
     runtime.close()
 
@@ -136,6 +139,34 @@ def test_pipeline(benchmark):
         "pipeline": {"source": description, "frames_dropped": dropped, "stages": stages,
                      "outside_model": 1 - stages["inference"]["share"]},
     }
+
+
+class _sampled:
+    """With --power: power, temperatures and clocks read in a thread while the rounds run;
+    ``summary(calls)`` over exactly that window."""
+
+    def __init__(self, spec: dict):
+        self.spec, self.recorder = spec, None
+
+    def __enter__(self):
+        if self.spec.get("power"):
+            from kit.bench.samplers import Recorder, Sensors
+
+            self.sensors = Sensors(self.spec.get("power_command"))
+            self.recorder = Recorder(self.sensors, self.spec["power_interval"]).__enter__()
+        self.started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.ended = time.perf_counter()
+        if self.recorder is not None:
+            self.recorder.__exit__(*exc_info)
+
+    def summary(self, calls: int) -> dict:
+        from kit.bench.samplers import summarize
+
+        return {**summarize(self.recorder.readings, self.started, self.ended, calls),
+                "sensors": self.sensors.describe()}
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):

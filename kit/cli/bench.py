@@ -7,6 +7,8 @@ from kit.cli import args as flags
 from kit.cli import render
 from kit.core.errors import InputError
 
+MAX_TIME_DEFAULT = 2.0
+
 
 def add_parser(commands, common) -> None:
     parser = commands.add_parser("bench", parents=[common],
@@ -16,13 +18,19 @@ def add_parser(commands, common) -> None:
     flags.add_baseline(parser, default_text=" (default: the first variant)")
     flags.add_data(parser, "--data", "inputs for accuracy, labels in y (default random:16, fidelity only)")
     parser.add_argument("--batch", type=flags.positive_int, default=1, help="batch size for the latency rounds")
-    parser.add_argument("--max-time", type=flags.tolerance, default=2.0,
+    parser.add_argument("--max-time", type=flags.tolerance, default=MAX_TIME_DEFAULT,
                         help="seconds of timing rounds per variant (at most 3600; 10 to 20,000 rounds run)")
     parser.add_argument("--save-json", metavar="OUT.json",
                         help="pytest-benchmark JSON (raw timings; the kit's fields in extra_info) to this file")
     flags.add_output_name(parser)
     parser.add_argument("--pipeline", metavar="VIDEO", help="also time whole frames of this video or image folder "
                                                           "through kit run --source's loop, stage by stage")
+    parser.add_argument("--power", action="store_true",
+                        help="read power, temperatures and CPU clocks while timing (Linux, Jetson, Raspberry Pi)")
+    parser.add_argument("--power-command", metavar="CMD",
+                        help="an external meter: a shell command printing the watts it reads (implies --power)")
+    parser.add_argument("--sustained", type=flags.positive_float, metavar="SECONDS",
+                        help="time each variant this long (thermal steady state) instead of --max-time")
     parser.add_argument("--markdown", metavar="OUT.md", help="the table as Markdown")
     parser.add_argument("--plot", metavar="OUT.png", help="latency against accuracy (Pareto front) and distributions")
     parser.add_argument("--compare", metavar="OLD.json",
@@ -47,6 +55,9 @@ def handle(args) -> int:
         report.require_matplotlib()
     bench.check_outputs([args.save_json, args.markdown, args.plot],
                         [*args.models, args.baseline, args.data, args.compare, args.weights, args.pipeline])
+    if args.sustained is not None and args.max_time != MAX_TIME_DEFAULT:
+        raise InputError("--sustained sets how long each variant runs; found --max-time as well.",
+                         hint="Give one of them.")
     if args.compare_fail and not args.compare:
         raise InputError("--compare-fail judges a comparison; no --compare OLD.json was given.",
                          hint="Add --compare OLD.json (a file written by --save-json).")
@@ -63,7 +74,8 @@ def handle(args) -> int:
         result = bench.bench(args.models, runtimes=runtimes, baseline=args.baseline, data=args.data,
                              preprocess=args.preprocess, batch=args.batch, threads=args.threads,
                              max_time=args.max_time, options=torch_options, output_name=args.output_name,
-                             pipeline=args.pipeline, progress=progress.update)
+                             pipeline=args.pipeline, power=args.power, power_command=args.power_command,
+                             sustained=args.sustained, progress=progress.update)
     if args.save_json:  # written before any verdict, so a failed comparison never loses the run
         bench.write_json(result, args.save_json)
     if args.markdown:

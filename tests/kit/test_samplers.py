@@ -101,3 +101,24 @@ def test_the_summary_over_the_measured_window_only():
     assert (summary["temp_max_c"], summary["temp_rise_c"]) == (58.0, 8.0)
     assert (summary["cpu_mhz_max"], summary["cpu_mhz_min"], summary["clock_drop"]) == (2000.0, 1000.0, 0.5)
     assert summary["throttled"] is True
+
+
+def test_bench_reads_power_over_the_rounds(tiny_onnx, tmp_path):
+    """An external meter's command (here one that always reads 4.2 W) through the real kit bench:
+    energy per inference is the mean power over the rounds' time per call."""
+    import json
+
+    from helpers import run_kit
+
+    ran = run_kit("bench", tiny_onnx, "--power", "--power-command", "echo 4.2", "--sustained", "0.3", "--json")
+    assert ran.returncode == 0, ran.stderr
+    info = json.loads(ran.stdout)["benchmarks"][0]["extra_info"]["kit"]
+    power = info["power"]
+    assert power["watts_mean"] == power["watts_peak"] == 4.2 and "power from: echo 4.2" in power["sensors"]
+    calls = info["latency_s"]["rounds"] + 10  # the warm-up rounds are in the window too
+    assert power["joules_per_inference"] == pytest.approx(4.2 * power["seconds"] / calls)
+    assert info["sustained"] and info["latency_drift"] is not None
+    table = run_kit("bench", tiny_onnx, "--power", "--max-time", "0.1")
+    assert table.returncode == 0 and "W mean / peak" in table.stdout
+    both = run_kit("bench", tiny_onnx, "--sustained", "1", "--max-time", "1")
+    assert both.returncode == 2 and "--sustained sets how long each variant runs; found --max-time" in both.stderr
