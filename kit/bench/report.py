@@ -124,9 +124,11 @@ def pipeline_notes(report: BenchReport) -> list[str]:
 def notes(report: BenchReport) -> list[str]:
     """What the reader must know to read the table honestly."""
     rows = report.rows()
-    lines = [environment_line(report.document["machine_info"]["kit_environment"]),
-             "per s = batch / mean latency (sustained, stalls included); median interval from this run's rounds "
-             "(run-to-run variation not included); peak RSS of each variant's own process."]
+    devices = report.document.get("kit_devices")
+    lines = [*(f"{name}: {device_line(device['fingerprint'])}" for name, device in devices.items())] if devices \
+        else [environment_line(report.document["machine_info"]["kit_environment"])]
+    lines.append("per s = batch / mean latency (sustained, stalls included); median interval from this run's rounds "
+                 "(run-to-run variation not included); peak RSS of each variant's own process.")
     env = report.document["machine_info"]["kit_environment"]
     if env["cpu"].get("model") in (None, "", env.get("machine")) and not env["cpu"].get("flags"):
         lines.append("the CPU could not be identified (no /proc/cpuinfo, as in a container or an emulated root such "
@@ -152,6 +154,16 @@ def notes(report: BenchReport) -> list[str]:
         if row.get("accuracy_skipped"):
             lines.append(f"{row['name']}: accuracy not scored: {row['accuracy_skipped']}")
     return lines
+
+
+def device_line(fingerprint: dict[str, Any]) -> str:
+    """A device of kit bench --on: what it is, and what it runs."""
+    cpu = fingerprint.get("cpu") or {}
+    parts = [fingerprint.get("board") or cpu.get("model") or "an unidentified CPU", f"host {fingerprint['hostname']}",
+             fingerprint.get("os") or ""]
+    parts += [f"{key.replace('_', ' ')} {fingerprint[key]}" for key in ("jetpack", "power_mode") if fingerprint.get(key)]
+    parts += [f"{name} {version}" for name, version in (fingerprint.get("packages") or {}).items()]
+    return ", ".join(part for part in parts if part)
 
 
 def environment_line(env: dict[str, Any]) -> str:

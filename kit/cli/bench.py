@@ -31,6 +31,13 @@ def add_parser(commands, common) -> None:
                         help="an external meter: a shell command printing the watts it reads (implies --power)")
     parser.add_argument("--sustained", type=flags.positive_float, metavar="SECONDS",
                         help="time each variant this long (thermal steady state) instead of --max-time")
+    group = parser.add_argument_group("on devices (over SSH)")
+    group.add_argument("--on", action="append", metavar="USER@HOST[:PORT]",
+                       help="run the benchmark on this device over SSH (repeatable; devices run in parallel)")
+    group.add_argument("--ssh-option", action="append", default=[], metavar="KEY=VALUE",
+                       help="passed to ssh as -o KEY=VALUE (your ~/.ssh/config applies too)")
+    group.add_argument("--remote-kit", default="kit", metavar="CMD",
+                       help="the kit command on the devices (default kit; e.g. ~/venv/bin/kit)")
     parser.add_argument("--markdown", metavar="OUT.md", help="the table as Markdown")
     parser.add_argument("--plot", metavar="OUT.png", help="latency against accuracy (Pareto front) and distributions")
     parser.add_argument("--compare", metavar="OLD.json",
@@ -70,6 +77,10 @@ def handle(args) -> int:
     if not torch_options and (args.input_shape or args.weights or args.allow_pickle):
         flags.torch_options(args, args.models[0], None)  # raises: no model here is a PyTorch source
     runtimes = [name.strip() for name in args.runtime.split(",")] if args.runtime else None
+    if args.on:
+        return _on_devices(args)
+    if args.ssh_option or args.remote_kit != "kit":
+        raise InputError("--ssh-option and --remote-kit go with --on user@host.", hint="Add --on, or drop them.")
     with _bench_progress(enabled=not args.json) as progress:
         result = bench.bench(args.models, runtimes=runtimes, baseline=args.baseline, data=args.data,
                              preprocess=args.preprocess, batch=args.batch, threads=args.threads,
@@ -98,6 +109,53 @@ def handle(args) -> int:
     for path in filter(None, (args.save_json, args.markdown, args.plot)):
         console.print(f"wrote {path}")
     return 1 if failed else 0
+
+
+# What the devices' kit bench gets as it was given here (paths would not exist there).
+FORWARDED = {"max_time": "--max-time", "batch": "--batch", "threads": "--threads", "runtime": "--runtime",
+             "power": "--power", "power_command": "--power-command", "sustained": "--sustained",
+             "output_name": "--output-name"}
+LOCAL_ONLY = {"data": "--data", "pipeline": "--pipeline", "baseline": "--baseline", "compare": "--compare",
+              "weights": "--weights", "preprocess": "--preprocess"}
+
+
+def _on_devices(args) -> int:
+    """kit bench --on: the devices run it; one table (and JSON, Markdown, plot) of them all."""
+    from kit.bench import remote
+    from kit.bench import report
+    from kit.bench.driver import BenchReport, write_json
+
+    given = [flag for key, flag in LOCAL_ONLY.items() if getattr(args, key, None)]
+    if given:
+        raise InputError(f"{', '.join(given)} name files here, which the devices do not have; --on runs the "
+                         "bundle's models on their own golden and random inputs.", hint="Drop them with --on.")
+    bench_args = []
+    for key, flag in FORWARDED.items():
+        value = getattr(args, key)
+        if value is True:
+            bench_args.append(flag)
+        elif value not in (None, False) and not (key == "max_time" and args.sustained) and not (
+                key == "batch" and value == 1):
+            bench_args += [flag, str(value)]
+    with render.progress(args) as say:
+        document, errors = remote.bench_on(args.on, args.models, ssh_options=args.ssh_option,
+                                           remote_kit=args.remote_kit, bench_args=bench_args, progress=say)
+    for line in errors:
+        render.console(stderr=True).print(render.styled("error:", "red"), line, highlight=False)
+    if document is None:
+        raise remote.RemoteError(f"no device gave results ({len(errors)} failed).", hint="The lines above say why.")
+    result = BenchReport(document)
+    if args.save_json:
+        write_json(result, args.save_json)
+    if args.markdown:
+        report.write_markdown(result, args.markdown)
+    if args.plot:
+        report.write_plot(result, args.plot)
+    if args.json:
+        render.print_json(result.document)
+    else:
+        report.print_table(result, render.console())
+    return 1 if errors else 0
 
 
 class _bench_progress:

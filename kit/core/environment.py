@@ -27,6 +27,8 @@ INTERESTING_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni",
 
 def describe(threads: int | None = None) -> dict[str, Any]:
     return {
+        "hostname": platform.node(),
+        "board": (_read("/proc/device-tree/model") or "").rstrip("\x00") or None,  # Jetson, Raspberry Pi
         "cpu": _cpu(),
         "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "threads_used": threads,

@@ -150,7 +150,7 @@ def make_bundle(models: list[str | os.PathLike], output: str | os.PathLike, *, d
         (root / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
         if archive:
             say("writing the archive")
-            _write_archive(root, Path(scratch) / "bundle.tar.gz", _bundle_name(output))
+            write_archive(root, Path(scratch) / "bundle.tar.gz", _bundle_name(output))
             os.replace(Path(scratch) / "bundle.tar.gz", output)
             return output
         _replace_folder(root, output)
@@ -318,7 +318,7 @@ def _bundle_name(output: Path) -> str:
     return output.name.removesuffix(".tar.gz")
 
 
-def _write_archive(root: Path, path: Path, name: str) -> None:
+def write_archive(root: Path, path: Path, name: str) -> None:
     """A .tar.gz of the bundle under ``name``/: sorted members, owner root, time 0 (reproducible)."""
 
     def normalized(info: tarfile.TarInfo) -> tarfile.TarInfo:

@@ -1,0 +1,131 @@
+"""kit bench --on through real OpenSSH: sshd on 127.0.0.1 (high ports, throw-away keys) as the
+devices, the kit of this checkout as the kit there. One device, two in parallel, one that is
+gone (the other's results kept), a kit of another version, a board whose lock is held."""
+
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from helpers import KIT, run_kit
+
+SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def devices(tmp_path_factory):
+    """Two sshd on 127.0.0.1 (two devices, each its own KIT_REMOTE_DIR); yields (ports, ssh options,
+    the folder of the devices' scratch folders)."""
+    if not Path(SSHD).is_file() or os.geteuid() != 0:
+        pytest.skip("needs the OpenSSH server and root (.ci/run installs openssh-server)")
+    folder = tmp_path_factory.mktemp("sshd")
+    for key in ("host_key", "client_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / key)], check=True)
+    shutil.copyfile(folder / "client_key.pub", folder / "authorized_keys")
+    Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation folder
+    ports, servers = [free_port(), free_port()], []
+    for port in ports:
+        config = folder / f"sshd_{port}"
+        config.write_text(f"Port {port}\nListenAddress 127.0.0.1\nHostKey {folder}/host_key\n"
+                          f"AuthorizedKeysFile {folder}/authorized_keys\nPidFile {folder}/sshd_{port}.pid\n"
+                          "StrictModes no\nUsePAM no\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n"
+                          f"SetEnv KIT_REMOTE_DIR={folder}/device_{port}\n")  # each device its own scratch
+        servers.append(subprocess.Popen([SSHD, "-D", "-f", str(config), "-E", str(folder / f"log_{port}")]))
+    options = [f"IdentityFile={folder}/client_key", "StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null",
+               "LogLevel=ERROR"]
+    deadline = time.monotonic() + 20
+    for port in ports:  # bounded: up when it accepts a connection
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+    yield ports, options, folder
+    for server in servers:
+        server.terminate()
+        server.wait(10)
+
+
+def on(*targets, options, extra=()):
+    flags = [flag for option in options for flag in ("--ssh-option", option)]
+    return [*(flag for target in targets for flag in ("--on", target)), *flags, "--remote-kit", str(KIT), *extra]
+
+
+def test_a_bundle_benchmarked_on_a_device(devices, bundle, tmp_path):
+    (port, _), options, folder = devices
+    target = f"root@127.0.0.1:{port}"
+    ran = run_kit("bench", bundle, *on(target, options=options, extra=("--max-time", "0.1", "--threads", "1")),
+                  "--save-json", tmp_path / "devices.json")
+    assert ran.returncode == 0, ran.stderr
+    assert f"digits.onnx[onnxruntime] @ {target}" in ran.stdout
+    assert f"{target}: " in ran.stdout and f"host {platform.node()}" in ran.stdout
+    document = json.loads((tmp_path / "devices.json").read_text())
+    device = document["kit_devices"][target]
+    assert device["ready"] is True and device["fingerprint"]["hostname"] == platform.node()
+    names = [b["name"] for b in document["benchmarks"]]
+    assert names == [f"{name}[{runtime}] @ {target}" for name, runtime in
+                     (("digits.onnx", "onnxruntime"), ("digits.int8.onnx", "onnxruntime"),
+                      ("digits.int8.tflite", "tflite"))]
+    assert all(b["extra_info"]["kit"]["device"] == target for b in document["benchmarks"])
+    assert sorted(p.name for p in (folder / f"device_{port}").iterdir()) == ["lock"]  # nothing left there
+
+
+def test_two_devices_in_parallel_and_one_gone(devices, variant_models):
+    (first, second), options, folder = devices
+    both = run_kit("bench", variant_models[0], *on(f"root@127.0.0.1:{first}", f"ssh://root@127.0.0.1:{second}",
+                                                   options=options, extra=("--max-time", "0.1")), "--json")
+    assert both.returncode == 0, both.stderr
+    assert set(json.loads(both.stdout)["kit_devices"]) == {f"root@127.0.0.1:{first}", f"root@127.0.0.1:{second}"}
+    gone = free_port()
+    one = run_kit("bench", variant_models[0], *on(f"root@127.0.0.1:{first}", f"root@127.0.0.1:{gone}",
+                                                  options=options, extra=("--max-time", "0.1")), "--json")
+    assert one.returncode == 1  # a device failed; the other's results are kept
+    assert f"error: root@127.0.0.1:{gone}: could not connect" in one.stderr
+    assert list(json.loads(one.stdout)["kit_devices"]) == [f"root@127.0.0.1:{first}"]
+
+
+def test_a_kit_of_another_version_gets_the_install_command(devices, variant_models, tmp_path):
+    (port, _), options, folder = devices
+    other = tmp_path / "kit"
+    other.write_text("#!/bin/sh\necho kit 0.0.1\n")
+    other.chmod(0o755)
+    flags = [flag for option in options for flag in ("--ssh-option", option)]
+    ran = run_kit("bench", variant_models[0], "--on", f"root@127.0.0.1:{port}", *flags, "--remote-kit", other)
+    assert ran.returncode == 1
+    assert f"root@127.0.0.1:{port}: the kit there is 0.0.1, this one is" in ran.stderr
+    assert 'pip install "edge-inference-kit==' in ran.stderr
+
+
+def test_a_board_in_use_is_not_shared(devices, variant_models):
+    (port, _), options, folder = devices
+    lock = folder / f"device_{port}" / "lock"
+    lock.parent.mkdir(exist_ok=True)
+    holder = subprocess.Popen(["flock", str(lock), "sleep", "60"])
+    try:
+        time.sleep(0.3)
+        ran = run_kit("bench", variant_models[0], *on(f"root@127.0.0.1:{port}", options=options))
+    finally:
+        holder.terminate()
+        holder.wait(10)
+    assert ran.returncode == 1 and "another kit bench --on is running there (its lock is held)" in ran.stderr
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--on", "user@host:99999"], "expected a device as [ssh://]user@host[:port], found 'user@host:99999'"),
+    (["--on", "a@b", "--data", "random:4"], "--data name files here, which the devices do not have"),
+    (["--ssh-option", "Port=22"], "--ssh-option and --remote-kit go with --on user@host."),
+])
+def test_bad_device_arguments(variant_models, extra, message):
+    ran = run_kit("bench", variant_models[0], *extra)
+    assert ran.returncode == 2 and message in ran.stderr, ran.stderr
