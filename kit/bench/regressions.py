@@ -64,10 +64,10 @@ def regressions(report: BenchReport, old_path: str | os.PathLike,
     still compared, with a KitWarning that says what differs."""
     checks = compare_checks(rules)
     document = load_previous(old_path)
-    old = {b["name"]: b for b in document["benchmarks"]}
+    old = {matching_key(b): b for b in document["benchmarks"]}
     found = []
     for entry in report.benchmarks:
-        previous = old.get(entry["name"])
+        previous = old.get(matching_key(entry))
         if previous is None:
             continue
         info = entry["extra_info"]["kit"]
@@ -90,6 +90,16 @@ def regressions(report: BenchReport, old_path: str | os.PathLike,
     return found
 
 
+def matching_key(entry: dict[str, Any]) -> tuple:
+    """What pairs a benchmark with its earlier run: its name, or on a device of kit bench --on the
+    variant and the device's fingerprint (hostname, board, CPU), whatever address reached it."""
+    fingerprint = entry.get("extra_info", {}).get("kit", {}).get("fingerprint")
+    if not fingerprint:
+        return (entry["name"],)
+    return (entry["name"].rsplit(" @ ", 1)[0], fingerprint.get("hostname"), fingerprint.get("board"),
+            (fingerprint.get("cpu") or {}).get("model"))
+
+
 def setting_differences(new: dict[str, Any], old: dict[str, Any], old_path: str | os.PathLike) -> list[str]:
     """What differs between two runs besides the models: threads, batch, machine, runtime versions."""
     where = f"{Path(old_path).name} was measured"
@@ -108,11 +118,12 @@ def setting_differences(new: dict[str, Any], old: dict[str, Any], old_path: str 
                 if then.get("packages", {}).get(name, version) != version]
     if versions:
         lines.append(f"{where} with other versions ({', '.join(versions)}).")
-    old_batches = {b["name"]: b.get("extra_info", {}).get("kit", {}).get("batch") for b in old["benchmarks"]}
+    old_batches = {matching_key(b): b.get("extra_info", {}).get("kit", {}).get("batch") for b in old["benchmarks"]}
     for entry in new["benchmarks"]:
-        name, batch = entry["name"], entry["extra_info"]["kit"].get("batch")  # a pipeline: frames, one at a time
-        if name in old_batches and (old_batches[name] or 1) != (batch or 1):  # None: a static batch of 1
-            lines.append(f"{where} with {name} at batch {old_batches[name] or 1}, this run at batch {batch or 1}.")
+        key, batch = matching_key(entry), entry["extra_info"]["kit"].get("batch")  # a pipeline: one frame at a time
+        if key in old_batches and (old_batches[key] or 1) != (batch or 1):  # None: a static batch of 1
+            lines.append(f"{where} with {entry['name']} at batch {old_batches[key] or 1}, this run at batch "
+                         f"{batch or 1}.")
     return lines
 
 

@@ -87,6 +87,16 @@ def handle(args) -> int:
                              max_time=args.max_time, options=torch_options, output_name=args.output_name,
                              pipeline=args.pipeline, power=args.power, power_command=args.power_command,
                              sustained=args.sustained, progress=progress.update)
+    return _report(args, result)
+
+
+def _report(args, result, failed_devices: bool = False) -> int:
+    """The files, the comparison and the table of a run, here or on devices; exit 1 on a
+    regression or a device that failed."""
+    from kit.bench import driver as bench
+    from kit.bench import regressions as judge
+    from kit.bench import report
+
     if args.save_json:  # written before any verdict, so a failed comparison never loses the run
         bench.write_json(result, args.save_json)
     if args.markdown:
@@ -94,7 +104,7 @@ def handle(args) -> int:
     if args.plot:
         report.write_plot(result, args.plot)
     found = judge.regressions(result, args.compare, args.compare_fail) if args.compare else []
-    failed = any(row["latency_regression"] or row["accuracy_regression"] for row in found)
+    failed = failed_devices or any(row["latency_regression"] or row["accuracy_regression"] for row in found)
     if args.json:
         render.print_json(result.document | ({"kit_regressions": found} if args.compare else {}))
         return 1 if failed else 0
@@ -115,15 +125,14 @@ def handle(args) -> int:
 FORWARDED = {"max_time": "--max-time", "batch": "--batch", "threads": "--threads", "runtime": "--runtime",
              "power": "--power", "power_command": "--power-command", "sustained": "--sustained",
              "output_name": "--output-name"}
-LOCAL_ONLY = {"data": "--data", "pipeline": "--pipeline", "baseline": "--baseline", "compare": "--compare",
-              "weights": "--weights", "preprocess": "--preprocess"}
+LOCAL_ONLY = {"data": "--data", "pipeline": "--pipeline", "baseline": "--baseline", "weights": "--weights",
+              "preprocess": "--preprocess"}
 
 
 def _on_devices(args) -> int:
-    """kit bench --on: the devices run it; one table (and JSON, Markdown, plot) of them all."""
+    """kit bench --on: the devices run it; one table (and JSON, Markdown, plot, comparison) of them all."""
     from kit.bench import remote
-    from kit.bench import report
-    from kit.bench.driver import BenchReport, write_json
+    from kit.bench.driver import BenchReport
 
     given = [flag for key, flag in LOCAL_ONLY.items() if getattr(args, key, None)]
     if given:
@@ -144,18 +153,7 @@ def _on_devices(args) -> int:
         render.console(stderr=True).print(render.styled("error:", "red"), line, highlight=False)
     if document is None:
         raise remote.RemoteError(f"no device gave results ({len(errors)} failed).", hint="The lines above say why.")
-    result = BenchReport(document)
-    if args.save_json:
-        write_json(result, args.save_json)
-    if args.markdown:
-        report.write_markdown(result, args.markdown)
-    if args.plot:
-        report.write_plot(result, args.plot)
-    if args.json:
-        render.print_json(result.document)
-    else:
-        report.print_table(result, render.console())
-    return 1 if errors else 0
+    return _report(args, BenchReport(document), failed_devices=bool(errors))
 
 
 class _bench_progress:

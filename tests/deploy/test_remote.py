@@ -129,3 +129,18 @@ def test_a_board_in_use_is_not_shared(devices, variant_models):
 def test_bad_device_arguments(variant_models, extra, message):
     ran = run_kit("bench", variant_models[0], *extra)
     assert ran.returncode == 2 and message in ran.stderr, ran.stderr
+
+
+def test_compare_matches_a_device_by_its_fingerprint(devices, variant_models, tmp_path):
+    """The same board reached by another address (localhost for 127.0.0.1) is the same device."""
+    (port, _), options, folder = devices
+    first = run_kit("bench", variant_models[0], *on(f"root@127.0.0.1:{port}", options=options,
+                                                    extra=("--max-time", "0.1")), "--save-json", tmp_path / "old.json")
+    assert first.returncode == 0, first.stderr
+    again = run_kit("bench", variant_models[0], *on(f"root@localhost:{port}", options=options,
+                                                    extra=("--max-time", "0.1")), "--compare", tmp_path / "old.json",
+                    "--compare-fail", "median:1000%", "--json")
+    assert again.returncode == 0, again.stderr
+    regressions = json.loads(again.stdout)["kit_regressions"]
+    assert [row["name"] for row in regressions] == [f"digits.onnx[onnxruntime] @ root@localhost:{port}"]
+    assert regressions[0]["median_ratio"] > 0 and not regressions[0]["latency_regression"]
