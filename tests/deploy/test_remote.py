@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -111,12 +112,13 @@ def test_a_board_in_use_is_not_shared(devices, variant_models):
     (port, _), options, folder = devices
     lock = folder / f"device_{port}" / "lock"
     lock.parent.mkdir(exist_ok=True)
-    holder = subprocess.Popen(["flock", str(lock), "sleep", "60"])
+    # -o: flock itself holds the lock, not its sleep; the process group goes at the end all the same.
+    holder = subprocess.Popen(["flock", "-o", str(lock), "sleep", "60"], start_new_session=True)
     try:
         time.sleep(0.3)
         ran = run_kit("bench", variant_models[0], *on(f"root@127.0.0.1:{port}", options=options))
     finally:
-        holder.terminate()
+        os.killpg(holder.pid, signal.SIGTERM)
         holder.wait(10)
     assert ran.returncode == 1 and "another kit bench --on is running there (its lock is held)" in ran.stderr
 
