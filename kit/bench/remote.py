@@ -30,6 +30,8 @@ REMOTE_ROOT = '"${KIT_REMOTE_DIR:-$HOME/.kit-remote}"'
 REMOTE_BUNDLE = "bench.kitbundle"
 CONNECT_SECONDS = 15
 STEP_SECONDS = 600  # any one remote step beyond this is a lost device (bench adds its own rounds' time)
+RUNTIMES_PER_MODEL = 2  # e.g. an .onnx on ONNX Runtime and TensorRT, a .tflite on LiteRT and the Edge TPU
+VARIANT_OVERHEAD_SECONDS = 60  # a variant's process start-up, load and fidelity pass on a slow board
 TARGET = re.compile(r"^(?:ssh://)?(?:(?P<user>[^@/:\s]+)@)?(?P<host>\[[0-9a-fA-F:]+\]|[^@/:\s\[\]]+)"
                     r"(?::(?P<port>\d{1,5}))?/?$")
 
@@ -108,9 +110,11 @@ def bench_on(devices: list[str], models: list[str], *, ssh_options: list[str] | 
         lock = threading.Lock()
         errors: list[str] = []
 
+        budget = _bench_seconds(bench_args or [], _variant_count(archive))
+
         def one(device: Device) -> dict[str, Any] | None:
             try:
-                return _bench_device(device, payload, ssh_options or [], remote_kit, bench_args or [], say)
+                return _bench_device(device, payload, ssh_options or [], remote_kit, bench_args or [], budget, say)
             except KitError as error:
                 with lock:
                     errors.append(f"{error.message}" + (f" {error.hint}" if error.hint else ""))
@@ -140,8 +144,28 @@ def _archive(models: list[str], scratch: Path, data: str | None, is_bundle, say)
     return make_bundle(models, path, data=data, archive=True, progress=say)
 
 
+def _variant_count(archive: Path) -> int:
+    """The models in the bundle about to be pushed (its manifest, read from the archive)."""
+    import tarfile
+
+    with tarfile.open(archive, "r:gz") as tar:
+        member = tar.extractfile(f"{REMOTE_BUNDLE}/manifest.json")
+        return len(json.load(member)["models"]) if member else 1
+
+
+def _bench_seconds(bench_args: list[str], models: int) -> float:
+    """How long the devices' doctor and bench may take before the device is given up: the
+    rounds' time of every variant (a model on up to RUNTIMES_PER_MODEL runtimes), with room
+    for start-up and the fidelity pass."""
+    seconds = 2.0  # kit bench's default --max-time
+    for flag in ("--max-time", "--sustained"):
+        if flag in bench_args:
+            seconds = float(bench_args[bench_args.index(flag) + 1])
+    return STEP_SECONDS + models * RUNTIMES_PER_MODEL * (seconds + VARIANT_OVERHEAD_SECONDS)
+
+
 def _bench_device(device: Device, payload: bytes, ssh_options: list[str], remote_kit: str,
-                  bench_args: list[str], say) -> dict[str, Any]:
+                  bench_args: list[str], budget: float, say) -> dict[str, Any]:
     kit = remote_kit
     say(f"{device.name}: checking the kit there")
     version = run_on(device, ssh_options, f"{kit} --version", doing="kit --version", timeout=CONNECT_SECONDS * 4)
@@ -163,7 +187,7 @@ def _bench_device(device: Device, payload: bytes, ssh_options: list[str], remote
         say(f"{device.name}: kit doctor, then kit bench")
         # flock -n: another kit bench --on holding this board fails at once instead of sharing it.
         run_on(device, ssh_options, f"flock -n -E 75 {REMOTE_ROOT}/lock sh -c {shlex.quote(steps)}",
-               doing="kit doctor and kit bench")
+               doing="kit doctor and kit bench", timeout=budget)
         bench = json.loads(run_on(device, ssh_options, f"cat {job}/bench.json", doing="fetching the results"))
         doctor = json.loads(run_on(device, ssh_options, f"cat {job}/doctor.json", doing="fetching doctor's report"))
     except RemoteError as error:

@@ -216,6 +216,11 @@ class Sensors:
             reading.watts = self.meter.watts()
         return reading
 
+    @property
+    def spawns(self) -> bool:
+        """Whether a reading starts processes (vcgencmd, the meter's command)."""
+        return bool(self.vcgencmd or self.meter)
+
     def describe(self) -> str:
         parts = [self.linux.describe()] + (["vcgencmd"] if self.vcgencmd else []) + (
             [f"power from: {self.meter.command}"] if self.meter else [])

@@ -146,3 +146,13 @@ def test_compare_matches_a_device_by_its_fingerprint(devices, variant_models, tm
     regressions = json.loads(again.stdout)["kit_regressions"]
     assert [row["name"] for row in regressions] == [f"digits.onnx[onnxruntime] @ root@localhost:{port}"]
     assert regressions[0]["median_ratio"] > 0 and not regressions[0]["latency_regression"]
+
+
+def test_a_long_benchmark_is_not_taken_for_a_lost_device():
+    """The devices' step may last as long as its variants' rounds need (--sustained 300 on a
+    bundle of three models), not a fixed ten minutes."""
+    from kit.bench.remote import RUNTIMES_PER_MODEL, STEP_SECONDS, VARIANT_OVERHEAD_SECONDS, _bench_seconds
+
+    assert _bench_seconds(["--sustained", "300", "--power"], 3) == \
+        STEP_SECONDS + 3 * RUNTIMES_PER_MODEL * (300 + VARIANT_OVERHEAD_SECONDS)
+    assert _bench_seconds([], 1) == STEP_SECONDS + RUNTIMES_PER_MODEL * (2.0 + VARIANT_OVERHEAD_SECONDS)
