@@ -46,15 +46,10 @@ def models(tmp_path_factory):
 
 def outside_share(model, video) -> tuple[float, int]:
     """One pass over the video: the share of the wall time outside the model call, frames dropped."""
-    import kit
-    from kit import tasks
-    from kit.core import provenance
     from kit.deploy.sources import open_source
     from kit.deploy.stream import FrameProcessor, run_stream
 
-    recorded = provenance.read(model)
-    with kit.load(model, threads=1) as runtime:
-        processor = FrameProcessor.for_model(runtime, tasks.from_dict(recorded["task"]), recorded["preprocess"])
+    with FrameProcessor.open(model, threads=1) as processor:
         result = run_stream(processor, open_source(str(video), prepare=processor.prepare))
     assert result.frames == FRAMES
     return 1 - result.stages()["inference"]["share"], result.dropped

@@ -100,12 +100,10 @@ def bench_on(devices: list[str], models: list[str], *, ssh_options: list[str] | 
              progress=None) -> tuple[dict[str, Any] | None, list[str]]:
     """Every device benchmarked in parallel; the merged pytest-benchmark document (None when no
     device succeeded) and one error line per device that failed."""
-    from kit.deploy.bundle import is_bundle
-
     parsed = [Device.parse(text) for text in devices]
     say = progress or (lambda message: None)
     with tempfile.TemporaryDirectory(prefix="kit-remote.") as scratch:
-        archive = _archive(models, Path(scratch), data, is_bundle, say)
+        archive = _archive(models, Path(scratch), data, say)
         payload = archive.read_bytes()
         lock = threading.Lock()
         errors: list[str] = []
@@ -126,10 +124,10 @@ def bench_on(devices: list[str], models: list[str], *, ssh_options: list[str] | 
     return (merge(found) if found else None), errors
 
 
-def _archive(models: list[str], scratch: Path, data: str | None, is_bundle, say) -> Path:
+def _archive(models: list[str], scratch: Path, data: str | None, say) -> Path:
     """The bundle to push as one .tar.gz: a bundle as it is (verified first, golden files and
     all), or the models bundled on the fly."""
-    from kit.deploy.bundle import make_bundle, open_bundle, write_archive
+    from kit.deploy.bundle import is_bundle, make_bundle, open_bundle, write_archive
 
     path = scratch / f"{REMOTE_BUNDLE}.tar.gz"
     if len(models) == 1 and is_bundle(models[0]):

@@ -96,7 +96,11 @@ def power_notes(report: BenchReport) -> list[str]:
     rows = [row for row in report.rows() if row.get("power")]
     lines = []
     if rows:
-        lines.append(f"power: read every 0.1 s (0.5 s when a reading starts a process) over each variant's rounds "
+        from kit.bench.driver import POWER_INTERVAL
+        from kit.bench.samplers import SPAWNING_INTERVAL
+
+        lines.append(f"power: read every {POWER_INTERVAL:g} s ({SPAWNING_INTERVAL:g} s when a reading starts a process) "
+                     "over each variant's rounds "
                      f"from {rows[0]['power']['sensors']}; "
                      "per inference = mean watts x the rounds' time / calls; hottest: the hottest sensor, and its "
                      "change over the rounds; drift: the median of the last tenth of the rounds against the first.")

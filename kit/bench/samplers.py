@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 INPUT_RAILS = ("VDD_IN", "POM_5V_IN", "VIN_SYS_5V0", "SYS5V")  # the board's input, by Jetson generation
+SPAWNING_INTERVAL = 0.5  # seconds between readings that start a process (vcgencmd, a meter's command)
 MAX_READINGS = 100_000  # at 10 a second, over two and a half hours: a recorder never grows past this
 OFF_SENSOR_C = -200.0  # tegrastats reports a powered-down sensor as -256C
 
@@ -202,14 +203,14 @@ class Sensors:
 
         self.linux = LinuxSensors(root)
         self.meter = CommandMeter(power_command) if power_command else None
-        self.vcgencmd = shutil.which("vcgencmd")
+        self.on_pi = shutil.which("vcgencmd") is not None  # a Raspberry Pi's firmware tool
 
     def read(self) -> Reading:
         reading = self.linux.read()
-        if self.vcgencmd:
-            from kit.deploy.doctor import _vcgencmd
+        if self.on_pi:
+            from kit.deploy.doctor import vcgencmd
 
-            pi = parse_vcgencmd(_vcgencmd("measure_temp"), None, _vcgencmd("get_throttled"))
+            pi = parse_vcgencmd(vcgencmd("measure_temp"), None, vcgencmd("get_throttled"))
             reading.temps.update(pi.temps)
             reading.throttled = pi.throttled
         if self.meter:
@@ -219,9 +220,9 @@ class Sensors:
     @property
     def spawns(self) -> bool:
         """Whether a reading starts processes (vcgencmd, the meter's command)."""
-        return bool(self.vcgencmd or self.meter)
+        return bool(self.on_pi or self.meter)
 
     def describe(self) -> str:
-        parts = [self.linux.describe()] + (["vcgencmd"] if self.vcgencmd else []) + (
+        parts = [self.linux.describe()] + (["vcgencmd"] if self.on_pi else []) + (
             [f"power from: {self.meter.command}"] if self.meter else [])
         return "; ".join(parts)

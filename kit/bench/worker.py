@@ -25,7 +25,6 @@ from pathlib import Path
 
 SPEC_VARIABLE = "KIT_BENCH_SPEC"
 MIN_ROUNDS = 10  # even a slow model gets this many rounds: a median of fewer is not worth printing
-SPAWNING_INTERVAL = 0.5  # seconds between readings that start a process
 
 
 def test_variant(benchmark):
@@ -40,13 +39,11 @@ def test_variant(benchmark):
     load_s = _timed(runtime.load)
     feeds = batch_feeds(runtime.inputs, spec["batch"])
     first_s = _timed(runtime.run, feeds)
-    per_call = min(_timed(runtime.run, feeds) for _ in range(3))
-    wanted = max(MIN_ROUNDS, spec["max_time"] / max(per_call, 1e-7))
-    rounds = int(min(spec["max_rounds"], wanted))  # the cap: see kit.bench.driver.MAX_ROUNDS
+    rounds, capped = _rounds(spec, runtime.run, feeds)
 
     benchmark.group = spec["group"]
     with _sampled(spec) as power:
-        benchmark.pedantic(runtime.run, args=(feeds,), rounds=rounds, iterations=1, warmup_rounds=min(10, rounds))
+        benchmark.pedantic(runtime.run, args=(feeds,), rounds=rounds, iterations=1, warmup_rounds=_warmup(rounds))
     peak = _memory_mb("VmHWM")  # before the fidelity pass adds the kit's own arrays
 
     # Saved for the driver, which compares every variant's results with the baseline's.
@@ -73,11 +70,11 @@ def test_variant(benchmark):
         "runtime_info": runtime.info,
         "batch": spec["batch"] if dynamic else None, "load_s": load_s, "first_inference_s": first_s,
         "peak_rss_mb": peak, "rss_before_load_mb": rss_before, "max_time_s": spec["max_time"],
-        "rounds_capped": wanted > spec["max_rounds"], "fidelity_data": description,
+        "rounds_capped": capped, "fidelity_data": description,
         "inputs": [s.to_dict() for s in runtime.inputs], "outputs_file": spec["outputs_file"],
         # Backends that time their own stages (TensorRT: host-to-device, compute, device-to-host).
         **({"stage_ms": runtime.stage_ms} if runtime.stage_ms else {}),
-        **({"power": power.summary(rounds + min(10, rounds))} if spec.get("power") else {}),
+        **({"power": power.summary(rounds + _warmup(rounds))} if spec.get("power") else {}),
         "sustained": spec.get("sustained", False),
     }
     runtime.close()
@@ -94,20 +91,15 @@ def test_pipeline(benchmark):
         pytest.skip("no --pipeline")
     import cv2
 
-    from kit import tasks
-    from kit.core import provenance
     from kit.deploy.sources import open_source
     from kit.deploy.stream import STAGES, Annotator, FrameProcessor, stage_stats
     from kit.runtimes.registry import load
 
-    recorded = provenance.read(spec["model"])
-    task = tasks.from_dict(recorded["task"]) if recorded.get("task") else None
     times: dict[str, list[float]] = {stage: [] for stage in STAGES}
     with load(spec["model"], spec["runtime"], **spec["options"]) as runtime:
-        processor = FrameProcessor.for_model(runtime, task, recorded.get("preprocess"), _preprocess_of(spec),
-                                             model=spec["model"])
+        processor = FrameProcessor.as_recorded(runtime, _preprocess_of(spec))
         source = open_source(spec["pipeline"], loop=True, prepare=processor.prepare)
-        annotate, frames = Annotator(task), iter(source)
+        annotate, frames = Annotator(processor.task), iter(source)
 
         def one_frame():
             began = time.perf_counter()
@@ -123,12 +115,10 @@ def test_pipeline(benchmark):
             for stage, value in ms.items():
                 times[stage].append(value)
 
-        per_frame = min(_timed(one_frame) for _ in range(3))
-        wanted = max(MIN_ROUNDS, spec["max_time"] / max(per_frame, 1e-7))
-        rounds = int(min(spec["max_rounds"], wanted))
+        rounds, capped = _rounds(spec, one_frame)
         benchmark.group = spec["group"]
         try:
-            benchmark.pedantic(one_frame, rounds=rounds, iterations=1, warmup_rounds=min(10, rounds))
+            benchmark.pedantic(one_frame, rounds=rounds, iterations=1, warmup_rounds=_warmup(rounds))
         finally:
             source.close()
         dropped, description = source.dropped, source.description
@@ -136,10 +126,22 @@ def test_pipeline(benchmark):
     stages = stage_stats(timed, benchmark.stats.stats.mean * 1e3)
     benchmark.extra_info["kit"] = {
         "model": spec["display_model"], "runtime": spec["runtime"], "name": f"{spec['name']} pipeline",
-        "max_time_s": spec["max_time"], "rounds_capped": wanted > spec["max_rounds"],
+        "max_time_s": spec["max_time"], "rounds_capped": capped,
         "pipeline": {"source": description, "frames_dropped": dropped, "stages": stages,
                      "outside_model": 1 - stages["inference"]["share"]},
     }
+
+
+def _rounds(spec: dict, call, *args) -> tuple[int, bool]:
+    """Rounds of ``call`` for --max-time from its fastest of three calls (at least MIN_ROUNDS, at
+    most max_rounds: see kit.bench.driver.MAX_ROUNDS), and whether that cap cut them."""
+    per_call = min(_timed(call, *args) for _ in range(3))
+    wanted = max(MIN_ROUNDS, spec["max_time"] / max(per_call, 1e-7))
+    return int(min(spec["max_rounds"], wanted)), wanted > spec["max_rounds"]
+
+
+def _warmup(rounds: int) -> int:
+    return min(10, rounds)
 
 
 class _sampled:
@@ -151,7 +153,7 @@ class _sampled:
 
     def __enter__(self):
         if self.spec.get("power"):
-            from kit.bench.samplers import Recorder, Sensors
+            from kit.bench.samplers import SPAWNING_INTERVAL, Recorder, Sensors
 
             self.sensors = Sensors(self.spec.get("power_command"))
             # A reading that starts processes (vcgencmd, a meter's command) costs the board more: fewer of them.

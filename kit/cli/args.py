@@ -222,6 +222,18 @@ _DETECT_FLAGS = {"head": "--head", "score_threshold": "--score-threshold", "iou_
                  "max_detections": "--max-detections"}
 
 
+def bundle_choice(model: str, name: str | None, runtime: str | None):
+    """For a bundle, the model this device runs (verified first), or the one --model names; None
+    for a model file, where --model is refused."""
+    from kit.deploy.choose import resolve
+
+    choice = resolve(model, name, runtime)
+    if choice is None and name:
+        raise InputError("--model picks a model inside a bundle; the model given is a file.",
+                         hint="Drop --model, or give a .kitbundle folder.")
+    return choice
+
+
 def task_from(args, stored: dict | None = None):
     """The task the flags describe, over the one the model records (``stored``); None for neither."""
     from kit import tasks

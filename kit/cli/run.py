@@ -120,9 +120,9 @@ def handle(args) -> int:
 
         summary.update(image_report(processed, task))
     else:
-        from kit.core.formatting import summarize
+        from kit.core.formatting import summaries
 
-        summary["outputs"] = {name: summarize(array) for name, array in outputs.items()}
+        summary["outputs"] = summaries(outputs)
         if task:  # one list of results per sample
             summary.update(task=task.name, results=results)
     if args.json:
@@ -158,12 +158,7 @@ MAX_SAMPLES_PRINTED = 4
 
 def _bundle_choice(args):
     """For a bundle: the model this device runs (verified first), or the one --model names."""
-    from kit.deploy.choose import resolve
-
-    choice = resolve(args.model, args.bundle_model, args.runtime)
-    if choice is None and args.bundle_model:
-        raise InputError("--model picks a model inside a bundle; the model given is a file.",
-                         hint="Drop --model, or give a .kitbundle folder.")
+    choice = flags.bundle_choice(args.model, args.bundle_model, args.runtime)
     for output in filter(None, (args.output, args.draw, args.save, args.jsonl)) if choice else ():  # only read
         if Path(args.model).resolve() in Path(output).resolve().parents:
             raise InputError(f"{output} is inside the bundle {args.model}, which kit run only reads.",

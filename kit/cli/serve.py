@@ -6,7 +6,6 @@ import os
 
 from kit.cli import args as flags
 from kit.cli import render
-from kit.core.errors import InputError
 
 MAX_PIXELS = 8192 * 8192  # OpenCV refuses to decode larger images (preprocess.MAX_SIDE squared)
 
@@ -46,16 +45,12 @@ def handle(args) -> int:
     # image that decodes to gigabytes is refused instead of allocated.
     os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
     from kit.core import provenance
-    from kit.deploy.choose import resolve
     from kit.deploy.serve import MAX_BYTES, Service, make_server, serve_until_stopped
     from kit.deploy.sources import open_source
     from kit.deploy.stream import FrameProcessor
     from kit.runtimes.registry import load
 
-    choice = resolve(args.model, args.bundle_model, args.runtime)
-    if choice is None and args.bundle_model:
-        raise InputError("--model picks a model inside a bundle; the model given is a file.",
-                         hint="Drop --model, or give a .kitbundle folder.")
+    choice = flags.bundle_choice(args.model, args.bundle_model, args.runtime)
     model, runtime = (str(choice.path), choice.runtime) if choice else (args.model, args.runtime)
     options = {"threads": args.threads} if args.threads is not None else {}
     console = render.console()

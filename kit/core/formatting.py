@@ -43,6 +43,11 @@ def _plain(number: float) -> str:
     return f"{number:.0f}" if number >= 100 else f"{number:.1f}" if number >= 10 else f"{number:.2f}"
 
 
+def summaries(outputs) -> dict[str, dict[str, Any]]:
+    """Each output (name -> array) summarized."""
+    return {name: summarize(array) for name, array in outputs.items()}
+
+
 def summarize(array) -> dict[str, Any]:
     """An output array in a few numbers: shape, dtype, min, max, mean, and for (samples,
     classes) the first row's top five (class, value)."""

@@ -132,7 +132,7 @@ def _platform() -> list[Finding]:
                              "For benchmarks: sudo cpupower frequency-set -g performance"))
     elif governor:
         found.append(Finding("cpu governor", "ok", governor))
-    throttled = _vcgencmd("get_throttled")
+    throttled = vcgencmd("get_throttled")
     if throttled is not None:
         now, before = throttling(throttled)
         found.append(Finding("raspberry pi power", "problem" if now else ("info" if before else "ok"),
@@ -166,7 +166,7 @@ def throttling(text: str) -> tuple[list[str], list[str]]:
             [name for bit, name in THROTTLE_BITS.items() if value >> (bit + 16) & 1])
 
 
-def _vcgencmd(command: str) -> str | None:
+def vcgencmd(command: str) -> str | None:
     """vcgencmd's answer on a Raspberry Pi; None elsewhere."""
     import shutil
     import subprocess

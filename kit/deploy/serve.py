@@ -26,7 +26,6 @@ MAX_BYTES = 16 << 20  # a request body larger than this is refused before it is 
 SOCKET_SECONDS = 30  # a connection silent for this long is closed
 BUSY_PER_CPU = 2  # /predict requests decoding and running at once, per CPU (each holds a decoded image)
 MJPEG_BOUNDARY = "kitframe"
-DEFAULT_FPS = 30.0  # a file that states no rate plays at this one
 STREAM_WAIT_SECONDS = 1.0  # a /stream client re-checks for shutdown at least this often
 
 
@@ -75,6 +74,8 @@ class _Feed:
 
     def _run(self) -> None:
         import cv2
+
+        from kit.deploy.stream import DEFAULT_FPS
 
         # A file plays at its own rate (looping), as a camera would deliver it, not at the model's.
         period = 0.0 if self.source.live else 1.0 / (self.source.fps or DEFAULT_FPS)
@@ -260,21 +261,18 @@ def serve_until_stopped(server: ThreadingHTTPServer, service: Service) -> str:
     the stream's thread ended, the socket closed. Returns what stopped it."""
     import signal
 
-    stopped = {"by": "shutdown"}
-    previous = {}
+    from kit.deploy.stream import stop_on_signals
 
-    def stop(signum, frame):
+    stopped = {"by": "shutdown"}
+
+    def stop(signum: int) -> None:
         stopped["by"] = signal.Signals(signum).name
         threading.Thread(target=server.shutdown, daemon=True).start()  # not from serve_forever's thread
 
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, stop)
     try:
-        server.serve_forever(poll_interval=0.2)
+        with stop_on_signals(stop):
+            server.serve_forever(poll_interval=0.2)
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
         service.stop()
         server.server_close()
     return stopped["by"]

@@ -76,7 +76,8 @@ class Source:
         try:
             while not self._stop.is_set():
                 began = time.perf_counter()
-                item, first, self._first = (self._first or self._read()), self._first, None
+                first, self._first = self._first, None
+                item = first or self._read()
                 if item is None:
                     break
                 image, stamp, name = item

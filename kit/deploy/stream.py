@@ -33,7 +33,7 @@ from kit.core.errors import InputError
 STAGES = ("capture", "wait", "preprocess", "inference", "postprocess", "draw", "write")
 FPS_WINDOW = 30  # frames the FPS drawn on the video is averaged over
 VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}  # what pip's OpenCV (FFmpeg) writes
-DEFAULT_FPS = 30.0  # a saved video's rate when the source states none
+DEFAULT_FPS = 30.0  # a file's rate (saved video, kit serve's playback) when the source states none
 
 
 @dataclass
@@ -46,17 +46,17 @@ class Processed:
         """What a frame reports: the task's results, or each output's summary without a task."""
         if self.results is not None:
             return self.results
-        from kit.core.formatting import summarize
+        from kit.core.formatting import summaries
 
-        return {name: summarize(array) for name, array in self.outputs.items()}
+        return summaries(self.outputs)
 
 
 def image_report(processed: Processed, task) -> dict[str, Any]:
     """One image's part of kit run --json and kit serve's /predict: each output summarized, and
     the task's results (for a detector, boxes in the image's pixels)."""
-    from kit.core.formatting import summarize
+    from kit.core.formatting import summaries
 
-    report: dict[str, Any] = {"outputs": {name: summarize(array) for name, array in processed.outputs.items()}}
+    report: dict[str, Any] = {"outputs": summaries(processed.outputs)}
     if task is not None:
         report.update(task=task.name, results=processed.results)
     return report
@@ -90,17 +90,24 @@ class FrameProcessor:
         """The model file or bundle at ``path`` loaded (kit.load), with the task and preprocessing
         it records; close it, or use ``with``."""
         import kit
-        from kit import tasks
-        from kit.core import provenance
 
         loaded = kit.load(path, runtime, model=model, **options)
         try:
-            recorded = provenance.read(loaded.model_path)
-            task = tasks.from_dict(recorded["task"]) if recorded.get("task") else None
-            return cls.for_model(loaded, task, recorded.get("preprocess"), preprocess, model=str(loaded.model_path))
+            return cls.as_recorded(loaded, preprocess)
         except BaseException:
             loaded.close()
             raise
+
+    @classmethod
+    def as_recorded(cls, runtime, preprocess=None) -> FrameProcessor:
+        """For a loaded runtime, with the task and preprocessing its model file records
+        (``preprocess``: --preprocess text or a Preprocess, for a model that records none)."""
+        from kit import tasks
+        from kit.core import provenance
+
+        recorded = provenance.read(runtime.model_path)
+        task = tasks.from_dict(recorded["task"]) if recorded.get("task") else None
+        return cls.for_model(runtime, task, recorded.get("preprocess"), preprocess, model=str(runtime.model_path))
 
     def close(self) -> None:
         self.runtime.close()
@@ -238,7 +245,7 @@ def run_stream(processor: FrameProcessor, source, *, save: str | None = None, js
         if video:
             stack.callback(video.release)  # before atomic_output moves the file: closed and complete
         started = waited = time.perf_counter()
-        stack.enter_context(_ctrl_c_stops(source, result))
+        stack.enter_context(stop_on_signals(lambda signum: _stop_stream(signum, source, result)))
         try:
             for frame in source:
                 got = time.perf_counter()
@@ -292,10 +299,11 @@ def run_stream(processor: FrameProcessor, source, *, save: str | None = None, js
 
 
 @contextlib.contextmanager
-def _ctrl_c_stops(source, result: StreamResult):
-    """The first SIGINT (Ctrl-C) or SIGTERM (systemctl stop) ends the stream as --max-frames
-    would; the previous handlers are back for the next one. Signals reach only the main thread:
-    elsewhere nothing changes."""
+def stop_on_signals(stop: Callable[[int], None]):
+    """The first SIGINT (Ctrl-C) or SIGTERM (systemctl stop) calls ``stop(signum)``, which ends a
+    loop the way its own limits do (the stream, kit serve); the previous handlers are back for
+    the next signal, which interrupts. Signals reach only the main thread: elsewhere nothing
+    changes."""
     import signal
     import threading
 
@@ -308,17 +316,23 @@ def _ctrl_c_stops(source, result: StreamResult):
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
-    def stop(signum, frame):
-        result.stopped = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
-        source.stop()
+    def handler(signum, frame):
         restore()
+        stop(signum)
 
     for signum in previous:
-        signal.signal(signum, stop)
+        signal.signal(signum, handler)
     try:
         yield
     finally:
         restore()
+
+
+def _stop_stream(signum: int, source, result: StreamResult) -> None:
+    import signal
+
+    result.stopped = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+    source.stop()
 
 
 class _VideoOut:
