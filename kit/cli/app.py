@@ -164,6 +164,16 @@ def _interrupted(signum: int) -> int:
     return EXIT_INTERRUPTED if signum == signal.SIGINT else EXIT_TERMINATED
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's help, wrapped without cutting a word: an example such as
+    size=224,mean=0.485/0.456/0.406 or a path stays whole (and copyable) past the column."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        import textwrap
+
+        return textwrap.wrap(" ".join(text.split()), width, break_long_words=False, break_on_hyphens=False)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with the kit's error style: one ``error:`` line on stderr and exit 2, no usage dump.
 
@@ -171,7 +181,7 @@ class _Parser(argparse.ArgumentParser):
     eval and bench would be read as ``--output-name``)."""
 
     def __init__(self, *args, **kwargs):
-        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
+        super().__init__(*args, **{"allow_abbrev": False, "formatter_class": _HelpFormatter, **kwargs})
 
     def error(self, message: str):
         _error_line(f"{self.prog}: {message} (see {self.prog} --help).")

@@ -101,8 +101,8 @@ def add_preprocess(parser: argparse.ArgumentParser, *, stored: bool = False) -> 
                "how images become inputs for a model that records no preprocessing")
     parser.add_argument_group("image preprocessing").add_argument(
         "--preprocess", metavar="KEY=VALUE,...",
-        help=f"{purpose}, e.g. size=224,mean=0.485/0.456/0.406,std=0.229/0.224/0.225,color=rgb,"
-             "layout=nchw,resize=letterbox")
+        help=f"{purpose}, e.g. size=224,mean=0.485/0.456/0.406,std=0.229/0.224/0.225 (other keys: "
+             "color=rgb, layout=nchw, resize=letterbox)")
 
 
 def add_threads(parser: argparse.ArgumentParser) -> None:
