@@ -2,10 +2,11 @@
 
 The system's OpenSSH client does the talking, so the user's ~/.ssh/config, keys and agent
 apply (``ssh_options`` adds -o KEY=VALUE). Per device, in its own thread: check the remote
-kit's version (the exact install command when it differs; nothing is installed), push the
-bundle as one .tar.gz on ssh's stdin, run ``kit doctor`` and ``kit bench`` on it under a lock
-(``flock``: two runs never share a board), pull the JSON back, remove the remote copy. A
-device that fails is named with its error; the others' results are kept.
+kit's version (the exact install command when it differs; with ``install``, this kit's wheel
+is pushed and installed there, in an environment of its own), push the bundle (and the
+benchmark's input files) as .tar.gz on ssh's stdin, run ``kit doctor`` and ``kit bench`` on it
+under a lock (``flock``: two runs never share a board), pull the JSON back, remove the remote
+copy. A device that fails is named with its error; the others' results are kept.
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ from kit.core.errors import InputError, KitError
 # The device's scratch folder (bundles, the lock): KIT_REMOTE_DIR there, else ~/.kit-remote. A shell expression.
 REMOTE_ROOT = '"${KIT_REMOTE_DIR:-$HOME/.kit-remote}"'
 REMOTE_BUNDLE = "bench.kitbundle"
+# --install's environment there: it sees the system's packages (JetPack's TensorRT and OpenCV).
+REMOTE_VENV = f"{REMOTE_ROOT}/venv"
+# The device kind whose requirements file (in the bundle) --install takes: a Jetson by its L4T
+# release file, a Coral by its PCIe device or its USB vendor id (1a6e before its firmware loads).
+DEVICE_KIND = ("kind=cpu; if [ -e /etc/nv_tegra_release ]; then kind=jetson; elif [ -e /dev/apex_0 ] || "
+               "grep -qsx 1a6e /sys/bus/usb/devices/*/idVendor; then kind=coral; fi")
 CONNECT_SECONDS = 15
 STEP_SECONDS = 600  # any one remote step beyond this is a lost device (bench adds its own rounds' time)
 RUNTIMES_PER_MODEL = 2  # e.g. an .onnx on ONNX Runtime and TensorRT, a .tflite on LiteRT and the Edge TPU
@@ -97,22 +104,28 @@ def run_on(device: Device, ssh_options: list[str], remote: str, *, data: bytes |
 
 def bench_on(devices: list[str], models: list[str], *, ssh_options: list[str] | None = None,
              remote_kit: str = "kit", bench_args: list[str] | None = None, data: str | None = None,
+             inputs: dict[str, str] | None = None, install: bool = False,
              progress=None) -> tuple[dict[str, Any] | None, list[str]]:
     """Every device benchmarked in parallel; the merged pytest-benchmark document (None when no
-    device succeeded) and one error line per device that failed."""
+    device succeeded) and one error line per device that failed.
+
+    ``inputs`` maps kit bench's flags to files here (``--data``, ``--pipeline``): they are pushed
+    with the bundle and the devices' bench gets their copies. ``install`` puts this kit on a
+    device whose kit is missing or another version."""
     parsed = [Device.parse(text) for text in devices]
     say = progress or (lambda message: None)
     with tempfile.TemporaryDirectory(prefix="kit-remote.") as scratch:
         archive = _archive(models, Path(scratch), data, say)
-        payload = archive.read_bytes()
+        inputs, bench_args = inputs or {}, bench_args or []
+        job = Job(archive.read_bytes(), _inputs_archive(inputs, Path(scratch)), sorted(inputs.items()),
+                  ssh_options or [], remote_kit, bench_args, _bench_seconds(bench_args, _variant_count(archive)),
+                  _Once(lambda: _kit_wheel(Path(scratch), say)) if install else None, say)
         lock = threading.Lock()
         errors: list[str] = []
 
-        budget = _bench_seconds(bench_args or [], _variant_count(archive))
-
         def one(device: Device) -> dict[str, Any] | None:
             try:
-                return _bench_device(device, payload, ssh_options or [], remote_kit, bench_args or [], budget, say)
+                return job.run(device)
             except KitError as error:
                 with lock:
                     errors.append(f"{error.message}" + (f" {error.hint}" if error.hint else ""))
@@ -124,6 +137,20 @@ def bench_on(devices: list[str], models: list[str], *, ssh_options: list[str] | 
     return (merge(found) if found else None), errors
 
 
+class _Once:
+    """``make()`` called by the first thread that asks, its value shared by all (one wheel built
+    for every device that needs it, and none when no device does)."""
+
+    def __init__(self, make):
+        self.make, self.lock, self.value = make, threading.Lock(), None
+
+    def __call__(self):
+        with self.lock:
+            if self.value is None:
+                self.value = self.make()
+            return self.value
+
+
 def _archive(models: list[str], scratch: Path, data: str | None, say) -> Path:
     """The bundle to push as one .tar.gz: a bundle as it is (verified first, golden files and
     all), or the models bundled on the fly."""
@@ -133,7 +160,7 @@ def _archive(models: list[str], scratch: Path, data: str | None, say) -> Path:
     if len(models) == 1 and is_bundle(models[0]):
         with open_bundle(models[0]) as bundle:
             say(f"archiving {models[0]}")
-            write_archive(bundle.root, path, REMOTE_BUNDLE)
+            write_archive({REMOTE_BUNDLE: bundle.root}, path)
         return path
     if any(is_bundle(model) for model in models):
         raise InputError("--on takes one bundle, or model files to bundle; found a bundle among other models.",
@@ -162,44 +189,144 @@ def _bench_seconds(bench_args: list[str], models: int) -> float:
     return STEP_SECONDS + models * RUNTIMES_PER_MODEL * (seconds + VARIANT_OVERHEAD_SECONDS)
 
 
-def _bench_device(device: Device, payload: bytes, ssh_options: list[str], remote_kit: str,
-                  bench_args: list[str], budget: float, say) -> dict[str, Any]:
-    kit = remote_kit
-    say(f"{device.name}: checking the kit there")
-    version = run_on(device, ssh_options, f"{kit} --version", doing="kit --version", timeout=CONNECT_SECONDS * 4)
-    found = version.strip().removeprefix("kit ").strip()
-    if found != __version__:
-        raise RemoteError(f"{device.name}: the kit there is {found or 'missing'}, this one is {__version__}.",
-                          hint=f"On the device: pip install \"edge-inference-kit=={__version__}\" (or the wheel "
-                               "pip wheel --no-deps . makes here), then its runtimes from the bundle's "
-                               "requirements/.")
-    job = f"{REMOTE_ROOT}/{uuid.uuid4().hex[:12]}"
-    say(f"{device.name}: pushing the bundle ({len(payload) / 1e6:.1f} MB)")
-    run_on(device, ssh_options, f"mkdir -p {job} && tar -xzf - -C {job}", data=payload, doing="pushing the bundle")
-    bundle = f"{job}/{REMOTE_BUNDLE}"
-    steps = " && ".join([
-        f"{kit} doctor {bundle} --json > {job}/doctor.json; echo $? > {job}/doctor.rc",
-        f"{kit} bench {bundle} --json {' '.join(map(shlex.quote, bench_args))} > {job}/bench.json",
-    ])
+def _inputs_archive(inputs: dict[str, str], scratch: Path) -> bytes | None:
+    """The benchmark's input files and folders (--data, --pipeline) as one .tar.gz, each under
+    its flag's name (two inputs may share a file name); random:N and the like are not files."""
+    from kit.deploy.bundle import write_archive
+
+    trees = {f"{flag.strip('-')}/{Path(path).name}": Path(path) for flag, path in inputs.items() if Path(path).exists()}
+    if not trees:
+        return None
+    write_archive(trees, scratch / "inputs.tar.gz")  # tar makes the flags' folders as it extracts
+    return (scratch / "inputs.tar.gz").read_bytes()
+
+
+def _kit_wheel(scratch: Path, say) -> Path:
+    """This kit as a wheel for --install: built from its source tree when it runs from one (a
+    checkout, an editable install), else the same version fetched by pip from this machine's index."""
+    import sys
+
+    import kit
+
+    source, folder = Path(kit.__file__).resolve().parents[1], scratch / "wheel"
+    if (source / "pyproject.toml").is_file():
+        say(f"building the kit's wheel from {source}")
+        command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(folder), str(source)]
+    else:
+        say(f"fetching edge-inference-kit {__version__}")
+        command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary", ":all:",
+                   "-d", str(folder), f"edge-inference-kit=={__version__}"]
     try:
-        say(f"{device.name}: kit doctor, then kit bench")
-        # flock -n: another kit bench --on holding this board fails at once instead of sharing it.
-        run_on(device, ssh_options, f"flock -n -E 75 {REMOTE_ROOT}/lock sh -c {shlex.quote(steps)}",
-               doing="kit doctor and kit bench", timeout=budget)
-        bench = json.loads(run_on(device, ssh_options, f"cat {job}/bench.json", doing="fetching the results"))
-        doctor = json.loads(run_on(device, ssh_options, f"cat {job}/doctor.json", doing="fetching doctor's report"))
-    except RemoteError as error:
-        if "(exit 75)" in error.message:
-            raise RemoteError(f"{device.name}: another kit bench --on is running there (its lock is held).",
-                              hint="Wait for it, or benchmark another device.") from None
-        raise
-    finally:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=STEP_SECONDS)
+    except subprocess.TimeoutExpired:
+        done = None
+    wheels = sorted(folder.glob("edge_inference_kit-*.whl"))
+    if done is None or done.returncode or not wheels:
+        reason = (done.stderr.strip().splitlines() or ["no wheel made"])[-1] if done else "pip took too long"
+        raise KitError(f"--install needs this kit as a wheel, which pip could not make: {reason}",
+                       hint="Install the kit on the devices yourself; the error without --install says how.")
+    return wheels[0]
+
+
+def _locked(script: str) -> str:
+    """``script`` under the device's lock; flock -n: another run holding the board fails at once
+    (exit 75) instead of sharing it."""
+    return f"mkdir -p {REMOTE_ROOT} && flock -n -E 75 {REMOTE_ROOT}/lock sh -c {shlex.quote(script)}"
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every device gets: the bundle, the inputs, the bench's flags; ``run`` does one device."""
+
+    bundle: bytes  # the .tar.gz of the bundle
+    inputs: bytes | None  # the .tar.gz of the input files, if any
+    input_flags: list[tuple[str, str]]  # (flag, path here): files go there as copies
+    ssh_options: list[str]
+    remote_kit: str
+    bench_args: list[str]
+    budget: float  # seconds the devices' doctor and bench may take
+    wheel: Any  # with --install: a call giving this kit's wheel; else None
+    say: Any
+
+    def run(self, device: Device) -> dict[str, Any]:
+        kit = self._kit_there(device)
+        folder = f"{REMOTE_ROOT}/{uuid.uuid4().hex[:12]}"
+        bundle = f"{folder}/{REMOTE_BUNDLE}"
         try:
-            run_on(device, ssh_options, f"rm -rf {job}", doing="cleaning up", timeout=CONNECT_SECONDS * 4)
-        except KitError:
-            pass  # a device that dropped away keeps its scratch folder; the next run's is another
-    bench["kit_doctor"] = doctor
-    return bench
+            self.say(f"{device.name}: pushing the bundle ({len(self.bundle) / 1e6:.1f} MB)")
+            run_on(device, self.ssh_options, f"mkdir -p {folder} && tar -xzf - -C {folder}", data=self.bundle,
+                   doing="pushing the bundle")
+            if self.inputs:
+                self.say(f"{device.name}: pushing the inputs ({len(self.inputs) / 1e6:.1f} MB)")
+                run_on(device, self.ssh_options, f"mkdir -p {folder}/inputs && tar -xzf - -C {folder}/inputs",
+                       data=self.inputs, doing="pushing the inputs")
+            if kit is None:
+                kit = self._install(device, folder, bundle)
+            inputs = [f"{flag} {folder}/inputs/{flag.strip('-')}/{shlex.quote(Path(path).name)}"
+                      if Path(path).exists() else f"{flag} {shlex.quote(path)}" for flag, path in self.input_flags]
+            bench = " ".join([*inputs, *map(shlex.quote, self.bench_args)])
+            steps = (f"{kit} doctor {bundle} --json > {folder}/doctor.json; "
+                     f"{kit} bench {bundle} --json {bench} > {folder}/bench.json")
+            self.say(f"{device.name}: kit doctor, then kit bench")
+            run_on(device, self.ssh_options, _locked(steps), doing="kit doctor and kit bench", timeout=self.budget)
+            bench = json.loads(run_on(device, self.ssh_options, f"cat {folder}/bench.json",
+                                      doing="fetching the results"))
+            doctor = json.loads(run_on(device, self.ssh_options, f"cat {folder}/doctor.json",
+                                       doing="fetching doctor's report"))
+        except RemoteError as error:
+            if "(exit 75)" in error.message:
+                raise RemoteError(f"{device.name}: another kit bench --on is running there (its lock is held).",
+                                  hint="Wait for it, or benchmark another device.") from None
+            raise
+        finally:
+            try:
+                run_on(device, self.ssh_options, f"rm -rf {folder}", doing="cleaning up", timeout=CONNECT_SECONDS * 4)
+            except KitError:
+                pass  # a device that dropped away keeps its scratch folder; the next run's is another
+        bench["kit_doctor"] = doctor
+        return bench
+
+    def _kit_there(self, device: Device) -> str | None:
+        """The device's kit command at this version: the one given, else one --install put there
+        earlier; None when --install is to put it there; else the exact install command."""
+        self.say(f"{device.name}: checking the kit there")
+        candidates = [self.remote_kit, f"{REMOTE_VENV}/bin/kit"]
+        answers = run_on(device, self.ssh_options,
+                         "; ".join(f'echo "$({kit} --version 2>/dev/null)"' for kit in candidates),
+                         doing="kit --version", timeout=CONNECT_SECONDS * 4).splitlines()
+        found = [answer.strip().removeprefix("kit ").strip() for answer in answers]
+        for kit, version in zip(candidates, found):
+            if version == __version__:
+                return kit
+        if self.wheel is not None:
+            return None
+        raise RemoteError(f"{device.name}: the kit there is {found[0] or 'missing'}, this one is {__version__}.",
+                          hint=f"Add --install, or on the device: pip install \"edge-inference-kit=={__version__}\" "
+                               "(or the wheel pip wheel --no-deps . makes here), then its runtimes from the "
+                               "bundle's requirements/.")
+
+    def _install(self, device: Device, folder: str, bundle: str) -> str:
+        """This kit's wheel installed in REMOTE_VENV on the device with the runtimes the bundle's
+        requirements file for the device's kind pins; the kit command there."""
+        wheel = self.wheel()
+        self.say(f"{device.name}: installing kit {__version__} there ({wheel.stat().st_size / 1e6:.1f} MB wheel)")
+        run_on(device, self.ssh_options, f"cat > {folder}/{wheel.name}", data=wheel.read_bytes(),
+               doing="pushing the kit's wheel")
+        script = (f"set -e; {DEVICE_KIND}; req={bundle}/requirements/$kind.txt; "
+                  f'if [ -f "$req" ]; then set -- -r "$req"; else set --; fi; '
+                  f"[ -x {REMOTE_VENV}/bin/python ] || python3 -m venv --system-site-packages {REMOTE_VENV}; "
+                  f'{REMOTE_VENV}/bin/python -m pip install --quiet --disable-pip-version-check '
+                  f'"{folder}/{wheel.name}[$kind]" "$@"; echo "$kind"')
+        try:
+            kind = run_on(device, self.ssh_options, _locked(script), doing="installing the kit").strip()
+        except RemoteError as error:
+            if "(exit 75)" in error.message:
+                raise
+            raise RemoteError(error.message, hint="It needs python3 with venv there (Debian, Ubuntu, JetPack: "
+                                                  "sudo apt install python3-venv) and a package index it reaches "
+                                                  "for the runtimes.") from None
+        self.say(f"{device.name}: installed kit {__version__} with the {kind} runtimes")
+        return f"{REMOTE_VENV}/bin/kit"
 
 
 def merge(found: list[tuple[Device, dict[str, Any]]]) -> dict[str, Any]:

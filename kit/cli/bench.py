@@ -38,6 +38,9 @@ def add_parser(commands, common) -> None:
                        help="passed to ssh as -o KEY=VALUE (your ~/.ssh/config applies too)")
     group.add_argument("--remote-kit", default="kit", metavar="CMD",
                        help="the kit command on the devices (default kit; e.g. ~/venv/bin/kit)")
+    group.add_argument("--install", action="store_true",
+                       help="where a device's kit is missing or another version, install this one there with the "
+                            "bundle's runtimes (in ~/.kit-remote/venv, beside the system's packages)")
     parser.add_argument("--markdown", metavar="OUT.md", help="the table as Markdown")
     parser.add_argument("--plot", metavar="OUT.png", help="latency against accuracy (Pareto front) and distributions")
     parser.add_argument("--compare", metavar="OLD.json",
@@ -79,8 +82,9 @@ def handle(args) -> int:
     runtimes = [name.strip() for name in args.runtime.split(",")] if args.runtime else None
     if args.on:
         return _on_devices(args)
-    if args.ssh_option or args.remote_kit != "kit":
-        raise InputError("--ssh-option and --remote-kit go with --on user@host.", hint="Add --on, or drop them.")
+    if args.ssh_option or args.remote_kit != "kit" or args.install:
+        raise InputError("--ssh-option, --remote-kit and --install go with --on user@host.",
+                         hint="Add --on, or drop them.")
     with _bench_progress(enabled=not args.json) as progress:
         result = bench.bench(args.models, runtimes=runtimes, baseline=args.baseline, data=args.data,
                              preprocess=args.preprocess, batch=args.batch, threads=args.threads,
@@ -121,12 +125,13 @@ def _report(args, result, failed_devices: bool = False) -> int:
     return 1 if failed else 0
 
 
-# What the devices' kit bench gets as it was given here (paths would not exist there).
+# What the devices' kit bench gets as it was given here; the files PUSHED go with the bundle
+# (random:N is forwarded as it is); the models LOCAL_ONLY names are not in the bundle.
 FORWARDED = {"max_time": "--max-time", "batch": "--batch", "threads": "--threads", "runtime": "--runtime",
              "power": "--power", "power_command": "--power-command", "sustained": "--sustained",
-             "output_name": "--output-name"}
-LOCAL_ONLY = {"data": "--data", "pipeline": "--pipeline", "baseline": "--baseline", "weights": "--weights",
-              "preprocess": "--preprocess"}
+             "output_name": "--output-name", "preprocess": "--preprocess"}
+PUSHED = {"data": "--data", "pipeline": "--pipeline"}
+LOCAL_ONLY = {"baseline": "--baseline", "weights": "--weights"}
 
 
 def _on_devices(args) -> int:
@@ -136,8 +141,8 @@ def _on_devices(args) -> int:
 
     given = [flag for key, flag in LOCAL_ONLY.items() if getattr(args, key, None)]
     if given:
-        raise InputError(f"{', '.join(given)} name files here, which the devices do not have; --on runs the "
-                         "bundle's models on their own golden and random inputs.", hint="Drop them with --on.")
+        raise InputError(f"{' and '.join(given)} name models here; --on benchmarks the bundle's models "
+                         "against the first of them.", hint="Drop them with --on, or bundle those models too.")
     bench_args = []
     for key, flag in FORWARDED.items():
         value = getattr(args, key)
@@ -148,7 +153,9 @@ def _on_devices(args) -> int:
             bench_args += [flag, str(value)]
     with render.progress(args) as say:
         document, errors = remote.bench_on(args.on, args.models, ssh_options=args.ssh_option,
-                                           remote_kit=args.remote_kit, bench_args=bench_args, progress=say)
+                                           remote_kit=args.remote_kit, bench_args=bench_args, data=args.data,
+                                           inputs={flag: getattr(args, key) for key, flag in PUSHED.items()
+                                                   if getattr(args, key)}, install=args.install, progress=say)
     for line in errors:
         render.console(stderr=True).print(render.styled("error:", "red"), line, highlight=False)
     if document is None:

@@ -150,7 +150,7 @@ def make_bundle(models: list[str | os.PathLike], output: str | os.PathLike, *, d
         (root / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
         if archive:
             say("writing the archive")
-            write_archive(root, Path(scratch) / "bundle.tar.gz", _bundle_name(output))
+            write_archive({_bundle_name(output): root}, Path(scratch) / "bundle.tar.gz")
             os.replace(Path(scratch) / "bundle.tar.gz", output)
             return output
         _replace_folder(root, output)
@@ -318,8 +318,9 @@ def _bundle_name(output: Path) -> str:
     return output.name.removesuffix(".tar.gz")
 
 
-def write_archive(root: Path, path: Path, name: str) -> None:
-    """A .tar.gz of the bundle under ``name``/: sorted members, owner root, time 0 (reproducible)."""
+def write_archive(trees: dict[str, Path], path: Path) -> None:
+    """A .tar.gz of each folder (or file) under its name: sorted members, owner root, time 0
+    (reproducible)."""
 
     def normalized(info: tarfile.TarInfo) -> tarfile.TarInfo:
         info.uid = info.gid = 0
@@ -330,10 +331,11 @@ def write_archive(root: Path, path: Path, name: str) -> None:
 
     with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as zipped, \
             tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        tar.add(root, arcname=name, recursive=False, filter=normalized)
-        for member in sorted(root.rglob("*")):
-            tar.add(member, arcname=f"{name}/{member.relative_to(root).as_posix()}", recursive=False,
-                    filter=normalized)
+        for name, root in trees.items():
+            tar.add(root, arcname=name, recursive=False, filter=normalized)
+            for member in sorted(root.rglob("*")):
+                tar.add(member, arcname=f"{name}/{member.relative_to(root).as_posix()}", recursive=False,
+                        filter=normalized)
 
 
 def _replace_folder(built: Path, output: Path) -> None:

@@ -1,6 +1,8 @@
 """kit bench --on through real OpenSSH: sshd on 127.0.0.1 (high ports, throw-away keys) as the
 devices, the kit of this checkout as the kit there. One device, two in parallel, one that is
-gone (the other's results kept), a kit of another version, a board whose lock is held."""
+gone (the other's results kept), a kit of another version, a board whose lock is held, the
+benchmark's input files pushed, and --install on a device without the kit (a real pip install
+of this checkout's wheel there, from the package index)."""
 
 import json
 import os
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from helpers import KIT, run_kit
+from test_stream import classifier, video  # noqa: F401 (fixtures)
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 
@@ -26,8 +29,8 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def devices(tmp_path_factory):
-    """Two sshd on 127.0.0.1 (two devices, each its own KIT_REMOTE_DIR); yields (ports, ssh options,
-    the folder of the devices' scratch folders)."""
+    """Three sshd on 127.0.0.1 (devices, each its own KIT_REMOTE_DIR; the third only for --install);
+    yields (ports, ssh options, the folder of the devices' scratch folders)."""
     if not Path(SSHD).is_file() or os.geteuid() != 0:
         pytest.skip("needs the OpenSSH server and root (.ci/run installs openssh-server)")
     folder = tmp_path_factory.mktemp("sshd")
@@ -35,7 +38,7 @@ def devices(tmp_path_factory):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / key)], check=True)
     shutil.copyfile(folder / "client_key.pub", folder / "authorized_keys")
     Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation folder
-    ports, servers = [free_port(), free_port()], []
+    ports, servers = [free_port(), free_port(), free_port()], []
     for port in ports:
         config = folder / f"sshd_{port}"
         config.write_text(f"Port {port}\nListenAddress 127.0.0.1\nHostKey {folder}/host_key\n"
@@ -64,7 +67,7 @@ def on(*targets, options, extra=()):
 
 
 def test_a_bundle_benchmarked_on_a_device(devices, bundle, tmp_path):
-    (port, _), options, folder = devices
+    (port, *_), options, folder = devices
     target = f"root@127.0.0.1:{port}"
     ran = run_kit("bench", bundle, *on(target, options=options, extra=("--max-time", "0.1", "--threads", "1")),
                   "--save-json", tmp_path / "devices.json")
@@ -83,7 +86,7 @@ def test_a_bundle_benchmarked_on_a_device(devices, bundle, tmp_path):
 
 
 def test_two_devices_in_parallel_and_one_gone(devices, variant_models):
-    (first, second), options, folder = devices
+    (first, second, _), options, folder = devices
     both = run_kit("bench", variant_models[0], *on(f"root@127.0.0.1:{first}", f"ssh://root@127.0.0.1:{second}",
                                                    options=options, extra=("--max-time", "0.1")), "--json")
     assert both.returncode == 0, both.stderr
@@ -97,7 +100,7 @@ def test_two_devices_in_parallel_and_one_gone(devices, variant_models):
 
 
 def test_a_kit_of_another_version_gets_the_install_command(devices, variant_models, tmp_path):
-    (port, _), options, folder = devices
+    (port, *_), options, folder = devices
     other = tmp_path / "kit"
     other.write_text("#!/bin/sh\necho kit 0.0.1\n")
     other.chmod(0o755)
@@ -105,11 +108,11 @@ def test_a_kit_of_another_version_gets_the_install_command(devices, variant_mode
     ran = run_kit("bench", variant_models[0], "--on", f"root@127.0.0.1:{port}", *flags, "--remote-kit", other)
     assert ran.returncode == 1
     assert f"root@127.0.0.1:{port}: the kit there is 0.0.1, this one is" in ran.stderr
-    assert 'pip install "edge-inference-kit==' in ran.stderr
+    assert 'Add --install, or on the device: pip install "edge-inference-kit==' in ran.stderr
 
 
 def test_a_board_in_use_is_not_shared(devices, variant_models):
-    (port, _), options, folder = devices
+    (port, *_), options, folder = devices
     lock = folder / f"device_{port}" / "lock"
     lock.parent.mkdir(exist_ok=True)
     # -o: flock itself holds the lock, not its sleep; the process group goes at the end all the same.
@@ -125,8 +128,9 @@ def test_a_board_in_use_is_not_shared(devices, variant_models):
 
 @pytest.mark.parametrize("extra, message", [
     (["--on", "user@host:99999"], "expected a device as [ssh://]user@host[:port], found 'user@host:99999'"),
-    (["--on", "a@b", "--data", "random:4"], "--data name files here, which the devices do not have"),
-    (["--ssh-option", "Port=22"], "--ssh-option and --remote-kit go with --on user@host."),
+    (["--on", "a@b", "--baseline", "x.onnx"], "--baseline name models here; --on benchmarks the bundle's models"),
+    (["--ssh-option", "Port=22"], "--ssh-option, --remote-kit and --install go with --on user@host."),
+    (["--install"], "--ssh-option, --remote-kit and --install go with --on user@host."),
 ])
 def test_bad_device_arguments(variant_models, extra, message):
     ran = run_kit("bench", variant_models[0], *extra)
@@ -135,7 +139,7 @@ def test_bad_device_arguments(variant_models, extra, message):
 
 def test_compare_matches_a_device_by_its_fingerprint(devices, variant_models, tmp_path):
     """The same board reached by another address (localhost for 127.0.0.1) is the same device."""
-    (port, _), options, folder = devices
+    (port, *_), options, folder = devices
     first = run_kit("bench", variant_models[0], *on(f"root@127.0.0.1:{port}", options=options,
                                                     extra=("--max-time", "0.1")), "--save-json", tmp_path / "old.json")
     assert first.returncode == 0, first.stderr
@@ -156,3 +160,58 @@ def test_a_long_benchmark_is_not_taken_for_a_lost_device():
     assert _bench_seconds(["--sustained", "300", "--power"], 3) == \
         STEP_SECONDS + 3 * RUNTIMES_PER_MODEL * (300 + VARIANT_OVERHEAD_SECONDS)
     assert _bench_seconds([], 1) == STEP_SECONDS + RUNTIMES_PER_MODEL * (2.0 + VARIANT_OVERHEAD_SECONDS)
+
+
+def test_the_inputs_go_with_the_bundle(devices, classifier, digits, video, tmp_path):  # noqa: F811
+    """--data and --pipeline name files here; the devices get copies and measure the same accuracy."""
+    (port, *_), options, folder = devices
+    here = run_kit("bench", classifier, "--data", digits.test, "--max-time", "0.1", "--json")
+    assert here.returncode == 0, here.stderr
+    there = run_kit("bench", classifier, *on(f"root@127.0.0.1:{port}", options=options),
+                    "--data", digits.test, "--pipeline", video, "--max-time", "0.1", "--json")
+    assert there.returncode == 0, there.stderr
+    entries = {entry["name"]: entry["extra_info"]["kit"] for entry in json.loads(there.stdout)["benchmarks"]}
+    target = f"root@127.0.0.1:{port}"
+    model = entries[f"digits.onnx[onnxruntime] @ {target}"]
+    local = json.loads(here.stdout)["benchmarks"][0]["extra_info"]["kit"]
+    assert model["accuracy"]["top1"] == local["accuracy"]["top1"] > 0.9
+    assert model["accuracy"]["count"] == local["accuracy"]["count"] > 300
+    pipeline = entries[f"digits.onnx[onnxruntime] pipeline @ {target}"]["pipeline"]
+    assert pipeline["source"].startswith("video digits.avi") and pipeline["frames_dropped"] == 0
+    assert 0 < pipeline["outside_model"] < 1
+    assert sorted(p.name for p in (folder / f"device_{port}").iterdir()) == ["lock"]
+
+
+def test_install_puts_this_kit_on_a_device_without_it(devices, variant_models, tmp_path):
+    """No kit there: the error says to add --install; with it, this checkout's wheel and the
+    bundle's cpu runtimes go into the device's own environment, which the next run uses."""
+    *_, port = devices[0]
+    options, folder = devices[1:]
+    target = f"root@127.0.0.1:{port}"
+    missing = ("--remote-kit", str(tmp_path / "no-kit-here"), "--max-time", "0.1")
+    flags = [flag for option in options for flag in ("--ssh-option", option)]
+    refused = run_kit("bench", variant_models[0], "--on", target, *flags, *missing)
+    assert refused.returncode == 1 and f"{target}: the kit there is missing, this one is" in refused.stderr
+    assert "Add --install" in refused.stderr
+
+    installed = run_kit("bench", variant_models[0], "--on", target, *flags, *missing, "--install", "--json")
+    assert installed.returncode == 0, installed.stderr
+    assert [entry["name"] for entry in json.loads(installed.stdout)["benchmarks"]] == \
+        [f"digits.onnx[onnxruntime] @ {target}"]
+    venv = folder / f"device_{port}" / "venv"
+    version = subprocess.run([venv / "bin" / "kit", "--version"], capture_output=True, text=True)
+    assert version.stdout.strip() == f"kit {kit_version()}"
+    probe = subprocess.run([venv / "bin" / "python", "-c", "import onnxruntime, kit; print(kit.__file__)"],
+                           capture_output=True, text=True, cwd=tmp_path,
+                           env={key: value for key, value in os.environ.items() if key != "PYTHONPATH"})
+    assert probe.returncode == 0 and str(venv) in probe.stdout  # the installed wheel, not this checkout
+
+    again = run_kit("bench", variant_models[0], "--on", target, *flags, *missing)  # no --install: it is there
+    assert again.returncode == 0, again.stderr
+    assert "installing" not in again.stderr
+
+
+def kit_version() -> str:
+    from kit._version import __version__
+
+    return __version__

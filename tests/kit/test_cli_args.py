@@ -29,9 +29,9 @@ FLAGS = {
              "--iou-threshold", "--json", "--labels", "--max-detections", "--max-drop", "--min-ratio", "--output-name",
              "--preprocess", "--runtime", "--save-predictions", "--score-threshold", "--task", "--weights", "model"],
     "bench": ["--allow-pickle", "--baseline", "--batch", "--compare", "--compare-fail", "--data", "--debug",
-              "--help -h", "--input-shape", "--json", "--markdown", "--max-time", "--on", "--output-name",
-              "--pipeline", "--plot", "--power", "--power-command", "--preprocess", "--remote-kit", "--runtime",
-              "--save-json", "--ssh-option", "--sustained", "--threads", "--weights", "models"],
+              "--help -h", "--input-shape", "--install", "--json", "--markdown", "--max-time", "--on",
+              "--output-name", "--pipeline", "--plot", "--power", "--power-command", "--preprocess",
+              "--remote-kit", "--runtime", "--save-json", "--ssh-option", "--sustained", "--threads", "--weights", "models"],
     "inspect": ["--allow-pickle", "--debug", "--help -h", "--input-shape", "--json", "--nodes", "--runtime",
                 "--weights", "model"],
     "build": ["--calib", "--compute-capability", "--debug", "--dla-core", "--help -h", "--json", "--max-shape",
@@ -94,3 +94,16 @@ def test_a_shared_flag_has_one_syntax(flag):
 def test_a_flag_from_a_plain_group_reads_the_same_everywhere(flag):
     helps = {name: action.help for name, action in by_flag()[flag].items()}
     assert len(set(helps.values())) == 1, helps
+
+
+@pytest.mark.parametrize("command", sorted(FLAGS))
+def test_help_fits_80_columns_without_a_word_cut(command):
+    """Every option's help at 80 columns: no line past the width, no example split mid-word
+    (argparse's own wrapping cut size=224,mean=... in two). The usage synopsis is argparse's."""
+    from helpers import run_kit
+
+    ran = run_kit(command, "--help")
+    assert ran.returncode == 0
+    options = ran.stdout.split("\n\n", 1)[1]  # past the usage synopsis
+    assert max(map(len, options.splitlines())) <= 80, options
+    assert "size=224,mean=0.485/0.456/0.406,std=0.229/0.224/0.225" in options or "--preprocess" not in options
