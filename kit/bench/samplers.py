@@ -7,8 +7,9 @@ Readers, from the most specific the device has:
   kHz; else /proc/cpuinfo's "cpu MHz"), and input power where the kernel exposes it: a
   Jetson's INA3221 rails through hwmon (in*_label, in*_input mV x curr*_input mA; the input
   rail is VDD_IN, POM_5V_IN, VIN_SYS_5V0 or SYS5V by board), or hwmon power*_input (uW);
-- a Jetson's tegrastats line (parse_tegrastats), a Raspberry Pi's vcgencmd answers
-  (measure_temp, measure_clock arm, get_throttled);
+- a Jetson's tegrastats, started once and followed line by line (parse_tegrastats) where
+  hwmon does not show the input rail (a container, a JetPack that hides it); a Raspberry
+  Pi's vcgencmd answers (measure_temp, measure_clock arm, get_throttled);
 - an external meter: a command that prints the watts it reads (``--power-command``).
 """
 
@@ -90,9 +91,10 @@ class LinuxSensors:
         return Reading(time.perf_counter(), self.power() if self.power else None, temps, clocks)
 
     def describe(self) -> str:
-        found = [f"{len(self.zones)} thermal zones" if self.zones else "no thermal zones",
+        zones = len(self.zones)
+        found = [f"{zones} thermal zone{'s' if zones > 1 else ''}" if zones else "no thermal zones",
                  "cpufreq" if self.cpufreq else "cpuinfo clocks" if self.cpuinfo.is_file() else "no clocks",
-                 "input power" if self.power else "no power sensor"]
+                 "input power (hwmon)" if self.power else "no power in hwmon"]
         return ", ".join(found)
 
 
@@ -194,19 +196,61 @@ class CommandMeter:
         return float(match[0]) if match else None
 
 
-class Sensors:
-    """What this device measures: Linux's files, a Raspberry Pi's vcgencmd where there is one, and
-    an external meter's watts (``power_command``) over any other power reading."""
+class Tegrastats:
+    """A Jetson's tegrastats run once for the whole recording (``--interval`` in ms) and followed:
+    every line it prints is parsed as it comes; ``read`` gives the newest. One process for the
+    run, not one per reading, so following it costs the board next to nothing."""
 
-    def __init__(self, power_command: str | None = None, root: str | Path = "/"):
+    def __init__(self, command: str = "tegrastats", interval: float = 0.1):
+        import subprocess
+
+        self.process = subprocess.Popen([command, "--interval", str(max(1, round(interval * 1000)))],
+                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.latest: Reading | None = None
+        self._thread = threading.Thread(target=self._follow, name="kit-tegrastats", daemon=True)
+        self._thread.start()
+
+    def _follow(self) -> None:
+        for line in self.process.stdout:
+            self.latest = parse_tegrastats(line)
+
+    def read(self) -> Reading | None:
+        return self.latest
+
+    def close(self) -> None:
+        import subprocess
+
+        self.process.terminate()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._thread.join(5)
+        self.process.stdout.close()
+
+
+class Sensors:
+    """What this device measures: Linux's files, a Jetson's tegrastats where hwmon does not show
+    the input power, a Raspberry Pi's vcgencmd where there is one, and an external meter's watts
+    (``power_command``) over any other power reading. ``close`` ends what it started."""
+
+    def __init__(self, power_command: str | None = None, root: str | Path = "/", interval: float = 0.1):
         import shutil
 
         self.linux = LinuxSensors(root)
         self.meter = CommandMeter(power_command) if power_command else None
         self.on_pi = shutil.which("vcgencmd") is not None  # a Raspberry Pi's firmware tool
+        wants_power = self.linux.power is None and self.meter is None
+        self.tegrastats = Tegrastats(interval=interval) if wants_power and shutil.which("tegrastats") else None
 
     def read(self) -> Reading:
         reading = self.linux.read()
+        jetson = self.tegrastats.read() if self.tegrastats else None
+        if jetson is not None:
+            reading.watts = jetson.watts
+            reading.temps = reading.temps or jetson.temps  # the thermal zones where sysfs has them
+            reading.cpu_mhz = reading.cpu_mhz or jetson.cpu_mhz
         if self.on_pi:
             from kit.deploy.doctor import vcgencmd
 
@@ -217,12 +261,16 @@ class Sensors:
             reading.watts = self.meter.watts()
         return reading
 
+    def close(self) -> None:
+        if self.tegrastats:
+            self.tegrastats.close()
+
     @property
     def spawns(self) -> bool:
         """Whether a reading starts processes (vcgencmd, the meter's command)."""
         return bool(self.on_pi or self.meter)
 
     def describe(self) -> str:
-        parts = [self.linux.describe()] + (["vcgencmd"] if self.on_pi else []) + (
-            [f"power from: {self.meter.command}"] if self.meter else [])
+        parts = [self.linux.describe()] + (["power from tegrastats"] if self.tegrastats else []) + (
+            ["vcgencmd"] if self.on_pi else []) + ([f"power from: {self.meter.command}"] if self.meter else [])
         return "; ".join(parts)

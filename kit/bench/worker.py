@@ -155,7 +155,7 @@ class _sampled:
         if self.spec.get("power"):
             from kit.bench.samplers import SPAWNING_INTERVAL, Recorder, Sensors
 
-            self.sensors = Sensors(self.spec.get("power_command"))
+            self.sensors = Sensors(self.spec.get("power_command"), interval=self.spec["power_interval"])
             # A reading that starts processes (vcgencmd, a meter's command) costs the board more: fewer of them.
             interval = max(self.spec["power_interval"], SPAWNING_INTERVAL) if self.sensors.spawns else \
                 self.spec["power_interval"]
@@ -167,6 +167,7 @@ class _sampled:
         self.ended = time.perf_counter()
         if self.recorder is not None:
             self.recorder.__exit__(*exc_info)
+            self.sensors.close()
 
     def summary(self, calls: int) -> dict:
         from kit.bench.samplers import summarize

@@ -2,11 +2,13 @@
 (labelled with where each comes from), Linux's files from a copy of their layout and from this
 machine for real, and the summary over a measured window."""
 
+import os
+import subprocess
 import time
 
 import pytest
 
-from kit.bench.samplers import LinuxSensors, Reading, Recorder, parse_tegrastats, parse_vcgencmd, summarize
+from kit.bench.samplers import LinuxSensors, Reading, Recorder, Sensors, parse_tegrastats, parse_vcgencmd, summarize
 
 # A real tegrastats line from a Jetson AGX Orin Developer Kit on JetPack 7.2, as jetson_stats'
 # tests record it (jtop/tests/test_06_tegra_parse.py): rails with three values, temperatures
@@ -40,6 +42,50 @@ def test_tegrastats_lines_of_three_generations():
     assert off.watts is None and "gpu" not in off.temps and off.temps["tj"] == 41.468
 
 
+def test_tegrastats_is_followed_where_hwmon_shows_no_power(tmp_path, monkeypatch):
+    """A Jetson whose hwmon hides the input rail (here: a sysfs copy with thermal zones only):
+    tegrastats runs once, each line it prints is read. The tegrastats here is a stand-in script
+    replaying the recorded Orin line at the --interval it is given; the following is real."""
+    zone = tmp_path / "sys/class/thermal/thermal_zone0"
+    zone.mkdir(parents=True)
+    (zone / "type").write_text("cpu-thermal\n")
+    (zone / "temp").write_text("47500\n")
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "tegrastats").write_text(f"""#!/bin/sh
+[ "$1" = --interval ] || exit 2
+echo $$ > {tmp_path}/pid
+while :; do echo '{ORIN_JP7}'; sleep $(awk "BEGIN {{print $2 / 1000}}"); done
+""")
+    (tools / "tegrastats").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}:{os.environ['PATH']}")
+    sensors = Sensors(root=tmp_path, interval=0.05)
+    try:
+        with Recorder(sensors, interval=0.05) as recorder:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not any(r.watts for r in recorder.readings):
+                time.sleep(0.05)
+    finally:
+        sensors.close()
+    assert sensors.describe() == "1 thermal zone, no clocks, no power in hwmon; power from tegrastats"
+    followed = [r for r in recorder.readings if r.watts is not None]
+    assert followed and all(r.watts == pytest.approx(5.5) for r in followed)  # VIN_SYS_5V0, the input rail
+    assert all(r.temps == {"cpu-thermal": 47.5} for r in followed)  # sysfs's zones where it has them
+    pid = int((tmp_path / "pid").read_text())
+    assert subprocess.run(["kill", "-0", str(pid)], capture_output=True).returncode != 0  # it was ended
+
+
+def test_tegrastats_is_not_started_where_hwmon_has_the_rail_or_a_meter_is_given(tmp_path, monkeypatch):
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "tegrastats").write_text(f"#!/bin/sh\ntouch {tmp_path}/started\nsleep 60\n")
+    (tools / "tegrastats").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}:{os.environ['PATH']}")
+    sensors = Sensors(power_command="echo 4.2", root=tmp_path)
+    assert sensors.tegrastats is None and sensors.read().watts == pytest.approx(4.2)
+    assert not (tmp_path / "started").exists()
+
+
 def test_vcgencmd_answers():
     """The formats the Raspberry Pi documentation gives for measure_temp, measure_clock arm and
     get_throttled (its example value 0x50005: under-voltage and throttled now)."""
@@ -70,7 +116,7 @@ def test_linux_files_of_a_jetson(tmp_path):
     assert reading.temps == {"cpu-thermal": 47.5, "gpu-thermal": 45.25}
     assert reading.cpu_mhz == [1510.4, 729.6]
     assert reading.watts == pytest.approx(5.080 * 1.240)
-    assert sensors.describe() == "2 thermal zones, cpufreq, input power"
+    assert sensors.describe() == "2 thermal zones, cpufreq, input power (hwmon)"
 
 
 def test_this_machine_for_real():
@@ -86,7 +132,7 @@ def test_this_machine_for_real():
     summary = summarize(recorder.readings, started, ended, calls=100)
     assert summary["readings"] >= 1 and summary["seconds"] == pytest.approx(ended - started)
     if sensors.power is None:
-        assert "watts_mean" not in summary and "no power sensor" in sensors.describe()
+        assert "watts_mean" not in summary and "no power in hwmon" in sensors.describe()
 
 
 def test_the_summary_over_the_measured_window_only():
