@@ -293,7 +293,8 @@ def score_limits(scores: list[float], low: float, high: float) -> tuple[float, f
 
 
 def plot_figure(report: BenchReport):
-    """Latency against accuracy (Pareto front marked) beside each variant's latency distribution.
+    """Latency against accuracy (Pareto front marked) beside each variant's latency distribution,
+    and with --power a third panel: each variant's energy per inference.
 
     Every variant has its own colour and marker, named in a legend outside the axes, so no
     two names are drawn over each other however close their points lie."""
@@ -302,14 +303,20 @@ def plot_figure(report: BenchReport):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter, PercentFormatter
+    from matplotlib.ticker import FuncFormatter, LogFormatter, PercentFormatter
 
     rows = report.rows()
     names = [row["name"] for row in rows]
     medians = [row["latency_s"]["median"] for row in rows]
     unit, factor = time_unit(medians)
     scores, label, (low, high) = _plot_scores(rows)
-    figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5 + 0.2 * len(rows)))
+    energy = [(row.get("power") or {}).get("joules_per_inference") for row in rows]
+    panels = 3 if any(joules is not None for joules in energy) else 2
+    figure, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 5 + 0.2 * len(rows)),
+                                gridspec_kw={"width_ratios": [1, 1, 0.6][:panels]}, layout="constrained")
+    if panels == 3:
+        axes[2].sharey(axes[1])
+    left, right = axes[:2]
     ordered = sorted(pareto_front(list(zip(medians, scores))), key=lambda i: medians[i])
     left.plot([medians[i] * factor for i in ordered], [scores[i] for i in ordered], color="0.5", linestyle="--",
               marker="o", markersize=13, markerfacecolor="none", zorder=1, clip_on=False, label="Pareto front")
@@ -331,10 +338,27 @@ def plot_figure(report: BenchReport):
     right.boxplot([[t * factor for t in data] for data in timings], orientation="horizontal", showfliers=True)
     right.set_xscale("log")  # tails span orders of magnitude on shared machines
     right.xaxis.set_major_formatter(plain)
+    # Within about a decade matplotlib labels some minor ticks, as 6x10^0 unless told to write 6.
+    right.xaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
     right.set_yticks(range(1, len(names) + 1), names, fontsize=8)
     right.set(xlabel=f"latency per call ({unit})", title="latency distribution (all rounds)")
-    figure.tight_layout()
+    if panels == 3:
+        _energy_panel(axes[2], names, energy)
     return figure
+
+
+def _energy_panel(axes, names: list[str], energy: list[float | None]) -> None:
+    """Joules per inference as bars, in mJ or uJ; a variant without a power reading has no bar
+    and says so."""
+    measured = [joules for joules in energy if joules is not None]
+    unit, factor = ("mJ", 1e3) if max(measured) >= 1e-3 else ("uJ", 1e6)
+    positions = range(1, len(names) + 1)  # the rows of the distribution panel (shared), first at the bottom
+    axes.barh(positions, [(joules or 0.0) * factor for joules in energy], color="tab:orange")
+    for position, joules in zip(positions, energy):
+        if joules is None:
+            axes.text(0, position, " no power reading", va="center", fontsize=8)
+    axes.tick_params(labelleft=False)  # the names are the distribution panel's, beside it
+    axes.set(xlabel=f"energy per inference ({unit})", title="energy per inference (--power)")
 
 
 def write_plot(report: BenchReport, path: str | os.PathLike) -> None:
@@ -343,7 +367,7 @@ def write_plot(report: BenchReport, path: str | os.PathLike) -> None:
 
     try:
         with atomic_output(path) as tmp:
-            figure.savefig(tmp, format="png", dpi=110)
+            figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight")  # the legend below the axes too
     finally:
         plt.close(figure)
 

@@ -178,6 +178,8 @@ def test_plot_keeps_accuracy_within_0_to_100_percent_and_names_apart():
     assert left.get_xlabel() == "median latency (us)" and right.get_xlabel() == "latency per call (us)"
     assert not left.texts  # no names drawn beside the points, where they would overprint
     figure.canvas.draw()
+    minor = [t.get_text() for t in right.xaxis.get_minorticklabels() if t.get_text()]
+    assert "6" in minor and not any("times" in text or "^" in text for text in minor)  # 6, not 6x10^0
     renderer = figure.canvas.get_renderer()
     labels = left.get_legend().get_texts()
     assert [t.get_text() for t in labels] == ["Pareto front"] + [f"variant-{i}[onnxruntime]" for i in range(4)]
@@ -187,6 +189,27 @@ def test_plot_keeps_accuracy_within_0_to_100_percent_and_names_apart():
     import matplotlib.pyplot as plt
 
     plt.close(figure)
+
+
+def test_plot_has_an_energy_panel_with_power():
+    """With --power, a third panel: energy per inference per variant, in the distribution
+    panel's row order; a variant without a reading has no bar and says so."""
+    from kit.bench.report import plot_figure
+
+    report = _synthetic_report([7.0e-6, 9.0e-6, 8.0e-6], [1.0, 0.99, 0.98])
+    for entry, joules in zip(report.benchmarks, [2.5e-5, 4.0e-5, None]):
+        entry["extra_info"]["kit"]["power"] = {"joules_per_inference": joules} if joules else {}
+    figure = plot_figure(report)
+    _, right, energy = figure.axes
+    bars = [patch.get_width() for patch in energy.patches]
+    assert bars == [pytest.approx(25.0), pytest.approx(40.0), 0.0] and energy.get_xlabel() == \
+        "energy per inference (uJ)"
+    assert energy.get_shared_y_axes().joined(energy, right)  # the distribution panel's rows and names
+    assert [t.get_text() for t in energy.texts] == [" no power reading"]
+    assert len(plot_figure(_synthetic_report([7.0e-6], [1.0])).axes) == 2  # no --power, no panel
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
 
 
 def test_bad_input(digits, tmp_path, capsys):
