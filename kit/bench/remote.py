@@ -338,8 +338,10 @@ def merge(found: list[tuple[Device, dict[str, Any]]]) -> dict[str, Any]:
         environment = result["machine_info"]["kit_environment"]
         fingerprint = {key: environment.get(key) for key in ("hostname", "board", "cpu", "machine", "os", "jetpack",
                                                              "power_mode", "jetson_clocks", "packages")}
-        document["kit_devices"][device.name] = {"fingerprint": fingerprint,
-                                                "ready": result["kit_doctor"].get("ready")}
+        doctor = result["kit_doctor"]
+        document["kit_devices"][device.name] = {  # doctor's verdict and what it found wrong there
+            "fingerprint": fingerprint, "ready": doctor.get("ready"),
+            "problems": [finding for finding in doctor.get("findings", []) if finding.get("status") == "problem"]}
         for entry in result["benchmarks"]:
             entry = {**entry, "name": f"{entry['name']} @ {device.name}"}
             entry["extra_info"] = {**entry["extra_info"], "kit": {**entry["extra_info"]["kit"], "device": device.name,

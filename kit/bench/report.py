@@ -132,6 +132,10 @@ def notes(report: BenchReport) -> list[str]:
     devices = report.document.get("kit_devices")
     lines = [*(f"{name}: {device_line(device['fingerprint'])}" for name, device in devices.items())] if devices \
         else [environment_line(report.document["machine_info"]["kit_environment"])]
+    for name, device in (devices or {}).items():  # kit doctor's problems there, which may explain the numbers
+        for found in device.get("problems", []):
+            lines.append(f"{name}: kit doctor: {found['area']}: {found['detail']}"
+                         + (f" ({found['fix']})" if found.get("fix") else ""))
     lines.append("per s = batch / mean latency (sustained, stalls included); median interval from this run's rounds "
                  "(run-to-run variation not included); peak RSS of each variant's own process.")
     env = report.document["machine_info"]["kit_environment"]

@@ -215,3 +215,29 @@ def kit_version() -> str:
     from kit._version import __version__
 
     return __version__
+
+
+def test_the_merged_report_names_each_device_and_doctors_problems_there():
+    """Two devices' documents become one: names ``variant @ device``, each device's fingerprint,
+    and what kit doctor found wrong there in the table's notes (it may explain the numbers)."""
+    from kit.bench.driver import BenchReport
+    from kit.bench.remote import Device, merge
+    from kit.bench.report import notes
+
+    def document(hostname, findings):
+        environment = {"hostname": hostname, "board": "Raspberry Pi 5 Model B Rev 1.0", "cpu": {"model": "Cortex-A76"},
+                       "machine": "aarch64", "os": "Debian 12", "packages": {"onnxruntime": "1.20.1"}}
+        return {"machine_info": {"kit_environment": environment}, "kit_doctor": {"ready": False, "findings": findings},
+                "benchmarks": [{"name": "m.onnx[onnxruntime]", "extra_info": {"kit": {"runtime": "onnxruntime"}}}]}
+
+    hot = {"area": "raspberry pi power", "status": "problem", "detail": "under-voltage now", "fix": "Use the 27 W supply"}
+    fine = {"area": "python", "status": "ok", "detail": "Python 3.11", "fix": ""}
+    merged = merge([(Device.parse("pi@a"), document("a", [fine, hot])), (Device.parse("pi@b:2222"), document("b", []))])
+    assert [entry["name"] for entry in merged["benchmarks"]] == ["m.onnx[onnxruntime] @ pi@a",
+                                                                 "m.onnx[onnxruntime] @ pi@b:2222"]
+    assert merged["kit_devices"]["pi@a"]["problems"] == [hot] and merged["kit_devices"]["pi@b:2222"]["problems"] == []
+    assert merged["benchmarks"][1]["extra_info"]["kit"]["fingerprint"]["hostname"] == "b"
+    merged["benchmarks"] = []  # the notes on devices only
+    lines = notes(BenchReport(merged))
+    assert "pi@a: kit doctor: raspberry pi power: under-voltage now (Use the 27 W supply)" in lines
+    assert lines[0] == "pi@a: Raspberry Pi 5 Model B Rev 1.0, host a, Debian 12, onnxruntime 1.20.1"
