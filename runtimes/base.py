@@ -46,6 +46,8 @@ from kit.core.errors import (
 )
 from kit.core.specs import DTYPES, TensorSpec, check_array, describe_specs
 
+# Why a model refuses NaN and Inf in its float inputs, unless its backend says otherwise.
+INTEGER_MODEL = "this model computes in integers, which cannot represent them"
 # Threads beyond the CPUs only contend; a few times over still lets a user measure oversubscription,
 # while keeping thread stacks and per-thread buffers far from exhausting memory (--threads 100000
 # once started 9,000+ threads and was killed for memory).
@@ -60,16 +62,17 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def check_threads(threads: Any) -> int | None:
-    """``threads`` as an int from 0 (the runtime's default) to THREADS_PER_CPU x the CPUs, or an InputError."""
+def check_threads(threads: Any, option: str = "threads") -> int | None:
+    """``threads`` (or another per-CPU count, named ``option``) as an int from 0 (the runtime's
+    default) to THREADS_PER_CPU x the CPUs, or an InputError."""
     if threads is None:
         return None
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
-        raise InputError(f"expected threads as a whole number, found {threads!r} ({type(threads).__name__}).",
-                         hint="Pass e.g. threads=4, or 0 for the runtime's default.")
+        raise InputError(f"expected {option} as a whole number, found {threads!r} ({type(threads).__name__}).",
+                         hint=f"Pass e.g. {option}=4, or 0 for the runtime's default.")
     cpus = cpu_count()
     if not 0 <= threads <= THREADS_PER_CPU * cpus:
-        raise InputError(f"expected threads from 0 to {THREADS_PER_CPU * cpus} ({THREADS_PER_CPU} per CPU; this "
+        raise InputError(f"expected {option} from 0 to {THREADS_PER_CPU * cpus} ({THREADS_PER_CPU} per CPU; this "
                          f"machine gives the kit {cpus} CPU{'s' if cpus > 1 else ''}), found {threads}.",
                          hint=f"Use at most {cpus} (one per CPU), or 0 for the runtime's default.")
     return int(threads)
@@ -128,6 +131,7 @@ class Runtime:
         self._inputs: list[TensorSpec] | None = None
         self._outputs: list[TensorSpec] | None = None
         self._finite_only: frozenset[str] = frozenset()  # float inputs a quantized model cannot take NaN/Inf in
+        self._finite_reason = INTEGER_MODEL  # why they are refused, in the error
         self._lock = threading.Lock()  # serializes run() unless thread_safe, and close() with it
         self._closed = False
         # The last run()'s stages in milliseconds, for backends that measure them (TensorRT: h2d_ms,
@@ -257,7 +261,7 @@ class Runtime:
         try:
             checked = self.check_feeds(feeds)
             if self._finite_only:
-                _refuse_non_finite(checked, self._finite_only)
+                _refuse_non_finite(checked, self._finite_only, self._finite_reason)
             if self.thread_safe:
                 return self._run(checked)
             with self._lock:
@@ -357,15 +361,14 @@ class Runtime:
                              "again.")
 
 
-def _refuse_non_finite(feeds: dict[str, np.ndarray], names: frozenset[str]) -> None:
-    """A quantized model maps NaN and Inf to ordinary integers and answers with confidence: refuse them."""
+def _refuse_non_finite(feeds: dict[str, np.ndarray], names: frozenset[str], reason: str) -> None:
+    """A model that would turn NaN and Inf into ordinary numbers answers with confidence: refuse them."""
     for name in names:
         array = feeds[name]
         if array.dtype.kind == "f" and not np.isfinite(array).all():
             count = array.size - int(np.isfinite(array).sum())
-            raise InputError(f"input {name!r} holds {count} NaN or infinite value{'s' if count > 1 else ''}; this "
-                             "model computes in integers, which cannot represent them, and would return a finite, "
-                             "confident answer.",
+            raise InputError(f"input {name!r} holds {count} NaN or infinite value{'s' if count > 1 else ''}; {reason}, "
+                             "and would return a finite, confident answer.",
                              hint="Replace or drop them before feeding (check the preprocessing, or np.nan_to_num).")
 
 

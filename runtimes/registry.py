@@ -26,6 +26,7 @@ BUILTIN: dict[str, str] = {
     "edgetpu": "kit.runtimes.edgetpu.runtime:EdgeTPURuntime",  # before tflite: it alone opens *_edgetpu.tflite
     "tflite": "kit.runtimes.tflite:TFLiteRuntime",
     "tensorrt": "kit.runtimes.tensorrt.runtime:TensorRTRuntime",
+    "openvino": "kit.runtimes.openvino:OpenVinoRuntime",
 }
 
 

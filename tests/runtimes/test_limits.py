@@ -11,10 +11,11 @@ import kit
 from kit.core.errors import InputError
 
 
-@pytest.mark.parametrize("backend", ["onnxruntime", "torch", "tflite", "edgetpu"])
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch", "tflite", "edgetpu", "openvino"])
 def test_threads_are_bounded_by_the_machine_for_every_backend(backend):
     cpus = cpu_count()
-    model = {"onnxruntime": "m.onnx", "torch": "m.py:make", "tflite": "m.tflite", "edgetpu": "m_edgetpu.tflite"}
+    model = {"onnxruntime": "m.onnx", "torch": "m.py:make", "tflite": "m.tflite", "edgetpu": "m_edgetpu.tflite",
+             "openvino": "m.xml"}
     with pytest.raises(InputError, match=fr"expected threads from 0 to {THREADS_PER_CPU * cpus} \({THREADS_PER_CPU} "
                                          fr"per CPU; this machine gives the kit {cpus} CPUs?\), found 100000\. "
                                          fr"Use at most {cpus} \(one per CPU\)"):
@@ -38,6 +39,9 @@ def test_the_cli_refuses_a_huge_thread_count_at_once(tiny_onnx):
     ("onnxruntime", {"providers": 5}, r"expected providers as a list"),
     ("tflite", {"raw": "yes"}, r"expected raw as True or False, found 'yes' \(str\)"),
     ("edgetpu", {"device": 0}, r"expected device as a string, found 0 \(int\)"),
+    ("openvino", {"streams": 100_000}, r"expected streams from 0 to \d+ \(4 per CPU"),
+    ("openvino", {"precision": "int4"}, r"expected precision among f32, bf16, f16, found 'int4'"),
+    ("openvino", {"device": 0}, r"expected an OpenVINO device among CPU, GPU, NPU, AUTO .*found 0"),
     ("edgetpu", {"library": 1.5}, r"expected library as a string"),
 ])
 def test_option_types_are_checked_before_loading(backend, options, message):

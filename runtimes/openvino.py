@@ -1,0 +1,165 @@
+"""OpenVINO backend: ONNX, TFLite and OpenVINO IR (.xml beside its .bin) through OpenVINO's own
+readers, on its CPU, GPU or NPU plugin, or AUTO.
+
+- ``device``: CPU (default), GPU, NPU, AUTO, or a plugin's full name (GPU.1, AUTO:GPU,CPU);
+  one that is absent here is a clear error listing what is.
+- ``hint``: OpenVINO's performance hint, ``latency`` (default: one request as fast as it goes)
+  or ``throughput`` (several streams for concurrent requests).
+- ``threads`` (INFERENCE_NUM_THREADS; 0 = OpenVINO's choice) and ``streams`` (NUM_STREAMS; at
+  most one per thread: OpenVINO lowers it to fit, and ``info`` says what it took).
+- ``precision``: the float precision it computes in, ``f32`` unless asked. OpenVINO's CPU plugin
+  otherwise picks bf16 where the CPU has it (AVX512_BF16, AMX), so one model's outputs would
+  differ by machine; ``bf16`` and ``f16`` take that speed-up knowingly.
+
+A QDQ model (the kit's int8 ONNX) runs in int8: OpenVINO reads the QuantizeLinear and
+DequantizeLinear pairs and computes the quantized ops in low precision itself. NaN and Inf
+inputs are refused for every model (see ``_load``): OpenVINO would answer them with finite
+scores.
+
+Concurrent calls each take an inference request of their own from a pool (an InferRequest
+serves one call at a time; the compiled model is shared), so ``run`` is thread-safe and a
+throughput measurement keeps the plugin's streams busy.
+"""
+
+from __future__ import annotations
+
+import queue
+from pathlib import Path
+from typing import Any
+
+from kit.runtimes.base import Runtime, check_choice, check_threads
+
+from kit.core.errors import InputError, ModelFileError
+from kit.core.specs import TensorSpec
+
+HINTS = ("latency", "throughput")
+PRECISIONS = ("f32", "bf16", "f16")
+DEVICES = ("CPU", "GPU", "NPU", "AUTO", "HETERO", "MULTI")  # plugins, optionally with .N or :list
+
+
+class OpenVinoRuntime(Runtime):
+    """Options: ``device``, ``hint``, ``threads``, ``streams``, ``precision`` (see the module)."""
+
+    name = "openvino"
+    priority = 50  # opens .onnx and .tflite too, but only when asked: ONNX Runtime and LiteRT stay the default
+    suffixes = (".xml", ".onnx", ".tflite")
+    extra = "openvino"
+    modules = ("openvino",)
+    accepted_options = ("device", "hint", "threads", "streams", "precision")
+    thread_safe = True  # a request per concurrent call, from a pool
+
+    @classmethod
+    def can_open(cls, path: str) -> bool:
+        return super().can_open(path) and not path.lower().endswith("_edgetpu.tflite")  # Edge TPU ops
+
+    def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        options = super().check_options(options)
+        device = options.get("device")
+        if device is not None and (not isinstance(device, str) or
+                                   device.split(":")[0].split(".")[0].upper() not in DEVICES):
+            raise InputError(f"expected an OpenVINO device among {', '.join(DEVICES[:4])} (or GPU.1, "
+                             f"AUTO:GPU,CPU), found {device!r}.", hint="E.g. device='CPU'.")
+        if device is not None:
+            options["device"] = device.upper()
+        for option, choices in (("hint", HINTS), ("precision", PRECISIONS)):
+            if options.get(option) is not None:
+                check_choice(option, options[option], choices)
+        if options.get("streams") is not None:
+            options["streams"] = check_threads(options["streams"], "streams")  # at most a thread each
+        return options
+
+    @classmethod
+    def version(cls) -> str | None:
+        import openvino
+
+        return openvino.__version__.split("-")[0]  # 2026.4.1, without the build tag
+
+    @classmethod
+    def describe_backend(cls) -> str:
+        import openvino
+
+        return "devices: " + ", ".join(openvino.Core().available_devices)
+
+    def _load(self):
+        import openvino
+
+        core = openvino.Core()
+        device = self.options.get("device") or "CPU"
+        available = core.available_devices
+        plugin = device.split(":")[0]
+        if plugin not in ("AUTO", "HETERO", "MULTI") and plugin not in available and \
+                not any(name.startswith(plugin + ".") for name in available):
+            raise InputError(f"OpenVINO has no {device} device here (available: {', '.join(available)}).",
+                             hint="Use device='CPU' or 'AUTO', or install the device's driver (GPU, NPU).")
+        config = {"PERFORMANCE_HINT": (self.options.get("hint") or "latency").upper()}
+        if self.options.get("threads"):
+            config["INFERENCE_NUM_THREADS"] = self.options["threads"]
+        if self.options.get("streams"):
+            config["NUM_STREAMS"] = self.options["streams"]
+        if plugin == "CPU":  # the other plugins pick their own precision (a GPU computes in f16)
+            config["INFERENCE_PRECISION_HINT"] = self.options.get("precision") or "f32"
+        if self.model_path.lower().endswith(".xml") and not Path(self.model_path).with_suffix(".bin").is_file():
+            raise ModelFileError(f"{self.model_path} is OpenVINO IR, whose weights are missing: expected "
+                                 f"{Path(self.model_path).with_suffix('.bin').name} beside it.",
+                                 hint="Copy the .xml and its .bin together.")
+        model = core.read_model(self.model_path)
+        self._compiled = core.compile_model(model, device, config)
+        self._requests: queue.SimpleQueue = queue.SimpleQueue()
+        self._output_ports = list(self._compiled.outputs)
+        inputs, outputs = _specs(self._compiled.inputs), _specs(self._compiled.outputs)
+        self._output_names = [spec.name for spec in outputs]
+        # NaN and Inf are refused for every model: OpenVINO reads QDQ pairs and TFLite quantization
+        # as FakeQuantize (integers cannot hold them), and its CPU kernels do not carry them through
+        # a float model either (the digits CNN answered finite scores for an input with a NaN).
+        self._finite_only = frozenset(spec.name for spec in inputs if spec.dtype.startswith("float"))
+        if not any(op.get_type_name() == "FakeQuantize" for op in model.get_ordered_ops()):
+            self._finite_reason = "OpenVINO's kernels do not carry them through every operation"
+        return inputs, outputs
+
+    def _run(self, feeds):
+        try:
+            request = self._requests.get_nowait()
+        except queue.Empty:
+            request = self._compiled.create_infer_request()
+        try:
+            # share_outputs=False: the results are copies, not views of the request's reused buffers.
+            results = request.infer(feeds, share_inputs=False, share_outputs=False)
+            return {name: results[port] for name, port in zip(self._output_names, self._output_ports)}
+        finally:
+            self._requests.put(request)
+
+    def _close(self):
+        self._compiled = self._requests = None
+
+    def _info(self) -> dict[str, Any]:
+        compiled = self._compiled
+        return {"device": self.options.get("device") or "CPU",
+                "hint": (self.options.get("hint") or "latency"),
+                "threads": _property(compiled, "INFERENCE_NUM_THREADS"),
+                "streams": _property(compiled, "NUM_STREAMS"),
+                "precision": _property(compiled, "INFERENCE_PRECISION_HINT"),
+                "optimal_requests": _property(compiled, "OPTIMAL_NUMBER_OF_INFER_REQUESTS")}
+
+
+def _property(compiled, name: str):
+    """A compiled model's property, or None where its plugin does not have it (AUTO, GPU)."""
+    try:
+        value = compiled.get_property(name)
+    except RuntimeError:
+        return None
+    return value if isinstance(value, (int, str)) else value.get_type_name()  # an element type: f32, bf16
+
+
+def _specs(ports) -> list[TensorSpec]:
+    specs = []
+    for index, port in enumerate(ports):
+        shape = tuple(dim.get_length() if dim.is_static else f"unk{axis}"
+                      for axis, dim in enumerate(port.get_partial_shape())) \
+            if port.get_partial_shape().rank.is_static else None
+        element = port.get_element_type()
+        try:
+            dtype = element.to_dtype().name
+        except (RuntimeError, TypeError):  # bf16 and types numpy lacks: the feed check refuses them by name
+            dtype = element.get_type_name()
+        specs.append(TensorSpec(port.get_any_name() if port.get_names() else f"output{index}", shape, dtype))
+    return specs
