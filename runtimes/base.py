@@ -110,6 +110,9 @@ class Runtime:
 
     name: ClassVar[str] = ""
     suffixes: ClassVar[tuple[str, ...]] = ()  # file suffixes this backend opens
+    # Suffixes it opens only when named (--runtime NAME): another backend is the default for them,
+    # and a benchmark of every runtime would not run it unasked.
+    named_suffixes: ClassVar[tuple[str, ...]] = ()
     extra: ClassVar[str] = ""  # the pip extra of edge-inference-kit that provides it
     modules: ClassVar[tuple[str, ...]] = ()  # importable modules it needs
     install_hint: ClassVar[str] = ""  # overrides the pip line where pip is not the way
@@ -179,8 +182,23 @@ class Runtime:
         return ""
 
     @classmethod
-    def can_open(cls, path: str) -> bool:
-        return any(str(path).lower().endswith(suffix) for suffix in cls.suffixes)
+    def target_options(cls, target: str) -> dict[str, Any]:
+        """The options ``NAME:TARGET`` stands for (``onnxruntime:CUDA``: an execution provider,
+        ``openvino:GPU``: a device); a backend with targets overrides this."""
+        raise InputError(f"runtime '{cls.name}' takes no target; found '{cls.name}:{target}'.",
+                         hint=f"Use --runtime {cls.name}.")
+
+    @classmethod
+    def target_problem(cls, target: str) -> tuple[str, str] | None:
+        """Why ``NAME:TARGET`` cannot run here, and what would make it run; None when it can.
+        A benchmark skips such a variant with these two lines instead of failing."""
+        return None
+
+    @classmethod
+    def can_open(cls, path: str, named: bool = False) -> bool:
+        """Does it open ``path`` by default, or (``named``) when the user names it?"""
+        suffixes = cls.suffixes + (cls.named_suffixes if named else ())
+        return any(str(path).lower().endswith(suffix) for suffix in suffixes)
 
     def require(self) -> None:
         """Raise a clear error when the backend's libraries are missing."""

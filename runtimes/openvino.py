@@ -41,32 +41,39 @@ class OpenVinoRuntime(Runtime):
     """Options: ``device``, ``hint``, ``threads``, ``streams``, ``precision`` (see the module)."""
 
     name = "openvino"
-    priority = 50  # opens .onnx and .tflite too, but only when asked: ONNX Runtime and LiteRT stay the default
-    suffixes = (".xml", ".onnx", ".tflite")
+    priority = 50
+    suffixes = (".xml",)
+    named_suffixes = (".onnx", ".tflite")  # when asked for: ONNX Runtime and LiteRT stay their default
     extra = "openvino"
     modules = ("openvino",)
     accepted_options = ("device", "hint", "threads", "streams", "precision")
     thread_safe = True  # a request per concurrent call, from a pool
 
     @classmethod
-    def can_open(cls, path: str) -> bool:
-        return super().can_open(path) and not path.lower().endswith("_edgetpu.tflite")  # Edge TPU ops
+    def can_open(cls, path: str, named: bool = False) -> bool:
+        return super().can_open(path, named) and not path.lower().endswith("_edgetpu.tflite")  # Edge TPU ops
 
     def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
         options = super().check_options(options)
-        device = options.get("device")
-        if device is not None and (not isinstance(device, str) or
-                                   device.split(":")[0].split(".")[0].upper() not in DEVICES):
-            raise InputError(f"expected an OpenVINO device among {', '.join(DEVICES[:4])} (or GPU.1, "
-                             f"AUTO:GPU,CPU), found {device!r}.", hint="E.g. device='CPU'.")
-        if device is not None:
-            options["device"] = device.upper()
+        if options.get("device") is not None:
+            options["device"] = _device(options["device"])
         for option, choices in (("hint", HINTS), ("precision", PRECISIONS)):
             if options.get(option) is not None:
                 check_choice(option, options[option], choices)
         if options.get("streams") is not None:
             options["streams"] = check_threads(options["streams"], "streams")  # at most a thread each
         return options
+
+    @classmethod
+    def target_options(cls, target: str) -> dict[str, Any]:
+        """``openvino:GPU``: the device."""
+        return {"device": _device(target)}
+
+    @classmethod
+    def target_problem(cls, target: str) -> tuple[str, str] | None:
+        import openvino
+
+        return _absent(target.upper(), openvino.Core().available_devices)
 
     @classmethod
     def version(cls) -> str | None:
@@ -85,12 +92,10 @@ class OpenVinoRuntime(Runtime):
 
         core = openvino.Core()
         device = self.options.get("device") or "CPU"
-        available = core.available_devices
+        absent = _absent(device, core.available_devices)
+        if absent:
+            raise InputError(f"{absent[0]}.", hint=f"Use device='CPU' or 'AUTO'; {absent[1]}")
         plugin = device.split(":")[0]
-        if plugin not in ("AUTO", "HETERO", "MULTI") and plugin not in available and \
-                not any(name.startswith(plugin + ".") for name in available):
-            raise InputError(f"OpenVINO has no {device} device here (available: {', '.join(available)}).",
-                             hint="Use device='CPU' or 'AUTO', or install the device's driver (GPU, NPU).")
         config = {"PERFORMANCE_HINT": (self.options.get("hint") or "latency").upper()}
         if self.options.get("threads"):
             config["INFERENCE_NUM_THREADS"] = self.options["threads"]
@@ -139,6 +144,25 @@ class OpenVinoRuntime(Runtime):
                 "streams": _property(compiled, "NUM_STREAMS"),
                 "precision": _property(compiled, "INFERENCE_PRECISION_HINT"),
                 "optimal_requests": _property(compiled, "OPTIMAL_NUMBER_OF_INFER_REQUESTS")}
+
+
+def _device(device: Any) -> str:
+    """A device name as OpenVINO spells it (upper case), or an InputError listing the kinds."""
+    if not isinstance(device, str) or device.split(":")[0].split(".")[0].upper() not in DEVICES:
+        raise InputError(f"expected an OpenVINO device among {', '.join(DEVICES[:4])} (or GPU.1, "
+                         f"AUTO:GPU,CPU), found {device!r}.", hint="E.g. device='CPU'.")
+    return device.upper()
+
+
+def _absent(device: str, available: list[str]) -> tuple[str, str] | None:
+    """Why OpenVINO cannot use ``device`` here, and what would make it; None when it can (AUTO
+    and the other virtual devices pick among what is there)."""
+    plugin = device.split(":")[0]
+    if plugin in ("AUTO", "HETERO", "MULTI") or plugin in available or \
+            any(name.startswith(plugin + ".") for name in available):
+        return None
+    return (f"OpenVINO has no {device} device here (available: {', '.join(available)})",
+            "a GPU needs Intel's GPU driver (intel-opencl-icd), an NPU Intel's NPU driver.")
 
 
 def _property(compiled, name: str):

@@ -21,6 +21,20 @@ from kit.core.specs import TensorSpec
 # numpy lacks (bfloat16, string, float8) keep ORT's name and are refused by the feed check.
 _ORT_DTYPES = {"float": "float32", "float16": "float16", "double": "float64"}
 _OPT_LEVELS = ("disable", "basic", "extended", "all")
+# onnxruntime:TARGET -> the execution provider, and where a build that has it comes from.
+PROVIDERS = {
+    "CPU": ("CPUExecutionProvider", "pip install onnxruntime"),
+    "XNNPACK": ("XnnpackExecutionProvider", "an ONNX Runtime built with --use_xnnpack (its Android and iOS "
+                                            "packages; PyPI's Linux, Windows and macOS wheels leave it out)"),
+    "CUDA": ("CUDAExecutionProvider", "pip install onnxruntime-gpu (with CUDA and cuDNN)"),
+    "TENSORRT": ("TensorrtExecutionProvider", "pip install onnxruntime-gpu with TensorRT; on a Jetson, NVIDIA's "
+                                              "onnxruntime-gpu wheel for its JetPack"),
+    "OPENVINO": ("OpenVINOExecutionProvider", "pip install onnxruntime-openvino"),
+    "DML": ("DmlExecutionProvider", "pip install onnxruntime-directml (Windows)"),
+    "COREML": ("CoreMLExecutionProvider", "pip install onnxruntime (on macOS)"),
+    "QNN": ("QNNExecutionProvider", "pip install onnxruntime-qnn (Snapdragon)"),
+    "ROCM": ("ROCMExecutionProvider", "an ONNX Runtime built for ROCm (AMD GPUs)"),
+}
 
 
 class OnnxRuntime(Runtime):
@@ -48,6 +62,23 @@ class OnnxRuntime(Runtime):
                              hint="E.g. providers=['CPUExecutionProvider']; onnxruntime.get_available_providers() "
                                   "lists them.")
         return options
+
+    @classmethod
+    def target_options(cls, target: str) -> dict[str, Any]:
+        """``onnxruntime:XNNPACK``: that provider first, the CPU provider for what it leaves."""
+        provider = _provider(target)
+        return {"providers": [provider] + ([] if provider == "CPUExecutionProvider" else ["CPUExecutionProvider"])}
+
+    @classmethod
+    def target_problem(cls, target: str) -> tuple[str, str] | None:
+        import onnxruntime
+
+        provider, available = _provider(target), onnxruntime.get_available_providers()
+        if provider in available:
+            return None
+        install = next((where for name, where in PROVIDERS.values() if name == provider), "its ONNX Runtime build")
+        return (f"{provider} is not in this ONNX Runtime build (available: {', '.join(available)})",
+                f"It needs {install}.")
 
     @classmethod
     def describe_backend(cls) -> str:
@@ -96,6 +127,17 @@ class OnnxRuntime(Runtime):
             "threads": options.intra_op_num_threads,
             "optimization": self.options.get("optimization") or "all",
         }
+
+
+def _provider(target: str) -> str:
+    """A provider's short name (XNNPACK, case aside) or full name (XnnpackExecutionProvider)."""
+    if target.upper() in PROVIDERS:
+        return PROVIDERS[target.upper()][0]
+    if target.endswith("ExecutionProvider"):
+        return target
+    raise InputError(f"expected an ONNX Runtime execution provider among {', '.join(PROVIDERS)} (or a full "
+                     f"name such as CUDAExecutionProvider), found {target!r}.",
+                     hint="E.g. --runtime onnxruntime:CPU,onnxruntime:XNNPACK")
 
 
 def _quantizes_activations(path: str) -> bool:

@@ -31,8 +31,8 @@ class TorchRuntime(Runtime):
     accepted_options = ("input_shapes", "static", "weights", "allow_pickle", "threads", "source", "inputs")
 
     @classmethod
-    def can_open(cls, path: str) -> bool:
-        return super().can_open(path) or is_factory_reference(path)
+    def can_open(cls, path: str, named: bool = False) -> bool:
+        return super().can_open(path, named) or is_factory_reference(path)
 
     @classmethod
     def describe_backend(cls) -> str:

@@ -58,24 +58,35 @@ def get(name: str) -> type[Runtime]:
     return cls
 
 
-def candidates(path: str | os.PathLike) -> list[str]:
+def candidates(path: str | os.PathLike, named: bool = False) -> list[str]:
     """Names of the backends that open this kind of file, in preference order: highest declared
-    ``priority`` first, then by name (never by the order in which backends were registered)."""
+    ``priority`` first, then by name (never by the order in which backends were registered);
+    ``named``: also those that open it only when the user names them."""
     found = []
     for name in known():
         try:
             cls = get(name)
-            if cls.can_open(str(path)):
+            if cls.can_open(str(path), named):
                 found.append((-cls.priority, name))
         except KitError:
             continue  # a broken plugin must not hide the working backends
     return [name for _, name in sorted(found)]
 
 
+def parse(runtime: str) -> tuple[str, str, dict[str, Any]]:
+    """``NAME`` or ``NAME:TARGET`` (``onnxruntime:CUDA``, ``openvino:GPU``): the backend's name,
+    the target, and the options the target stands for (checked)."""
+    name, _, target = runtime.partition(":")
+    cls = get(name)  # an unknown name fails here, with the list of known ones
+    return name, target, (cls.target_options(target) if target else {})
+
+
 def create(path: str | os.PathLike, runtime: str | None = None, **options: Any) -> Runtime:
-    """An unloaded Runtime for ``path``: the named backend, or the first usable one for the file."""
+    """An unloaded Runtime for ``path``: the named backend (``NAME`` or ``NAME:TARGET``), or the
+    first usable one for the file."""
     if runtime is not None:
-        return get(runtime)(path, **options)
+        name, _, target_options = parse(runtime)
+        return get(name)(path, **{**options, **target_options})
     names = candidates(path)
     if not names:
         raise ModelFileError(

@@ -80,9 +80,9 @@ class TFLiteRuntime(Runtime):
         return f"interpreter from {cls.interpreter_module().__name__.split('.')[0]}, XNNPACK"
 
     @classmethod
-    def can_open(cls, path: str) -> bool:
+    def can_open(cls, path: str, named: bool = False) -> bool:
         # A compiled *_edgetpu.tflite needs the Edge TPU delegate: plain TFLite cannot run its custom op.
-        return super().can_open(path) and not str(path).lower().endswith("_edgetpu.tflite")
+        return super().can_open(path, named) and not str(path).lower().endswith("_edgetpu.tflite")
 
     def _delegates(self) -> list:
         """Delegates to attach (the Edge TPU subclass adds its own)."""

@@ -57,42 +57,51 @@ class Variant:
     options: dict[str, Any] = field(default_factory=dict)
     baseline: bool = False
     label: str = ""  # the model as shown: its file name, or its path where two names collide
+    target: str = ""  # onnxruntime:TARGET (a provider), openvino:TARGET (a device); its options are in options
+    skipped: tuple[str, str] | None = None  # why the target cannot run here, and what it needs
 
     @property
     def name(self) -> str:
-        return f"{self.label or self.model}[{self.runtime}]"
+        return f"{self.label or self.model}[{self.runtime}{':' + self.target if self.target else ''}]"
 
 
 def plan(models: list[str], runtimes: list[str] | None = None, baseline: str | None = None,
          options: dict[str, Any] | None = None) -> list[Variant]:
-    """Every requested model on every requested usable runtime that opens it (baseline first)."""
-    from kit.runtimes.registry import candidates, get
+    """Every requested model on every requested usable runtime that opens it (baseline first).
+
+    A runtime may name a target (``onnxruntime:XNNPACK``, ``openvino:GPU``): one variant each,
+    in the order given; a target this machine lacks is a variant marked ``skipped`` (why, and
+    what it needs), not a failure."""
+    from kit.runtimes.registry import candidates, get, parse
 
     if not models:
         raise InputError("expected at least one model to benchmark.", hint="kit bench model.onnx [more models]")
     models = [path for model in models for path in _bundled(model)]
-    for name in runtimes or []:
-        get(name)  # an unknown runtime name fails here, with the list of known ones
+    # An unknown runtime or target fails here, with the list of known ones.
+    requested = [parse(text) for text in runtimes or []]
     variants: list[Variant] = []
     for model, is_baseline in [(baseline, True)] * bool(baseline) + [(m, False) for m in models]:
         if not (Path(model).exists() or is_factory_reference(model)):
             raise InputError(f"model {model} does not exist.",
                              hint="Check the path." + (" (--json is a switch; the report file is --save-json FILE.)"
                                                        if str(model).endswith(".json") else ""))
-        opening = [r for r in candidates(model) if get(r).availability().usable]
-        chosen = [r for r in opening if runtimes is None or r in runtimes or is_baseline]
-        if is_baseline:
-            chosen = chosen[:1]
+        named = runtimes is not None and not is_baseline  # the baseline runs on the file's default
+        opening = [r for r in candidates(model, named) if get(r).availability().usable]
+        if named:
+            chosen = [(name, target, stands_for) for name, target, stands_for in requested if name in opening]
+        else:
+            chosen = [(r, "", {}) for r in opening][:1 if is_baseline else None]
         if not chosen:
             wanted = f" among {', '.join(runtimes)}" if runtimes else ""
             raise InputError(f"no usable runtime{wanted} opens {model} (usable here: {', '.join(opening) or 'none'}).",
                              hint="Run `kit runtimes` to see what is installed and how to add more.")
-        for runtime in chosen:
-            if any(v.model == model and v.runtime == runtime for v in variants):
+        for runtime, target, stands_for in chosen:
+            if any(v.model == model and v.runtime == runtime and v.target == target for v in variants):
                 continue  # the baseline listed again among the models
             accepted = get(runtime).accepted_options
-            variants.append(Variant(model, runtime, {k: v for k, v in (options or {}).items() if k in accepted},
-                                    is_baseline))
+            chosen_options = {k: v for k, v in (options or {}).items() if k in accepted} | stands_for
+            variants.append(Variant(model, runtime, chosen_options, is_baseline, target=target,
+                                    skipped=get(runtime).target_problem(target) if target else None))
     short = {v.model: Path(v.model).name if Path(v.model).is_file() else v.model for v in variants}
     for variant in variants:
         clashes = {m for m, name in short.items() if name == short[variant.model]}
@@ -199,7 +208,12 @@ def bench(
     open_options = dict(options or {})
     if threads is not None:
         open_options["threads"] = threads
-    variants = plan(models, runtimes, baseline, open_options)
+    planned = plan(models, runtimes, baseline, open_options)
+    variants = [variant for variant in planned if not variant.skipped]
+    if not variants:
+        reasons = "; ".join(f"{v.name}: {v.skipped[0]}" for v in planned)
+        raise InputError(f"no variant can run here ({reasons}).",
+                         hint=" ".join(dict.fromkeys(v.skipped[1] for v in planned)))
     fidelity_data = data or "random:16"
     # What every worker gets besides its variant (paths absolute: workers run in a scratch folder).
     settings = {"batch": batch, "group": GROUP, "fidelity_data": _absolute(fidelity_data),
@@ -219,6 +233,8 @@ def bench(
             progress("done", len(variants), len(variants))
         document = _merge(results)
         _analyse(document, variants, output_name)
+    document["kit_skipped"] = [{"name": v.name, "reason": v.skipped[0], "needs": v.skipped[1]}
+                               for v in planned if v.skipped]
     return BenchReport(document)
 
 

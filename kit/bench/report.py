@@ -152,6 +152,8 @@ def notes(report: BenchReport) -> list[str]:
             f"{len(capped)} of {len(rows)} variants ({', '.join(row['name'] for row in capped)})"
         lines.append(f"{every} stopped at the cap of {capped[0]['latency_s']['rounds']:,} rounds before the "
                      f"{capped[0]['max_time_s']:g} s of --max-time (the shortest after {seconds(shortest)}).")
+    for skipped in report.document.get("kit_skipped", []):  # a target this machine lacks
+        lines.append(f"skipped {skipped['name']}: {skipped['reason']}. {skipped['needs']}")
     for row in rows:
         latency = row["latency_s"]
         if latency["median_ci"][1] - latency["median_ci"][0] > 0.1 * latency["median"]:

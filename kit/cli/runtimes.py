@@ -19,9 +19,11 @@ def handle(args) -> int:
         try:
             cls = get(name)
             state = cls.availability().to_dict()
-            rows.append({"name": name, "entry": target, "suffixes": list(cls.suffixes), **state})
+            rows.append({"name": name, "entry": target, "suffixes": list(cls.suffixes),
+                         "named_suffixes": list(cls.named_suffixes), **state})
         except KitError as error:
-            rows.append({"name": name, "entry": target, "suffixes": [], "usable": False, "version": None,
+            rows.append({"name": name, "entry": target, "suffixes": [], "named_suffixes": [], "usable": False,
+                         "version": None,
                          "detail": str(error), "install": ""})
     if args.json:
         return render.print_json(rows)
@@ -36,9 +38,15 @@ def handle(args) -> int:
     for row in rows:
         usable = ("yes   ", "green") if row["usable"] else ("no    ", "red")
         console.print(Text.assemble(f"{row['name']:<{name_width}}  ", usable,
-                                    f"  {row['version'] or '-':<{version_width}}  ", " ".join(row["suffixes"]) or "-"))
+                                    f"  {row['version'] or '-':<{version_width}}  ", _opens(row)))
         if row["detail"]:
             console.print(f"    {row['detail']}", highlight=False)
         if not row["usable"] and row["install"]:
             console.print(f"    install: {row['install']}", highlight=False)
     return 0
+
+
+def _opens(row: dict) -> str:
+    """``.xml (.onnx .tflite with --runtime NAME)``: what it opens by default, then when named."""
+    named = f" ({' '.join(row['named_suffixes'])} with --runtime {row['name']})" if row["named_suffixes"] else ""
+    return (" ".join(row["suffixes"]) or "-") + named

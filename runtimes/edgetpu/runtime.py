@@ -45,7 +45,7 @@ class EdgeTPURuntime(TFLiteRuntime):
     accepted_options = ("threads", "raw", "device", "library")
 
     @classmethod
-    def can_open(cls, path: str) -> bool:
+    def can_open(cls, path: str, named: bool = False) -> bool:
         return str(path).lower().endswith(cls.suffixes)
 
     @classmethod

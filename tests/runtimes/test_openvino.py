@@ -125,4 +125,6 @@ def test_the_cli_runs_and_lists_it(digits):
     assert ran.returncode == 0, ran.stderr
     assert json.loads(ran.stdout)["runtime"]["runtime"] == "openvino"
     listed = {entry["name"]: entry for entry in json.loads(run_kit("runtimes", "--json").stdout)}
-    assert listed["openvino"]["usable"] is True and listed["openvino"]["suffixes"] == [".xml", ".onnx", ".tflite"]
+    assert listed["openvino"]["usable"] is True and listed["openvino"]["suffixes"] == [".xml"]
+    assert listed["openvino"]["named_suffixes"] == [".onnx", ".tflite"]
+    assert ".xml (.onnx .tflite with --runtime openvino)" in run_kit("runtimes").stdout

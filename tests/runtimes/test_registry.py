@@ -91,9 +91,11 @@ def test_unknown_runtime_lists_the_known_ones():
 
 
 def test_choice_by_file(tmp_path):
-    assert registry.candidates("m.onnx") == ["onnxruntime", "openvino"]  # OpenVINO when asked for
+    assert registry.candidates("m.onnx") == ["onnxruntime"]
+    assert registry.candidates("m.onnx", named=True) == ["onnxruntime", "openvino"]  # OpenVINO when named
     assert registry.candidates("m.pt2") == ["torch"]
-    assert registry.candidates("m.tflite") == ["tflite", "openvino"]
+    assert registry.candidates("m.tflite") == ["tflite"]
+    assert registry.candidates("m.tflite", named=True) == ["tflite", "openvino"]
     assert registry.candidates("m_edgetpu.tflite") == ["edgetpu"]
     assert registry.candidates("m.xml") == ["openvino"]
     with pytest.raises(ModelFileError, match=r"no runtime opens m.bin; expected one of the suffixes .onnx, .pt"):
@@ -143,14 +145,14 @@ def test_kit_runtimes_reports_every_backend(plugin, capsys):
 def test_routing_follows_declared_priority_not_registration_order(plugin):
     """The plugin registered as "a-onnx-too" sorts before onnxruntime by name and comes after it in
     the table, yet the built-in (priority 100) stays the default for .onnx over it (priority 0)."""
-    assert registry.candidates("m.onnx") == ["onnxruntime", "openvino", "a-onnx-too"]  # 100, 50, 0
+    assert registry.candidates("m.onnx") == ["onnxruntime", "a-onnx-too"]
 
 
 def test_equal_priorities_go_by_name(plugin, monkeypatch):
     monkeypatch.setitem(registry.BUILTIN, "b-onnx-too", "kit_toy_plugin:OnnxToo")  # in the table before a-
-    assert registry.candidates("m.onnx") == ["onnxruntime", "openvino", "a-onnx-too", "b-onnx-too"]
+    assert registry.candidates("m.onnx") == ["onnxruntime", "a-onnx-too", "b-onnx-too"]
 
 
 def test_a_plugin_that_declares_a_higher_priority_becomes_the_default(plugin, monkeypatch):
     monkeypatch.setitem(registry.BUILTIN, "zz-onnx-first", "kit_toy_plugin:OnnxFirst")
-    assert registry.candidates("m.onnx") == ["zz-onnx-first", "onnxruntime", "openvino", "a-onnx-too"]
+    assert registry.candidates("m.onnx") == ["zz-onnx-first", "onnxruntime", "a-onnx-too"]
