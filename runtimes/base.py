@@ -189,6 +189,12 @@ class Runtime:
                          hint=f"Use --runtime {cls.name}.")
 
     @classmethod
+    def concurrent_options(cls, streams: int) -> dict[str, Any]:
+        """Options a model shared by ``streams`` concurrent callers loads with (OpenVINO: its
+        throughput hint and streams); kit bench --streams uses them."""
+        return {}
+
+    @classmethod
     def target_problem(cls, target: str) -> tuple[str, str] | None:
         """Why ``NAME:TARGET`` cannot run here, and what would make it run; None when it can.
         A benchmark skips such a variant with these two lines instead of failing."""

@@ -70,6 +70,10 @@ class OpenVinoRuntime(Runtime):
         return {"device": _device(target)}
 
     @classmethod
+    def concurrent_options(cls, streams: int) -> dict[str, Any]:
+        return {"hint": "throughput", "streams": streams}
+
+    @classmethod
     def target_problem(cls, target: str) -> tuple[str, str] | None:
         import openvino
 

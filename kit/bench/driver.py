@@ -164,6 +164,7 @@ def bench(
     power: bool = False,
     power_command: str | None = None,
     sustained: float | None = None,
+    streams: int | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> BenchReport:
     """Measure every variant, each in its own process, and analyse them against the baseline.
@@ -183,6 +184,8 @@ def bench(
     temperatures and clocks are read while the rounds run (kit.bench.samplers). ``sustained``
     seconds of rounds per variant (up to SUSTAINED_ROUNDS of them) reach thermal steady state;
     every variant reports its latency drift, the last tenth of its rounds against the first.
+    With ``streams``, each variant is also driven by that many concurrent callers for as long
+    (kit.bench.throughput): calls per second beside the single-stream figure.
     """
     require_pytest_benchmark()
     if sustained is not None:
@@ -191,6 +194,11 @@ def bench(
         raise InputError(f"expected max_rounds >= 1, found {max_rounds}.", hint="Leave it at its default.")
     if batch < 1:
         raise InputError(f"expected --batch >= 1, found {batch}.", hint="Use --batch 1.")
+    if streams is not None:
+        from kit.runtimes.base import check_threads
+
+        if check_threads(streams, "streams") < 1:  # bounded as threads are: each stream is one
+            raise InputError("expected --streams >= 1, found 0.", hint="Give 2 or more; 1 is the latency rounds.")
     if not 0 <= max_time <= MAX_TIME_LIMIT:  # also refuses NaN
         flag = "--sustained" if sustained is not None else "--max-time"
         raise InputError(f"expected {flag} from 0 to {MAX_TIME_LIMIT:.0f} seconds per variant, found {max_time:g}.",
@@ -222,7 +230,7 @@ def bench(
                 "detect": _detection_task([v.model for v in variants], fidelity_data),
                 "pipeline": _absolute(pipeline) if pipeline else None,
                 "power": power or power_command is not None, "power_command": power_command,
-                "power_interval": POWER_INTERVAL, "sustained": sustained is not None}
+                "power_interval": POWER_INTERVAL, "sustained": sustained is not None, "streams": streams}
     results = []
     with tempfile.TemporaryDirectory() as scratch:
         for index, variant in enumerate(variants):

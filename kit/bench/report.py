@@ -92,6 +92,31 @@ def power_rows(report: BenchReport) -> list[list[str]]:
     return rows
 
 
+THROUGHPUT_COLUMNS = ("throughput", "streams", "per s", "vs 1 stream", "median / p99 under load")
+
+
+def throughput_rows(report: BenchReport) -> list[list[str]]:
+    """With --streams: per variant, calls per second from that many concurrent callers, against
+    its single-stream rate, and what the load does to each call's latency."""
+    rows = []
+    for row in report.rows():
+        found = row.get("throughput")
+        if found is None:
+            continue
+        latency, calls = found["latency_s"], found["calls_per_s"]
+        rows.append([row["name"], str(found["streams"]), f"{calls * (row['batch'] or 1):.0f}",
+                     f"x{calls * row['latency_s']['mean']:.2f}",  # against one stream's calls per second
+                     f"{seconds(latency['median'])} / {seconds(latency['p99'])}"])
+    return rows
+
+
+def extra_tables(report: BenchReport) -> list[tuple[tuple[str, ...], list[list[str]]]]:
+    """The tables after the variants' that this run has rows for: pipelines, power, throughput."""
+    tables = [(PIPELINE_COLUMNS, pipeline_rows(report)), (POWER_COLUMNS, power_rows(report)),
+              (THROUGHPUT_COLUMNS, throughput_rows(report))]
+    return [(headers, rows) for headers, rows in tables if rows]
+
+
 def power_notes(report: BenchReport) -> list[str]:
     rows = [row for row in report.rows() if row.get("power")]
     lines = []
@@ -189,10 +214,9 @@ def environment_line(env: dict[str, Any]) -> str:
 def print_table(report: BenchReport, console) -> None:
     """The variants' table, then with --pipeline the pipelines' table, then the notes."""
     _print_fitting(console, columns(report), table_rows(report))
-    for headers, rows in ((PIPELINE_COLUMNS, pipeline_rows(report)), (POWER_COLUMNS, power_rows(report))):
-        if rows:
-            console.print()
-            _print_fitting(console, headers, rows)
+    for headers, rows in extra_tables(report):
+        console.print()
+        _print_fitting(console, headers, rows)
     for line in notes(report) + pipeline_notes(report) + power_notes(report):
         console.print(line)
 
@@ -253,10 +277,9 @@ def write_markdown(report: BenchReport, path: str | os.PathLike) -> None:
     headers = columns(report)
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(row) + " |" for row in table_rows(report)]
-    for headers, rows in ((PIPELINE_COLUMNS, pipeline_rows(report)), (POWER_COLUMNS, power_rows(report))):
-        if rows:
-            lines += ["", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-            lines += ["| " + " | ".join(row) + " |" for row in rows]
+    for headers, rows in extra_tables(report):
+        lines += ["", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
     lines += ["", f"Measured {report.document.get('datetime', '')}."] + [
         f"- {line}" for line in notes(report) + pipeline_notes(report) + power_notes(report)]
     with atomic_output(path) as tmp:

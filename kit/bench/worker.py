@@ -45,6 +45,12 @@ def test_variant(benchmark):
     with _sampled(spec) as power:
         benchmark.pedantic(runtime.run, args=(feeds,), rounds=rounds, iterations=1, warmup_rounds=_warmup(rounds))
     peak = _memory_mb("VmHWM")  # before the fidelity pass adds the kit's own arrays
+    throughput = None
+    if spec.get("streams"):  # after the single-stream rounds and the memory reading, before fidelity
+        from kit.bench.throughput import measure
+
+        throughput = measure(runtime, lambda **extra: create(spec["model"], spec["runtime"], **{
+            **spec["options"], **extra}).load(), feeds, spec["streams"], spec["max_time"], spec["max_rounds"])
 
     # Saved for the driver, which compares every variant's results with the baseline's.
     if spec["detect"]:  # detection data: the images through the detector, its boxes saved beside
@@ -76,6 +82,7 @@ def test_variant(benchmark):
         **({"stage_ms": runtime.stage_ms} if runtime.stage_ms else {}),
         **({"power": power.summary(rounds + _warmup(rounds))} if spec.get("power") else {}),
         "sustained": spec.get("sustained", False),
+        **({"throughput": throughput} if throughput else {}),
     }
     runtime.close()
 

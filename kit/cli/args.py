@@ -32,6 +32,17 @@ def thread_count(text: str) -> int:
         raise argparse.ArgumentTypeError(error.message.rstrip(".")) from None
 
 
+def stream_count(text: str) -> int:
+    """--streams: concurrent callers, at least 1 and bounded as threads are."""
+    from kit.runtimes.base import check_threads
+
+    value = _number(text, int, lambda v: v >= 1, "a whole number >= 1")
+    try:
+        return check_threads(value, "streams")
+    except KitError as error:
+        raise argparse.ArgumentTypeError(error.message.rstrip(".")) from None
+
+
 def positive_int(text: str) -> int:
     return _number(text, int, lambda v: v >= 1, "a whole number >= 1")
 

@@ -29,6 +29,8 @@ def add_parser(commands, common) -> None:
                         help="read power, temperatures and CPU clocks while timing (Linux, Jetson, Raspberry Pi)")
     parser.add_argument("--power-command", metavar="CMD",
                         help="an external meter: a shell command printing the watts it reads (implies --power)")
+    parser.add_argument("--streams", type=flags.stream_count, metavar="N",
+                        help="also drive each variant with N concurrent callers: throughput beside latency")
     parser.add_argument("--sustained", type=flags.positive_float, metavar="SECONDS",
                         help="time each variant this long (thermal steady state) instead of --max-time")
     group = parser.add_argument_group("on devices (over SSH)")
@@ -90,7 +92,7 @@ def handle(args) -> int:
                              preprocess=args.preprocess, batch=args.batch, threads=args.threads,
                              max_time=args.max_time, options=torch_options, output_name=args.output_name,
                              pipeline=args.pipeline, power=args.power, power_command=args.power_command,
-                             sustained=args.sustained, progress=progress.update)
+                             sustained=args.sustained, streams=args.streams, progress=progress.update)
     return _report(args, result)
 
 
@@ -129,7 +131,7 @@ def _report(args, result, failed_devices: bool = False) -> int:
 # (random:N is forwarded as it is); the models LOCAL_ONLY names are not in the bundle.
 FORWARDED = {"max_time": "--max-time", "batch": "--batch", "threads": "--threads", "runtime": "--runtime",
              "power": "--power", "power_command": "--power-command", "sustained": "--sustained",
-             "output_name": "--output-name", "preprocess": "--preprocess"}
+             "output_name": "--output-name", "preprocess": "--preprocess", "streams": "--streams"}
 PUSHED = {"data": "--data", "pipeline": "--pipeline"}
 LOCAL_ONLY = {"baseline": "--baseline", "weights": "--weights"}
 

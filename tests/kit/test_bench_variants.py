@@ -58,3 +58,53 @@ def test_other_commands_take_a_target_too(digits):
     absent = run_kit("run", digits.onnx, "--runtime", "onnxruntime:CUDA", "--random")
     assert absent.returncode == 2 and "execution provider CUDAExecutionProvider is not in this ONNX Runtime build" \
         in " ".join(absent.stderr.split())
+
+
+def test_streams_drive_every_runtime_concurrently(digits, digits_tflite):
+    """--streams 2: a model ONNX Runtime and OpenVINO share between the callers (OpenVINO loaded
+    with its throughput hint and two streams), an interpreter per caller for LiteRT; each row's
+    rate relates to its own single-stream rate (no machine's absolute numbers)."""
+    ran = run_kit("bench", digits.onnx, digits_tflite["fp32"].path, "--runtime", "onnxruntime,openvino,tflite",
+                  "--streams", "2", "--max-time", "0.2", "--json")
+    assert ran.returncode == 0, ran.stderr
+    rows = {entry["name"]: entry["extra_info"]["kit"] for entry in json.loads(ran.stdout)["benchmarks"]}
+    assert len(rows) == 4
+    for name, row in rows.items():
+        found = row["throughput"]
+        assert found["streams"] == 2 and found["calls"] >= 2, name
+        assert found["shared_model"] is (not name.endswith("[tflite]")), name
+        single = 1 / row["latency_s"]["mean"]
+        assert found["calls_per_s"] > 0.1 * single, name  # two callers on any machine: not a collapse
+        assert found["latency_s"]["p99"] >= found["latency_s"]["median"] > 0
+    assert rows["model.onnx[openvino]"]["throughput"]["options"] == {"hint": "throughput", "streams": 2}
+    table = run_kit("bench", digits.onnx, "--streams", "2", "--max-time", "0.1")
+    assert table.returncode == 0 and "median / p99 under load" in table.stdout
+
+
+def test_a_failing_stream_stops_the_others_and_is_raised():
+    """kit.bench.throughput with a test double: an instance per stream where calls may not share
+    one, and a failure in one stream ends the measurement with that error (no hang)."""
+    import numpy as np
+
+    from kit.bench.throughput import measure
+    from kit.core.errors import RunError
+    from kit.runtimes.testing import FunctionRuntime
+
+    made = []
+
+    def make(**options):
+        made.append(FunctionRuntime(lambda feeds: {"y": feeds["x"] * 2}, {"x": [1]}, {"y": [1]}).load())
+        return made[-1]
+
+    first = make()
+    found = measure(first, make, {"x": np.ones(1, np.float32)}, streams=3, seconds=0.05, max_calls=50)
+    assert len(made) == 3 and all(runtime.calls > 0 for runtime in made)  # each stream its own instance
+    assert found["calls"] == sum(runtime.calls for runtime in made) <= 3 * 50 and found["shared_model"] is False
+    assert not any(runtime.loaded for runtime in made[1:]) and first.loaded  # the extra ones closed
+
+    def broken(feeds):
+        raise RunError("the device went away", hint="")
+
+    failing = FunctionRuntime(broken, {"x": [1]}, {"y": [1]}).load()
+    with pytest.raises(RunError, match="the device went away"):
+        measure(failing, lambda: failing, {"x": np.ones(1, np.float32)}, streams=2, seconds=60, max_calls=10**6)

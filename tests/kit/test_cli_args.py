@@ -31,7 +31,7 @@ FLAGS = {
     "bench": ["--allow-pickle", "--baseline", "--batch", "--compare", "--compare-fail", "--data", "--debug",
               "--help -h", "--input-shape", "--install", "--json", "--markdown", "--max-time", "--on",
               "--output-name", "--pipeline", "--plot", "--power", "--power-command", "--preprocess",
-              "--remote-kit", "--runtime", "--save-json", "--ssh-option", "--sustained", "--threads", "--weights", "models"],
+              "--remote-kit", "--runtime", "--save-json", "--ssh-option", "--streams", "--sustained", "--threads", "--weights", "models"],
     "inspect": ["--allow-pickle", "--debug", "--help -h", "--input-shape", "--json", "--nodes", "--runtime",
                 "--weights", "model"],
     "build": ["--calib", "--compute-capability", "--debug", "--dla-core", "--help -h", "--json", "--max-shape",
