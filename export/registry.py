@@ -17,6 +17,7 @@ from kit.export.result import ExportResult
 EXPORTERS: dict[str, tuple[tuple[str, ...], str]] = {
     "onnx": ((".onnx",), "kit.export.onnx:export_onnx"),
     "tflite": ((".tflite",), "kit.export.tflite:export_tflite"),
+    "openvino": ((".xml",), "kit.export.openvino:export_openvino"),
 }
 
 
@@ -37,7 +38,7 @@ def format_for(output: str | os.PathLike, format: str | None = None) -> str:
             return name
     known = [s for suffixes, _ in EXPORTERS.values() for s in suffixes]
     raise InputError(f"expected an output path ending in {' or '.join(known)}, found {output}.",
-                     hint="The suffix picks the format: e.g. model.onnx or model.tflite.")
+                     hint="The suffix picks the format: e.g. model.onnx, model.tflite or model.xml (OpenVINO IR).")
 
 
 def exporter(format: str) -> Callable[..., ExportResult]:

@@ -14,6 +14,7 @@ from kit.core.specs import TensorSpec
 FORMAT_FIELDS = {
     "onnx": ("exporter", "opset", "simplified"),
     "tflite": ("precision", "layout", "calibration", "accuracy"),
+    "openvino": ("precision",),
 }
 
 
@@ -33,7 +34,7 @@ class ExportResult:
     exporter: str | None = None  # which of torch's exporters produced the file
     opset: int | None = None
     simplified: bool = False
-    # TFLite
+    # TFLite, OpenVINO
     precision: str = "fp32"
     layout: str | None = None  # of the inputs: nhwc or nchw
     calibration: dict[str, Any] | None = None

@@ -115,7 +115,8 @@ class OpenVinoRuntime(Runtime):
         self._compiled = core.compile_model(model, device, config)
         self._requests: queue.SimpleQueue = queue.SimpleQueue()
         self._output_ports = list(self._compiled.outputs)
-        inputs, outputs = _specs(self._compiled.inputs), _specs(self._compiled.outputs)
+        recorded = _recorded_axes(self.model_path)
+        inputs, outputs = _specs(self._compiled.inputs, recorded), _specs(self._compiled.outputs, recorded)
         self._output_names = [spec.name for spec in outputs]
         # NaN and Inf are refused for every model: OpenVINO reads QDQ pairs and TFLite quantization
         # as FakeQuantize (integers cannot hold them), and its CPU kernels do not carry them through
@@ -178,10 +179,23 @@ def _property(compiled, name: str):
     return value if isinstance(value, (int, str)) else value.get_type_name()  # an element type: f32, bf16
 
 
-def _specs(ports) -> list[TensorSpec]:
+def _recorded_axes(path: str) -> dict[str, list]:
+    """The shapes the kit recorded with the model (its provenance), by tensor name: OpenVINO keeps
+    a dynamic axis but not its name ("batch"), which the other runtimes show."""
+    from kit.core import provenance
+
+    recorded = provenance.read(path)
+    return {spec["name"]: spec.get("shape") or [] for spec in recorded.get("inputs", []) + recorded.get("outputs", [])
+            if isinstance(spec, dict) and "name" in spec}
+
+
+def _specs(ports, recorded: dict[str, list]) -> list[TensorSpec]:
     specs = []
     for index, port in enumerate(ports):
-        shape = tuple(dim.get_length() if dim.is_static else f"unk{axis}"
+        name = port.get_any_name() if port.get_names() else f"output{index}"
+        known = recorded.get(name, [])
+        shape = tuple(dim.get_length() if dim.is_static else
+                      known[axis] if axis < len(known) and isinstance(known[axis], str) else f"unk{axis}"
                       for axis, dim in enumerate(port.get_partial_shape())) \
             if port.get_partial_shape().rank.is_static else None
         element = port.get_element_type()
@@ -189,5 +203,5 @@ def _specs(ports) -> list[TensorSpec]:
             dtype = element.to_dtype().name
         except (RuntimeError, TypeError):  # bf16 and types numpy lacks: the feed check refuses them by name
             dtype = element.get_type_name()
-        specs.append(TensorSpec(port.get_any_name() if port.get_names() else f"output{index}", shape, dtype))
+        specs.append(TensorSpec(name, shape, dtype))
     return specs

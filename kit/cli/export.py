@@ -1,6 +1,8 @@
-"""kit export: a PyTorch model to ONNX or TFLite, validated against PyTorch."""
+"""kit export: a PyTorch model to ONNX, TFLite or OpenVINO IR, validated against PyTorch."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from kit.cli import args as flags
 from kit.cli import render
@@ -9,9 +11,11 @@ from kit.core.formatting import decibels, percent, size
 
 
 def add_parser(commands, common) -> None:
-    parser = commands.add_parser("export", parents=[common], help="export a PyTorch model to ONNX or TFLite (validated)")
+    parser = commands.add_parser("export", parents=[common],
+                                 help="export a PyTorch model to ONNX, TFLite or OpenVINO IR (validated)")
     parser.add_argument("source", help="model.pt (TorchScript), model.pt2 (torch.export), or file.py:factory")
-    flags.add_output(parser, "output file: model.onnx, or model.tflite (the suffix picks the format)", required=True)
+    flags.add_output(parser, "output file: model.onnx, model.tflite or model.xml (OpenVINO IR; the suffix picks "
+                             "the format)", required=True)
     flags.add_torch_source(parser)
     parser.add_argument("--static", action="store_true", help="keep the batch axis fixed (default: dynamic)")
     parser.add_argument("--dynamic", action="append", metavar="[NAME:]AXIS=DIMNAME",
@@ -20,8 +24,9 @@ def add_parser(commands, common) -> None:
     parser.add_argument("--exporter", choices=["auto", "dynamo", "torchscript"], default="auto")
     parser.add_argument("--format", choices=list(FORMATS), help="default: from the output's suffix")
     parser.add_argument("--precision", choices=["fp32", "fp16", "int8-dynamic", "int8"],
-                        help="TFLite only (default fp32); int8 is full integer, calibrated with --calib")
-    flags.add_data(parser, "--calib", "TFLite int8 calibration data (the source model's layout)")
+                        help="TFLite and OpenVINO (default fp32; OpenVINO: fp32, fp16, int8); int8 is "
+                             "calibrated with --calib")
+    flags.add_data(parser, "--calib", "int8 calibration data (the source model's layout)")
     parser.add_argument("--layout", choices=["nhwc", "nchw"], help="TFLite input layout (default nhwc for int8)")
     flags.add_data(parser, "--eval", "TFLite: labelled data to report top-1 of PyTorch and the export")
     parser.add_argument("--simplify", action="store_true", help="simplify with onnxslim (validated again)")
@@ -69,6 +74,25 @@ def _print_onnx(args, data: dict) -> None:
                                  f"(atol {args.atol:g}, rtol {args.rtol:g}):")
 
 
+def _openvino_options(args) -> dict:
+    if args.layout or args.eval:
+        raise InputError("--layout and --eval apply to --format tflite; OpenVINO IR keeps the model's layout.",
+                         hint="Drop them for --format openvino.")
+    if args.calib and args.precision != "int8":
+        raise InputError("--calib calibrates --precision int8; found no int8.", hint="Add --precision int8.")
+    return dict(precision=args.precision or "fp32", calib=args.calib, static=args.static, dynamic=args.dynamic,
+                opset=args.opset, simplify=args.simplify, exporter=args.exporter, nms=args.nms)
+
+
+def _print_openvino(args, data: dict) -> None:
+    console = render.console()
+    weights = Path(data["path"]).with_suffix(".bin").name
+    console.print(render.styled("exported", "green"), f"{data['path']} and {weights} ({size(data['size_bytes'])}, "
+                  f"OpenVINO IR {data['precision']}) in {data['seconds']:.1f} s")
+    rule = "by top-1 agreement and SQNR" if data["precision"] == "int8" else "elementwise"
+    _print_export(console, data, f"validated against its ONNX model on ONNX Runtime ({rule}):")
+
+
 def _tflite_options(args) -> dict:
     if args.opset or args.simplify or args.dynamic or args.exporter != "auto" or args.static:
         raise InputError("--opset, --simplify, --dynamic, --static and --exporter apply to ONNX; a TFLite export "
@@ -96,7 +120,8 @@ def _print_tflite(args, data: dict) -> None:
 
 # Each format: the options only it takes (given for another format, they are an error, not
 # ignored) and how its result prints. The registry (kit.export.registry) writes the file.
-FORMATS = {"onnx": (_onnx_options, _print_onnx), "tflite": (_tflite_options, _print_tflite)}
+FORMATS = {"onnx": (_onnx_options, _print_onnx), "tflite": (_tflite_options, _print_tflite),
+           "openvino": (_openvino_options, _print_openvino)}
 
 
 def _print_export(console, data: dict, validated: str) -> None:

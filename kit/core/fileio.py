@@ -179,11 +179,14 @@ def disk_full(exc: BaseException) -> bool:
 
 
 def model_files(path: str | os.PathLike) -> list[Path]:
-    """The files a model is made of: the file and, for ONNX, the external data files it references.
+    """The files a model is made of: the file and, for ONNX, the external data files it references;
+    for OpenVINO IR (.xml), its weights (.bin beside it).
 
     A file merely named like a companion (a stale ``model.onnx.data``) is not part of the model.
     """
     path = Path(path)
+    if path.suffix.lower() == ".xml":
+        return [path, path.with_suffix(".bin")]
     if path.suffix.lower() != ".onnx":
         return [path]
     try:

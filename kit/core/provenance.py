@@ -6,10 +6,12 @@ alone to a device keeps its input/output names and preprocessing:
 - ONNX: JSON in the metadata property ``kit.provenance`` (``attach_to_onnx``);
 - TFLite: JSON in a buffer named by the flatbuffer's metadata entry ``kit.provenance``
   (``write_tflite``; the way TFLite's own metadata is stored; the interpreter ignores it);
+- OpenVINO IR: JSON in the model's ``rt_info`` entry ``kit_provenance`` (the exporter sets it
+  with ``Model.set_rt_info``; the .xml holds it, read here with the standard XML parser);
 - formats without metadata (TensorRT engines): a sidecar ``MODEL.kit.json`` moved together
   with the model (``write_sidecar``).
 
-``read`` reads all three, and the sidecars of .tflite models exported by older kits.
+``read`` reads all four, and the sidecars of .tflite models exported by older kits.
 edgetpu_compiler drops a model's metadata, so ``NAME_edgetpu.tflite`` falls back to its
 original ``NAME.tflite`` (``kit check edgetpu`` copies the provenance into what it compiles).
 
@@ -31,6 +33,7 @@ from kit.core.errors import KitWarning, ModelFileError, first_line, root_cause
 from kit.core.fileio import atomic_output
 
 KEY = "kit.provenance"
+OPENVINO_KEY = "kit_provenance"  # an rt_info entry's name is an XML tag: no dot
 TFLITE_IDENTIFIER = b"TFL3"
 _JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
 
@@ -49,7 +52,7 @@ def attach_to_onnx(model, provenance: dict[str, Any]) -> None:
         if prop.key == KEY:
             model.metadata_props.remove(prop)
     entry = model.metadata_props.add()
-    entry.key, entry.value = KEY, _encode(provenance)
+    entry.key, entry.value = KEY, encode(provenance)
 
 
 def write_tflite(path: str | os.PathLike, provenance: dict[str, Any]) -> None:
@@ -69,7 +72,7 @@ def write_tflite(path: str | os.PathLike, provenance: dict[str, Any]) -> None:
     if _uses_offsets(model):
         write_sidecar(path, provenance)
         return
-    payload = schema.BufferT(data=np.frombuffer(_encode(provenance).encode(), dtype=np.uint8))
+    payload = schema.BufferT(data=np.frombuffer(encode(provenance).encode(), dtype=np.uint8))
     model.metadata = model.metadata or []
     model.buffers = model.buffers or [schema.BufferT()]  # buffer 0 is the empty sentinel
     entry = next((m for m in model.metadata if m.name and m.name.decode() == KEY), None)
@@ -115,6 +118,8 @@ def read(path: str | os.PathLike) -> dict[str, Any]:
             _require_inside(path, original)
             stored = _from_tflite(original) or _from_sidecar(original)
         return stored
+    if suffix == ".xml":
+        return _from_openvino_ir(path) or _from_sidecar(path)
     return _from_sidecar(path)
 
 
@@ -129,6 +134,20 @@ def _from_onnx(path: Path) -> dict[str, Any]:
         raise ModelFileError(f"{path} is not a readable ONNX model ({root_cause(exc)}).",
                              hint="Re-export it; the file may be truncated or not ONNX at all.") from exc
     return _decode(props.get(KEY), path, f"its metadata property {KEY}")
+
+
+def _from_openvino_ir(path: Path) -> dict[str, Any]:
+    """The rt_info entry of an OpenVINO IR .xml (the topology only: its weights are in the .bin)."""
+    import xml.etree.ElementTree as ElementTree
+
+    try:
+        for _, element in ElementTree.iterparse(path):
+            if element.tag == OPENVINO_KEY:
+                return _decode(element.get("value"), path, f"its rt_info entry {OPENVINO_KEY}")
+    except ElementTree.ParseError as exc:
+        raise ModelFileError(f"{path} is not a readable OpenVINO IR ({exc}).",
+                             hint="Re-export it; the file may be truncated or not OpenVINO IR.") from exc
+    return {}
 
 
 def _from_onnx_runtime(path: Path) -> dict[str, Any]:
@@ -223,7 +242,7 @@ def _require_inside(model: Path, file: Path) -> None:
 # ----- helpers -------------------------------------------------------------------------------
 
 
-def _encode(provenance: dict[str, Any]) -> str:
+def encode(provenance: dict[str, Any]) -> str:
     return json.dumps(provenance, sort_keys=True)
 
 

@@ -27,14 +27,16 @@ def export_toy(source, output, *, scale=1.0, **ignored):
 
 
 def test_the_format_comes_from_the_name_or_the_suffix():
-    assert registry.formats() == ["onnx", "tflite"]
+    assert registry.formats() == ["onnx", "tflite", "openvino"]
     assert registry.format_for("m.onnx") == "onnx"
     assert registry.format_for("M.TFLITE") == "tflite"
+    assert registry.format_for("m.xml") == "openvino"
     assert registry.format_for("m.onnx", "tflite") == "tflite"  # a named format wins; its exporter checks the suffix
-    with pytest.raises(InputError, match=r"expected an output path ending in \.onnx or \.tflite, found m\.txt"):
+    with pytest.raises(InputError, match=r"expected an output path ending in \.onnx or \.tflite or \.xml, found "
+                                         r"m\.txt"):
         registry.format_for("m.txt")
-    with pytest.raises(InputError, match=r"expected a format among onnx, tflite, found 'openvino'"):
-        registry.format_for("m.xml", "openvino")
+    with pytest.raises(InputError, match=r"expected a format among onnx, tflite, openvino, found 'tensorflow'"):
+        registry.format_for("m.pb", "tensorflow")
 
 
 def test_the_exporters_are_imported_only_when_asked_for():

@@ -406,9 +406,10 @@ def test_a_full_file_system_through_the_cli(tmp_path):
     assert result.stderr.splitlines() == [disk_full_line(tmp_path / "disk", "m.onnx")]
 
 
-def test_export_help_names_both_formats():
+def test_export_help_names_every_format():
     from helpers import run_kit
 
     commands, export = run_kit("--help"), run_kit("export", "--help")
-    assert "export a PyTorch model to ONNX or TFLite (validated)" in " ".join(commands.stdout.split())
-    assert "output file: model.onnx, or model.tflite (the suffix picks the format)" in " ".join(export.stdout.split())
+    assert "export a PyTorch model to ONNX, TFLite or OpenVINO IR (validated)" in " ".join(commands.stdout.split())
+    assert ("output file: model.onnx, model.tflite or model.xml (OpenVINO IR; the suffix picks the format)"
+            in " ".join(export.stdout.split()))
