@@ -29,8 +29,9 @@ from typing import Any
 
 from kit.runtimes.base import Runtime, check_choice, check_threads
 
+from kit.core import provenance
 from kit.core.errors import InputError, ModelFileError
-from kit.core.specs import TensorSpec
+from kit.core.specs import TensorSpec, dequantize, quantize
 
 HINTS = ("latency", "throughput")
 PRECISIONS = ("f32", "bf16", "f16")
@@ -115,9 +116,10 @@ class OpenVinoRuntime(Runtime):
         self._compiled = core.compile_model(model, device, config)
         self._requests: queue.SimpleQueue = queue.SimpleQueue()
         self._output_ports = list(self._compiled.outputs)
-        recorded = _recorded_axes(self.model_path)
-        inputs, outputs = _specs(self._compiled.inputs, recorded), _specs(self._compiled.outputs, recorded)
-        self._output_names = [spec.name for spec in outputs]
+        recorded = provenance.read(self.model_path)
+        inputs, self._in_quantized = _specs(self._compiled.inputs, recorded, "inputs", self.model_path)
+        outputs, self._out_quantized = _specs(self._compiled.outputs, recorded, "outputs", self.model_path)
+        self._input_names, self._output_names = [spec.name for spec in inputs], [spec.name for spec in outputs]
         # NaN and Inf are refused for every model: OpenVINO reads QDQ pairs and TFLite quantization
         # as FakeQuantize (integers cannot hold them), and its CPU kernels do not carry them through
         # a float model either (the digits CNN answered finite scores for an input with a NaN).
@@ -132,9 +134,12 @@ class OpenVinoRuntime(Runtime):
         except queue.Empty:
             request = self._compiled.create_infer_request()
         try:
+            arrays = {index: quantize(feeds[name], *quantized) if quantized else feeds[name]
+                      for index, (name, quantized) in enumerate(zip(self._input_names, self._in_quantized))}
             # share_outputs=False: the results are copies, not views of the request's reused buffers.
-            results = request.infer(feeds, share_inputs=False, share_outputs=False)
-            return {name: results[port] for name, port in zip(self._output_names, self._output_ports)}
+            results = request.infer(arrays, share_inputs=False, share_outputs=False)
+            return {name: dequantize(results[port], *quantized[:2]) if quantized else results[port]
+                    for name, port, quantized in zip(self._output_names, self._output_ports, self._out_quantized)}
         finally:
             self._requests.put(request)
 
@@ -179,21 +184,23 @@ def _property(compiled, name: str):
     return value if isinstance(value, (int, str)) else value.get_type_name()  # an element type: f32, bf16
 
 
-def _recorded_axes(path: str) -> dict[str, list]:
-    """The shapes the kit recorded with the model (its provenance), by tensor name: OpenVINO keeps
-    a dynamic axis but not its name ("batch"), which the other runtimes show."""
-    from kit.core import provenance
+def _specs(ports, recorded: dict, key: str, path: str) -> tuple[list[TensorSpec], list[tuple | None]]:
+    """The kit's specs of OpenVINO's ports, and per port the (scale, zero point, dtype) the kit
+    quantizes through, or None.
 
-    recorded = provenance.read(path)
-    return {spec["name"]: spec.get("shape") or [] for spec in recorded.get("inputs", []) + recorded.get("outputs", [])
-            if isinstance(spec, dict) and "name" in spec}
-
-
-def _specs(ports, recorded: dict[str, list]) -> list[TensorSpec]:
-    specs = []
+    What the kit recorded with the model (its provenance) fills in what OpenVINO drops: the name
+    of a dynamic axis ("batch"), and for a .tflite the kit's tensor names (TFLite's own are
+    serving_default_args_0, ...) and the integer inputs and outputs of a full-int8 export, which
+    the kit feeds and returns as real values, as its TFLite runtime does."""
+    listed = [spec for spec in recorded.get(key) or [] if isinstance(spec, dict) and "name" in spec]
+    tflite = path.lower().endswith(".tflite")
+    integer = {spec["name"]: spec for spec in recorded.get("integer_io") or [] if isinstance(spec, dict)}
+    specs, quantized = [], []
     for index, port in enumerate(ports):
         name = port.get_any_name() if port.get_names() else f"output{index}"
-        known = recorded.get(name, [])
+        if tflite and index < len(listed):
+            name = listed[index]["name"]
+        known = next((spec.get("shape") or [] for spec in listed if spec["name"] == name), [])
         shape = tuple(dim.get_length() if dim.is_static else
                       known[axis] if axis < len(known) and isinstance(known[axis], str) else f"unk{axis}"
                       for axis, dim in enumerate(port.get_partial_shape())) \
@@ -203,5 +210,11 @@ def _specs(ports, recorded: dict[str, list]) -> list[TensorSpec]:
             dtype = element.to_dtype().name
         except (RuntimeError, TypeError):  # bf16 and types numpy lacks: the feed check refuses them by name
             dtype = element.get_type_name()
+        scaled = integer.get(name)
+        if tflite and scaled and dtype in ("int8", "uint8", "int16") and scaled.get("scale"):
+            quantized.append((float(scaled["scale"]), int(scaled["zero_point"]), dtype))
+            dtype = "float32"  # fed and returned as real values; quantized around the call
+        else:
+            quantized.append(None)
         specs.append(TensorSpec(name, shape, dtype))
-    return specs
+    return specs, quantized

@@ -19,7 +19,7 @@ import numpy as np
 from kit.runtimes.base import Availability, Runtime, check_flag
 
 from kit.core.errors import ModelFileError
-from kit.core.specs import TensorSpec
+from kit.core.specs import TensorSpec, dequantize, quantize
 
 # The interpreter packages, preferred first: tflite_runtime 2.14 needs numpy<2, does not
 # delegate int8 to XNNPACK and rejects newer op versions.
@@ -166,12 +166,11 @@ def _quantize(array: np.ndarray, detail: dict) -> np.ndarray:
     target = np.dtype(detail["dtype"])
     if not scale or target.kind == "f" or array.dtype == target:
         return array
-    info = np.iinfo(target)
-    return np.clip(np.round(array / scale) + zero_point, info.min, info.max).astype(target)
+    return quantize(array, scale, zero_point, target.name)
 
 
 def _dequantize(array: np.ndarray, detail: dict) -> np.ndarray:
     scale, zero_point = detail.get("quantization", (0.0, 0))
     if not scale or array.dtype.kind == "f":
         return array
-    return ((array.astype(np.float32) - zero_point) * scale).astype(np.float32)
+    return dequantize(array, scale, zero_point)

@@ -248,3 +248,14 @@ def check_array(spec: TensorSpec, array: np.ndarray, what: str = "input") -> Non
             f"found {list(array.shape)}.",
             hint="Named axes may take any size; numbered axes must match exactly.",
         )
+
+
+def quantize(array: np.ndarray, scale: float, zero_point: int, dtype: str) -> np.ndarray:
+    """Real values to a quantized integer tensor (round to nearest, saturate), as TFLite stores them."""
+    info = np.iinfo(np.dtype(dtype))
+    return np.clip(np.round(array / scale) + zero_point, info.min, info.max).astype(dtype)
+
+
+def dequantize(array: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """A quantized integer tensor back to real values (float32)."""
+    return ((array.astype(np.float32) - zero_point) * scale).astype(np.float32)

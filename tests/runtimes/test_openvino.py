@@ -128,3 +128,21 @@ def test_the_cli_runs_and_lists_it(digits):
     assert listed["openvino"]["usable"] is True and listed["openvino"]["suffixes"] == [".xml"]
     assert listed["openvino"]["named_suffixes"] == [".onnx", ".tflite"]
     assert ".xml (.onnx .tflite with --runtime openvino)" in run_kit("runtimes").stdout
+
+
+def test_a_full_int8_tflite_reads_as_on_litert(digits, digits_tflite):
+    """The kit's names and real-valued inputs and outputs, as its TFLite runtime gives them (OpenVINO
+    alone shows serving_default_args_0 and int8 tensors); outputs agree sample by sample."""
+    path = digits_tflite["int8"].path
+    with kit.load(path, runtime="openvino") as ours, kit.load(path, runtime="tflite") as reference:
+        assert [(s.name, s.shape, s.dtype) for s in ours.inputs] == [(s.name, s.shape, s.dtype)
+                                                                     for s in reference.inputs]
+        assert [(s.name, s.dtype) for s in ours.outputs] == [(s.name, s.dtype) for s in reference.outputs]
+        name, out = reference.inputs[0].name, reference.outputs[0].name
+        x = held_out(digits, 128).transpose(0, 2, 3, 1)  # NHWC, as the int8 export takes images
+        ovs = np.concatenate([ours.run({name: x[i:i + 1]})[out] for i in range(len(x))])
+        lite = np.concatenate([reference.run({name: x[i:i + 1]})[out] for i in range(len(x))])
+    with kit.load(path, runtime="tflite", raw=True) as raw:
+        step = raw.outputs[0].scale  # one quantization step of the int8 output
+    assert (ovs.argmax(1) == lite.argmax(1)).mean() >= 0.97
+    assert np.abs(ovs - lite).max() <= 2 * step + 1e-6  # identical here; kernels may round a step apart
