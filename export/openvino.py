@@ -77,6 +77,8 @@ def export_openvino(
         model = openvino.convert_model(str(converted_from))
         recorded = {**provenance.read(converted_from), "stage": "export", "format": "openvino",
                     "precision": precision}
+        for intermediate in ("parent", "parent_sha256"):  # the ONNX in the scratch folder, gone with it
+            recorded.pop(intermediate, None)
         with atomic_output(output) as tmp:
             model.set_rt_info(provenance.encode(recorded), provenance.OPENVINO_KEY)
             openvino.save_model(model, str(tmp), compress_to_fp16=precision == "fp16")
@@ -93,7 +95,7 @@ def _check_arguments(output: Path, precision: str, calib, source, weights) -> No
     if precision not in PRECISIONS:
         raise InputError(f"expected --precision among {', '.join(PRECISIONS)} for OpenVINO, found {precision!r}.",
                          hint="fp32, fp16 (f16 weights) or int8 (with --calib).")
-    if output.suffix.lower() != ".xml":
+    if output.suffix != ".xml":  # lower case: OpenVINO's save_model accepts no other
         raise InputError(f"expected an output path ending in .xml (OpenVINO IR; its .bin goes beside it), found "
                          f"{output}.", hint="Name it model.xml.")
     if precision == "int8" and calib is None:

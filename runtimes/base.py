@@ -62,19 +62,20 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def check_threads(threads: Any, option: str = "threads") -> int | None:
-    """``threads`` (or another per-CPU count, named ``option``) as an int from 0 (the runtime's
-    default) to THREADS_PER_CPU x the CPUs, or an InputError."""
+def check_threads(threads: Any, option: str = "threads", minimum: int = 0) -> int | None:
+    """``threads`` (or another per-CPU count, named ``option``) as an int from ``minimum`` (0: the
+    runtime's default) to THREADS_PER_CPU x the CPUs, or an InputError."""
     if threads is None:
         return None
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
         raise InputError(f"expected {option} as a whole number, found {threads!r} ({type(threads).__name__}).",
                          hint=f"Pass e.g. {option}=4, or 0 for the runtime's default.")
     cpus = cpu_count()
-    if not 0 <= threads <= THREADS_PER_CPU * cpus:
-        raise InputError(f"expected {option} from 0 to {THREADS_PER_CPU * cpus} ({THREADS_PER_CPU} per CPU; this "
+    if not minimum <= threads <= THREADS_PER_CPU * cpus:
+        raise InputError(f"expected {option} from {minimum} to {THREADS_PER_CPU * cpus} ({THREADS_PER_CPU} per CPU; this "
                          f"machine gives the kit {cpus} CPU{'s' if cpus > 1 else ''}), found {threads}.",
-                         hint=f"Use at most {cpus} (one per CPU), or 0 for the runtime's default.")
+                         hint=f"Use at most {cpus} (one per CPU)" + (", or 0 for the runtime's default." if not minimum
+                                                                     else "."))
     return int(threads)
 
 

@@ -7,9 +7,10 @@ readers, on its CPU, GPU or NPU plugin, or AUTO.
   or ``throughput`` (several streams for concurrent requests).
 - ``threads`` (INFERENCE_NUM_THREADS; 0 = OpenVINO's choice) and ``streams`` (NUM_STREAMS; at
   most one per thread: OpenVINO lowers it to fit, and ``info`` says what it took).
-- ``precision``: the float precision it computes in, ``f32`` unless asked. OpenVINO's CPU plugin
-  otherwise picks bf16 where the CPU has it (AVX512_BF16, AMX), so one model's outputs would
-  differ by machine; ``bf16`` and ``f16`` take that speed-up knowingly.
+- ``precision``: the float precision it computes in, ``f32`` unless asked, on every device but
+  an NPU (which picks its own). OpenVINO's CPU plugin otherwise picks bf16 where the CPU has it
+  (AVX512_BF16, AMX), and AUTO and GPU f16, so one model's outputs would differ by machine;
+  ``bf16`` and ``f16`` take that speed-up knowingly.
 
 A QDQ model (the kit's int8 ONNX) runs in int8: OpenVINO reads the QuantizeLinear and
 DequantizeLinear pairs and computes the quantized ops in low precision itself. NaN and Inf
@@ -62,7 +63,7 @@ class OpenVinoRuntime(Runtime):
             if options.get(option) is not None:
                 check_choice(option, options[option], choices)
         if options.get("streams") is not None:
-            options["streams"] = check_threads(options["streams"], "streams")  # at most a thread each
+            options["streams"] = check_threads(options["streams"], "streams", minimum=1)  # at most a thread each
         return options
 
     @classmethod
@@ -99,21 +100,29 @@ class OpenVinoRuntime(Runtime):
         device = self.options.get("device") or "CPU"
         absent = _absent(device, core.available_devices)
         if absent:
-            raise InputError(f"{absent[0]}.", hint=f"Use device='CPU' or 'AUTO'; {absent[1]}")
+            raise InputError(f"{absent[0]}.", hint=f"Use --runtime openvino:CPU (device='CPU' in Python); "
+                                                 f"{absent[1]}")
         plugin = device.split(":")[0]
         config = {"PERFORMANCE_HINT": (self.options.get("hint") or "latency").upper()}
         if self.options.get("threads"):
             config["INFERENCE_NUM_THREADS"] = self.options["threads"]
         if self.options.get("streams"):
             config["NUM_STREAMS"] = self.options["streams"]
-        if plugin == "CPU":  # the other plugins pick their own precision (a GPU computes in f16)
+        if plugin != "NPU" or self.options.get("precision"):  # AUTO and GPU too: they would pick bf16/f16
             config["INFERENCE_PRECISION_HINT"] = self.options.get("precision") or "f32"
         if self.model_path.lower().endswith(".xml") and not Path(self.model_path).with_suffix(".bin").is_file():
             raise ModelFileError(f"{self.model_path} is OpenVINO IR, whose weights are missing: expected "
                                  f"{Path(self.model_path).with_suffix('.bin').name} beside it.",
                                  hint="Copy the .xml and its .bin together.")
-        model = core.read_model(self.model_path)
-        self._compiled = core.compile_model(model, device, config)
+        try:
+            model = core.read_model(self.model_path)
+            self._compiled = core.compile_model(model, device, config)
+        except RuntimeError as exc:  # OpenVINO's first line names its source file; the cause comes last
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            raise ModelFileError(f"OpenVINO could not load {self.model_path} on {device}: "
+                                 f"{lines[-1] if lines else type(exc).__name__}",
+                                 hint="Check that the file is whole (an IR needs its .bin), or try device CPU.") \
+                from exc
         self._requests: queue.SimpleQueue = queue.SimpleQueue()
         self._output_ports = list(self._compiled.outputs)
         recorded = provenance.read(self.model_path)
@@ -136,8 +145,9 @@ class OpenVinoRuntime(Runtime):
         try:
             arrays = {index: quantize(feeds[name], *quantized) if quantized else feeds[name]
                       for index, (name, quantized) in enumerate(zip(self._input_names, self._in_quantized))}
-            # share_outputs=False: the results are copies, not views of the request's reused buffers.
-            results = request.infer(arrays, share_inputs=False, share_outputs=False)
+            # share_outputs=False: the results are copies, not views of the request's reused buffers;
+            # share_inputs: no copy of the feeds, which the call only reads before it returns.
+            results = request.infer(arrays, share_inputs=True, share_outputs=False)  # a synchronous call
             return {name: dequantize(results[port], *quantized[:2]) if quantized else results[port]
                     for name, port, quantized in zip(self._output_names, self._output_ports, self._out_quantized)}
         finally:
@@ -159,8 +169,8 @@ class OpenVinoRuntime(Runtime):
 def _device(device: Any) -> str:
     """A device name as OpenVINO spells it (upper case), or an InputError listing the kinds."""
     if not isinstance(device, str) or device.split(":")[0].split(".")[0].upper() not in DEVICES:
-        raise InputError(f"expected an OpenVINO device among {', '.join(DEVICES[:4])} (or GPU.1, "
-                         f"AUTO:GPU,CPU), found {device!r}.", hint="E.g. device='CPU'.")
+        raise InputError(f"expected an OpenVINO device among {', '.join(DEVICES[:4])} (or one of several, "
+                         f"GPU.1), found {device!r}.", hint="E.g. --runtime openvino:CPU (device='CPU' in Python).")
     return device.upper()
 
 
@@ -171,8 +181,10 @@ def _absent(device: str, available: list[str]) -> tuple[str, str] | None:
     if plugin in ("AUTO", "HETERO", "MULTI") or plugin in available or \
             any(name.startswith(plugin + ".") for name in available):
         return None
+    needs = {"GPU": "An Intel GPU needs Intel's GPU driver (intel-opencl-icd).",
+             "NPU": "An Intel NPU needs Intel's NPU driver (linux-npu-driver)."}
     return (f"OpenVINO has no {device} device here (available: {', '.join(available)})",
-            "a GPU needs Intel's GPU driver (intel-opencl-icd), an NPU Intel's NPU driver.")
+            needs.get(plugin.split(".")[0], "Install the device's OpenVINO plugin and driver."))
 
 
 def _property(compiled, name: str):

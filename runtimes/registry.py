@@ -76,8 +76,11 @@ def candidates(path: str | os.PathLike, named: bool = False) -> list[str]:
 def parse(runtime: str) -> tuple[str, str, dict[str, Any]]:
     """``NAME`` or ``NAME:TARGET`` (``onnxruntime:CUDA``, ``openvino:GPU``): the backend's name,
     the target, and the options the target stands for (checked)."""
-    name, _, target = runtime.partition(":")
+    name, colon, target = runtime.partition(":")
     cls = get(name)  # an unknown name fails here, with the list of known ones
+    if colon and not target:
+        raise InputError(f"expected a target after '{name}:', found none.",
+                         hint=f"E.g. --runtime {name}:CPU, or --runtime {name} for its default.")
     return name, target, (cls.target_options(target) if target else {})
 
 

@@ -197,8 +197,7 @@ def bench(
     if streams is not None:
         from kit.runtimes.base import check_threads
 
-        if check_threads(streams, "streams") < 1:  # bounded as threads are: each stream is one
-            raise InputError("expected --streams >= 1, found 0.", hint="Give 2 or more; 1 is the latency rounds.")
+        check_threads(streams, "streams", minimum=1)  # bounded as threads are: each stream is one
     if not 0 <= max_time <= MAX_TIME_LIMIT:  # also refuses NaN
         flag = "--sustained" if sustained is not None else "--max-time"
         raise InputError(f"expected {flag} from 0 to {MAX_TIME_LIMIT:.0f} seconds per variant, found {max_time:g}.",

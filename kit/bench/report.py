@@ -177,6 +177,15 @@ def notes(report: BenchReport) -> list[str]:
             f"{len(capped)} of {len(rows)} variants ({', '.join(row['name'] for row in capped)})"
         lines.append(f"{every} stopped at the cap of {capped[0]['latency_s']['rounds']:,} rounds before the "
                      f"{capped[0]['max_time_s']:g} s of --max-time (the shortest after {seconds(shortest)}).")
+    for row in rows:
+        found = row.get("throughput") or {}
+        ran = (found.get("runtime_info") or {}).get("streams")
+        if ran is not None and ran != found["streams"]:  # OpenVINO fits its streams to the cores
+            lines.append(f"{row['name']}: {found['streams']} callers; OpenVINO ran {ran} streams (and suggests "
+                         f"{found['runtime_info'].get('optimal_requests')} requests) on this machine.")
+        if found.get("capped"):
+            lines.append(f"{row['name']}: the concurrent callers stopped at the cap of {row['latency_s']['rounds']:,} "
+                         "calls in one stream, before --max-time; the rate is over the time they ran.")
     for skipped in report.document.get("kit_skipped", []):  # a target this machine lacks
         lines.append(f"skipped {skipped['name']}: {skipped['reason']}. {skipped['needs']}")
     for row in rows:

@@ -36,9 +36,9 @@ def stream_count(text: str) -> int:
     """--streams: concurrent callers, at least 1 and bounded as threads are."""
     from kit.runtimes.base import check_threads
 
-    value = _number(text, int, lambda v: v >= 1, "a whole number >= 1")
+    value = _number(text, int, lambda v: True, "a whole number")
     try:
-        return check_threads(value, "streams")
+        return check_threads(value, "streams", minimum=1)
     except KitError as error:
         raise argparse.ArgumentTypeError(error.message.rstrip(".")) from None
 

@@ -30,7 +30,8 @@ def add_parser(commands, common) -> None:
     parser.add_argument("--power-command", metavar="CMD",
                         help="an external meter: a shell command printing the watts it reads (implies --power)")
     parser.add_argument("--streams", type=flags.stream_count, metavar="N",
-                        help="also drive each variant with N concurrent callers: throughput beside latency")
+                        help="also drive each variant with N concurrent callers (OpenVINO: its throughput "
+                             "hint and N streams): throughput beside latency")
     parser.add_argument("--sustained", type=flags.positive_float, metavar="SECONDS",
                         help="time each variant this long (thermal steady state) instead of --max-time")
     group = parser.add_argument_group("on devices (over SSH)")

@@ -113,3 +113,23 @@ def test_the_python_api_refuses_a_wrong_suffix(tmp_path):
 
     with pytest.raises(InputError, match=r"expected an output path ending in .xml \(OpenVINO IR"):
         export_openvino("m.pt2", tmp_path / "m.bin")
+
+
+def test_an_upper_case_suffix_is_refused_before_the_work(tmp_path):
+    """OpenVINO's save_model writes only a lower-case .xml: refused at once, not after the export."""
+    ran = run_kit("export", f"{MODELS_FILE}:make_conv", "--input-shape", "1x3x8x8", "-o", tmp_path / "CONV.XML",
+                  "--format", "openvino")
+    assert ran.returncode == 2 and "expected an output path ending in .xml" in ran.stderr, ran.stderr
+    assert files_in(tmp_path) == []
+
+
+def test_a_truncated_ir_names_openvinos_reason(digits_ir, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken.xml"
+    shutil.copyfile(digits_ir["fp32"].path, broken)
+    data = digits_ir["fp32"].path.with_suffix(".bin").read_bytes()
+    (tmp_path / "broken.bin").write_bytes(data[: len(data) // 2])
+    ran = run_kit("run", broken, "--random")
+    assert ran.returncode == 2 and ran.stderr.startswith(f"error: OpenVINO could not load {broken} on CPU: ")
+    assert "core.cpp" not in ran.stderr.splitlines()[0].split(": ", 2)[-1][:20]  # the cause, not a source file

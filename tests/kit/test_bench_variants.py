@@ -46,6 +46,7 @@ def test_the_table_says_what_was_skipped(digits):
     ("onnxruntime:FPGA", "expected an ONNX Runtime execution provider among CPU, XNNPACK, CUDA"),
     ("openvino:TPU", "expected an OpenVINO device among CPU, GPU, NPU, AUTO"),
     ("tflite:GPU", "runtime 'tflite' takes no target; found 'tflite:GPU'."),
+    ("openvino:", "expected a target after 'openvino:', found none."),
 ])
 def test_bad_targets_are_refused_before_measuring(digits, runtimes, message):
     ran = run_kit("bench", digits.onnx, "--runtime", runtimes, "--max-time", "0.1")
@@ -99,7 +100,8 @@ def test_a_failing_stream_stops_the_others_and_is_raised():
     first = make()
     found = measure(first, make, {"x": np.ones(1, np.float32)}, streams=3, seconds=0.05, max_calls=50)
     assert len(made) == 3 and all(runtime.calls > 0 for runtime in made)  # each stream its own instance
-    assert found["calls"] == sum(runtime.calls for runtime in made) <= 3 * 50 and found["shared_model"] is False
+    # one warm-up call each outside the window, then the measured calls
+    assert found["calls"] + len(made) == sum(runtime.calls for runtime in made) and found["shared_model"] is False
     assert not any(runtime.loaded for runtime in made[1:]) and first.loaded  # the extra ones closed
 
     def broken(feeds):
@@ -108,3 +110,40 @@ def test_a_failing_stream_stops_the_others_and_is_raised():
     failing = FunctionRuntime(broken, {"x": [1]}, {"y": [1]}).load()
     with pytest.raises(RunError, match="the device went away"):
         measure(failing, lambda: failing, {"x": np.ones(1, np.float32)}, streams=2, seconds=60, max_calls=10**6)
+
+
+def test_the_call_cap_ends_every_stream_and_the_rate_counts_their_time_only():
+    """A fast model reaches the cap long before the seconds asked: all streams stop there, and
+    the rate is over the time they ran (dividing by the seconds asked reported x0.3 for x1)."""
+    import numpy as np
+
+    from kit.bench.throughput import measure
+    from kit.runtimes.testing import FunctionRuntime
+
+    def make(**options):
+        return FunctionRuntime(lambda feeds: {"y": feeds["x"]}, {"x": [1]}, {"y": [1]}).load()
+
+    found = measure(make(), make, {"x": np.ones(1, np.float32)}, streams=2, seconds=60, max_calls=50)
+    assert found["capped"] is True and 50 <= found["calls"] <= 2 * 50
+    assert found["calls_per_s"] > 100 * found["calls"] / 60  # over the calls' own time, not the 60 s
+
+
+def test_a_runtime_that_fails_to_load_leaves_none_loaded():
+    import numpy as np
+
+    from kit.bench.throughput import measure
+    from kit.core.errors import ModelFileError
+    from kit.runtimes.testing import FunctionRuntime
+
+    made = []
+
+    def make(**options):
+        if len(made) == 2:
+            raise ModelFileError("no memory for a third copy", hint="")
+        made.append(FunctionRuntime(lambda feeds: {"y": feeds["x"]}, {"x": [1]}, {"y": [1]}).load())
+        return made[-1]
+
+    first = FunctionRuntime(lambda feeds: {"y": feeds["x"]}, {"x": [1]}, {"y": [1]}).load()
+    with pytest.raises(ModelFileError, match="no memory for a third copy"):
+        measure(first, make, {"x": np.ones(1, np.float32)}, streams=4, seconds=1, max_calls=10)
+    assert len(made) == 2 and not any(runtime.loaded for runtime in made) and first.loaded
