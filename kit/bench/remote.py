@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -31,12 +32,14 @@ REMOTE_ROOT = '"${KIT_REMOTE_DIR:-$HOME/.kit-remote}"'
 REMOTE_BUNDLE = "bench.kitbundle"
 # --install's environment there: it sees the system's packages (JetPack's TensorRT and OpenCV).
 REMOTE_VENV = f"{REMOTE_ROOT}/venv"
-# The device kind whose requirements file (in the bundle) --install takes: a Jetson by its L4T
+# The device kind whose extra (cpu, coral, jetson) --install installs: a Jetson by its L4T
 # release file, a Coral by its PCIe device or its USB vendor id (1a6e before its firmware loads).
 DEVICE_KIND = ("kind=cpu; if [ -e /etc/nv_tegra_release ]; then kind=jetson; elif [ -e /dev/apex_0 ] || "
                "grep -qsx 1a6e /sys/bus/usb/devices/*/idVendor; then kind=coral; fi")
 CONNECT_SECONDS = 15
 STEP_SECONDS = 600  # any one remote step beyond this is a lost device (bench adds its own rounds' time)
+SLOW_LINK_BYTES_PER_S = 1e6  # pushing files may take their size at this rate (a weak Wi-Fi) beyond STEP_SECONDS
+REMOTE_MARGIN_SECONDS = 30  # the device ends its own step this much before the workstation gives it up
 RUNTIMES_PER_MODEL = 2  # e.g. an .onnx on ONNX Runtime and TensorRT, a .tflite on LiteRT and the Edge TPU
 VARIANT_OVERHEAD_SECONDS = 60  # a variant's process start-up, load and fidelity pass on a slow board
 TARGET = re.compile(r"^(?:ssh://)?(?:(?P<user>[^@/:\s]+)@)?(?P<host>\[[0-9a-fA-F:]+\]|[^@/:\s\[\]]+)"
@@ -118,7 +121,8 @@ def bench_on(devices: list[str], models: list[str], *, ssh_options: list[str] | 
         archive = _archive(models, Path(scratch), data, say)
         inputs, bench_args = inputs or {}, bench_args or []
         job = Job(archive.read_bytes(), _inputs_archive(inputs, Path(scratch)), sorted(inputs.items()),
-                  ssh_options or [], remote_kit, bench_args, _bench_seconds(bench_args, _variant_count(archive)),
+                  ssh_options or [], remote_kit, bench_args,
+                  _bench_seconds(bench_args, _variant_count(archive), pipeline="--pipeline" in inputs),
                   _Once(lambda: _kit_wheel(Path(scratch), say)) if install else None, say)
         lock = threading.Lock()
         errors: list[str] = []
@@ -142,12 +146,18 @@ class _Once:
     for every device that needs it, and none when no device does)."""
 
     def __init__(self, make):
-        self.make, self.lock, self.value = make, threading.Lock(), None
+        self.make, self.lock, self.value, self.error = make, threading.Lock(), None, None
 
     def __call__(self):
         with self.lock:
+            if self.error is not None:  # a failure is not retried by every device in turn
+                raise self.error
             if self.value is None:
-                self.value = self.make()
+                try:
+                    self.value = self.make()
+                except KitError as error:
+                    self.error = error
+                    raise
             return self.value
 
 
@@ -178,15 +188,23 @@ def _variant_count(archive: Path) -> int:
         return len(json.load(member)["models"]) if member else 1
 
 
-def _bench_seconds(bench_args: list[str], models: int) -> float:
-    """How long the devices' doctor and bench may take before the device is given up: the
-    rounds' time of every variant (a model on up to RUNTIMES_PER_MODEL runtimes), with room
-    for start-up and the fidelity pass."""
+def _bench_seconds(bench_args: list[str], models: int, pipeline: bool = False) -> float:
+    """How long the devices' doctor and bench may take before the device is given up: every
+    variant's timed phases (the rounds, and the concurrent callers of --streams and the frames of
+    --pipeline as long again), a model on each --runtime given (else RUNTIMES_PER_MODEL), with
+    room for start-up and the fidelity pass."""
     seconds = 2.0  # kit bench's default --max-time
     for flag in ("--max-time", "--sustained"):
         if flag in bench_args:
             seconds = float(bench_args[bench_args.index(flag) + 1])
-    return STEP_SECONDS + models * RUNTIMES_PER_MODEL * (seconds + VARIANT_OVERHEAD_SECONDS)
+    runtimes = len(bench_args[bench_args.index("--runtime") + 1].split(",")) if "--runtime" in bench_args \
+        else RUNTIMES_PER_MODEL
+    phases = 1 + ("--streams" in bench_args) + pipeline
+    return STEP_SECONDS + models * runtimes * (phases * seconds + VARIANT_OVERHEAD_SECONDS)
+
+
+def _push_seconds(size: int) -> float:
+    return STEP_SECONDS + size / SLOW_LINK_BYTES_PER_S
 
 
 def _inputs_archive(inputs: dict[str, str], scratch: Path) -> bytes | None:
@@ -194,11 +212,16 @@ def _inputs_archive(inputs: dict[str, str], scratch: Path) -> bytes | None:
     its flag's name (two inputs may share a file name); random:N and the like are not files."""
     from kit.deploy.bundle import write_archive
 
-    trees = {f"{flag.strip('-')}/{Path(path).name}": Path(path) for flag, path in inputs.items() if Path(path).exists()}
+    trees = {f"{flag.strip('-')}/{Path(path).name}": Path(path).resolve() for flag, path in inputs.items()
+             if Path(path).exists()}
     if not trees:
         return None
-    write_archive(trees, scratch / "inputs.tar.gz")  # tar makes the flags' folders as it extracts
+    # Links followed: a linked file or class folder goes as what it holds (the device has no target).
+    write_archive(trees, scratch / "inputs.tar.gz", follow_links=True)  # tar makes the flags' folders
     return (scratch / "inputs.tar.gz").read_bytes()
+
+
+SOURCE_LEFT_OUT = (".*", "build", "dist", "*.egg-info", "__pycache__", "venv", "tests", "benchmarks", "examples")
 
 
 def _kit_wheel(scratch: Path, say) -> Path:
@@ -211,7 +234,10 @@ def _kit_wheel(scratch: Path, say) -> Path:
     source, folder = Path(kit.__file__).resolve().parents[1], scratch / "wheel"
     if (source / "pyproject.toml").is_file():
         say(f"building the kit's wheel from {source}")
-        command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(folder), str(source)]
+        # From a copy: setuptools writes build/ and the egg-info into the tree it builds, and packs
+        # what an earlier build left in build/lib.
+        copy = shutil.copytree(source, scratch / "source", ignore=shutil.ignore_patterns(*SOURCE_LEFT_OUT))
+        command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(folder), str(copy)]
     else:
         say(f"fetching edge-inference-kit {__version__}")
         command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary", ":all:",
@@ -228,10 +254,13 @@ def _kit_wheel(scratch: Path, say) -> Path:
     return wheels[0]
 
 
-def _locked(script: str) -> str:
+def _locked(script: str, seconds: float | None = None) -> str:
     """``script`` under the device's lock; flock -n: another run holding the board fails at once
-    (exit 75) instead of sharing it."""
-    return f"mkdir -p {REMOTE_ROOT} && flock -n -E 75 {REMOTE_ROOT}/lock sh -c {shlex.quote(script)}"
+    (exit 75) instead of sharing it. With ``seconds``, the device ends the script itself after
+    them (coreutils' or BusyBox's timeout, where there is one), so nothing keeps running there,
+    holding the lock, once the workstation has given the device up."""
+    limit = f"$(command -v timeout >/dev/null && echo timeout {int(seconds)}) " if seconds else ""
+    return f"mkdir -p {REMOTE_ROOT} && flock -n -E 75 {REMOTE_ROOT}/lock {limit}sh -c {shlex.quote(script)}"
 
 
 @dataclass(frozen=True)
@@ -255,11 +284,11 @@ class Job:
         try:
             self.say(f"{device.name}: pushing the bundle ({len(self.bundle) / 1e6:.1f} MB)")
             run_on(device, self.ssh_options, f"mkdir -p {folder} && tar -xzf - -C {folder}", data=self.bundle,
-                   doing="pushing the bundle")
+                   doing="pushing the bundle", timeout=_push_seconds(len(self.bundle)))
             if self.inputs:
                 self.say(f"{device.name}: pushing the inputs ({len(self.inputs) / 1e6:.1f} MB)")
                 run_on(device, self.ssh_options, f"mkdir -p {folder}/inputs && tar -xzf - -C {folder}/inputs",
-                       data=self.inputs, doing="pushing the inputs")
+                       data=self.inputs, doing="pushing the inputs", timeout=_push_seconds(len(self.inputs)))
             if kit is None:
                 kit = self._install(device, folder, bundle)
             inputs = [f"{flag} {folder}/inputs/{flag.strip('-')}/{shlex.quote(Path(path).name)}"
@@ -268,7 +297,8 @@ class Job:
             steps = (f"{kit} doctor {bundle} --json > {folder}/doctor.json; "
                      f"{kit} bench {bundle} --json {bench} > {folder}/bench.json")
             self.say(f"{device.name}: kit doctor, then kit bench")
-            run_on(device, self.ssh_options, _locked(steps), doing="kit doctor and kit bench", timeout=self.budget)
+            run_on(device, self.ssh_options, _locked(steps, self.budget - REMOTE_MARGIN_SECONDS),
+                   doing="kit doctor and kit bench", timeout=self.budget)
             bench = json.loads(run_on(device, self.ssh_options, f"cat {folder}/bench.json",
                                       doing="fetching the results"))
             doctor = json.loads(run_on(device, self.ssh_options, f"cat {folder}/doctor.json",
@@ -301,30 +331,40 @@ class Job:
         if self.wheel is not None:
             return None
         raise RemoteError(f"{device.name}: the kit there is {found[0] or 'missing'}, this one is {__version__}.",
-                          hint=f"Add --install, or on the device: pip install \"edge-inference-kit=={__version__}\" "
-                               "(or the wheel pip wheel --no-deps . makes here), then its runtimes from the "
-                               "bundle's requirements/.")
+                          hint=f"Add --install, or on the device: pip install \"edge-inference-kit[KIND]=={__version__}"
+                               "\" (KIND: cpu, coral or jetson; or the wheel pip wheel --no-deps . makes here).")
 
     def _install(self, device: Device, folder: str, bundle: str) -> str:
-        """This kit's wheel installed in REMOTE_VENV on the device with the runtimes the bundle's
-        requirements file for the device's kind pins; the kit command there."""
+        """This kit's wheel installed in REMOTE_VENV on the device with the extra of its kind (cpu,
+        coral, jetson: the runtimes pip has for it); the kit command there. The bundle's pinned
+        requirements are not forced on it (another Python may have no such release): kit doctor
+        checks the golden outputs on whatever it gets."""
         wheel = self.wheel()
         self.say(f"{device.name}: installing kit {__version__} there ({wheel.stat().st_size / 1e6:.1f} MB wheel)")
-        run_on(device, self.ssh_options, f"cat > {folder}/{wheel.name}", data=wheel.read_bytes(),
-               doing="pushing the kit's wheel")
-        script = (f"set -e; {DEVICE_KIND}; req={bundle}/requirements/$kind.txt; "
-                  f'if [ -f "$req" ]; then set -- -r "$req"; else set --; fi; '
-                  f"[ -x {REMOTE_VENV}/bin/python ] || python3 -m venv --system-site-packages {REMOTE_VENV}; "
-                  f'{REMOTE_VENV}/bin/python -m pip install --quiet --disable-pip-version-check '
-                  f'"{folder}/{wheel.name}[$kind]" "$@"; echo "$kind"')
+        run_on(device, self.ssh_options, f"cat > {folder}/{shlex.quote(wheel.name)}", data=wheel.read_bytes(),
+               doing="pushing the kit's wheel", timeout=_push_seconds(wheel.stat().st_size))
+        # A venv without a working pip (Debian's python3 -m venv without python3-venv leaves one)
+        # is made again, beside it and then moved in, so a failure never leaves half of one.
+        script = (f"{DEVICE_KIND}; venv={REMOTE_VENV}; "
+                  'if ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then '
+                  'rm -rf "$venv" "$venv.new"; '
+                  'python3 -m venv --system-site-packages "$venv.new" >&2 || exit 3; '
+                  '"$venv.new/bin/python" -m pip --version >/dev/null 2>&1 || exit 3; '
+                  'mv "$venv.new" "$venv"; fi; '
+                  '"$venv/bin/python" -m pip install --quiet --disable-pip-version-check '
+                  f'{folder}/"{wheel.name}[$kind]" || exit 4; echo "$kind"')
         try:
-            kind = run_on(device, self.ssh_options, _locked(script), doing="installing the kit").strip()
+            kind = run_on(device, self.ssh_options, _locked(script, STEP_SECONDS - REMOTE_MARGIN_SECONDS),
+                          doing="installing the kit").strip()
         except RemoteError as error:
-            if "(exit 75)" in error.message:
+            hints = {"(exit 3)": "It needs python3 with venv there (Debian, Ubuntu, JetPack: sudo apt install "
+                                 "python3-venv).",
+                     "(exit 4)": "pip's last line is above; the device needs Python 3.10 or newer and a package "
+                                 "index it reaches for the runtimes."}
+            hint = next((text for code, text in hints.items() if code in error.message), None)
+            if hint is None:
                 raise
-            raise RemoteError(error.message, hint="It needs python3 with venv there (Debian, Ubuntu, JetPack: "
-                                                  "sudo apt install python3-venv) and a package index it reaches "
-                                                  "for the runtimes.") from None
+            raise RemoteError(error.message, hint=hint) from None
         self.say(f"{device.name}: installed kit {__version__} with the {kind} runtimes")
         return f"{REMOTE_VENV}/bin/kit"
 

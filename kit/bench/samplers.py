@@ -207,12 +207,14 @@ class Tegrastats:
         self.process = subprocess.Popen([command, "--interval", str(max(1, round(interval * 1000)))],
                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.latest: Reading | None = None
+        self.started = threading.Event()  # set at the first line read
         self._thread = threading.Thread(target=self._follow, name="kit-tegrastats", daemon=True)
         self._thread.start()
 
     def _follow(self) -> None:
         for line in self.process.stdout:
             self.latest = parse_tegrastats(line)
+            self.started.set()
 
     def read(self) -> Reading | None:
         return self.latest

@@ -173,8 +173,10 @@ class _sampled:
     def __exit__(self, *exc_info):
         self.ended = time.perf_counter()
         if self.recorder is not None:
-            self.recorder.__exit__(*exc_info)
-            self.sensors.close()
+            try:
+                self.recorder.__exit__(*exc_info)
+            finally:  # tegrastats ends with the recording, whatever its last reading did
+                self.sensors.close()
 
     def summary(self, calls: int) -> dict:
         from kit.bench.samplers import summarize

@@ -3,6 +3,9 @@ in its own process under pytest-benchmark; table, JSON, Markdown, plot and regre
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from kit.cli import args as flags
 from kit.cli import render
 from kit.core.errors import InputError
@@ -144,8 +147,14 @@ def _on_devices(args) -> int:
 
     given = [flag for key, flag in LOCAL_ONLY.items() if getattr(args, key, None)]
     if given:
-        raise InputError(f"{' and '.join(given)} name models here; --on benchmarks the bundle's models "
-                         "against the first of them.", hint="Drop them with --on, or bundle those models too.")
+        raise InputError(f"{' and '.join(given)} {'name models' if len(given) > 1 else 'names a model'} here; --on "
+                         "benchmarks the bundle's models, the first of them as the baseline.",
+                         hint="Drop them with --on, or bundle those models too.")
+    for key, flag in PUSHED.items():  # a mistyped path is this command's input error, not every device's
+        value = getattr(args, key)
+        if value and not Path(value).exists() and not (key == "data" and re.fullmatch(r"random:\d+", value)):
+            raise InputError(f"{flag} {value} does not exist.",
+                             hint="Give a file or folder here: it is pushed to the devices with the bundle.")
     bench_args = []
     for key, flag in FORWARDED.items():
         value = getattr(args, key)

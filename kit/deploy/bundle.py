@@ -318,9 +318,10 @@ def _bundle_name(output: Path) -> str:
     return output.name.removesuffix(".tar.gz")
 
 
-def write_archive(trees: dict[str, Path], path: Path) -> None:
+def write_archive(trees: dict[str, Path], path: Path, follow_links: bool = False) -> None:
     """A .tar.gz of each folder (or file) under its name: sorted members, owner root, time 0
-    (reproducible)."""
+    (reproducible). ``follow_links``: a linked file or folder goes as what it holds (each real
+    folder once: a link back up is not followed again)."""
 
     def normalized(info: tarfile.TarInfo) -> tarfile.TarInfo:
         info.uid = info.gid = 0
@@ -330,12 +331,27 @@ def write_archive(trees: dict[str, Path], path: Path) -> None:
         return info
 
     with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as zipped, \
-            tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT, dereference=follow_links) as tar:
         for name, root in trees.items():
             tar.add(root, arcname=name, recursive=False, filter=normalized)
-            for member in sorted(root.rglob("*")):
+            for member in _members(root, follow_links):
                 tar.add(member, arcname=f"{name}/{member.relative_to(root).as_posix()}", recursive=False,
                         filter=normalized)
+
+
+def _members(root: Path, follow_links: bool) -> list[Path]:
+    """Everything under ``root``, sorted; through linked folders too with ``follow_links``."""
+    if not follow_links:
+        return sorted(root.rglob("*"))
+    found, seen = [], set()
+    for folder, folders, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:  # a link back to a folder already taken
+            folders.clear()
+            continue
+        seen.add(real)
+        found += [Path(folder, entry) for entry in folders + files]
+    return sorted(found)
 
 
 def _replace_folder(built: Path, output: Path) -> None:

@@ -44,7 +44,7 @@ def devices(tmp_path_factory):
         config.write_text(f"Port {port}\nListenAddress 127.0.0.1\nHostKey {folder}/host_key\n"
                           f"AuthorizedKeysFile {folder}/authorized_keys\nPidFile {folder}/sshd_{port}.pid\n"
                           "StrictModes no\nUsePAM no\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n"
-                          f"SetEnv KIT_REMOTE_DIR={folder}/device_{port}\n")  # each device its own scratch
+                          f'SetEnv KIT_REMOTE_DIR="{folder}/device {port}"\n')  # its own scratch, a space in it
         servers.append(subprocess.Popen([SSHD, "-D", "-f", str(config), "-E", str(folder / f"log_{port}")]))
     options = [f"IdentityFile={folder}/client_key", "StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null",
                "LogLevel=ERROR"]
@@ -82,7 +82,7 @@ def test_a_bundle_benchmarked_on_a_device(devices, bundle, tmp_path):
                      (("digits.onnx", "onnxruntime"), ("digits.int8.onnx", "onnxruntime"),
                       ("digits.int8.tflite", "tflite"))]
     assert all(b["extra_info"]["kit"]["device"] == target for b in document["benchmarks"])
-    assert sorted(p.name for p in (folder / f"device_{port}").iterdir()) == ["lock"]  # nothing left there
+    assert sorted(p.name for p in (folder / f"device {port}").iterdir()) == ["lock"]  # nothing left there
 
 
 def test_two_devices_in_parallel_and_one_gone(devices, variant_models):
@@ -108,12 +108,12 @@ def test_a_kit_of_another_version_gets_the_install_command(devices, variant_mode
     ran = run_kit("bench", variant_models[0], "--on", f"root@127.0.0.1:{port}", *flags, "--remote-kit", other)
     assert ran.returncode == 1
     assert f"root@127.0.0.1:{port}: the kit there is 0.0.1, this one is" in ran.stderr
-    assert 'Add --install, or on the device: pip install "edge-inference-kit==' in ran.stderr
+    assert 'Add --install, or on the device: pip install "edge-inference-kit[KIND]==' in ran.stderr
 
 
 def test_a_board_in_use_is_not_shared(devices, variant_models):
     (port, *_), options, folder = devices
-    lock = folder / f"device_{port}" / "lock"
+    lock = folder / f"device {port}" / "lock"
     lock.parent.mkdir(exist_ok=True)
     # -o: flock itself holds the lock, not its sleep; the process group goes at the end all the same.
     holder = subprocess.Popen(["flock", "-o", str(lock), "sleep", "60"], start_new_session=True)
@@ -128,7 +128,10 @@ def test_a_board_in_use_is_not_shared(devices, variant_models):
 
 @pytest.mark.parametrize("extra, message", [
     (["--on", "user@host:99999"], "expected a device as [ssh://]user@host[:port], found 'user@host:99999'"),
-    (["--on", "a@b", "--baseline", "x.onnx"], "--baseline name models here; --on benchmarks the bundle's models"),
+    (["--on", "a@b", "--baseline", "x.onnx"], "--baseline names a model here; --on benchmarks the bundle's models, "
+                                              "the first of them as the baseline."),
+    (["--on", "a@b", "--data", "typo.npz"], "--data typo.npz does not exist."),
+    (["--on", "a@b", "--pipeline", "random:4"], "--pipeline random:4 does not exist."),
     (["--ssh-option", "Port=22"], "--ssh-option, --remote-kit and --install go with --on user@host."),
     (["--install"], "--ssh-option, --remote-kit and --install go with --on user@host."),
 ])
@@ -160,6 +163,9 @@ def test_a_long_benchmark_is_not_taken_for_a_lost_device():
     assert _bench_seconds(["--sustained", "300", "--power"], 3) == \
         STEP_SECONDS + 3 * RUNTIMES_PER_MODEL * (300 + VARIANT_OVERHEAD_SECONDS)
     assert _bench_seconds([], 1) == STEP_SECONDS + RUNTIMES_PER_MODEL * (2.0 + VARIANT_OVERHEAD_SECONDS)
+    # four targets, each timed twice (--streams) and its frames once more (--pipeline)
+    assert _bench_seconds(["--runtime", "onnxruntime:CPU,a,b,c", "--streams", "2", "--max-time", "10"], 1,
+                          pipeline=True) == STEP_SECONDS + 4 * (3 * 10 + VARIANT_OVERHEAD_SECONDS)
 
 
 def test_the_inputs_go_with_the_bundle(devices, classifier, digits, video, tmp_path):  # noqa: F811
@@ -167,8 +173,10 @@ def test_the_inputs_go_with_the_bundle(devices, classifier, digits, video, tmp_p
     (port, *_), options, folder = devices
     here = run_kit("bench", classifier, "--data", digits.test, "--max-time", "0.1", "--json")
     assert here.returncode == 0, here.stderr
+    linked = tmp_path / "held out.npz"  # a link, and a space: the device gets the file it points to
+    linked.symlink_to(digits.test)
     there = run_kit("bench", classifier, *on(f"root@127.0.0.1:{port}", options=options),
-                    "--data", digits.test, "--pipeline", video, "--max-time", "0.1", "--json")
+                    "--data", linked, "--pipeline", video, "--max-time", "0.1", "--json")
     assert there.returncode == 0, there.stderr
     entries = {entry["name"]: entry["extra_info"]["kit"] for entry in json.loads(there.stdout)["benchmarks"]}
     target = f"root@127.0.0.1:{port}"
@@ -179,12 +187,13 @@ def test_the_inputs_go_with_the_bundle(devices, classifier, digits, video, tmp_p
     pipeline = entries[f"digits.onnx[onnxruntime] pipeline @ {target}"]["pipeline"]
     assert pipeline["source"].startswith("video digits.avi") and pipeline["frames_dropped"] == 0
     assert 0 < pipeline["outside_model"] < 1
-    assert sorted(p.name for p in (folder / f"device_{port}").iterdir()) == ["lock"]
+    assert sorted(p.name for p in (folder / f"device {port}").iterdir()) == ["lock"]
 
 
 def test_install_puts_this_kit_on_a_device_without_it(devices, variant_models, tmp_path):
-    """No kit there: the error says to add --install; with it, this checkout's wheel and the
-    bundle's cpu runtimes go into the device's own environment, which the next run uses."""
+    """No kit there: the error says to add --install; with it, this checkout's wheel with the cpu
+    extra goes into the device's own environment (a broken one there is made again), which the
+    next run uses."""
     *_, port = devices[0]
     options, folder = devices[1:]
     target = f"root@127.0.0.1:{port}"
@@ -194,11 +203,13 @@ def test_install_puts_this_kit_on_a_device_without_it(devices, variant_models, t
     assert refused.returncode == 1 and f"{target}: the kit there is missing, this one is" in refused.stderr
     assert "Add --install" in refused.stderr
 
+    venv = folder / f"device {port}" / "venv"
+    # What Debian's python3 -m venv leaves without python3-venv: a python, no pip. It is made again.
+    subprocess.run(["python3", "-m", "venv", "--without-pip", venv], check=True)
     installed = run_kit("bench", variant_models[0], "--on", target, *flags, *missing, "--install", "--json")
     assert installed.returncode == 0, installed.stderr
     assert [entry["name"] for entry in json.loads(installed.stdout)["benchmarks"]] == \
         [f"digits.onnx[onnxruntime] @ {target}"]
-    venv = folder / f"device_{port}" / "venv"
     version = subprocess.run([venv / "bin" / "kit", "--version"], capture_output=True, text=True)
     assert version.stdout.strip() == f"kit {kit_version()}"
     probe = subprocess.run([venv / "bin" / "python", "-c", "import onnxruntime, kit; print(kit.__file__)"],
@@ -206,9 +217,10 @@ def test_install_puts_this_kit_on_a_device_without_it(devices, variant_models, t
                            env={key: value for key, value in os.environ.items() if key != "PYTHONPATH"})
     assert probe.returncode == 0 and str(venv) in probe.stdout  # the installed wheel, not this checkout
 
+    installed_at = (venv / "bin" / "kit").stat().st_mtime_ns
     again = run_kit("bench", variant_models[0], "--on", target, *flags, *missing)  # no --install: it is there
     assert again.returncode == 0, again.stderr
-    assert "installing" not in again.stderr
+    assert (venv / "bin" / "kit").stat().st_mtime_ns == installed_at  # found, not installed again
 
 
 def kit_version() -> str:
