@@ -181,8 +181,9 @@ def notes(report: BenchReport) -> list[str]:
         found = row.get("throughput") or {}
         ran = (found.get("runtime_info") or {}).get("streams")
         if ran is not None and ran != found["streams"]:  # OpenVINO fits its streams to the cores
-            lines.append(f"{row['name']}: {found['streams']} callers; OpenVINO ran {ran} streams (and suggests "
-                         f"{found['runtime_info'].get('optimal_requests')} requests) on this machine.")
+            requests = found["runtime_info"].get("optimal_requests")
+            lines.append(f"{row['name']}: {found['streams']} callers; OpenVINO ran {ran} stream{'s' * (ran != 1)} "
+                         f"(and suggests {requests} request{'s' * (requests != 1)}) on this machine.")
         if found.get("capped"):
             lines.append(f"{row['name']}: the concurrent callers stopped at the cap of {row['latency_s']['rounds']:,} "
                          "calls in one stream, before --max-time; the rate is over the time they ran.")
