@@ -100,7 +100,7 @@ class OpenVinoRuntime(Runtime):
         device = self.options.get("device") or "CPU"
         absent = _absent(device, core.available_devices)
         if absent:
-            raise InputError(f"{absent[0]}.", hint=f"Use --runtime openvino:CPU (device='CPU' in Python); "
+            raise InputError(f"{absent[0]}.", hint=f"Use --runtime openvino:CPU (device='CPU' in Python). "
                                                  f"{absent[1]}")
         plugin = device.split(":")[0]
         config = {"PERFORMANCE_HINT": (self.options.get("hint") or "latency").upper()}

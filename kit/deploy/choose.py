@@ -44,13 +44,14 @@ def runnable(bundle: Bundle, runtime: str | None = None, here: set[str] | None =
     """Every model this device can run, each on its best usable runtime (or ``runtime``), and
     each engine built here, best first; ``why`` is filled in by choose."""
     here = usable_here() if here is None else here
+    backend = runtime.partition(":")[0] if runtime else None  # openvino:GPU runs on openvino, its target kept
     found = []
     for model in bundle.models:
         path = bundle.model_path(model)
-        usable = [name for name in usable_runtimes(path, here) if runtime in (None, name)]
+        usable = [name for name in usable_runtimes(path, here, named=runtime is not None) if backend in (None, name)]
         if usable:
-            found.append(Choice(model, path, usable[0], ""))
-    if "tensorrt" in here and runtime in (None, "tensorrt"):
+            found.append(Choice(model, path, runtime or usable[0], ""))
+    if "tensorrt" in here and backend in (None, "tensorrt"):
         found += [Choice(engine.model, engine.path, "tensorrt", "") for engine in built_engines(bundle)]
     return sorted(found, key=lambda choice: _rank(choice, bundle))
 
@@ -104,7 +105,7 @@ def _rank(choice: Choice, bundle: Bundle) -> tuple:
     else:
         floats = ("fp16", "fp32") if choice.runtime == "tensorrt" else ("fp32", "fp16")
         precision = 1 + floats.index(model.precision) if model.precision in floats else 2
-    return device, precision, -get(choice.runtime).priority, model.name
+    return device, precision, -get(choice.runtime.partition(":")[0]).priority, model.name
 
 
 def _faithful(path: Path) -> bool:
@@ -150,8 +151,9 @@ def usable_here() -> set[str]:
     return {name for name in known() if usable(name)}
 
 
-def usable_runtimes(path: Path, here: set[str]) -> list[str]:
-    """The runtimes of ``here`` that open ``path``, in the registry's order."""
+def usable_runtimes(path: Path, here: set[str], named: bool = False) -> list[str]:
+    """The runtimes of ``here`` that open ``path``, in the registry's order (``named``: with those
+    that open it only when named, such as OpenVINO for .onnx)."""
     from kit.runtimes.registry import candidates
 
-    return [name for name in candidates(path) if name in here]
+    return [name for name in candidates(path, named) if name in here]

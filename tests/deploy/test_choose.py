@@ -103,3 +103,14 @@ def test_run_writes_nothing_into_a_bundle(bundle):
     ran = run_kit("run", str(bundle), "--random", "-o", str(bundle / "golden" / "digits.onnx.npz"))
     assert ran.returncode == 2 and "is inside the bundle" in ran.stderr
     assert (bundle / "golden" / "digits.onnx.npz").read_bytes() == before
+
+
+def test_a_bundles_onnx_runs_on_openvino_when_named(bundle):
+    """An Intel box runs a bundle's ONNX on OpenVINO: --runtime openvino (and a target) picks it."""
+    pytest.importorskip("openvino", reason='needs OpenVINO: pip install "edge-inference-kit[openvino]"')
+    for runtime in ("openvino", "openvino:CPU"):
+        ran = run_kit("run", bundle, "--runtime", runtime, "--random", "--json")
+        assert ran.returncode == 0, ran.stderr
+        summary = json.loads(ran.stdout)
+        assert summary["runtime"]["runtime"] == "openvino" and summary["runtime"]["device"] == "CPU"
+        assert summary["bundle"]["runtime"] == runtime and summary["bundle"]["model"].endswith(".onnx")

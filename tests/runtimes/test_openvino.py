@@ -152,3 +152,4 @@ def test_a_full_int8_tflite_reads_as_on_litert(digits, digits_tflite):
         step = raw.outputs[0].scale  # one quantization step of the int8 output
     assert (ovs.argmax(1) == lite.argmax(1)).mean() >= 0.97
     assert np.abs(ovs - lite).max() <= 2 * step + 1e-6  # identical here; kernels may round a step apart
+
