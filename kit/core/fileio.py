@@ -79,6 +79,29 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
 
 
 @contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM held back until the block ends, then delivered as they would have been
+    (Python's handlers are swapped for a recorder: a signal mask would not hold one that another
+    thread takes). Only in the main thread, where Python runs signal handlers."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    held = [signal.SIGINT] + ([signal.SIGTERM] if hasattr(signal, "SIGTERM") else [])
+    previous = {number: signal.signal(number, lambda number, frame: received.append(number)) for number in held}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+        for number in received:
+            signal.raise_signal(number)
+
+
+@contextlib.contextmanager
 def atomic_output(output: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path to write ``output`` to; move it into place only if the block succeeds.
 
@@ -97,11 +120,14 @@ def atomic_output(output: str | os.PathLike) -> Iterator[Path]:
         mode = _new_file_mode(workdir)
         yield workdir / output.name
         # Companions first, the main file last: a reader never sees the model without its data.
-        for companion in sorted(p for p in workdir.iterdir() if p.name != output.name):
-            _set_mode(companion, mode)
-            os.replace(companion, output.parent / companion.name)
-        _set_mode(workdir / output.name, mode)
-        os.replace(workdir / output.name, output)
+        # Ctrl-C and SIGTERM wait for the renames: one between them would pair a new companion
+        # (an IR's .bin) with the old model file.
+        with _signals_held():
+            for companion in sorted(p for p in workdir.iterdir() if p.name != output.name):
+                _set_mode(companion, mode)
+                os.replace(companion, output.parent / companion.name)
+            _set_mode(workdir / output.name, mode)
+            os.replace(workdir / output.name, output)
     except Exception as exc:
         if disk_full(exc):
             raise disk_full_error(output) from exc

@@ -136,3 +136,30 @@ def test_model_size_counts_only_the_external_data_the_model_references(tmp_path)
     assert model_size(tmp_path / "ext.onnx") > 64 * 64 * 4
     assert model_files(tmp_path / "single.onnx") == [tmp_path / "single.onnx"]
     assert model_size(tmp_path / "single.onnx") == (tmp_path / "single.onnx").stat().st_size < 64 * 64 * 4 + 1000
+
+
+def test_an_interrupt_waits_for_the_model_and_its_companion_to_be_both_in_place(tmp_path, monkeypatch):
+    """Ctrl-C arriving between the renames of an IR's .bin and .xml is delivered after both: the
+    new .bin never sits beside the old .xml."""
+    import os
+    import signal
+
+    (tmp_path / "m.xml").write_text("old xml")
+    (tmp_path / "m.bin").write_text("old bin")
+    renames = []
+    real_replace = os.replace
+
+    def replace(source, target):
+        real_replace(source, target)
+        renames.append(os.path.basename(target))
+        if len(renames) == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # lands while the .xml is still the old one
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_output(tmp_path / "m.xml") as tmp:
+            tmp.write_text("new xml")
+            tmp.with_suffix(".bin").write_text("new bin")
+    assert renames == ["m.bin", "m.xml"]
+    assert (tmp_path / "m.xml").read_text() == "new xml" and (tmp_path / "m.bin").read_text() == "new bin"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.bin", "m.xml"]  # the private folder gone too
