@@ -90,13 +90,15 @@ def _signals_held() -> Iterator[None]:
         yield
         return
     received: list[int] = []
-    held = [signal.SIGINT] + ([signal.SIGTERM] if hasattr(signal, "SIGTERM") else [])
+    # A handler a C library installed (getsignal: None) could not be put back: those are left alone.
+    held = [number for number in (signal.SIGINT, getattr(signal, "SIGTERM", None))
+            if number is not None and signal.getsignal(number) is not None]
     previous = {number: signal.signal(number, lambda number, frame: received.append(number)) for number in held}
     try:
         yield
     finally:
         for number, handler in previous.items():
-            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+            signal.signal(number, handler)
         for number in received:
             signal.raise_signal(number)
 
