@@ -32,10 +32,9 @@ from kit.core import provenance
 from kit.core.errors import InputError, RuntimeUnavailableError, ValidationError
 from kit.core.fileio import atomic_output, check_output_path, model_size
 from kit.core.specs import random_feeds
-from kit.export.result import ExportResult
+from kit.export.result import FP16_TOLERANCE, ExportResult
 
 PRECISIONS = ("fp32", "fp16", "int8")
-FP16_TOLERANCE = (1e-2, 1e-2)  # atol, rtol: weights rounded to f16
 INT8_SAMPLES = 64  # calibration samples the int8 IR is judged on
 MIN_INT8_AGREEMENT, MIN_INT8_SQNR_DB = 0.97, 25.0  # against the same QDQ model on ONNX Runtime: one graph, two engines
 

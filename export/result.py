@@ -10,6 +10,10 @@ from typing import Any
 from kit.check.metrics import OutputDiff
 from kit.core.specs import TensorSpec
 
+# atol, rtol an export with fp16 weights is held to against float32 (TFLite's fp16 recipe, OpenVINO's
+# compressed IR): the weights are rounded to f16, the arithmetic is not.
+FP16_TOLERANCE = (1e-2, 1e-2)
+
 # The fields each format fills in beyond the common ones, in the order its JSON lists them.
 FORMAT_FIELDS = {
     "onnx": ("exporter", "opset", "simplified"),

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 from kit.export.litert import quiet_converters, to_layout
-from kit.export.result import ExportResult, task_settings
+from kit.export.result import FP16_TOLERANCE, ExportResult, task_settings
 from kit.export.tflite_int8 import quantize_int8, quantize_recipe
 
 from kit.check.metrics import OutputDiff, compare_outputs
@@ -51,9 +51,6 @@ MIN_INT8_AGREEMENT = 0.9  # an int8 export fails below this top-1 agreement with
 
 
 MIN_INT8_SQNR_DB = 20.0  # ... unless its outputs are this close (near-tied scores flip top-1 without harm)
-
-
-FP16_TOLERANCE = (1e-2, 1e-2)  # atol, rtol for fp16 weights
 
 
 def export_tflite(

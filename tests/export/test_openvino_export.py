@@ -133,3 +133,15 @@ def test_a_truncated_ir_names_openvinos_reason(digits_ir, tmp_path):
     ran = run_kit("run", broken, "--random")
     assert ran.returncode == 2 and ran.stderr.startswith(f"error: OpenVINO could not load {broken} on CPU: ")
     assert "core.cpp" not in ran.stderr.splitlines()[0].split(": ", 2)[-1][:20]  # the cause, not a source file
+
+
+def test_the_cli_exports_int8_ir(tmp_path):
+    """--precision int8 --calib through the real kit: quantized, judged by agreement with its QDQ
+    model on ONNX Runtime, and run in int8 by OpenVINO."""
+    ran = run_kit("export", f"{MODELS_FILE}:make_conv", "--input-shape", "1x3x8x8", "--precision", "int8",
+                  "--calib", "random:64", "-o", tmp_path / "conv.xml", "--json")
+    assert ran.returncode == 0, ran.stderr
+    result = json.loads(ran.stdout)
+    assert result["precision"] == "int8" and result["validation"]["outputs"][0]["passed"] is True
+    assert result["validation"]["outputs"][0]["top1"] >= 0.97 or result["validation"]["outputs"][0]["sqnr_db"] >= 25
+    assert files_in(tmp_path) == ["conv.bin", "conv.xml"]
